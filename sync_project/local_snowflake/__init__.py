@@ -1,0 +1,138 @@
+"""The embedded ("local") Snowflake used when no account is configured: demo, development, tests.
+
+Run it with `sync-project local-snowflake`; start it from Python with
+`LocalSnowflakeProcess`. It is a real HTTP server; nothing in the sync path
+knows it is local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCAL_ACCOUNT = "local"
+LOCAL_USER = "local"
+LOCAL_PASSWORD = "local"  # noqa: S105 - the emulator accepts any password; this is not a secret
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def connection_settings(host: str, port: int) -> dict[str, Any]:
+    """Keyword arguments for `snowflake.connector.connect` that reach a local Snowflake."""
+    return {
+        "account": LOCAL_ACCOUNT,
+        "user": LOCAL_USER,
+        "password": LOCAL_PASSWORD,
+        "host": host,
+        "port": port,
+        "protocol": "http",
+    }
+
+
+def serve(data_dir: Path, host: str, port: int, demo_rows: int | None = None) -> None:
+    """Run the server in the foreground until interrupted."""
+    import snowflake.connector
+    import uvicorn
+
+    from sync_project.local_snowflake.demo import create_demo_tables
+    from sync_project.local_snowflake.server import LocalSnowflake
+
+    emulator = LocalSnowflake(data_dir)
+    config = uvicorn.Config(emulator.app(), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    if demo_rows is None:
+        server.run()
+        return
+
+    import threading
+
+    emulator.ready = False  # /_local/health says so until the demo tables exist
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.05)
+    started = time.monotonic()
+    with snowflake.connector.connect(**connection_settings(host, port)) as conn:
+        counts = create_demo_tables(conn.cursor(), demo_rows)
+    emulator.ready = True
+    print(f"demo data ready in {time.monotonic() - started:.1f}s: {counts}", flush=True)
+    thread.join()
+
+
+@dataclass
+class LocalSnowflakeProcess:
+    """A local Snowflake in its own process (as the webserver and run processes would reach it)."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    demo_rows: int | None = None
+    log_file: Path | None = None
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def connection_settings(self) -> dict[str, Any]:
+        return connection_settings(self.host, self.port)
+
+    def start(self, timeout: float = 120.0) -> LocalSnowflakeProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "sync_project.cli",
+            "local-snowflake",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        if self.demo_rows is not None:
+            args += ["--demo-rows", str(self.demo_rows)]
+        log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - owned by the child
+        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"local Snowflake exited with code {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/_local/health", timeout=1) as r:  # noqa: S310
+                    if json.loads(r.read()).get("ready"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"local Snowflake did not start on {self.base_url} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self) -> LocalSnowflakeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

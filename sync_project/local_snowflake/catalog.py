@@ -1,0 +1,307 @@
+"""What the emulator knows about tables beyond what fakesnow keeps.
+
+Declared column types (so DESC TABLE prints what CREATE TABLE said) and true
+table statistics (rows, bytes, created, last altered), both stored in a small
+DuckDB database inside the data folder so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from sync_project.local_snowflake.coltypes import declared_from_storage, declared_type, storage_type
+from sync_project.local_snowflake.sqltext import ObjectName, sql_error
+
+META = "_emulator"
+
+META_SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS {META}.main.declared_columns (
+    database_name VARCHAR, schema_name VARCHAR, table_name VARCHAR,
+    column_name VARCHAR, declared_type VARCHAR,
+    PRIMARY KEY (database_name, schema_name, table_name, column_name)
+);
+CREATE TABLE IF NOT EXISTS {META}.main.table_stats (
+    database_name VARCHAR, schema_name VARCHAR, table_name VARCHAR,
+    row_count BIGINT, bytes BIGINT, created_on TIMESTAMPTZ, last_altered TIMESTAMPTZ,
+    PRIMARY KEY (database_name, schema_name, table_name)
+);
+"""
+
+# fakesnow's SHOW TABLES view prints 0 rows, 0 bytes and 1970; this one reads true figures.
+SHOW_TABLES_VIEW_SQL = f"""
+CREATE OR REPLACE VIEW _fs_global._fs_information_schema._fs_show_tables AS
+SELECT
+    coalesce(s.created_on, to_timestamp(0)::TIMESTAMPTZ) AS created_on,
+    t.table_name AS name, 'TABLE' AS kind, t.table_catalog AS database_name,
+    t.table_schema AS schema_name, '' AS comment, '' AS cluster_by,
+    coalesce(s.row_count, 0) AS rows, coalesce(s.bytes, 0) AS bytes,
+    'SYSADMIN' AS owner, 1 AS retention_time, 'OFF' AS automatic_clustering,
+    'OFF' AS change_tracking, 'OFF' AS search_optimization,
+    NULL AS search_optimization_progress, NULL AS search_optimization_bytes,
+    'N' AS is_external, 'N' AS enable_schema_evolution, 'ROLE' AS owner_role_type,
+    'N' AS is_event, NULL AS budget, 'N' AS is_hybrid, 'N' AS is_iceberg,
+    'N' AS is_dynamic, 'N' AS is_immutable
+FROM information_schema.tables t
+LEFT JOIN {META}.main.table_stats s
+  ON s.database_name = t.table_catalog AND s.schema_name = t.table_schema AND s.table_name = t.table_name
+WHERE NOT (t.table_schema = '_fs_information_schema') AND t.table_type = 'BASE TABLE'
+"""
+
+
+def patch_fakesnow_info_schema() -> None:
+    """Make fakesnow's per-database INFORMATION_SCHEMA.TABLES view read the emulator's statistics."""
+    from string import Template
+
+    from fakesnow import info_schema
+
+    text = info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW.template
+    if META in text:
+        return
+    replacements = {
+        "create view if not exists": "create or replace view",
+        'tables.estimated_size AS "ROW_COUNT"': 'coalesce(st.row_count, tables.estimated_size) AS "ROW_COUNT"',
+        '0 AS "BYTES"': 'coalesce(st.bytes, 0) AS "BYTES"',
+        'to_timestamp(0)::timestamptz AS "CREATED"': (
+            'coalesce(st.created_on, to_timestamp(0)::timestamptz) AS "CREATED"'
+        ),
+        'to_timestamp(0)::timestamptz AS "LAST_ALTERED"': (
+            'coalesce(st.last_altered, to_timestamp(0)::timestamptz) AS "LAST_ALTERED"'
+        ),
+        "from duckdb_tables tables\n": (
+            f"from duckdb_tables tables\nleft join {META}.main.table_stats st on "
+            "st.database_name = tables.database_name and st.schema_name = tables.schema_name "
+            "and st.table_name = tables.table_name\n"
+        ),
+    }
+    for old, new in replacements.items():
+        if old not in text:
+            raise RuntimeError(f"fakesnow's INFORMATION_SCHEMA.TABLES view changed; cannot patch {old!r}")
+        text = text.replace(old, new)
+    info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(text)
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(obj: ObjectName) -> str:
+    return f"{quote(obj.database)}.{quote(obj.schema)}.{quote(obj.name)}"
+
+
+def _identifier(node: exp.Expr | None) -> str:
+    if isinstance(node, exp.Identifier):
+        text = str(node.this)
+        return text if node.quoted else text.upper()
+    if node is None:
+        raise sql_error("SQL compilation error:\nmissing identifier")
+    return node.name.upper()
+
+
+def object_name(table: exp.Table, database: str | None, schema: str | None) -> ObjectName:
+    """Resolve a sqlglot table reference the way Snowflake does (unquoted parts upper-cased)."""
+    db = _identifier(table.args.get("catalog")) if table.args.get("catalog") else database
+    sch = _identifier(table.args.get("db")) if table.args.get("db") else schema
+    if not db or not sch:
+        raise sql_error(
+            "SQL compilation error:\nCannot resolve the table without a current database and schema.",
+            errno=90105,
+            sqlstate="22000",
+        )
+    return ObjectName(db, sch, _identifier(table.this))
+
+
+def table_exists(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> bool:
+    row = duck.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        [obj.database, obj.schema, obj.name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def not_found(obj: ObjectName) -> Exception:
+    return sql_error(
+        f"SQL compilation error:\nTable '{obj.display()}' does not exist or not authorized.",
+        errno=2003,
+        sqlstate="42S02",
+    )
+
+
+def create_table(duck: duckdb.DuckDBPyConnection, create: exp.Create, database: str | None, schema: str | None) -> str:
+    """Run a CREATE TABLE with column definitions: store declared types, create the DuckDB table."""
+    schema_node = create.this
+    assert isinstance(schema_node, exp.Schema)
+    table = schema_node.this
+    assert isinstance(table, exp.Table)
+    obj = object_name(table, database, schema)
+    columns: list[tuple[str, str, bool]] = []
+    primary_key: list[str] = []
+    for item in schema_node.expressions:
+        if isinstance(item, exp.ColumnDef):
+            kind = item.args.get("kind")
+            if not isinstance(kind, exp.DataType):
+                raise sql_error(f"SQL compilation error:\ncolumn {item.name} has no type")
+            not_null = any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in item.constraints)
+            name = _identifier(item.this)
+            if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in item.constraints):
+                primary_key.append(name)
+            columns.append((name, declared_type(kind), not_null))
+        elif isinstance(item, exp.PrimaryKey):
+            primary_key.extend(_identifier(e if isinstance(e, exp.Identifier) else e.this) for e in item.expressions)
+    exists = table_exists(duck, obj)
+    if exists and create.args.get("exists"):
+        return f"{obj.name} already exists, statement succeeded."
+    if exists and not create.args.get("replace"):
+        raise sql_error(f"SQL compilation error:\nObject '{obj.display()}' already exists.", errno=2002)
+    body = [f"{quote(name)} {storage_type(decl)}{' NOT NULL' if not_null else ''}" for name, decl, not_null in columns]
+    if primary_key:
+        body.append(f"PRIMARY KEY ({', '.join(quote(c) for c in primary_key)})")
+    duck.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(obj.database)}.{quote(obj.schema)}")
+    duck.execute(f"CREATE OR REPLACE TABLE {qualified(obj)} ({', '.join(body)})")
+    forget_table(duck, obj)
+    duck.executemany(
+        f"INSERT INTO {META}.main.declared_columns VALUES (?, ?, ?, ?, ?)",
+        [[obj.database, obj.schema, obj.name, name, decl] for name, decl, _ in columns],
+    )
+    refresh_stats(duck, obj, created=True)
+    return f"Table {obj.name} successfully created."
+
+
+def record_added_columns(
+    duck: duckdb.DuckDBPyConnection, alter: exp.Alter, database: str | None, schema: str | None
+) -> None:
+    """After fakesnow ran ALTER TABLE ... ADD COLUMN, remember the declared types of the new columns."""
+    table = alter.this
+    if not isinstance(table, exp.Table):
+        return
+    obj = object_name(table, database, schema)
+    for action in alter.args.get("actions") or []:
+        if isinstance(action, exp.ColumnDef) and isinstance(action.args.get("kind"), exp.DataType):
+            duck.execute(
+                f"INSERT OR REPLACE INTO {META}.main.declared_columns VALUES (?, ?, ?, ?, ?)",
+                [
+                    obj.database,
+                    obj.schema,
+                    obj.name,
+                    _identifier(action.this),
+                    declared_type(action.args["kind"]),
+                ],
+            )
+
+
+def forget_table(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> None:
+    for meta_table in ("declared_columns", "table_stats"):
+        duck.execute(
+            f"DELETE FROM {META}.main.{meta_table} WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [obj.database, obj.schema, obj.name],
+        )
+
+
+def _columns(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[tuple[str, str, bool]]:
+    return [
+        (r[0], r[1], bool(r[2]))
+        for r in duck.execute(
+            "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+            [obj.database, obj.schema, obj.name],
+        ).fetchall()
+    ]
+
+
+_VARIABLE_WIDTH = ("VARCHAR", "BLOB", "JSON")
+_FIXED_WIDTH = {"BOOLEAN": 1, "DATE": 4, "TIME": 8, "DOUBLE": 8, "BIGINT": 8, "INTEGER": 4, "HUGEINT": 16}
+
+
+def refresh_stats(duck: duckdb.DuckDBPyConnection, obj: ObjectName, created: bool = False) -> None:
+    """Recount rows and bytes of a table that just changed and stamp LAST_ALTERED."""
+    if not table_exists(duck, obj):
+        forget_table(duck, obj)
+        return
+    terms = ["0"]
+    for name, dtype, _ in _columns(duck, obj):
+        col = quote(name)
+        if dtype == "BLOB":
+            terms.append(f"coalesce(sum(octet_length({col})), 0)")
+        elif dtype in _VARIABLE_WIDTH:
+            terms.append(f"coalesce(sum(strlen({col}::VARCHAR)), 0)")
+        else:
+            width = _FIXED_WIDTH.get(dtype, 16 if dtype.startswith(("DECIMAL", "TIMESTAMP")) else 8)
+            terms.append(f"{width} * count({col})")
+    row = duck.execute(f"SELECT count(*), {' + '.join(terms)} FROM {qualified(obj)}").fetchone()
+    assert row is not None
+    now = dt.datetime.now(dt.UTC)
+    duck.execute(
+        f"""
+        INSERT INTO {META}.main.table_stats VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (database_name, schema_name, table_name) DO UPDATE SET
+            row_count = excluded.row_count, bytes = excluded.bytes, last_altered = excluded.last_altered,
+            created_on = CASE WHEN ? THEN excluded.created_on ELSE table_stats.created_on END
+        """,
+        [obj.database, obj.schema, obj.name, row[0], int(row[1]), now, now, created],
+    )
+
+
+DESC_COLUMNS = [
+    "name",
+    "type",
+    "kind",
+    "null?",
+    "default",
+    "primary key",
+    "unique key",
+    "check",
+    "expression",
+    "comment",
+    "policy name",
+    "privacy domain",
+]
+
+
+def describe_table(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[list[Any]]:
+    """DESC TABLE rows, as Snowflake prints them, from declared types (or derived ones)."""
+    is_view = duck.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+        [obj.database, obj.schema, obj.name],
+    ).fetchone()
+    if not table_exists(duck, obj) and not (is_view and is_view[0]):
+        raise not_found(obj)
+    declared = dict(
+        duck.execute(
+            f"SELECT column_name, declared_type FROM {META}.main.declared_columns "
+            "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [obj.database, obj.schema, obj.name],
+        ).fetchall()
+    )
+    pk_row = duck.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [obj.database, obj.schema, obj.name],
+    ).fetchone()
+    primary_key = set(pk_row[0]) if pk_row else set()
+    if is_view and is_view[0]:
+        cols = [
+            (r[0], r[1], True)
+            for r in duck.execute(f"DESCRIBE SELECT * FROM {qualified(obj)}").fetchall()  # view columns
+        ]
+    else:
+        cols = _columns(duck, obj)
+    return [
+        [
+            name,
+            declared.get(name) or declared_from_storage(dtype),
+            "COLUMN",
+            "Y" if nullable else "N",
+            None,
+            "Y" if name in primary_key else "N",
+            "N",
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
+        for name, dtype, nullable in cols
+    ]

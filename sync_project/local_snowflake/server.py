@@ -1,0 +1,475 @@
+"""The local Snowflake: fakesnow's HTTP server plus what the sync needs and fakesnow lacks.
+
+snowflake-connector-python talks to it over HTTP exactly as to Snowflake. The
+emulator answers the stage commands (CREATE/DROP STAGE, LIST, REMOVE, GET,
+COPY INTO @stage), DESC TABLE and CREATE TABLE itself, keeps true table
+statistics for SHOW TABLES and INFORMATION_SCHEMA.TABLES, and hands every
+other statement to fakesnow. State lives in one data folder, so the
+webserver, the daemon and every run process see one Snowflake.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import fakesnow.arrow
+import fakesnow.server as fs_server
+import pyarrow as pa
+import pyarrow.compute as pc
+from fakesnow.cursor import FakeSnowflakeCursor
+from fakesnow.dialect import parse_one
+from fakesnow.fakes import FakeSnowflakeConnection
+from fakesnow.instance import FakeSnow
+from snowflake.connector.errors import Error as SnowflakeError
+from sqlglot import exp
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync_project.local_snowflake import catalog
+from sync_project.local_snowflake.faults import Fault, FaultPlan
+from sync_project.local_snowflake.sqltext import (
+    matching_paren,
+    parse_options,
+    parse_stage_ref,
+    resolve_name,
+    split_dotted,
+    sql_error,
+    strip_comments,
+)
+from sync_project.local_snowflake.stages import StageStore
+from sync_project.local_snowflake.unload import unload_query
+
+logger = logging.getLogger("sync_project.local_snowflake")
+
+SELECT_STATEMENT = 0x1000
+
+_F = re.IGNORECASE | re.DOTALL
+STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
+    ("alter_session", re.compile(r"ALTER\s+SESSION\s+(SET|UNSET)\s+(?P<rest>.*)", _F)),
+    (
+        "create_stage",
+        re.compile(
+            r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?P<temp>TEMP\s+|TEMPORARY\s+)?STAGE\s+"
+            r"(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    ("drop_stage", re.compile(r"DROP\s+STAGE\s+(?P<ie>IF\s+EXISTS\s+)?(?P<rest>.*)", _F)),
+    ("list", re.compile(r"(LIST|LS)\s+(?P<rest>.*)", _F)),
+    ("remove", re.compile(r"(REMOVE|RM)\s+(?P<rest>.*)", _F)),
+    ("get", re.compile(r"GET\s+(?P<rest>.*)", _F)),
+    ("unload", re.compile(r"COPY\s+INTO\s+(?P<rest>'?@.*)", _F)),
+    ("desc_table", re.compile(r"DESC(RIBE)?\s+TABLE\s+(?P<rest>.*)", _F)),
+    ("create_table", re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE\s+(?P<rest>.*)", _F)),
+    ("show_tables", re.compile(r"SHOW\s+(TERSE\s+)?TABLES\b(?P<rest>.*)", _F)),
+]
+
+
+def classify(sql: str) -> tuple[str | None, re.Match[str] | None]:
+    text = strip_comments(sql)
+    for kind, pattern in STATEMENTS:
+        if m := pattern.fullmatch(text):
+            return kind, m
+    return None, None
+
+
+def _patch_fakesnow_null_timestamps() -> None:
+    """fakesnow turns NULL timestamps into 1970-01-01 in query results; keep them NULL."""
+    original = fakesnow.arrow.timestamp_to_sf_struct
+    if getattr(original, "_keeps_nulls", False):
+        return
+
+    def timestamp_to_sf_struct(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        struct = original(pc.fill_null(ts, pa.scalar(0, ts.type)))
+        if not ts.null_count:
+            return struct
+        return pa.StructArray.from_arrays(
+            [struct.field(i) for i in range(struct.type.num_fields)],
+            fields=list(struct.type),
+            mask=pc.is_null(ts),
+        )
+
+    timestamp_to_sf_struct._keeps_nulls = True  # type: ignore[attr-defined]
+    fakesnow.arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
+
+
+_AS_TEXT_FUNCTIONS = {"ST_ASWKT", "ST_ASTEXT"}
+
+
+def _geography_as_text(node: exp.Expr) -> exp.Expr:
+    """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
+    if isinstance(node, exp.Func):
+        name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+        args = [node.this] if node.this is not None and not isinstance(node, exp.Anonymous) else node.expressions
+        if name.upper() in _AS_TEXT_FUNCTIONS and len(args) == 1 and isinstance(args[0], exp.Expr):
+            return exp.cast(args[0].copy(), "VARCHAR")
+    return node
+
+
+def _patch_fakesnow_geography() -> None:
+    """Teach fakesnow's transform chain that GEOGRAPHY is WKT text here (ST_ASWKT and friends)."""
+    original = FakeSnowflakeCursor._transform
+    if getattr(original, "_geography_as_text", False):
+        return
+
+    def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
+        return original(self, expression.transform(_geography_as_text, copy=False), params)
+
+    transform._geography_as_text = True  # type: ignore[attr-defined]
+    FakeSnowflakeCursor._transform = transform  # type: ignore[method-assign]
+
+
+@dataclass
+class Result:
+    """A small result set the emulator builds itself, sent as JSON rows."""
+
+    columns: list[tuple[str, str]]  # (name, "text" | "fixed")
+    rows: list[list[Any]]
+
+
+def _message(text: str) -> Result:
+    return Result([("status", "text")], [[text]])
+
+
+def _rowtype(name: str, kind: str) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": name,
+        "database": "",
+        "schema": "",
+        "table": "",
+        "nullable": True,
+        "collation": None,
+    }
+    if kind == "fixed":
+        return base | {"type": "fixed", "precision": 38, "scale": 0, "length": None, "byteLength": None}
+    return base | {
+        "type": "text",
+        "length": 16777216,
+        "byteLength": 16777216,
+        "precision": None,
+        "scale": None,
+    }
+
+
+def _error_response(error: SnowflakeError) -> JSONResponse:
+    code = f"{error.errno or 0:06d}"
+    return JSONResponse(
+        {
+            "data": {"errorCode": code, "sqlState": error.sqlstate, "queryId": str(uuid.uuid4())},
+            "code": code,
+            "message": error.msg,
+            "success": False,
+        }
+    )
+
+
+class LocalSnowflake:
+    """One emulator instance over one data folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        databases = self.data_dir / "databases"
+        databases.mkdir(parents=True, exist_ok=True)
+        catalog.patch_fakesnow_info_schema()
+        _patch_fakesnow_null_timestamps()
+        _patch_fakesnow_geography()
+        self.fs = FakeSnow(db_path=databases)
+        duck = self.fs.duck_conn
+        duck.execute(f"ATTACH '{self.data_dir / 'emulator.duckdb'}' AS {catalog.META}")
+        duck.execute(catalog.META_SCHEMA_SQL)
+        duck.execute(catalog.SHOW_TABLES_VIEW_SQL)
+        # Attach the databases earlier runs created, so fully qualified names resolve from any session.
+        for db_file in sorted(databases.glob("*.db")):
+            self.fs.connect(db_file.stem, None).close()
+        # fakesnow's server keeps one module-level instance; point it at this data folder.
+        fs_server.shared_fs = self.fs
+        self.stages = StageStore(self.data_dir / "stages")
+        self.faults = FaultPlan()
+        self.session_parameters: dict[str, dict[str, Any]] = {}
+        self.ready = True
+
+    # -- handlers for the statements the emulator answers itself --------------------------------
+
+    def handle(
+        self, kind: str, match: re.Match[str], sql: str, token: str, conn: FakeSnowflakeConnection
+    ) -> Result | dict[str, Any] | None:
+        rest = match.group("rest") if "rest" in match.groupdict() else ""
+        db, schema = conn.database, conn.schema
+        duck = conn._duck_conn
+        if kind == "alter_session":
+            params = self.session_parameters.setdefault(token, {})
+            for key, value in parse_options(rest).items():
+                params[key] = value
+            return _message("Statement executed successfully.")
+        if kind == "create_stage":
+            parts, after = split_dotted(rest.strip())
+            stage = resolve_name(parts, db, schema)
+            return _message(
+                self.stages.create(
+                    stage,
+                    session=token,
+                    temporary=bool(match.group("temp")),
+                    replace=bool(match.group("replace")),
+                    if_not_exists=bool(match.group("ine")),
+                )
+            )
+        if kind == "drop_stage":
+            parts, _ = split_dotted(rest.strip())
+            return _message(self.stages.drop(resolve_name(parts, db, schema), if_exists=bool(match.group("ie"))))
+        if kind in ("list", "remove"):
+            ref, after = parse_stage_ref(rest, db, schema)
+            pattern = parse_options(after).get("PATTERN")
+            pattern_text = pattern if isinstance(pattern, str) else None
+            if kind == "list":
+                return Result(
+                    [("name", "text"), ("size", "fixed"), ("md5", "text"), ("last_modified", "text")],
+                    self.stages.list_rows(ref, pattern_text),
+                )
+            return Result([("name", "text"), ("result", "text")], self.stages.remove(ref, pattern_text))
+        if kind == "get":
+            return self._get(rest, db, schema)
+        if kind == "unload":
+            return self._unload(rest, conn)
+        if kind == "desc_table":
+            parts, _ = split_dotted(rest.strip())
+            obj = resolve_name(parts, db, schema)
+            return Result([(c, "text") for c in catalog.DESC_COLUMNS], catalog.describe_table(duck, obj))
+        if kind == "create_table":
+            create = parse_one(sql)
+            if (
+                isinstance(create, exp.Create)
+                and isinstance(create.this, exp.Schema)
+                and any(isinstance(e, exp.ColumnDef) for e in create.this.expressions)
+                and not create.args.get("expression")
+            ):
+                return _message(catalog.create_table(duck, create, db, schema))
+        return None  # fakesnow answers it
+
+    def _get(self, rest: str, db: str | None, schema: str | None) -> dict[str, Any]:
+        ref, after = parse_stage_ref(rest, db, schema)
+        m = re.match(r"\s*(?:'([^']*)'|(\S+))(.*)", after, re.DOTALL)
+        if not m:
+            raise sql_error("SQL compilation error:\nGET needs a local file:// location")
+        url = m.group(1) or m.group(2)
+        if not url.lower().startswith("file://"):
+            raise sql_error(f"SQL compilation error:\nGET target {url!r} is not a file:// URL")
+        local = urllib.parse.unquote(urllib.parse.urlparse(url).path)
+        options = parse_options(m.group(3))
+        pattern = options.get("PATTERN")
+        parallel = options.get("PARALLEL", 10)
+        if not isinstance(parallel, int) or not 1 <= parallel <= 99:
+            raise sql_error("SQL compilation error:\nPARALLEL must be an integer between 1 and 99", errno=1008)
+        files = self.stages.files(ref, pattern if isinstance(pattern, str) else None)
+        if not files:
+            raise sql_error(
+                f"Remote file 'stage://{ref.stage.display()}/{ref.path}' was not found. There are several "
+                "potential causes. The file might not exist. The required access might not be granted.",
+                errno=253006,
+                sqlstate="02000",
+            )
+        sources = [f.relative for f in files]
+        if self.faults.take("get_partial"):
+            # The last file "breaks" mid-download: the connector copies the others and reports it failed.
+            sources[-1] = sources[-1] + ".lost-in-transit"
+        return {
+            "command": "DOWNLOAD",
+            "src_locations": sources,
+            "stageInfo": {
+                "locationType": "LOCAL_FS",
+                "location": f"{self.stages.folder(ref.stage)}/",
+                "path": ref.path,
+                "creds": {},
+                "region": None,
+            },
+            "localLocation": local,
+            "parallel": parallel,
+            "overwrite": True,
+            "autoCompress": False,
+            "sourceCompression": "none",
+            "queryId": str(uuid.uuid4()),
+        }
+
+    def _unload(self, rest: str, conn: FakeSnowflakeConnection) -> Result:
+        ref, after = parse_stage_ref(rest, conn.database, conn.schema)
+        m = re.match(r"\s*FROM\s+", after, re.IGNORECASE)
+        if not m:
+            raise sql_error("SQL compilation error:\nCOPY INTO <location> needs FROM (<query>) or FROM <table>")
+        after = after[m.end() :]
+        if after.startswith("("):
+            end = matching_paren(after, 0)
+            query, options_text = after[1:end], after[end + 1 :]
+        else:
+            parts, options_text = split_dotted(after)
+            table = resolve_name(parts, conn.database, conn.schema)
+            query = f"SELECT * FROM {catalog.qualified(table)}"
+        # fakesnow's own transforms turn the Snowflake query into DuckDB SQL.
+        cursor = conn.cursor()
+        duckdb_sql = cursor._transform(parse_one(query), None).sql(dialect="duckdb")
+        location = self.stages.location(ref)
+        if not ref.path or ref.path.endswith("/"):
+            folder, prefix = location, "data"
+        else:
+            folder, prefix = location.parent, location.name
+        # A cursor of its own whose current schema lets fakesnow's macros (e.g. _fs_to_timestamp) resolve
+        # even when the session has no current database.
+        with self.fs.duck_conn.cursor() as duck:
+            db = conn.database or ref.stage.database
+            schema = conn.schema if conn.database else ref.stage.schema
+            duck.execute(f"USE {catalog.quote(db)}.{catalog.quote(schema or 'main')}")
+            result = unload_query(duck, duckdb_sql, folder, prefix, parse_options(options_text))
+        return Result(
+            [("rows_unloaded", "fixed"), ("input_bytes", "fixed"), ("output_bytes", "fixed")],
+            [[result.rows_unloaded, result.input_bytes, result.output_bytes]],
+        )
+
+    def after_fakesnow(self, sql: str, conn: FakeSnowflakeConnection) -> None:
+        """Keep declared types and statistics in step with a statement fakesnow just ran."""
+        try:
+            expression = parse_one(sql)
+        except Exception:  # fakesnow parsed it already; nothing of ours to update
+            return
+        if not isinstance(
+            expression, exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Create | exp.Alter | exp.Drop
+        ) and not isinstance(expression, exp.TruncateTable | exp.Copy):
+            return
+        if isinstance(expression, exp.Create | exp.Drop) and str(expression.args.get("kind")).upper() != "TABLE":
+            return
+        table = expression.find(exp.Table)
+        if table is None:
+            return
+        obj = catalog.object_name(table, conn.database, conn.schema)
+        duck = conn._duck_conn
+        if isinstance(expression, exp.Drop):
+            catalog.forget_table(duck, obj)
+            return
+        if isinstance(expression, exp.Alter):
+            catalog.record_added_columns(duck, expression, conn.database, conn.schema)
+        catalog.refresh_stats(duck, obj, created=isinstance(expression, exp.Create))
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    async def _apply_fault(self, *kinds: str) -> Response | None:
+        fault = self.faults.take(*kinds)
+        if fault is None:
+            return None
+        logger.info("injected fault %s (%s)", fault.kind, fault.mode)
+        if fault.mode == "stall":
+            await anyio.sleep(fault.seconds)
+            return None
+        if fault.mode == "http_error":
+            return JSONResponse({"success": False, "message": fault.message}, status_code=fault.status)
+        return _error_response(sql_error(fault.message, errno=fault.errno, sqlstate="XX000"))
+
+    async def login(self, request: Request) -> Response:
+        if failure := await self._apply_fault("login"):
+            return failure
+        response = await fs_server.login_request(request)
+        answer = json.loads(bytes(response.body))
+        token = answer.get("data", {}).get("token")
+        if token:
+            # Without a master token the connector never logs out, and temporary stages would outlive sessions.
+            answer["data"]["masterToken"] = f"master-{token}"
+            response = JSONResponse(answer, status_code=response.status_code)
+        conn = fs_server.sessions.get(token) if token else None
+        if conn is not None and not conn.database:
+            # fakesnow's helper macros live in each database; without a current database DuckDB would not
+            # find them, so put every database's main schema on this session's search path.
+            databases = [
+                r[0]
+                for r in conn._duck_conn.execute(
+                    "SELECT database_name FROM duckdb_databases() "
+                    "WHERE NOT internal AND NOT starts_with(database_name, '_') AND database_name != 'memory'"
+                ).fetchall()
+            ]
+            if databases:
+                path = ",".join(f"{catalog.quote(d)}.main" for d in databases)
+                conn._duck_conn.execute(f"SET search_path = '{path}'")
+        return response
+
+    async def session(self, request: Request) -> Response:
+        if request.query_params.get("delete"):
+            token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+            self.stages.end_session(token)
+            self.session_parameters.pop(token, None)
+        return await fs_server.session(request)
+
+    async def query(self, request: Request) -> Response:
+        body = await request.body()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        sql = json.loads(body)["sqlText"]
+        kind, match = classify(sql)
+        if failure := await self._apply_fault("query", *([kind] if kind else [])):
+            return failure
+        try:
+            token = fs_server.to_token(request)
+            conn = fs_server.to_conn(token)
+        except fs_server.ServerError as e:
+            return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
+        if kind and match:
+            try:
+                answer = await run_in_threadpool(self.handle, kind, match, sql, token, conn)
+            except SnowflakeError as e:
+                return _error_response(e)
+            except duckdb.Error as e:
+                # As fakesnow does: a DuckDB error is the query's fault, reported as a compilation error.
+                return _error_response(sql_error(f"SQL compilation error:\n{e}", errno=2043, sqlstate="02000"))
+            if isinstance(answer, dict):
+                return JSONResponse({"data": answer, "success": True})
+            if isinstance(answer, Result):
+                return JSONResponse(
+                    {
+                        "data": {
+                            "rowtype": [_rowtype(n, k) for n, k in answer.columns],
+                            "rowset": [[None if v is None else str(v) for v in row] for row in answer.rows],
+                            "total": len(answer.rows),
+                            "returned": len(answer.rows),
+                            "queryId": str(uuid.uuid4()),
+                            "queryResultFormat": "json",
+                            "statementTypeId": SELECT_STATEMENT,
+                            "finalDatabaseName": conn.database,
+                            "finalSchemaName": conn.schema,
+                        },
+                        "success": True,
+                    }
+                )
+        response = await fs_server.query_request(request)
+        if response.status_code == 200 and b'"success":true' in bytes(response.body):
+            await run_in_threadpool(self.after_fakesnow, sql, conn)
+        return response
+
+    async def faults_endpoint(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.faults.add(Fault(**(await request.json())))
+        elif request.method == "DELETE":
+            self.faults.clear()
+        return JSONResponse(self.faults.snapshot())
+
+    def app(self) -> Starlette:
+        route: Callable[..., Any] = Route
+        routes = [
+            route("/session/v1/login-request", self.login, methods=["POST"]),
+            route("/session", self.session, methods=["POST"]),
+            route("/queries/v1/query-request", self.query, methods=["POST"]),
+            route("/_local/faults", self.faults_endpoint, methods=["GET", "POST", "DELETE"]),
+            route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
+        ]
+        own = {"/session/v1/login-request", "/session", "/queries/v1/query-request"}
+        routes += [r for r in fs_server.routes if getattr(r, "path", None) not in own]
+        return Starlette(routes=routes)

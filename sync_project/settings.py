@@ -1,0 +1,90 @@
+"""Every environment variable the project reads, in one place, with its default.
+
+Secrets (password, private key, passphrase, token) are only ever named here;
+their values are read by Dagster's `EnvVar` in resources.py, so they never sit
+in a settings object, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# -- Snowflake ---------------------------------------------------------------------------------
+SNOWFLAKE_ACCOUNT = "SNOWFLAKE_ACCOUNT"  # unset: use the local (embedded) Snowflake
+SNOWFLAKE_USER = "SNOWFLAKE_USER"
+SNOWFLAKE_PASSWORD = "SNOWFLAKE_PASSWORD"  # noqa: S105 - a variable name; secret value
+SNOWFLAKE_PRIVATE_KEY = "SNOWFLAKE_PRIVATE_KEY"  # secret: PEM text
+SNOWFLAKE_PRIVATE_KEY_PATH = "SNOWFLAKE_PRIVATE_KEY_PATH"
+SNOWFLAKE_PRIVATE_KEY_PASSPHRASE = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"  # noqa: S105 - secret value
+SNOWFLAKE_TOKEN = "SNOWFLAKE_TOKEN"  # noqa: S105 - secret value: programmatic access token
+SNOWFLAKE_ROLE = "SNOWFLAKE_ROLE"
+SNOWFLAKE_WAREHOUSE = "SNOWFLAKE_WAREHOUSE"
+SNOWFLAKE_DATABASE = "SNOWFLAKE_DATABASE"
+
+# -- The local Snowflake -----------------------------------------------------------------------
+LOCAL_SNOWFLAKE_HOST = "LOCAL_SNOWFLAKE_HOST"
+LOCAL_SNOWFLAKE_PORT = "LOCAL_SNOWFLAKE_PORT"
+LOCAL_SNOWFLAKE_DATA_DIR = "LOCAL_SNOWFLAKE_DATA_DIR"
+
+# -- DuckDB and local files --------------------------------------------------------------------
+SYNC_DUCKDB_PATH = "SYNC_DUCKDB_PATH"
+SYNC_DOWNLOAD_DIR = "SYNC_DOWNLOAD_DIR"
+SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
+SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
+SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
+
+DEFAULT_DATABASE = "KEBOOLA_33"
+DEFAULT_LOCAL_HOST = "127.0.0.1"
+DEFAULT_LOCAL_PORT = 8765
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def local_state_dir() -> Path:
+    """Where the demo keeps its state (`.local/`, ignored by git)."""
+    return project_root() / ".local"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Non-secret settings, read once from the environment."""
+
+    snowflake_account: str | None
+    snowflake_database: str
+    local_host: str
+    local_port: int
+    local_data_dir: Path
+    duckdb_path: Path
+    download_dir: Path
+    lock_timeout_seconds: float
+    get_parallel: int
+    max_file_size: int
+
+    @property
+    def uses_local_snowflake(self) -> bool:
+        return self.snowflake_account is None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        state = local_state_dir()
+        return cls(
+            snowflake_account=os.environ.get(SNOWFLAKE_ACCOUNT, "").strip() or None,
+            snowflake_database=_env(SNOWFLAKE_DATABASE, DEFAULT_DATABASE),
+            local_host=_env(LOCAL_SNOWFLAKE_HOST, DEFAULT_LOCAL_HOST),
+            local_port=int(_env(LOCAL_SNOWFLAKE_PORT, str(DEFAULT_LOCAL_PORT))),
+            local_data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(state / "snowflake"))),
+            duckdb_path=Path(_env(SYNC_DUCKDB_PATH, str(state / "sync.duckdb"))),
+            download_dir=Path(_env(SYNC_DOWNLOAD_DIR, str(state / "downloads"))),
+            lock_timeout_seconds=float(_env(SYNC_LOCK_TIMEOUT_SECONDS, "600")),
+            get_parallel=int(_env(SYNC_GET_PARALLEL, "10")),
+            max_file_size=int(_env(SYNC_MAX_FILE_SIZE, str(64 * 1024 * 1024))),
+        )

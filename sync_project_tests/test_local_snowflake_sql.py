@@ -1,0 +1,104 @@
+"""The emulator's own SQL helpers, without a server."""
+
+from __future__ import annotations
+
+import pytest
+from fakesnow.dialect import parse_one
+from snowflake.connector.errors import ProgrammingError
+from sqlglot import exp
+
+from sync_project.local_snowflake.coltypes import declared_type, storage_type
+from sync_project.local_snowflake.server import classify
+from sync_project.local_snowflake.sqltext import ObjectName, parse_options, parse_stage_ref, split_dotted
+from sync_project.local_snowflake.stages import safe_component
+
+
+def test_stage_reference_keeps_quoted_case_and_path() -> None:
+    ref, rest = parse_stage_ref('@db."My.Sch"."st""g"/run/1/ FROM x', "CUR", "S")
+    assert ref.stage == ObjectName("DB", "My.Sch", 'st"g')
+    assert ref.path == "run/1/"
+    assert rest.strip() == "FROM x"
+
+
+def test_stage_reference_uses_session_context_and_quotes() -> None:
+    ref, rest = parse_stage_ref("'@stg/p' PATTERN = '.*'", "DB", "SCH")
+    assert ref.stage == ObjectName("DB", "SCH", "STG")
+    assert ref.path == "p"
+    assert parse_options(rest) == {"PATTERN": ".*"}
+
+
+def test_stage_reference_without_at_is_refused() -> None:
+    with pytest.raises(ProgrammingError):
+        parse_stage_ref("stage/path", "DB", "SCH")
+
+
+def test_options_are_typed_and_nested() -> None:
+    options = parse_options(
+        "FILE_FORMAT = (TYPE = PARQUET COMPRESSION = 'SNAPPY') HEADER = TRUE MAX_FILE_SIZE = 1024 OVERWRITE=false"
+    )
+    assert options == {
+        "FILE_FORMAT": {"TYPE": "PARQUET", "COMPRESSION": "SNAPPY"},
+        "HEADER": True,
+        "MAX_FILE_SIZE": 1024,
+        "OVERWRITE": False,
+    }
+
+
+def test_split_dotted_stops_at_path() -> None:
+    parts, rest = split_dotted('a."b/c".d/x')
+    assert parts == ["a", '"b/c"', "d"]
+    assert rest == "/x"
+
+
+@pytest.mark.parametrize(
+    ("sql", "declared", "stored"),
+    [
+        ("NUMBER(38,0)", "NUMBER(38,0)", "DECIMAL(38,0)"),
+        ("INT", "NUMBER(38,0)", "DECIMAL(38,0)"),
+        ("NUMBER", "NUMBER(38,0)", "DECIMAL(38,0)"),
+        ("NUMBER(12,2)", "NUMBER(12,2)", "DECIMAL(12,2)"),
+        ("VARCHAR", "VARCHAR(16777216)", "VARCHAR"),
+        ("CHAR(3)", "VARCHAR(3)", "VARCHAR"),
+        ("BINARY(16)", "BINARY(16)", "BLOB"),
+        ("TIMESTAMP_TZ(3)", "TIMESTAMP_TZ(3)", "TIMESTAMPTZ"),
+        ("TIMESTAMP_LTZ", "TIMESTAMP_LTZ(9)", "TIMESTAMPTZ"),
+        ("TIMESTAMP_NTZ", "TIMESTAMP_NTZ(9)", "TIMESTAMP"),
+        ("TIME", "TIME(9)", "TIME"),
+        ("DOUBLE", "FLOAT", "DOUBLE"),
+        ("VARIANT", "VARIANT", "JSON"),
+        ("OBJECT", "OBJECT", "JSON"),
+        ("ARRAY", "ARRAY", "JSON"),
+        ("GEOGRAPHY", "GEOGRAPHY", "VARCHAR"),
+        ("GEOMETRY", "GEOMETRY", "VARCHAR"),
+    ],
+)
+def test_declared_and_storage_types(sql: str, declared: str, stored: str) -> None:
+    create = parse_one(f"CREATE TABLE t (c {sql})")
+    column = create.find(exp.ColumnDef)
+    assert column is not None
+    assert declared_type(column.args["kind"]) == declared
+    assert storage_type(declared) == stored
+
+
+def test_safe_component_cannot_escape() -> None:
+    for name in ("..", ".", "a/b", "x\x00y", ""):
+        component = safe_component(name)
+        assert "/" not in component and component not in (".", "..", "") and "\x00" not in component
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("copy into @s/p/ from (select 1)", "unload"),
+        ("COPY INTO t FROM @s", None),
+        ("-- note\nGET @s/p/ 'file:///tmp/'", "get"),
+        ("create or replace temporary stage x", "create_stage"),
+        ("drop stage if exists x", "drop_stage"),
+        ("ls @s", "list"),
+        ("rm @s", "remove"),
+        ("describe table t", "desc_table"),
+        ("select 1", None),
+    ],
+)
+def test_statement_classification(sql: str, kind: str | None) -> None:
+    assert classify(sql)[0] == kind
