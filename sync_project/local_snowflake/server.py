@@ -14,7 +14,6 @@ import gzip
 import json
 import logging
 import re
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +75,7 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("desc_table", re.compile(r"DESC(RIBE)?\s+TABLE\s+(?P<rest>.*)", _F)),
     ("create_table", re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE\s+(?P<rest>.*)", _F)),
     ("show_tables", re.compile(r"SHOW\s+(TERSE\s+)?TABLES\b(?P<rest>.*)", _F)),
+    ("show_stages", re.compile(r"SHOW\s+STAGES(\s+LIKE\s+'(?P<like>[^']*)')?(\s+IN\s+(SCHEMA\s+)?(?P<rest>.*))?", _F)),
 ]
 
 
@@ -242,6 +242,20 @@ class LocalSnowflake:
                     self.stages.list_rows(ref, pattern_text),
                 )
             return Result([("name", "text"), ("result", "text")], self.stages.remove(ref, pattern_text))
+        if kind == "show_stages":
+            scope, _ = split_dotted((rest or "").strip())
+            return Result(
+                [
+                    ("created_on", "text"),
+                    ("name", "text"),
+                    ("database_name", "text"),
+                    ("schema_name", "text"),
+                    ("type", "text"),
+                ],
+                self.stages.show_rows(
+                    resolve_name([*scope, '"_"'], db, schema) if scope else None, match.group("like")
+                ),
+            )
         if kind == "get":
             return self._get(rest, db, schema)
         if kind == "unload":
@@ -269,7 +283,8 @@ class LocalSnowflake:
         url = m.group(1) or m.group(2)
         if not url.lower().startswith("file://"):
             raise sql_error(f"SQL compilation error:\nGET target {url!r} is not a file:// URL")
-        local = urllib.parse.unquote(urllib.parse.urlparse(url).path)
+        # Snowflake takes the rest of a file:// URI literally (no percent-decoding); quote it for spaces.
+        local = url[len("file://") :]
         options = parse_options(m.group(3))
         pattern = options.get("PATTERN")
         parallel = options.get("PARALLEL", 10)

@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_project.local_snowflake.sqltext import ObjectName, StageRef, sql_error
+from sync_project.sync.tables import safe_file_part
 
 MARKER = ".stage"
 
 
 def safe_component(name: str) -> str:
-    """A folder name for any identifier: keep [A-Za-z0-9_-], percent-encode the rest (so '..' and '/' vanish)."""
-    out = []
-    for ch in name:
-        if ch.isascii() and (ch.isalnum() or ch in "_-"):
-            out.append(ch)
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
-    return "".join(out) or "%"
+    """A folder name for any identifier ('_' for the empty one)."""
+    return safe_file_part(name) or "_"
 
 
 @dataclass(frozen=True)
@@ -89,6 +84,34 @@ class StageStore:
             for stages in self._temporary.values():
                 stages.discard(stage)
             return f"{stage.name} successfully dropped."
+
+    def show_rows(self, scope: ObjectName | None, like: str | None) -> list[list[object]]:
+        """SHOW STAGES [LIKE] [IN SCHEMA db.schema]: every stage, or those of one schema."""
+        rows: list[list[object]] = []
+        with self._lock:
+            known = {self.folder(s): s for stages in self._temporary.values() for s in stages}
+            for marker in sorted(self.root.glob(f"*/*/*/{MARKER}")):
+                folder = marker.parent
+                stage = known.get(folder) or self._name_of(folder)
+                if scope and (stage.database, stage.schema) != (scope.database, scope.schema):
+                    continue
+                if like and not re.fullmatch(like.replace("%", ".*").replace("_", "."), stage.name, re.IGNORECASE):
+                    continue
+                created = dt.datetime.fromtimestamp(marker.stat().st_mtime, dt.UTC).isoformat()
+                kind = "INTERNAL TEMPORARY" if marker.read_text() == "temporary" else "INTERNAL"
+                rows.append([created, stage.name, stage.database, stage.schema, kind])
+        return rows
+
+    @staticmethod
+    def _name_of(folder: Path) -> ObjectName:
+        def decode(part: str) -> str:
+            return re.sub(
+                r"(?:_[0-9A-F]{2})+",
+                lambda m: bytes.fromhex(m.group(0).replace("_", "")).decode("utf-8", "replace"),
+                part,
+            )
+
+        return ObjectName(decode(folder.parent.parent.name), decode(folder.parent.name), decode(folder.name))
 
     def end_session(self, session: str) -> None:
         for stage in self._temporary.pop(session, set()):

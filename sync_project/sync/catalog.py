@@ -1,0 +1,108 @@
+"""What Snowflake says about tables: DESC TABLE -> columns, SHOW TABLES / INFORMATION_SCHEMA -> figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from snowflake.connector.errors import Error as SnowflakeError
+
+from sync_project.sync.errors import PermanentError, SyncError, TableNotFoundError, from_snowflake
+from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.types import TypeMapping, map_type
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    snowflake_type: str
+    nullable: bool
+    primary_key: bool
+    mapping: TypeMapping
+
+    @property
+    def duckdb_type(self) -> str:
+        return self.mapping.duckdb_type
+
+    @property
+    def unload_expression(self) -> str:
+        """`<expr> AS "<name>"`: every column aliased with its exact name."""
+        quoted = quote_identifier(self.name)
+        return f"{self.mapping.unload_expression.format(quoted)} AS {quoted}"
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """One row of a schema listing: figures as Snowflake reports them."""
+
+    schema: str
+    name: str
+    kind: str  # TABLE or VIEW
+    rows: int | None
+    bytes: int | None
+    last_altered: dt.datetime | None
+
+
+def describe_table(conn: Any, table: TableRef) -> list[Column]:
+    """Columns of a table with their mapped types; a clear PermanentError if the table is missing or unmappable."""
+    try:
+        cur = conn.cursor()
+        cur.execute(f"DESC TABLE {table.snowflake_sql}")
+        names = [d[0].lower() for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    except SnowflakeError as e:
+        if getattr(e, "errno", None) in (2003, 2043):
+            raise TableNotFoundError(
+                f"table {table} does not exist in Snowflake, or this role cannot see it. Check the name "
+                "(quoted parts keep their case: WORKSPACE.data is not WORKSPACE.DATA) and the role's grants."
+            ) from None
+        raise from_snowflake(e, f"describing {table}") from None
+    if not rows:
+        raise PermanentError(f"table {table} has no columns; nothing to sync")
+    columns: list[Column] = []
+    for row in rows:
+        if str(row.get("kind", "COLUMN")).upper() != "COLUMN":
+            continue  # virtual columns are computed, not stored
+        columns.append(
+            Column(
+                name=row["name"],
+                snowflake_type=row["type"],
+                nullable=row.get("null?", "Y") == "Y",
+                primary_key=row.get("primary key", "N") == "Y",
+                mapping=map_type(row["type"], row["name"], str(table)),
+            )
+        )
+    return columns
+
+
+def list_tables(conn: Any, database: str, schema: str, like: str | None = None) -> list[TableStats]:
+    """Tables and views of a schema with rows, bytes (SHOW TABLES) and LAST_ALTERED (INFORMATION_SCHEMA)."""
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            f"SELECT TABLE_NAME, TABLE_TYPE, ROW_COUNT, BYTES, LAST_ALTERED "
+            f"FROM {quote_identifier(database)}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s",
+            (schema,),
+        )
+        found = [
+            TableStats(
+                schema=schema,
+                name=name,
+                kind="VIEW" if "VIEW" in str(kind).upper() else "TABLE",
+                rows=None if rows is None else int(rows),
+                bytes=None if size is None else int(size),
+                last_altered=altered,
+            )
+            for name, kind, rows, size, altered in cur.fetchall()
+        ]
+    except SnowflakeError as e:
+        raise from_snowflake(e, f"listing tables of {database}.{schema}") from None
+    except SyncError:
+        raise
+    if like:
+        # Snowflake's LIKE: % and _; case-insensitive like SHOW TABLES LIKE.
+        pattern = like.replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
+        found = [t for t in found if fnmatch.fnmatchcase(t.name.upper(), pattern.upper())]
+    return sorted(found, key=lambda t: t.name)

@@ -1,0 +1,67 @@
+"""Snowflake -> DuckDB type map, as a table of rules (DESIGN.md, "Type map").
+
+Each rule says how DESC TABLE prints the type, which DuckDB type holds it
+exactly, and how the unload projection must present it so Parquet can carry
+it (TIMESTAMP_TZ/LTZ as UTC TIMESTAMP_NTZ, semi-structured as JSON text,
+geospatial as WKT). Never NUMBER -> DOUBLE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sync_project.sync.errors import UnsupportedTypeError
+
+
+@dataclass(frozen=True)
+class TypeMapping:
+    duckdb_type: str
+    # How the unload projection presents the column; `{}` is the quoted column name.
+    unload_expression: str = "{}"
+
+
+def _number(match: re.Match[str]) -> TypeMapping:
+    precision = int(match.group("p") or 38)
+    scale = int(match.group("s") or 0)
+    if scale > 0:
+        return TypeMapping(f"DECIMAL({precision},{scale})")
+    return TypeMapping("BIGINT" if precision <= 18 else "HUGEINT")
+
+
+def _fixed(duckdb_type: str, unload: str = "{}") -> Callable[[re.Match[str]], TypeMapping]:
+    return lambda _: TypeMapping(duckdb_type, unload)
+
+
+_P = r"(\s*\(\s*\d+\s*\))?"
+RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], TypeMapping]]] = [
+    (re.compile(r"(NUMBER|DECIMAL|NUMERIC)(\s*\(\s*(?P<p>\d+)\s*(,\s*(?P<s>\d+)\s*)?\))?"), _number),
+    (re.compile(r"(INT|INTEGER|BIGINT|SMALLINT|TINYINT|BYTEINT)"), _fixed("HUGEINT")),
+    (re.compile(r"(FLOAT|FLOAT4|FLOAT8|DOUBLE|DOUBLE PRECISION|REAL)"), _fixed("DOUBLE")),
+    (re.compile(rf"(VARCHAR|CHAR|CHARACTER|NCHAR|NVARCHAR|TEXT|STRING){_P}"), _fixed("VARCHAR")),
+    (re.compile(rf"(BINARY|VARBINARY){_P}"), _fixed("BLOB")),
+    (re.compile(r"BOOLEAN"), _fixed("BOOLEAN")),
+    (re.compile(r"DATE"), _fixed("DATE")),
+    (re.compile(rf"TIME{_P}"), _fixed("TIME")),
+    (re.compile(rf"(TIMESTAMP_NTZ|TIMESTAMP|DATETIME){_P}"), _fixed("TIMESTAMP")),
+    (
+        re.compile(rf"(TIMESTAMP_TZ|TIMESTAMP_LTZ){_P}"),
+        # Parquet cannot carry TZ/LTZ (error 100171): unload the UTC instant, load it as TIMESTAMPTZ.
+        _fixed("TIMESTAMPTZ", "CONVERT_TIMEZONE('UTC', {})::TIMESTAMP_NTZ"),
+    ),
+    (re.compile(r"(VARIANT|OBJECT|ARRAY)"), _fixed("JSON", "TO_JSON({})")),
+    (re.compile(r"(GEOGRAPHY|GEOMETRY)"), _fixed("VARCHAR", "ST_ASWKT({})")),
+]
+
+
+def map_type(snowflake_type: str, column: str = "?", table: str = "?") -> TypeMapping:
+    """The DuckDB type and unload expression for a Snowflake type as DESC TABLE prints it."""
+    normalised = " ".join(snowflake_type.upper().split())
+    for pattern, build in RULES:
+        if match := pattern.fullmatch(normalised):
+            return build(match)
+    raise UnsupportedTypeError(
+        f"table {table}: column {column!r} has type {snowflake_type}, which the sync cannot copy exactly. "
+        "Exclude the table, or change the column to a supported type (see the type map in the README)."
+    )

@@ -1,0 +1,94 @@
+"""Small helpers shared by tests: connecting, comparing rows, running SQL."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import snowflake.connector
+
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.sync.pipeline import Connect, SyncOptions
+from sync_project.sync.tables import TableRef
+
+FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
+
+
+def demo_table(name: str) -> TableRef:
+    return TableRef(DEMO_DATABASE, DEMO_SCHEMA, name)
+
+
+def connector(process: LocalSnowflakeProcess) -> Connect:
+    @contextlib.contextmanager
+    def connect() -> Iterator[Any]:
+        conn = snowflake.connector.connect(**snowflake_settings(process))
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    return connect
+
+
+def snowflake_settings(process: LocalSnowflakeProcess) -> dict[str, Any]:
+    return process.connection_settings() | {"database": DEMO_DATABASE}
+
+
+def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
+    values: dict[str, Any] = {
+        "duckdb_path": tmp_path / "sync.duckdb",
+        "download_root": tmp_path / "downloads",
+        "lock_timeout": 30.0,
+        "get_parallel": 4,
+    } | overrides
+    return SyncOptions(**values)
+
+
+def fetch(conn: Any, sql: str) -> list[tuple[Any, ...]]:
+    cur = conn.cursor()
+    cur.execute(sql)
+    return list(cur.fetchall())
+
+
+def comparable(value: Any) -> Any:
+    """One representation for a value read from Snowflake (connector) or DuckDB."""
+    if isinstance(value, bytearray | bytes):
+        return bytes(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value, parse_float=Decimal, parse_int=Decimal)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value == 0:
+        return 0.0
+    return value
+
+
+def sorted_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return sorted((tuple(comparable(v) for v in r) for r in rows), key=repr)
+
+
+def duckdb_rows(path: Path, relation: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(f"SELECT * FROM {relation}").fetchall()
+
+
+def duckdb_types(path: Path, schema: str, table: str) -> dict[str, str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return dict(
+            con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+                "ORDER BY column_index",
+                [schema, table],
+            ).fetchall()
+        )
