@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv lint test demo clean
+.PHONY: venv lint test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,8 @@ demo: venv
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks run outside CI's time budget; ROWS=10000000 for the big one.
+ROWS ?= 1000000
+bench: venv
+	$(BIN)/python -m sync_project_tests.bench.sync_bench --rows $(ROWS)

@@ -42,20 +42,32 @@ def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, d
 @main.command()
 @click.option("--rows", type=click.IntRange(min=0), default=None, help='Rows in the demo\'s "data" table.')
 @click.option("--ui-port", type=int, default=3000, show_default=True)
-def demo(rows: int | None, ui_port: int) -> None:
-    """Start the embedded Snowflake with demo data, then the Dagster UI on 127.0.0.1."""
+@click.option("--no-ui", is_flag=True, help="Stop after the first syncs instead of serving the UI.")
+def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
+    """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI."""
+    import dataclasses
     import os
     import shutil
     import subprocess
     import sys
 
+    import dagster as dg
+
+    from sync_project.definitions import build_definitions
+    from sync_project.jobs import SYNC_JOB
     from sync_project.local_snowflake import LocalSnowflakeProcess
-    from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS
+    from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS, DEMO_SCHEMA, DEMO_TABLES
+    from sync_project.partitions import register_tables
+    from sync_project.resources import snowflake_resource
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir, project_root
+    from sync_project.sync.tables import TableRef
 
     settings = Settings.from_env()
     state = local_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    dagster_home = state / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(project_root() / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
     snowflake = LocalSnowflakeProcess(
         data_dir=settings.local_data_dir,
         host=settings.local_host,
@@ -65,14 +77,23 @@ def demo(rows: int | None, ui_port: int) -> None:
     )
     click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
     with snowflake:
-        dagster_home = state / "dagster"
-        dagster_home.mkdir(exist_ok=True)
-        shutil.copy(project_root() / "dagster.yaml", dagster_home / "dagster.yaml")
-        env = os.environ | {"DAGSTER_HOME": str(dagster_home), LOCAL_SNOWFLAKE_PORT: str(snowflake.port)}
+        os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
+        settings = dataclasses.replace(settings, local_port=snowflake.port)
+        definitions = build_definitions(settings)
+        instance = dg.DagsterInstance.get()
+        tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
+        register_tables(instance, snowflake_resource(settings).get_connection, tables)
+        for table in tables:
+            result = definitions.get_job_def(SYNC_JOB).execute_in_process(
+                tags={"dagster/partition": table.key}, instance=instance, raise_on_error=False
+            )
+            click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
+        if no_ui:
+            return
         click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
         dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port)]
         with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run([*dagster, "-w", str(project_root() / "workspace.yaml")], env=env, check=False)
+            subprocess.run([*dagster, "-w", str(project_root() / "workspace.yaml")], check=False)
 
 
 if __name__ == "__main__":

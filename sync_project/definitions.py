@@ -3,8 +3,26 @@
 No logic lives here; each concern has its own module.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
-defs = dg.Definitions()
+from sync_project.assets import snowflake_table
+from sync_project.checks import row_count_check, schema_check
+from sync_project.jobs import sync_tables_job, verify_synced_tables_job
+from sync_project.resources import build_resources
+from sync_project.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """The project's definitions for given settings (tests build them against their own folders)."""
+    return dg.Definitions(
+        assets=[snowflake_table],
+        asset_checks=[row_count_check, schema_check],
+        jobs=[sync_tables_job, verify_synced_tables_job],
+        resources=build_resources(settings),
+        # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own
+        # (the multiprocess executor would pay Python and Dagster start-up again for every step).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

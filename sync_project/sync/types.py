@@ -65,3 +65,13 @@ def map_type(snowflake_type: str, column: str = "?", table: str = "?") -> TypeMa
         f"table {table}: column {column!r} has type {snowflake_type}, which the sync cannot copy exactly. "
         "Exclude the table, or change the column to a supported type (see the type map in the README)."
     )
+
+
+# DuckDB reports some types under another name than the one we write in DDL.
+_DUCKDB_ALIASES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE", "INT": "INTEGER"}
+
+
+def duckdb_type_name(duckdb_type: str) -> str:
+    """The name DuckDB's catalog (duckdb_columns) uses for a type we create."""
+    upper = duckdb_type.upper().replace(" ", "") if duckdb_type.upper().startswith("DECIMAL") else duckdb_type.upper()
+    return _DUCKDB_ALIASES.get(upper, upper)

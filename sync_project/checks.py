@@ -1,0 +1,110 @@
+"""Checks on the synced tables, per partition so one table's failure never hides behind another's success."""
+
+import warnings
+from typing import Any
+
+import dagster as dg
+
+from sync_project.assets import SYNC_ASSET_KEY
+from sync_project.partitions import snowflake_tables_partitions, table_for_partition
+from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.sync.catalog import list_tables
+from sync_project.sync.errors import SyncError
+from sync_project.sync.load import read_table_state
+from sync_project.sync.tables import TableRef
+from sync_project.sync.types import duckdb_type_name
+
+# Partitioned asset checks are a preview feature; we rely on them knowingly (history per table).
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+
+ROW_COUNT_CHECK = "row_count_matches_snowflake"
+SCHEMA_CHECK = "schema_matches_type_map"
+
+# Readers wait for a sync that is writing, but not for long.
+READ_LOCK_TIMEOUT_SECONDS = 60.0
+
+
+def _latest_materialization(context: dg.AssetCheckExecutionContext, partition: str) -> dg.AssetMaterialization | None:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization if records else None
+
+
+def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None:
+    """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
+    try:
+        with snowflake.get_connection() as conn:
+            found = [t for t in list_tables(conn, table.database, table.schema) if t.name == table.name]
+    except SyncError:
+        return None
+    return found[0].rows if found else None
+
+
+@dg.asset_check(
+    asset=SYNC_ASSET_KEY,
+    name=ROW_COUNT_CHECK,
+    blocking=True,
+    partitions_def=snowflake_tables_partitions,
+)
+def row_count_check(
+    context: dg.AssetCheckExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> dg.AssetCheckResult:
+    """DuckDB holds exactly the rows Snowflake unloaded in the latest sync of this table.
+
+    Fails (blocking) if the counts differ. If Snowflake's table has changed since
+    the sync, it says so with a warning: the copy is exact but no longer current.
+    """
+    partition = context.partition_key
+    table = table_for_partition(partition)
+    materialization = _latest_materialization(context, partition)
+    if materialization is None:
+        return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
+    unloaded_value = materialization.metadata.get("rows_unloaded")
+    unloaded = int(unloaded_value.value) if unloaded_value is not None else -1  # type: ignore[arg-type]
+    state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
+    source_rows = _snowflake_rows(snowflake, table)
+    metadata: dict[str, Any] = {
+        "duckdb_rows": state.rows,
+        "rows_unloaded": unloaded,
+        "snowflake_rows_now": source_rows if source_rows is not None else "unknown",
+    }
+    if not state.exists or state.rows != unloaded:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{table}: DuckDB holds {state.rows:,} rows, the last sync unloaded {unloaded:,}",
+            metadata=metadata,
+        )
+    if source_rows is not None and source_rows != unloaded:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{table}: copy is exact, but Snowflake now has {source_rows:,} rows; sync again",
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+@dg.asset_check(asset=SYNC_ASSET_KEY, name=SCHEMA_CHECK, partitions_def=snowflake_tables_partitions)
+def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResource) -> dg.AssetCheckResult:
+    """Every column of the source is in DuckDB with the type the type map gives it."""
+    partition = context.partition_key
+    table = table_for_partition(partition)
+    materialization = _latest_materialization(context, partition)
+    schema_value = materialization.metadata.get("dagster/column_schema") if materialization else None
+    if schema_value is None:
+        return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
+    expected = {c.name: duckdb_type_name(c.type) for c in schema_value.value.columns}  # type: ignore[union-attr]
+    state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
+    actual = {name: duckdb_type_name(t) for name, t in state.columns.items()}
+    problems = [
+        f"{name}: expected {want}, found {actual.get(name, 'nothing')}"
+        for name, want in expected.items()
+        if actual.get(name) != want
+    ] + [f"{name}: not in the source" for name in actual if name not in expected]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems) if problems else None,
+        metadata={"columns": len(expected), "mismatches": len(problems)},
+    )

@@ -1,0 +1,50 @@
+"""The registry of synced tables: one dynamic partition per Snowflake table.
+
+Partition key `SCHEMA.TABLE`, each part exactly as Snowflake stores it (see
+`sync.tables`); the database comes from settings (SNOWFLAKE_DATABASE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from sync_project.settings import Settings
+from sync_project.sync.catalog import describe_table
+from sync_project.sync.pipeline import Connect
+from sync_project.sync.tables import TableRef
+
+SNOWFLAKE_TABLES = "snowflake_tables"
+
+snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABLES)
+
+
+def table_for_partition(partition_key: str, settings: Settings | None = None) -> TableRef:
+    """The table a partition key names; InvalidTableNameError (permanent) for a hostile or malformed key."""
+    return TableRef.from_key(partition_key, (settings or Settings.from_env()).snowflake_database)
+
+
+def registered_tables(instance: dg.DagsterInstance, settings: Settings | None = None) -> list[TableRef]:
+    return [table_for_partition(k, settings) for k in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)]
+
+
+def add_tables(instance: dg.DagsterInstance, tables: Iterable[TableRef]) -> list[str]:
+    """Register tables (idempotent); returns the keys that were new."""
+    existing = set(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    new = [t.key for t in tables if t.key not in existing]
+    if new:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, new)
+    return new
+
+
+def register_tables(instance: dg.DagsterInstance, connect: Connect, tables: Iterable[TableRef]) -> list[str]:
+    """Add tables as partitions only after DESC TABLE proves each exists and every column type maps.
+
+    All or nothing: one refused table (PermanentError naming it and why) adds none.
+    """
+    tables = list(tables)
+    with connect() as conn:
+        for table in tables:
+            describe_table(conn, table)
+    return add_tables(instance, tables)

@@ -1,0 +1,136 @@
+"""The Dagster shell: the partitioned asset, its checks and retries, on a temporary instance."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+import snowflake.connector
+from dagster._core.event_api import PartitionKeyFilter
+
+from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
+from sync_project.definitions import build_definitions
+from sync_project.jobs import SYNC_JOB, VERIFY_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+from sync_project_tests.helpers import FQ, fetch, snowflake_settings
+
+DATA = "WORKSPACE_833213390.data"
+ALL_TYPES = "WORKSPACE_833213390.ALL_TYPES"
+
+
+@pytest.fixture
+def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    return dataclasses.replace(
+        Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
+    )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA, ALL_TYPES])
+        yield instance
+
+
+def run_job(
+    settings: Settings, instance: dg.DagsterInstance, job: str, partition: str, config: dict[str, Any] | None = None
+) -> dg.ExecuteInProcessResult:
+    definitions = build_definitions(settings)
+    # The partition goes in as a run tag (as the UI and `dagster job launch` do it), which also works for the
+    # checks-only job.
+    return definitions.get_job_def(job).execute_in_process(
+        tags={"dagster/partition": partition}, instance=instance, raise_on_error=False, run_config=config or {}
+    )
+
+
+def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
+    return [e for e in result.all_events if e.event_type == kind]
+
+
+def test_materialize_one_partition_records_metadata_and_checks(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    result = run_job(settings, instance, SYNC_JOB, DATA)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    metadata = materialization.metadata
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        source_rows = fetch(conn, f'SELECT COUNT(*) FROM {FQ}."data"')[0][0]
+    assert metadata["dagster/row_count"].value == metadata["rows_unloaded"].value == source_rows
+    assert metadata["dagster/table_name"].value == DATA
+    columns = {c.name: c for c in metadata["dagster/column_schema"].value.columns}  # type: ignore[union-attr]
+    assert columns["id"].type == "HUGEINT" and columns["id"].description == "Snowflake NUMBER(38,0)"
+    assert columns["amount"].type == "DECIMAL(12,2)"
+    files = metadata["files"].value
+    assert isinstance(files, int) and files >= 1 and metadata["unload_query_id"].value
+    assert {"seconds_describe", "seconds_unload", "seconds_download", "seconds_load"} <= set(metadata)
+    assert "| id | name |" in str(metadata["preview"].value)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations[ROW_COUNT_CHECK].passed and evaluations[SCHEMA_CHECK].passed
+    assert evaluations[ROW_COUNT_CHECK].partition == DATA
+
+
+def test_transient_get_failure_is_retried(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    inject_fault(local_snowflake.base_url, "get", count=1)
+    result = run_job(settings, instance, SYNC_JOB, ALL_TYPES)
+    assert result.success
+    assert len(events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+
+def test_missing_table_fails_once_without_retries(settings: Settings, instance: dg.DagsterInstance) -> None:
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, ["WORKSPACE_833213390.GONE"])
+    result = run_job(settings, instance, SYNC_JOB, "WORKSPACE_833213390.GONE")
+    assert not result.success
+    assert events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    assert "GONE" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "does not exist" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("key", ["WORKSPACE_833213390.../x", "WORKSPACE_833213390.bad\x07name", "no_dot"])
+def test_hostile_partition_key_fails_without_sql(settings: Settings, instance: dg.DagsterInstance, key: str) -> None:
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
+    result = run_job(settings, instance, SYNC_JOB, key)
+    assert not result.success
+    assert events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    assert not settings.duckdb_path.exists()
+
+
+def test_incremental_strategy_is_refused_clearly(settings: Settings, instance: dg.DagsterInstance) -> None:
+    config = {"ops": {"snowflake_table": {"config": {"strategy": "incremental"}}}}
+    result = run_job(settings, instance, SYNC_JOB, DATA, config)
+    assert not result.success
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    assert "strategy: full" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+
+
+def test_check_history_is_per_partition(settings: Settings, instance: dg.DagsterInstance) -> None:
+    assert run_job(settings, instance, SYNC_JOB, DATA).success
+    assert run_job(settings, instance, SYNC_JOB, ALL_TYPES).success
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute('DELETE FROM "WORKSPACE_833213390"."ALL_TYPES" WHERE ID = 0')
+    verify = run_job(settings, instance, VERIFY_JOB, ALL_TYPES)
+    (row_count,) = [e for e in verify.get_asset_check_evaluations() if e.check_name == ROW_COUNT_CHECK]
+    assert not row_count.passed and row_count.severity == dg.AssetCheckSeverity.ERROR
+    check = dg.AssetCheckKey(dg.AssetKey("snowflake_table"), ROW_COUNT_CHECK)
+
+    def history(partition: str) -> list[bool | None]:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            check, limit=10, partition_filter=PartitionKeyFilter(key=partition)
+        )
+        return [r.event.asset_check_evaluation.passed for r in records if r.event and r.event.asset_check_evaluation]  # type: ignore[union-attr]
+
+    assert history(ALL_TYPES) == [False, True]
+    assert history(DATA) == [True]

@@ -1,0 +1,92 @@
+"""Credential selection: key-pair first, then token, then password; secrets never in reprs or errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sync_project.resources import SnowflakeResource, snowflake_resource
+from sync_project.settings import Settings
+from sync_project.sync.errors import PermanentError
+
+PASSPHRASE = "correct-horse-battery-staple-7731"
+PASSWORD = "pw-9f2c1e7d-do-not-leak"
+TOKEN = "pat-5b8e0c3a-do-not-leak"
+
+
+def encrypted_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    ).decode()
+
+
+def resolved(monkeypatch: pytest.MonkeyPatch, **env: str) -> SnowflakeResource:
+    for name in ("SNOWFLAKE_PASSWORD", "SNOWFLAKE_TOKEN", "SNOWFLAKE_PRIVATE_KEY", "SNOWFLAKE_PRIVATE_KEY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "acme-prod")
+    monkeypatch.setenv("SNOWFLAKE_USER", "SYNC_SERVICE")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    resource = snowflake_resource(Settings.from_env())
+    # Resolve the EnvVars the way a run does.
+    initialized: SnowflakeResource = resource.process_config_and_initialize()
+    return initialized
+
+
+def test_key_pair_wins_and_is_passed_as_der(monkeypatch: pytest.MonkeyPatch) -> None:
+    pem = encrypted_pem()
+    resource = resolved(
+        monkeypatch,
+        SNOWFLAKE_PRIVATE_KEY=pem,
+        SNOWFLAKE_PRIVATE_KEY_PASSPHRASE=PASSPHRASE,
+        SNOWFLAKE_PASSWORD=PASSWORD,
+    )
+    args = resource.connect_args()
+    assert isinstance(args["private_key"], bytes) and args["private_key"][:1] == b"\x30"  # DER sequence
+    assert "password" not in args
+    assert args["account"] == "acme-prod"
+    for secret in (PASSPHRASE, PASSWORD, pem[40:80]):
+        assert secret not in repr(resource)
+
+
+def test_key_file_with_wrong_passphrase_fails_without_leaking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key_file = tmp_path / "key.p8"
+    key_file.write_text(encrypted_pem())
+    resource = resolved(
+        monkeypatch, SNOWFLAKE_PRIVATE_KEY_PATH=str(key_file), SNOWFLAKE_PRIVATE_KEY_PASSPHRASE="wrong-one-123"
+    )
+    with pytest.raises(PermanentError) as error:
+        resource.connect_args()
+    assert "wrong-one-123" not in str(error.value)
+    assert "passphrase" in str(error.value)
+
+
+def test_token_is_used_in_place_of_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = resolved(monkeypatch, SNOWFLAKE_TOKEN=TOKEN, SNOWFLAKE_PASSWORD=PASSWORD)
+    assert resource.connect_args()["password"] == TOKEN
+    assert TOKEN not in repr(resource) and PASSWORD not in repr(resource)
+
+
+def test_password_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = resolved(monkeypatch, SNOWFLAKE_PASSWORD=PASSWORD)
+    assert resource.connect_args()["password"] == PASSWORD
+    assert PASSWORD not in repr(resource)
+
+
+def test_account_without_credentials_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match="SNOWFLAKE_PRIVATE_KEY"):
+        resolved(monkeypatch)
+
+
+def test_no_account_means_the_local_snowflake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", "18123")
+    args = snowflake_resource(Settings.from_env()).connect_args()
+    assert (args["host"], args["port"], args["protocol"]) == ("127.0.0.1", 18123, "http")
