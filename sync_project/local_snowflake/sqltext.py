@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from snowflake.connector.errors import ProgrammingError
 
+from sync_project.sync.tables import read_quoted
+
 
 def sql_error(message: str, errno: int = 1003, sqlstate: str = "42000") -> ProgrammingError:
     """A Snowflake-shaped compilation error the server turns into an error response."""
@@ -170,23 +172,10 @@ def parse_options(text: str) -> dict[str, OptionValue]:
             i = end + 1
             continue
         if i < len(text) and text[i] == "'":
-            j = i + 1
-            value_chars: list[str] = []
-            while j < len(text):
-                if text[j] == "\\" and j + 1 < len(text):
-                    value_chars.append(text[j + 1])
-                    j += 2
-                    continue
-                if text[j] == "'":
-                    if j + 1 < len(text) and text[j + 1] == "'":
-                        value_chars.append("'")
-                        j += 2
-                        continue
-                    break
-                value_chars.append(text[j])
-                j += 1
-            options[key] = "".join(value_chars)
-            i = j + 1
+            try:
+                options[key], i = read_quoted(text, i, backslash_escapes=True)
+            except ValueError:
+                raise sql_error("SQL compilation error:\nunterminated string literal") from None
             continue
         vm = re.match(r"[^\s()]+", text[i:])
         raw = vm.group(0) if vm else ""

@@ -45,26 +45,40 @@ def _quote_key_part(part: str) -> str:
     return '"' + part.replace('"', '""') + '"' if ("." in part or '"' in part) else part
 
 
+def read_quoted(text: str, start: int, backslash_escapes: bool = False) -> tuple[str, int]:
+    """Read the quoted string opening at `text[start]` (a doubled quote is one quote).
+
+    Returns its unescaped content and the index just past the closing quote;
+    ValueError if it never closes.
+    """
+    quote = text[start]
+    chars: list[str] = []
+    j = start + 1
+    while j < len(text):
+        if backslash_escapes and text[j] == "\\" and j + 1 < len(text):
+            chars.append(text[j + 1])
+            j += 2
+        elif text[j] != quote:
+            chars.append(text[j])
+            j += 1
+        elif j + 1 < len(text) and text[j + 1] == quote:
+            chars.append(quote)
+            j += 2
+        else:
+            return "".join(chars), j + 1
+    raise ValueError(f"unterminated {quote} in {text[:80]!r}")
+
+
 def _split_key(key: str) -> list[str]:
     parts: list[str] = []
     i = 0
     while True:
         if i < len(key) and key[i] == '"':
-            j = i + 1
-            chars: list[str] = []
-            while True:
-                if j >= len(key):
-                    raise InvalidTableNameError(f"unterminated quote in partition key {key!r}")
-                if key[j] == '"':
-                    if j + 1 < len(key) and key[j + 1] == '"':
-                        chars.append('"')
-                        j += 2
-                        continue
-                    break
-                chars.append(key[j])
-                j += 1
-            parts.append("".join(chars))
-            i = j + 1
+            try:
+                part, i = read_quoted(key, i)
+            except ValueError:
+                raise InvalidTableNameError(f"unterminated quote in partition key {key!r}") from None
+            parts.append(part)
             if i < len(key) and key[i] != ".":
                 raise InvalidTableNameError(f"unexpected text after a quoted name in partition key {key!r}")
         else:
