@@ -1,22 +1,292 @@
 """`sync-project`: the table chores Dagster has no verb for, and the local Snowflake.
 
-Exit codes scripts can rely on: 0 ok, 1 failure, 2 usage (click's own).
+Works against the same DAGSTER_HOME as the UI (default `.local/dagster`). Exit codes scripts can rely
+on: 0 ok, 1 failure (the message says what to do), 2 usage.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from sync_project.settings import Settings
 
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from sync_project.sync.pipeline import Connect
+    from sync_project.sync.tables import TableRef
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """Turn the engine's errors into a message and exit code 1, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sync_project.sync.errors import SyncError
+
+        try:
+            return command(*args, **kwargs)
+        except SyncError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _instance() -> dg.DagsterInstance:
+    import dagster as dg
+
+    from sync_project.settings import dagster_home
+
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def _connect(settings: Settings) -> Connect:
+    from sync_project.resources import snowflake_resource
+
+    resource = snowflake_resource(settings).process_config_and_initialize()
+    return resource.get_connection  # type: ignore[no-any-return]
+
+
+def _table(key: str, settings: Settings) -> TableRef:
+    from sync_project.partitions import table_for_partition
+
+    return table_for_partition(key, settings)
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
 
 @click.group()
 def main() -> None:
     """Mirror Snowflake tables into DuckDB; chores around the Dagster project."""
+
+
+@main.command()
+@click.argument("schema")
+@click.option("--like", default=None, help="Snowflake LIKE pattern on the table name (% and _).")
+@click.option("--json", "as_json", is_flag=True, help="Exact figures as JSON.")
+@reports_errors
+def tables(schema: str, like: str | None, as_json: bool) -> None:
+    """List a schema's tables: rows, bytes, last altered, registered, last synced."""
+    from sync_project.registry import discover
+
+    settings = Settings.from_env()
+    listings = discover(_instance(), _connect(settings), settings.snowflake_database, schema, like)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "key": item.key,
+                        "name": item.table.name,
+                        "kind": item.table.kind,
+                        "rows": item.table.rows,
+                        "bytes": item.table.bytes,
+                        "last_altered": item.table.last_altered.isoformat() if item.table.last_altered else None,
+                        "registered": item.registered,
+                        "last_synced": item.last_synced.isoformat() if item.last_synced else None,
+                    }
+                    for item in listings
+                ],
+                indent=2,
+            )
+        )
+        return
+    print_table(
+        ["TABLE", "ROWS", "SIZE", "LAST ALTERED", "REGISTERED", "LAST SYNCED"],
+        [
+            [
+                item.key,
+                f"{item.table.rows:,}" if item.table.rows is not None else "-",
+                human_bytes(item.table.bytes),
+                item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S") if item.table.last_altered else "-",
+                "yes" if item.registered else "no",
+                item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
+            ]
+            for item in listings
+        ],
+    )
+
+
+def launch_syncs(keys: list[str]) -> list[str]:
+    """Queue one sync run per key through the instance's run coordinator (as the UI would), not inline."""
+    from sync_project.jobs import SYNC_JOB
+    from sync_project.settings import project_root
+
+    launched = []
+    for key in keys:
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "job", "launch", "-j", SYNC_JOB,
+             "-w", str(project_root() / "workspace.yaml"), "--tags", json.dumps({"dagster/partition": key})],
+            env=os.environ, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise click.ClickException(f"could not queue a sync of {key}: {done.stderr.strip()[-500:]}")
+        launched.append(key)
+    return launched
+
+
+@main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--schema", default=None, help="With --like: register the schema's matching tables.")
+@click.option("--like", default=None, help="Snowflake LIKE pattern (% and _), with --schema.")
+@click.option("--sync", "sync_now", is_flag=True, help="Queue a first sync of each newly registered table.")
+@reports_errors
+def register(keys: tuple[str, ...], schema: str | None, like: str | None, sync_now: bool) -> None:
+    """Register tables (SCHEMA.TABLE ...) as partitions, after DESC TABLE proves each one.
+
+    A missing table, a view or an unsupported column type is refused with the reason, and then nothing is
+    added. Registering a table twice is harmless.
+    """
+    from sync_project import registry
+
+    if not keys and not (schema and like):
+        raise click.UsageError("give SCHEMA.TABLE keys, or --schema and --like")
+    settings = Settings.from_env()
+    connect = _connect(settings)
+    tables = [_table(k, settings) for k in keys]
+    if schema and like:
+        tables += registry.matching_tables(connect, settings.snowflake_database, schema, like)
+    if not tables:
+        raise click.ClickException(f"no table in {schema} matches {like!r}; nothing registered")
+    new, existing = registry.register(_instance(), connect, tables)
+    for key in new:
+        click.echo(f"registered {key}")
+    for key in existing:
+        click.echo(f"{key} was registered already")
+    if sync_now and new:
+        for key in launch_syncs(new):
+            click.echo(f"queued a sync of {key} (see the Runs page)")
+
+
+@main.command()
+@click.argument("key")
+@click.option("--drop", is_flag=True, help="Drop the DuckDB table too.")
+@reports_errors
+def deregister(key: str, drop: bool) -> None:
+    """Remove a table from the registry; its DuckDB table stays unless --drop."""
+    from sync_project.registry import deregister as remove
+
+    settings = Settings.from_env()
+    click.echo(remove(_instance(), _table(key, settings), settings.duckdb_path, drop, settings.lock_timeout_seconds))
+
+
+@main.command()
+@click.argument("key", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Everything as JSON.")
+@click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for a sync writing DuckDB.")
+@reports_errors
+def status(key: str | None, as_json: bool, wait: float) -> None:
+    """Last run, last successful sync, check result, last error and DuckDB figures of registered tables."""
+    from sync_project.partitions import registered_tables
+    from sync_project.registry import table_status
+
+    settings = Settings.from_env()
+    instance = _instance()
+    tables = [_table(key, settings)] if key else registered_tables(instance, settings)
+    reports = [table_status(instance, t, settings.duckdb_path, wait) for t in tables]
+    if as_json:
+        click.echo(json.dumps(reports, indent=2, default=str))
+        return
+    for report in reports:
+        for line in status_lines(report):
+            click.echo(line)
+
+
+def status_lines(report: dict[str, Any]) -> list[str]:
+    """The human view of one table's status report."""
+    lines = [report["table"] + ("" if report["registered"] else "  (not registered)")]
+    run = report["last_run"]
+    lines.append(
+        f"  last run:     {run['status']} {run['started']} ({run['seconds']}s) {run['run_id']}"
+        if run
+        else "  last run:     none"
+    )
+    synced = report["last_successful_sync"]
+    if synced:
+        size = human_bytes(synced["bytes"])
+        lines.append(f"  last synced:  {synced['at']}, {synced['rows']:,} rows, {size}, {synced['strategy']}")
+    else:
+        lines.append("  last synced:  never")
+    check = report["row_count_check"]
+    if check:
+        verdict = "passed" if check["passed"] else f"FAILED ({check['severity']})"
+        lines.append(f"  row count:    {verdict} {check['description'] or ''}".rstrip())
+    else:
+        lines.append("  row count:    not checked")
+    failed = report["last_failed_run"]
+    if failed:
+        lines.append(f"  last failure: {failed['started']} {failed['run_id']}: {failed['error']}")
+    duck = report["duckdb"]
+    lines.append(
+        f"  duckdb:       {report['duckdb_relation']}, {duck['rows']:,} rows, {human_bytes(duck['bytes'])}"
+        if duck["exists"]
+        else "  duckdb:       no table"
+    )
+    return lines
+
+
+@main.command()
+@click.argument("key")
+@click.option("--first", "first", type=click.IntRange(min=0), default=None, help="The first N rows (default 10).")
+@click.option("--random", "random_rows", type=click.IntRange(min=0), default=None, help="N random rows.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "parquet"]), default="json", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="File to write (default stdout).")
+@click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for a sync writing DuckDB.")
+@reports_errors
+def sample(key: str, first: int | None, random_rows: int | None, fmt: str, output: Path | None, wait: float) -> None:
+    """Rows of a synced table as JSON lines, CSV or Parquet (DuckDB types intact), streamed to a file."""
+    from sync_project.partitions import SNOWFLAKE_TABLES
+    from sync_project.sync.sample import write_sample
+
+    if first is not None and random_rows is not None:
+        raise click.UsageError("choose --first or --random, not both")
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("Parquet needs --output FILE")
+    settings = Settings.from_env()
+    table = _table(key, settings)
+    if table.key not in _instance().get_dynamic_partitions(SNOWFLAKE_TABLES):
+        raise click.ClickException(f"{table.key} is not registered; run: sync-project register {table.key}")
+    target = output or Path("/dev/stdout")
+    sys.stdout.flush()
+    result = write_sample(
+        settings.duckdb_path,
+        table,
+        target,
+        rows=random_rows if random_rows is not None else (first if first is not None else 10),
+        mode="random" if random_rows is not None else "first",
+        fmt=fmt,  # type: ignore[arg-type]
+        lock_timeout=wait,
+    )
+    if output is not None:
+        click.echo(f"wrote {result.rows:,} rows to {output}", err=True)
 
 
 @main.command("local-snowflake")
@@ -35,7 +305,7 @@ def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, d
     data_dir = data_dir or settings.local_data_dir
     click.echo("local Snowflake listening; connect with snowflake.connector.connect(**settings):")
     click.echo(json.dumps(connection_settings(host, port), indent=2))
-    click.echo(f"data folder: {data_dir}", err=False)
+    click.echo(f"data folder: {data_dir}")
     serve(data_dir, host, port, demo_rows)
 
 
@@ -43,48 +313,38 @@ def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, d
 @click.option("--rows", type=click.IntRange(min=0), default=None, help='Rows in the demo\'s "data" table.')
 @click.option("--ui-port", type=int, default=3000, show_default=True)
 @click.option("--no-ui", is_flag=True, help="Stop after the first syncs instead of serving the UI.")
+@reports_errors
 def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
     """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI."""
+    import contextlib
     import dataclasses
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    import dagster as dg
 
     from sync_project.definitions import build_definitions
     from sync_project.jobs import SYNC_JOB
     from sync_project.local_snowflake import LocalSnowflakeProcess
     from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS, DEMO_SCHEMA, DEMO_TABLES
-    from sync_project.partitions import register_tables
-    from sync_project.resources import snowflake_resource
+    from sync_project.registry import register as register_tables
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir, project_root
     from sync_project.sync.tables import TableRef
 
     settings = Settings.from_env()
-    state = local_state_dir()
-    dagster_home = state / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(project_root() / "dagster.yaml", dagster_home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    instance = _instance()
     snowflake = LocalSnowflakeProcess(
         data_dir=settings.local_data_dir,
         host=settings.local_host,
         port=settings.local_port,
         demo_rows=DEFAULT_DEMO_ROWS if rows is None else rows,
-        log_file=state / "local-snowflake.log",
+        log_file=local_state_dir() / "local-snowflake.log",
     )
     click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
     with snowflake:
         os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
         settings = dataclasses.replace(settings, local_port=snowflake.port)
         definitions = build_definitions(settings)
-        instance = dg.DagsterInstance.get()
         tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
-        register_tables(instance, snowflake_resource(settings).get_connection, tables)
+        register_tables(instance, _connect(settings), tables)
         for table in tables:
-            result = definitions.get_job_def(SYNC_JOB).execute_in_process(
+            result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
                 tags={"dagster/partition": table.key}, instance=instance, raise_on_error=False
             )
             click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")

@@ -7,7 +7,7 @@ import dagster as dg
 
 from sync_project.assets import snowflake_table
 from sync_project.checks import row_count_check, schema_check
-from sync_project.jobs import sync_tables_job, verify_synced_tables_job
+from sync_project.jobs import discover_tables_job, register_tables_job, sync_tables_job, verify_synced_tables_job
 from sync_project.resources import build_resources
 from sync_project.settings import Settings
 
@@ -17,7 +17,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[snowflake_table],
         asset_checks=[row_count_check, schema_check],
-        jobs=[sync_tables_job, verify_synced_tables_job],
+        jobs=[sync_tables_job, verify_synced_tables_job, discover_tables_job, register_tables_job],
         resources=build_resources(settings),
         # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own
         # (the multiprocess executor would pay Python and Dagster start-up again for every step).

@@ -1,12 +1,19 @@
-"""Jobs over the synced-table asset (registry chores arrive with their own jobs)."""
+"""Jobs: sync and verify over the synced-table asset, and the registry chores for the UI launchpad."""
 
 import dagster as dg
+from pydantic import Field
 
+from sync_project import registry
 from sync_project.assets import SYNC_ASSET_KEY
 from sync_project.partitions import snowflake_tables_partitions
+from sync_project.resources import SnowflakeResource
+from sync_project.sync.errors import PermanentError
+from sync_project.sync.tables import TableRef
 
 SYNC_JOB = "sync_tables"
 VERIFY_JOB = "verify_synced_tables"
+DISCOVER_JOB = "discover_tables"
+REGISTER_JOB = "register_tables"
 
 sync_tables_job = dg.define_asset_job(
     SYNC_JOB,
@@ -23,3 +30,86 @@ verify_synced_tables_job = dg.define_asset_job(
     partitions_def=snowflake_tables_partitions,
     description="Re-run the row-count and schema checks of a table without syncing it again.",
 )
+
+
+class DiscoverConfig(dg.Config):
+    schema_name: str
+    like: str | None = None
+
+
+def _database(snowflake: SnowflakeResource) -> str:
+    if not snowflake.database:
+        raise dg.Failure("the Snowflake resource has no database; set SNOWFLAKE_DATABASE", allow_retries=False)
+    return snowflake.database
+
+
+@dg.op
+def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snowflake: SnowflakeResource) -> None:
+    """List a schema's tables with rows, bytes, last altered, and whether each is registered and synced."""
+    listings = registry.discover(
+        context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like
+    )
+    records = [
+        dg.TableRecord(
+            {
+                "table": item.key,
+                "kind": item.table.kind,
+                "rows": item.table.rows if item.table.rows is not None else -1,
+                "bytes": item.table.bytes if item.table.bytes is not None else -1,
+                "last_altered": item.table.last_altered.isoformat() if item.table.last_altered else "",
+                "registered": item.registered,
+                "last_synced": item.last_synced.isoformat() if item.last_synced else "",
+            }
+        )
+        for item in listings
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("table", "string"),
+            dg.TableColumn("kind", "string"),
+            dg.TableColumn("rows", "int"),
+            dg.TableColumn("bytes", "int"),
+            dg.TableColumn("last_altered", "string"),
+            dg.TableColumn("registered", "bool"),
+            dg.TableColumn("last_synced", "string"),
+        ]
+    )
+    context.add_output_metadata(
+        {"tables": dg.MetadataValue.table(records, schema), "count": len(records)}, output_name="result"
+    )
+
+
+class RegisterConfig(dg.Config):
+    schema_name: str
+    tables: list[str] = Field(default_factory=list)
+    like: str | None = None
+
+
+@dg.op
+def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, snowflake: SnowflakeResource) -> None:
+    """Register tables after DESC TABLE proves each one; a refused table adds nothing, and says why."""
+    database = _database(snowflake)
+    tables = [TableRef(database, config.schema_name, name) for name in config.tables]
+    if config.like:
+        tables += registry.matching_tables(snowflake.get_connection, database, config.schema_name, config.like)
+    if not tables:
+        raise dg.Failure("no tables given or matched; set `tables` or `like`", allow_retries=False)
+    try:
+        new, existing = registry.register(context.instance, snowflake.get_connection, tables)
+    except PermanentError as e:
+        raise dg.Failure(str(e), allow_retries=False) from None
+    context.log.info(f"registered {len(new)} table(s); {len(existing)} were registered already")
+    context.add_output_metadata(
+        {"registered": dg.MetadataValue.json(new), "already_registered": dg.MetadataValue.json(existing)},
+        output_name="result",
+    )
+
+
+@dg.job(name=DISCOVER_JOB, description="List a schema's tables with their figures (see the run's metadata).")
+def discover_tables_job() -> None:
+    discover_schema()
+
+
+@dg.job(name=REGISTER_JOB, description="Register tables of a schema as partitions of snowflake_table.")
+def register_tables_job() -> None:
+    register_in_schema()

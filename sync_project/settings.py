@@ -35,6 +35,9 @@ SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
 SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 
+# -- Dagster ----------------------------------------------------------------------------------
+DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
+
 DEFAULT_DATABASE = "KEBOOLA_33"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_PORT = 8765
@@ -52,6 +55,17 @@ def project_root() -> Path:
 def local_state_dir() -> Path:
     """Where the demo keeps its state (`.local/`, ignored by git)."""
     return project_root() / ".local"
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, or the demo's `.local/dagster`, made ready with the project's dagster.yaml."""
+    home = Path(os.environ.get(DAGSTER_HOME) or local_state_dir() / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text((project_root() / "dagster.yaml").read_text())
+    os.environ[DAGSTER_HOME] = str(home)
+    return home
 
 
 @dataclass(frozen=True)

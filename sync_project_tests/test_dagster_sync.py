@@ -48,7 +48,7 @@ def run_job(
     definitions = build_definitions(settings)
     # The partition goes in as a run tag (as the UI and `dagster job launch` do it), which also works for the
     # checks-only job.
-    return definitions.get_job_def(job).execute_in_process(
+    return definitions.resolve_job_def(job).execute_in_process(
         tags={"dagster/partition": partition}, instance=instance, raise_on_error=False, run_config=config or {}
     )
 

@@ -45,9 +45,27 @@ class TableStats:
     last_altered: dt.datetime | None
 
 
+def _is_view(conn: Any, table: TableRef) -> bool:
+    pattern = table.name.replace("'", "''")
+    cur = conn.cursor()
+    cur.execute(
+        f"SHOW VIEWS LIKE '{pattern}' IN SCHEMA {quote_identifier(table.database)}.{quote_identifier(table.schema)}"
+    )
+    names = [d[0].lower() for d in cur.description]
+    return any(dict(zip(names, r, strict=True)).get("name") == table.name for r in cur.fetchall())
+
+
 def describe_table(conn: Any, table: TableRef) -> list[Column]:
-    """Columns of a table with their mapped types; a clear PermanentError if the table is missing or unmappable."""
+    """Columns of a table with their mapped types; a clear PermanentError if the table is missing or unmappable.
+
+    Views are refused: the sync mirrors tables, whose row counts and change times Snowflake reports.
+    """
     try:
+        if _is_view(conn, table):
+            raise PermanentError(
+                f"{table} is a view. The sync mirrors tables (it checks their row counts and change times); "
+                "materialize the view into a table in Snowflake and register that."
+            )
         cur = conn.cursor()
         cur.execute(f"DESC TABLE {table.snowflake_sql}")
         names = [d[0].lower() for d in cur.description]

@@ -1,0 +1,184 @@
+"""The table registry's chores, shared by the `sync-project` CLI and the jobs in the UI.
+
+Discover a schema's tables, register (after DESC TABLE proves each one),
+deregister, and report status. The registry is the dynamic partitions of
+`snowflake_tables`; history is Dagster's run and event storage.
+"""
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+
+from sync_project.assets import SYNC_ASSET_KEY
+from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
+from sync_project.sync.catalog import TableStats, describe_table, list_tables
+from sync_project.sync.load import open_duckdb, read_table_state, writer_lock
+from sync_project.sync.pipeline import Connect
+from sync_project.sync.tables import TableRef, quote_identifier
+
+PARTITION_TAG = "dagster/partition"
+
+
+@dataclass(frozen=True)
+class LastSync:
+    at: dt.datetime
+    rows: int | None
+    bytes: int | None
+    strategy: str | None
+    run_id: str
+
+
+def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
+    value = metadata.get(key)
+    return int(value.value) if value is not None and value.value is not None else None
+
+
+def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[table.key]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    materialization = record.asset_materialization
+    metadata = dict(materialization.metadata) if materialization else {}
+    strategy = metadata.get("strategy")
+    return LastSync(
+        at=dt.datetime.fromtimestamp(record.timestamp, dt.UTC),
+        rows=_metadata_int(metadata, "dagster/row_count"),
+        bytes=_metadata_int(metadata, "bytes_unloaded"),
+        strategy=str(strategy.value) if strategy is not None else None,
+        run_id=record.run_id,
+    )
+
+
+@dataclass(frozen=True)
+class Listing:
+    table: TableStats
+    key: str
+    registered: bool
+    last_synced: dt.datetime | None
+
+
+def discover(
+    instance: dg.DagsterInstance, connect: Connect, database: str, schema: str, like: str | None = None
+) -> list[Listing]:
+    """A schema's tables with Snowflake's figures, and whether each is registered and when it last synced."""
+    with connect() as conn:
+        found = list_tables(conn, database, schema, like)
+    registered = set(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    listings = []
+    for stats in found:
+        table = TableRef(database, stats.schema, stats.name)
+        synced = last_sync(instance, table) if table.key in registered else None
+        listings.append(Listing(stats, table.key, table.key in registered, synced.at if synced else None))
+    return listings
+
+
+def matching_tables(connect: Connect, database: str, schema: str, like: str) -> list[TableRef]:
+    with connect() as conn:
+        return [TableRef(database, schema, t.name) for t in list_tables(conn, database, schema, like)]
+
+
+def register(instance: dg.DagsterInstance, connect: Connect, tables: Iterable[TableRef]) -> tuple[list[str], list[str]]:
+    """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
+
+    All or nothing: the first refusal raises a PermanentError naming the table and why, and adds none.
+    Returns (newly registered keys, keys that were registered already).
+    """
+    tables = list(dict.fromkeys(tables))
+    with connect() as conn:
+        for table in tables:
+            describe_table(conn, table)
+    new = add_tables(instance, tables)
+    return new, [t.key for t in tables if t.key not in new]
+
+
+def deregister(
+    instance: dg.DagsterInstance, table: TableRef, duckdb_path: Path, drop: bool, lock_timeout: float
+) -> str:
+    """Remove the partition; with `drop`, the DuckDB table too. Says what happened to the DuckDB table."""
+    registered = table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
+    if registered:
+        instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
+    prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
+    state = read_table_state(duckdb_path, table, lock_timeout)
+    if not state.exists:
+        return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
+    if not drop:
+        return f"{prefix}; the DuckDB table {table.duckdb_relation} ({state.rows:,} rows) is kept (--drop removes it)"
+    with writer_lock(duckdb_path, lock_timeout, f"dropping {table}"), open_duckdb(duckdb_path) as con:
+        con.execute(f"DROP TABLE IF EXISTS {table.duckdb_sql}")
+    return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
+
+
+def _duckdb_table_bytes(duckdb_path: Path, table: TableRef, lock_timeout: float) -> int | None:
+    if not duckdb_path.exists():
+        return None
+    with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+        block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
+        blocks = con.execute(
+            "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE block_id >= 0",
+            [f"{quote_identifier(table.duckdb_schema)}.{quote_identifier(table.duckdb_table)}"],
+        ).fetchone()
+    if not block_size or not blocks:
+        return None
+    return int(block_size[0]) * int(blocks[0])
+
+
+def table_status(
+    instance: dg.DagsterInstance, table: TableRef, duckdb_path: Path, lock_timeout: float
+) -> dict[str, Any]:
+    """Everything `sync-project status` shows for a table, from Dagster's storage and the DuckDB file only."""
+    runs = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: table.key}), limit=20)
+    sync_runs = [r for r in runs if SYNC_ASSET_KEY in (r.dagster_run.asset_selection or {SYNC_ASSET_KEY})]
+    last_run = sync_runs[0] if sync_runs else None
+    last_failure = next((r for r in sync_runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE), None)
+    error = None
+    if last_failure:
+        failures = instance.all_logs(last_failure.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if failures and failures[-1].dagster_event and failures[-1].dagster_event.step_failure_data:
+            error_info = failures[-1].dagster_event.step_failure_data.error
+            error = error_info.message.strip() if error_info else None
+    check_key = dg.AssetCheckKey(SYNC_ASSET_KEY, ROW_COUNT_CHECK)
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [check_key], partition_filter=PartitionKeyFilter(key=table.key)
+    ).get(check_key)
+    evaluation = check.event.asset_check_evaluation if check and check.event else None
+    synced = last_sync(instance, table)
+    state = read_table_state(duckdb_path, table, lock_timeout)
+
+    def run_summary(record: Any) -> dict[str, Any]:
+        start, end = record.start_time, record.end_time
+        return {
+            "run_id": record.dagster_run.run_id,
+            "status": record.dagster_run.status.value,
+            "started": dt.datetime.fromtimestamp(start, dt.UTC).isoformat() if start else None,
+            "seconds": round(end - start, 2) if start and end else None,
+        }
+
+    return {
+        "table": table.key,
+        "snowflake_table": str(table),
+        "duckdb_relation": table.duckdb_relation,
+        "registered": table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES),
+        "last_run": run_summary(last_run) if last_run else None,
+        "last_successful_sync": {**asdict(synced), "at": synced.at.isoformat()} if synced else None,
+        "row_count_check": (
+            {"passed": evaluation.passed, "severity": evaluation.severity.value, "description": evaluation.description}
+            if evaluation
+            else None
+        ),
+        "last_failed_run": {**run_summary(last_failure), "error": error} if last_failure else None,
+        "duckdb": {
+            "exists": state.exists,
+            "rows": state.rows if state.exists else None,
+            "bytes": _duckdb_table_bytes(duckdb_path, table, lock_timeout) if state.exists else None,
+        },
+    }

@@ -1,0 +1,266 @@
+"""Every `sync-project` command through its entry point, against the local Snowflake and a temporary instance."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import filelock
+import pyarrow.parquet as pq
+import pytest
+import snowflake.connector
+from click.testing import CliRunner, Result
+
+from sync_project.cli import main
+from sync_project.definitions import build_definitions
+from sync_project.jobs import DISCOVER_JOB, REGISTER_JOB, SYNC_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+from sync_project.sync.load import lock_path
+from sync_project_tests.conftest import DEMO_ROWS
+from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings
+
+SCHEMA = "WORKSPACE_833213390"
+DATA = f"{SCHEMA}.data"
+
+
+@pytest.fixture
+def env(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+    for name, value in {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    return tmp_path
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def partitions() -> list[str]:
+    return list(dg.DagsterInstance.get().get_dynamic_partitions(SNOWFLAKE_TABLES))
+
+
+def sync(key: str) -> bool:
+    definitions = build_definitions(Settings.from_env())
+    result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
+        tags={"dagster/partition": key}, instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+    return result.success
+
+
+def test_help_for_every_command(env: Path) -> None:
+    for command in ("tables", "register", "deregister", "status", "sample", "local-snowflake", "demo"):
+        result = cli(command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_usage_errors_exit_2(env: Path) -> None:
+    assert cli("register").exit_code == 2
+    assert cli("sample", DATA, "--first", "-3").exit_code == 2
+    assert cli("sample", DATA, "--first", "1", "--random", "1").exit_code == 2
+    assert cli("nonsense").exit_code == 2
+
+
+def test_tables_shows_true_figures(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    result = cli("tables", SCHEMA, "--json")
+    assert result.exit_code == 0, result.output
+    listing = {row["name"]: row for row in json.loads(result.output)}
+    assert listing["data"]["rows"] == DEMO_ROWS and listing["data"]["bytes"] > 0
+    assert listing["data"]["last_altered"] and not listing["data"]["registered"]
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        shown = {r[1]: (r[7], r[8]) for r in fetch(conn, f"SHOW TABLES IN SCHEMA {FQ}")}
+    assert all((row["rows"], row["bytes"]) == shown[name] for name, row in listing.items() if name in shown)
+    human = cli("tables", SCHEMA, "--like", "ALL%")
+    assert human.exit_code == 0
+    lines = human.output.splitlines()
+    assert lines[0].split()[:3] == ["TABLE", "ROWS", "SIZE"]
+    assert len(lines) == 2 and lines[1].startswith(f"{SCHEMA}.ALL_TYPES") and "KiB" in lines[1]
+
+
+def test_register_verifies_and_is_idempotent(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    result = cli("register", DATA, f"{SCHEMA}.ALL_TYPES")
+    assert result.exit_code == 0, result.output
+    assert sorted(partitions()) == sorted([DATA, f"{SCHEMA}.ALL_TYPES"])
+    again = cli("register", DATA)
+    assert again.exit_code == 0 and "registered already" in again.output
+    missing = cli("register", f"{SCHEMA}.SEMI_STRUCTURED", f"{SCHEMA}.NOT_THERE")
+    assert missing.exit_code == 1 and "NOT_THERE" in missing.output and "does not exist" in missing.output
+    assert f"{SCHEMA}.SEMI_STRUCTURED" not in partitions()  # all or nothing
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f'CREATE OR REPLACE VIEW {FQ}.V_DATA AS SELECT * FROM {FQ}."data"')
+    view = cli("register", f"{SCHEMA}.V_DATA")
+    assert view.exit_code == 1 and "is a view" in view.output
+    hostile = cli("register", f'{SCHEMA}."../etc"')
+    assert hostile.exit_code == 1 and "path" in hostile.output
+    assert "V_DATA" not in str(partitions())
+    pattern = cli("register", "--schema", SCHEMA, "--like", "SEMI%")
+    assert pattern.exit_code == 0 and f"{SCHEMA}.SEMI_STRUCTURED" in partitions()
+
+
+def test_register_and_sync_queues_a_run(env: Path) -> None:
+    result = cli("register", f"{SCHEMA}.ALL_TYPES", "--sync")
+    assert result.exit_code == 0, result.output
+    assert "queued a sync" in result.output
+    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(tags={"dagster/partition": f"{SCHEMA}.ALL_TYPES"}))
+    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.QUEUED and runs[0].job_name == SYNC_JOB
+
+
+def test_deregister_keeps_or_drops_the_duckdb_table(env: Path) -> None:
+    assert cli("register", DATA).exit_code == 0 and sync(DATA)
+    kept = cli("deregister", DATA)
+    assert kept.exit_code == 0 and "is kept" in kept.output and DATA not in partitions()
+    with duckdb.connect(str(env / "sync.duckdb"), read_only=True) as con:
+        assert con.execute(f'SELECT count(*) FROM "{SCHEMA}"."data"').fetchone() == (DEMO_ROWS,)
+    assert cli("register", DATA).exit_code == 0
+    dropped = cli("deregister", DATA, "--drop")
+    assert dropped.exit_code == 0 and "dropped" in dropped.output
+    with duckdb.connect(str(env / "sync.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'data'").fetchone() == (0,)
+
+
+def test_status_follows_success_failure_success(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    key = f"{SCHEMA}.ALL_TYPES"
+    assert cli("register", key).exit_code == 0
+
+    def status() -> dict[str, Any]:
+        result = cli("status", key, "--json")
+        assert result.exit_code == 0, result.output
+        (report,) = json.loads(result.output)
+        return report  # type: ignore[no-any-return]
+
+    never = status()
+    assert never["last_run"] is None and never["duckdb"]["exists"] is False
+    assert sync(key)
+    first = status()
+    assert first["last_run"]["status"] == "SUCCESS" and first["row_count_check"]["passed"] is True
+    assert first["last_successful_sync"]["rows"] == first["duckdb"]["rows"] > 0
+    assert first["duckdb"]["bytes"] > 0 and first["last_failed_run"] is None
+    inject_fault(local_snowflake.base_url, "desc_table", errno=2003, message="Object does not exist")
+    assert not sync(key)
+    failed = status()
+    assert failed["last_run"]["status"] == "FAILURE"
+    assert "does not exist" in failed["last_failed_run"]["error"]
+    assert failed["last_successful_sync"] == first["last_successful_sync"]
+    assert sync(key)
+    again = status()
+    assert again["last_run"]["status"] == "SUCCESS" and again["last_run"]["run_id"] != first["last_run"]["run_id"]
+    assert again["last_failed_run"]["run_id"] == failed["last_run"]["run_id"]
+    human = cli("status")
+    assert human.exit_code == 0 and "last synced:" in human.output and "row count:    passed" in human.output
+
+
+def _duckdb_rows(env: Path, table: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(env / "sync.duckdb"), read_only=True) as con:
+        return con.execute(f'SELECT * FROM "{SCHEMA}"."{table}"').fetchall()
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_sample_formats_parse_back_to_the_same_rows(env: Path, fmt: str) -> None:
+    key = f"{SCHEMA}.ALL_TYPES"
+    assert cli("register", key).exit_code == 0 and sync(key)
+    out = env / f"sample.{fmt}"
+    result = cli("sample", key, "--first", "50", "--format", fmt, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    expected = {r[0]: r for r in _duckdb_rows(env, "ALL_TYPES")}
+    if fmt == "parquet":
+        table = pq.read_table(out)
+        assert str(table.schema.field("NUM_38_0").type) == "decimal128(38, 0)"
+        rows = [tuple(r.values()) for r in table.to_pylist()]
+        assert len(rows) == 50
+        for row in rows:
+            assert tuple(comparable(v) for v in row) == tuple(comparable(v) for v in expected[row[0]])
+        return
+    if fmt == "json":
+        parsed = [json.loads(line) for line in out.read_text().splitlines()]
+    else:
+        parsed = list(csv.DictReader(out.open()))
+    assert len(parsed) == 50
+    by_id = {int(r["ID"]): r for r in parsed}
+    for ident, row in by_id.items():
+        source = expected[ident]
+        assert str(row["NUM_38_0"] if row["NUM_38_0"] is not None else "") == (
+            str(source[1]) if source[1] is not None else ""
+        )
+        assert (row["VARCHAR_COL"] or None) == (source[8] or None)
+    extreme = by_id[0]
+    assert int(extreme["NUM_38_0"]) == int("9" * 38)  # no float on the way
+    assert str(extreme["TS_NTZ"]).startswith("9999-12-31T23:59:59")
+
+
+def test_sample_random_and_refusals(env: Path) -> None:
+    key = f"{SCHEMA}.ALL_TYPES"
+    unregistered = cli("sample", key, "--output", str(env / "x.json"))
+    assert unregistered.exit_code == 1 and "not registered" in unregistered.output
+    assert cli("register", key).exit_code == 0
+    unsynced = cli("sample", key, "--output", str(env / "x.json"))
+    assert unsynced.exit_code == 1 and "not been synced" in unsynced.output
+    assert sync(key)
+    out = env / "random.json"
+    assert cli("sample", key, "--random", "7", "--output", str(out)).exit_code == 0
+    ids = [json.loads(line)["ID"] for line in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 7
+
+
+def test_readers_wait_for_a_writer_bounded(env: Path) -> None:
+    key = f"{SCHEMA}.ALL_TYPES"
+    assert cli("register", key).exit_code == 0 and sync(key)
+    lock = filelock.FileLock(str(lock_path(env / "sync.duckdb")))
+    with lock:
+        gave_up = cli("sample", key, "--wait", "0.5", "--output", str(env / "a.json"))
+        assert gave_up.exit_code == 1 and "held" in gave_up.output
+        status = cli("status", key, "--wait", "0.5")
+        assert status.exit_code == 1 and "held" in status.output
+    held = threading.Event()
+
+    def hold_for_a_second() -> None:  # filelock locks belong to the thread that took them
+        with filelock.FileLock(str(lock_path(env / "sync.duckdb"))):
+            held.set()
+            time.sleep(1.0)
+
+    writer = threading.Thread(target=hold_for_a_second)
+    writer.start()
+    held.wait()
+    started = time.monotonic()
+    waited = cli("sample", key, "--wait", "30", "--output", str(env / "b.json"))
+    writer.join()
+    assert waited.exit_code == 0 and time.monotonic() - started >= 0.9
+
+
+def test_discover_and_register_jobs_from_the_launchpad(env: Path) -> None:
+    definitions = build_definitions(Settings.from_env())
+    instance = dg.DagsterInstance.get()
+    discovered = definitions.resolve_job_def(DISCOVER_JOB).execute_in_process(
+        run_config={"ops": {"discover_schema": {"config": {"schema_name": SCHEMA, "like": "%TYPES"}}}},
+        instance=instance,
+    )
+    (output,) = [e for e in discovered.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT]
+    table = output.step_output_data.metadata["tables"]  # type: ignore[union-attr]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert [r.data["table"] for r in table.value.records] == [f"{SCHEMA}.ALL_TYPES"]
+    registered = definitions.resolve_job_def(REGISTER_JOB).execute_in_process(
+        run_config={"ops": {"register_in_schema": {"config": {"schema_name": SCHEMA, "tables": ["data", "NOPE"]}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not registered.success and partitions() == []
+    registered = definitions.resolve_job_def(REGISTER_JOB).execute_in_process(
+        run_config={"ops": {"register_in_schema": {"config": {"schema_name": SCHEMA, "like": "da%"}}}},
+        instance=instance,
+    )
+    assert registered.success and partitions() == [DATA]
