@@ -28,6 +28,18 @@ class SyncConfig(dg.Config):
     strategy: Literal["full", "incremental"] = "full"
 
 
+def latest_sync_materialization(
+    instance: dg.DagsterInstance, partition_key: str
+) -> tuple[dg.AssetMaterialization, dg.EventLogRecord] | None:
+    """The latest successful sync of one table (its materialization and event record), if any."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[partition_key]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return records[0].asset_materialization, records[0]
+
+
 def _cell(value: Any) -> str:
     text = "NULL" if value is None else str(value)
     text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "⏎").replace("\r", "")
@@ -77,6 +89,13 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
         "seconds_total": dg.MetadataValue.float(report.total_seconds),
         "preview": dg.MetadataValue.md(preview_markdown(report.preview_columns, report.preview_rows)),
     }
+    if report.source is not None:
+        # What the change sensor compares against: Snowflake's figures as of this sync.
+        metadata["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
+        metadata["snowflake_bytes"] = report.source.bytes if report.source.bytes is not None else -1
+        metadata["snowflake_last_altered"] = (
+            report.source.last_altered.isoformat() if report.source.last_altered else ""
+        )
     for phase, seconds in report.phase_seconds.items():
         metadata[f"seconds_{phase}"] = dg.MetadataValue.float(seconds)
     return metadata

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_project.assets import SYNC_ASSET_KEY
+from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import list_tables
@@ -25,10 +25,8 @@ READ_LOCK_TIMEOUT_SECONDS = 60.0
 
 
 def _latest_materialization(context: dg.AssetCheckExecutionContext, partition: str) -> dg.AssetMaterialization | None:
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[partition]), limit=1
-    ).records
-    return records[0].asset_materialization if records else None
+    found = latest_sync_materialization(context.instance, partition)
+    return found[0] if found else None
 
 
 def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None:

@@ -6,6 +6,7 @@ No logic lives here; each concern has its own module.
 import dagster as dg
 
 from sync_project.assets import snowflake_table
+from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
 from sync_project.checks import row_count_check, schema_check
 from sync_project.jobs import discover_tables_job, register_tables_job, sync_tables_job, verify_synced_tables_job
 from sync_project.resources import build_resources
@@ -18,6 +19,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[snowflake_table],
         asset_checks=[row_count_check, schema_check],
         jobs=[sync_tables_job, verify_synced_tables_job, discover_tables_job, register_tables_job],
+        schedules=[build_sync_schedule(settings)],
+        sensors=[build_change_sensor(settings), build_auto_register_sensor(settings)],
         resources=build_resources(settings),
         # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own
         # (the multiprocess executor would pay Python and Dagster start-up again for every step).

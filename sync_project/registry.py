@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 
-from sync_project.assets import SYNC_ASSET_KEY
+from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
@@ -34,26 +34,28 @@ class LastSync:
     run_id: str
 
 
-def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
-    value = metadata.get(key)
-    return int(value.value) if value is not None and value.value is not None else None
+def last_sync_metadata(instance: dg.DagsterInstance, table: TableRef) -> dict[str, Any] | None:
+    """The latest sync's metadata as plain values, or None if the table never synced."""
+    found = latest_sync_materialization(instance, table.key)
+    return {k: v.value for k, v in found[0].metadata.items()} if found else None
 
 
 def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[table.key]), limit=1
-    ).records
-    if not records:
+    found = latest_sync_materialization(instance, table.key)
+    if found is None:
         return None
-    record = records[0]
-    materialization = record.asset_materialization
-    metadata = dict(materialization.metadata) if materialization else {}
-    strategy = metadata.get("strategy")
+    materialization, record = found
+    values = {k: v.value for k, v in materialization.metadata.items()}
+
+    def number(key: str) -> int | None:
+        value = values.get(key)
+        return int(value) if isinstance(value, int | float) else None
+
     return LastSync(
         at=dt.datetime.fromtimestamp(record.timestamp, dt.UTC),
-        rows=_metadata_int(metadata, "dagster/row_count"),
-        bytes=_metadata_int(metadata, "bytes_unloaded"),
-        strategy=str(strategy.value) if strategy is not None else None,
+        rows=number("dagster/row_count"),
+        bytes=number("bytes_unloaded"),
+        strategy=str(values["strategy"]) if "strategy" in values else None,
         run_id=record.run_id,
     )
 

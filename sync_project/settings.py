@@ -38,6 +38,14 @@ SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
 
+# -- Automation --------------------------------------------------------------------------------
+SYNC_SCHEDULE_CRON = "SYNC_SCHEDULE_CRON"
+SYNC_SCHEDULE_TIMEZONE = "SYNC_SCHEDULE_TIMEZONE"
+SYNC_CHANGE_SENSOR_SECONDS = "SYNC_CHANGE_SENSOR_SECONDS"
+SYNC_AUTO_REGISTER_SCHEMA = "SYNC_AUTO_REGISTER_SCHEMA"  # unset: the auto-registration sensor does nothing
+SYNC_AUTO_REGISTER_LIKE = "SYNC_AUTO_REGISTER_LIKE"
+SYNC_AUTO_DEREGISTER = "SYNC_AUTO_DEREGISTER"  # "true": also deregister tables that vanished
+
 DEFAULT_DATABASE = "KEBOOLA_33"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
 DEFAULT_LOCAL_PORT = 8765
@@ -82,6 +90,12 @@ class Settings:
     lock_timeout_seconds: float
     get_parallel: int
     max_file_size: int
+    schedule_cron: str = "0 2 * * *"
+    schedule_timezone: str = "UTC"
+    change_sensor_seconds: int = 300
+    auto_register_schema: str | None = None
+    auto_register_like: str = "%"
+    auto_deregister: bool = False
 
     @property
     def uses_local_snowflake(self) -> bool:
@@ -101,4 +115,10 @@ class Settings:
             lock_timeout_seconds=float(_env(SYNC_LOCK_TIMEOUT_SECONDS, "600")),
             get_parallel=int(_env(SYNC_GET_PARALLEL, "10")),
             max_file_size=int(_env(SYNC_MAX_FILE_SIZE, str(64 * 1024 * 1024))),
+            schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
+            schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
+            change_sensor_seconds=int(_env(SYNC_CHANGE_SENSOR_SECONDS, "300")),
+            auto_register_schema=os.environ.get(SYNC_AUTO_REGISTER_SCHEMA, "").strip() or None,
+            auto_register_like=_env(SYNC_AUTO_REGISTER_LIKE, "%"),
+            auto_deregister=_env(SYNC_AUTO_DEREGISTER, "false").lower() in ("1", "true", "yes"),
         )

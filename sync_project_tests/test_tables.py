@@ -73,3 +73,21 @@ def test_key_examples(key: str, expected: tuple[str, str]) -> None:
 def test_malformed_keys_are_refused(key: str) -> None:
     with pytest.raises(InvalidTableNameError):
         TableRef.from_key(key, "DB")
+
+
+@pytest.mark.parametrize(
+    ("name", "like", "expected"),
+    [
+        ("AR_ONE", "AR\\_%", True),
+        ("ARXONE", "AR\\_%", False),
+        ("ARXONE", "AR_%", True),
+        ("data", "DA%", True),
+        ("100%", "100\\%", True),
+        ("1000", "100\\%", False),
+        ("a.b", "a_b", True),
+    ],
+)
+def test_like_patterns(name: str, like: str, expected: bool) -> None:
+    from sync_project.sync.catalog import matches_like
+
+    assert matches_like(name, like) is expected

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
-from sync_project.sync.errors import PermanentError, SyncError, TableNotFoundError, from_snowflake
+from sync_project.sync.errors import PermanentError, TableNotFoundError, from_snowflake
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.types import TypeMapping, map_type
 
@@ -95,14 +95,20 @@ def describe_table(conn: Any, table: TableRef) -> list[Column]:
     return columns
 
 
-def list_tables(conn: Any, database: str, schema: str, like: str | None = None) -> list[TableStats]:
-    """Tables and views of a schema with rows, bytes (SHOW TABLES) and LAST_ALTERED (INFORMATION_SCHEMA)."""
+def list_tables(
+    conn: Any, database: str, schema: str, like: str | None = None, name: str | None = None
+) -> list[TableStats]:
+    """Tables of a schema with rows, bytes and LAST_ALTERED, in one INFORMATION_SCHEMA query.
+
+    LAST_ALTERED over-reports (DDL and maintenance bump it too), which only ever causes an extra sync.
+    """
     try:
         cur = conn.cursor()
         cur.execute(
             f"SELECT TABLE_NAME, TABLE_TYPE, ROW_COUNT, BYTES, LAST_ALTERED "
-            f"FROM {quote_identifier(database)}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s",
-            (schema,),
+            f"FROM {quote_identifier(database)}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s"
+            + (" AND TABLE_NAME = %s" if name is not None else ""),
+            (schema, name) if name is not None else (schema,),
         )
         found = [
             TableStats(
@@ -117,10 +123,28 @@ def list_tables(conn: Any, database: str, schema: str, like: str | None = None) 
         ]
     except SnowflakeError as e:
         raise from_snowflake(e, f"listing tables of {database}.{schema}") from None
-    except SyncError:
-        raise
     if like:
-        # Snowflake's LIKE: % and _; case-insensitive like SHOW TABLES LIKE.
-        pattern = like.replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
-        found = [t for t in found if fnmatch.fnmatchcase(t.name.upper(), pattern.upper())]
+        found = [t for t in found if matches_like(t.name, like)]
     return sorted(found, key=lambda t: t.name)
+
+
+def matches_like(name: str, like: str) -> bool:
+    """Snowflake's LIKE as SHOW TABLES LIKE uses it: % and _ wildcards, backslash escapes, no case."""
+    parts: list[str] = []
+    chars = iter(like)
+    for ch in chars:
+        if ch == "\\":
+            parts.append(re.escape(next(chars, "\\")))
+        elif ch == "%":
+            parts.append(".*")
+        elif ch == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.fullmatch("".join(parts), name, re.IGNORECASE | re.DOTALL) is not None
+
+
+def table_figures(conn: Any, table: TableRef) -> TableStats | None:
+    """Snowflake's current rows, bytes and LAST_ALTERED for one table (None if it is gone)."""
+    found = list_tables(conn, table.database, table.schema, name=table.name)
+    return found[0] if found else None

@@ -16,7 +16,7 @@ from typing import Any
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
-from sync_project.sync.catalog import Column, describe_table
+from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
 from sync_project.sync.errors import from_snowflake
 from sync_project.sync.load import LoadResult, load_full
 from sync_project.sync.tables import TableRef
@@ -39,6 +39,8 @@ class SyncReport:
     table: TableRef
     strategy: str
     columns: list[Column] = field(default_factory=list)
+    # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
+    source: TableStats | None = None
     unload_query_id: str = ""
     rows_unloaded: int = 0
     rows_loaded: int = 0
@@ -106,6 +108,7 @@ def sync_table(connect: Connect, table: TableRef, options: SyncOptions, log: Log
         with snowflake_session(connect, table) as conn:
             with _phase(report, "describe", log):
                 report.columns = describe_table(conn, table)
+                report.source = table_figures(conn, table)
             try:
                 with _phase(report, "unload", log):
                     extract.create_stage(conn, attempt)

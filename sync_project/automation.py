@@ -1,0 +1,198 @@
+"""Schedules and sensors: keep DuckDB fresh without anyone clicking.
+
+Defaults (see the README): the nightly schedule runs; the change sensor and the
+auto-registration sensor are off until switched on in the UI's Automation page,
+because on a real account each tick of the change sensor runs an
+INFORMATION_SCHEMA query, which wakes a warehouse.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+import dagster as dg
+
+from sync_project.jobs import sync_tables_job
+from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions
+from sync_project.registry import last_sync_metadata
+from sync_project.resources import SnowflakeResource
+from sync_project.settings import Settings
+from sync_project.sync.catalog import TableStats, describe_table, list_tables, matches_like
+from sync_project.sync.errors import PermanentError, SyncError
+from sync_project.sync.pipeline import Connect
+from sync_project.sync.tables import TableRef
+
+SYNC_SCHEDULE = "nightly_sync"
+CHANGE_SENSOR = "snowflake_change_sensor"
+AUTO_REGISTER_SENSOR = "auto_register_tables"
+
+
+def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=SYNC_SCHEDULE,
+        job=sync_tables_job,
+        cron_schedule=settings.schedule_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def nightly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        """A full sync of every registered table, one run each (SYNC_SCHEDULE_CRON, SYNC_SCHEDULE_TIMEZONE)."""
+        keys = context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
+        if not keys:
+            return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
+        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+        # The run key names table and tick, so a re-evaluated tick never doubles a run.
+        return [dg.RunRequest(run_key=f"{key}@{tick}", partition_key=key) for key in keys]
+
+    return nightly_sync
+
+
+@dataclass(frozen=True)
+class ChangeDecision:
+    key: str
+    sync: bool
+    reason: str
+    run_key: str = ""
+
+
+def _figures(stats: TableStats) -> tuple[int, int, str]:
+    return (
+        stats.rows if stats.rows is not None else -1,
+        stats.bytes if stats.bytes is not None else -1,
+        stats.last_altered.isoformat() if stats.last_altered else "",
+    )
+
+
+def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: list[TableRef]) -> list[ChangeDecision]:
+    """For each table: sync it if Snowflake's rows, bytes or LAST_ALTERED moved since its last sync.
+
+    One INFORMATION_SCHEMA query per schema; what a sync saw is in its materialization metadata.
+    """
+    by_schema: dict[tuple[str, str], list[TableRef]] = defaultdict(list)
+    for table in tables:
+        by_schema[(table.database, table.schema)].append(table)
+    decisions: list[ChangeDecision] = []
+    with connect() as conn:
+        for (database, schema), members in sorted(by_schema.items()):
+            current = {t.name: t for t in list_tables(conn, database, schema)}
+            for table in members:
+                stats = current.get(table.name)
+                if stats is None:
+                    decisions.append(ChangeDecision(table.key, False, "not found in Snowflake (dropped or renamed?)"))
+                    continue
+                now = _figures(stats)
+                run_key = f"{table.key}:{now[0]}:{now[1]}:{now[2]}"
+                seen = last_sync_metadata(instance, table)
+                if seen is None:
+                    decisions.append(ChangeDecision(table.key, True, "never synced", run_key))
+                    continue
+                before = (
+                    int(seen.get("snowflake_rows", -1)),
+                    int(seen.get("snowflake_bytes", -1)),
+                    str(seen.get("snowflake_last_altered", "")),
+                )
+                if now == before:
+                    decisions.append(ChangeDecision(table.key, False, "unchanged since its last sync"))
+                    continue
+                changes = [
+                    f"{label} {old} -> {new}"
+                    for label, old, new in zip(("rows", "bytes", "last_altered"), before, now, strict=True)
+                    if old != new
+                ]
+                decisions.append(ChangeDecision(table.key, True, "; ".join(changes), run_key))
+    return decisions
+
+
+def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=CHANGE_SENSOR,
+        job=sync_tables_job,
+        minimum_interval_seconds=settings.change_sensor_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def snowflake_change_sensor(
+        context: dg.SensorEvaluationContext, snowflake: SnowflakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Sync a registered table when Snowflake's rows, bytes or LAST_ALTERED moved since its last sync."""
+        tables = registered_tables(context.instance, settings)
+        if not tables:
+            return dg.SkipReason("no tables are registered yet")
+        try:
+            decisions = plan_change_syncs(context.instance, snowflake.get_connection, tables)
+        except SyncError as e:
+            return dg.SkipReason(f"could not read Snowflake's figures: {e}")
+        wanted = [d for d in decisions if d.sync]
+        for decision in decisions:
+            context.log.info(f"{decision.key}: {'sync' if decision.sync else 'skip'} ({decision.reason})")
+        if not wanted:
+            return dg.SkipReason(
+                f"checked {len(decisions)} table(s); none changed: "
+                + "; ".join(f"{d.key}: {d.reason}" for d in decisions[:20])
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(run_key=d.run_key, partition_key=d.key, tags={"sync_reason": d.reason[:200]})
+                for d in wanted
+            ]
+        )
+
+    return snowflake_change_sensor
+
+
+def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=AUTO_REGISTER_SENSOR,
+        minimum_interval_seconds=max(settings.change_sensor_seconds, 60),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def auto_register_tables(
+        context: dg.SensorEvaluationContext, snowflake: SnowflakeResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Register new tables of SYNC_AUTO_REGISTER_SCHEMA matching SYNC_AUTO_REGISTER_LIKE.
+
+        Each is verified with DESC TABLE like a manual registration; refused ones are reported once
+        (until they change). Vanished tables are deregistered only with SYNC_AUTO_DEREGISTER=true.
+        """
+        schema = settings.auto_register_schema
+        if not schema:
+            return dg.SkipReason("set SYNC_AUTO_REGISTER_SCHEMA (and SYNC_AUTO_REGISTER_LIKE) to use this sensor")
+        database = settings.snowflake_database
+        refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        registered = {
+            t.key: t
+            for t in registered_tables(context.instance, settings)
+            if (t.database, t.schema) == (database, schema) and matches_like(t.name, settings.auto_register_like)
+        }
+        added: list[str] = []
+        refused: dict[str, str] = {}  # key -> LAST_ALTERED when refused: asked again only once it changes
+        with snowflake.get_connection() as conn:
+            listing = list_tables(conn, database, schema, settings.auto_register_like)
+            for stats in listing:
+                table = TableRef(database, schema, stats.name)
+                stamp = _figures(stats)[2]
+                if table.key in registered:
+                    continue
+                if refused_before.get(table.key) == stamp:
+                    refused[table.key] = stamp
+                    continue
+                try:
+                    describe_table(conn, table)
+                except PermanentError as e:
+                    context.log.warning(f"not registering {table.key}: {e}")
+                    refused[table.key] = stamp
+                    continue
+                added.append(table.key)
+        present = {TableRef(database, schema, s.name).key for s in listing}
+        vanished = sorted(key for key in registered if key not in present)
+        requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+        if added:
+            requests.append(snowflake_tables_partitions.build_add_request(added))
+        if vanished and settings.auto_deregister:
+            requests.append(snowflake_tables_partitions.build_delete_request(vanished))
+        context.log.info(
+            f"registered {added or 'nothing'}; refused {sorted(refused) or 'nothing'}; vanished {vanished or 'nothing'}"
+            + (" (kept: SYNC_AUTO_DEREGISTER is off)" if vanished and not settings.auto_deregister else "")
+        )
+        return dg.SensorResult(dynamic_partitions_requests=requests, cursor=json.dumps(refused, sort_keys=True))
+
+    return auto_register_tables

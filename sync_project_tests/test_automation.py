@@ -1,0 +1,157 @@
+"""Schedule and sensors, evaluated against the local Snowflake and a temporary instance."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import snowflake.connector
+
+from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
+from sync_project.definitions import build_definitions
+from sync_project.jobs import SYNC_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import snowflake_resource
+from sync_project.settings import Settings
+from sync_project_tests.helpers import fetch, snowflake_settings
+
+DATABASE = "KEBOOLA_33"
+
+
+@pytest.fixture
+def schema(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
+    """A fresh schema per test, so other tests' tables never show up here."""
+    name = f"AUTO_{uuid.uuid4().hex[:8].upper()}"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA {DATABASE}.{name}")
+    yield name
+
+
+@pytest.fixture
+def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        yield conn
+
+
+@pytest.fixture
+def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    return dataclasses.replace(
+        Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
+    )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def make_tables(sf: Any, schema: str, names: list[str], rows: int = 100) -> list[str]:
+    for name in names:
+        fetch(sf, f"CREATE TABLE {DATABASE}.{schema}.{name} (ID NUMBER(38,0), V VARCHAR)")
+        fetch(
+            sf, f"INSERT INTO {DATABASE}.{schema}.{name} SELECT SEQ8(), 'v' FROM TABLE(GENERATOR(ROWCOUNT => {rows}))"
+        )
+    return [f"{schema}.{name}" for name in names]
+
+
+def sync(settings: Settings, instance: dg.DagsterInstance, key: str) -> None:
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(SYNC_JOB)
+        .execute_in_process(tags={"dagster/partition": key}, instance=instance)
+    )
+    assert result.success
+
+
+def evaluate(
+    sensor: dg.SensorDefinition, settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None
+) -> Any:
+    context = dg.build_sensor_context(
+        instance=instance, resources={"snowflake": snowflake_resource(settings)}, cursor=cursor
+    )
+    return sensor(context)
+
+
+def test_change_sensor_requests_exactly_the_changed_table(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    keys = make_tables(sf, schema, ["CHG_A", "CHG_B", "CHG_C"])
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    sensor = build_change_sensor(settings)
+    first = evaluate(sensor, settings, instance)
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(keys)  # never synced
+    for key in keys:
+        sync(settings, instance, key)
+    quiet = evaluate(sensor, settings, instance)
+    assert isinstance(quiet, dg.SkipReason) and "none changed" in str(quiet.skip_message)
+    fetch(sf, f"INSERT INTO {DATABASE}.{schema}.CHG_B VALUES (1000, 'new')")
+    changed = evaluate(sensor, settings, instance)
+    (request,) = changed.run_requests
+    assert request.partition_key == f"{schema}.CHG_B"
+    assert "rows 100 -> 101" in request.tags["sync_reason"]
+    again = evaluate(sensor, settings, instance)
+    assert [r.run_key for r in again.run_requests] == [request.run_key]  # same figures, same run key: no double run
+    sync(settings, instance, f"{schema}.CHG_B")
+    assert isinstance(evaluate(sensor, settings, instance), dg.SkipReason)
+
+
+def test_change_sensor_explains_a_vanished_table(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    keys = make_tables(sf, schema, ["GONE"])
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    sync(settings, instance, keys[0])
+    fetch(sf, f"DROP TABLE {DATABASE}.{schema}.GONE")
+    result = evaluate(build_change_sensor(settings), settings, instance)
+    assert isinstance(result, dg.SkipReason) and "not found in Snowflake" in str(result.skip_message)
+
+
+def test_schedule_requests_one_run_per_table_with_unique_run_keys(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    schedule = build_sync_schedule(settings)
+    empty = schedule(dg.build_schedule_context(instance=instance))
+    assert isinstance(empty, dg.SkipReason)
+    keys = ["S.A", "S.B", 'S."c.d"']
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    tick = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
+    requests = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+    assert sorted(r.partition_key for r in requests) == sorted(keys)
+    assert len({r.run_key for r in requests}) == 3 and all(tick.isoformat() in r.run_key for r in requests)
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_auto_registration_adds_new_and_deregisters_only_when_told(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    make_tables(sf, schema, ["AR_ONE", "AR_TWO", "OTHER"])
+    configured = dataclasses.replace(settings, auto_register_schema=schema, auto_register_like="AR\\_%")
+    sensor = build_auto_register_sensor(configured)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    result = evaluate(sensor, configured, instance)
+    (add,) = result.dynamic_partitions_requests
+    assert sorted(add.partition_keys) == [f"{schema}.AR_ONE", f"{schema}.AR_TWO"]
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, add.partition_keys)
+    fetch(sf, f"DROP TABLE {DATABASE}.{schema}.AR_TWO")
+    kept = evaluate(sensor, configured, instance, result.cursor)
+    assert kept.dynamic_partitions_requests == []
+    told = dataclasses.replace(configured, auto_deregister=True)
+    removed = evaluate(build_auto_register_sensor(told), told, instance, result.cursor)
+    (delete,) = removed.dynamic_partitions_requests
+    assert isinstance(delete, dg.DeleteDynamicPartitionsRequest) and delete.partition_keys == [f"{schema}.AR_TWO"]
+
+
+def test_auto_registration_is_inert_until_configured(settings: Settings, instance: dg.DagsterInstance) -> None:
+    result = evaluate(build_auto_register_sensor(settings), settings, instance)
+    assert isinstance(result, dg.SkipReason) and "SYNC_AUTO_REGISTER_SCHEMA" in str(result.skip_message)

@@ -1,0 +1,110 @@
+"""End to end with real processes: `dagster job backfill` -> daemon -> run queue -> one run process per table."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+import snowflake.connector
+from dagster._core.event_api import PartitionKeyFilter
+
+from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import clear_faults, inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import project_root
+from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.helpers import fetch, snowflake_settings
+
+pytestmark = pytest.mark.e2e
+TABLES = 8
+ROWS = 20_000
+
+
+@pytest.fixture
+def dagster_processes(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterProcesses]:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((project_root() / "dagster.yaml").read_text())
+    env = {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    processes = DagsterProcesses(home, dict(os.environ))
+    try:
+        yield processes
+    finally:
+        processes.stop()
+        clear_faults(local_snowflake.base_url)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
+    dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    schema = f"E2E_{uuid.uuid4().hex[:6].upper()}"
+    keys = []
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA KEBOOLA_33.{schema}")
+        for i in range(TABLES):
+            fetch(conn, f"CREATE TABLE KEBOOLA_33.{schema}.T{i} (ID NUMBER(38,0), AMOUNT NUMBER(12,2), NOTE VARCHAR)")
+            fetch(
+                conn,
+                f"INSERT INTO KEBOOLA_33.{schema}.T{i} SELECT SEQ8(), SEQ8() / 100, 'row ' || SEQ8() "
+                f"FROM TABLE(GENERATOR(ROWCOUNT => {ROWS + i}))",
+            )
+            keys.append(f"{schema}.T{i}")
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    # Real unloads take seconds; so does each one here, which is when parallel runs pay off.
+    inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=4, count=TABLES)
+    dagster_processes.start_daemon()
+    launched = dagster_processes.dagster(
+        "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
+        "--noprompt",
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    deadline = time.monotonic() + 420
+    records: list[Any] = []
+    while time.monotonic() < deadline:
+        records = instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))
+        if len(records) == TABLES and all(r.dagster_run.is_finished for r in records):
+            break
+        time.sleep(2)
+    log = (dagster_processes.home / "daemon.log").read_text()[-3000:]
+    assert len(records) == TABLES, log
+    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, log
+    assert sorted(r.dagster_run.tags["dagster/partition"] for r in records) == sorted(keys)
+    # Separate run processes that really ran at the same time.
+    assert max_overlap([(r.start_time, r.end_time) for r in records]) >= 2
+    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
+        for i in range(TABLES):
+            assert con.execute(f'SELECT count(*) FROM "{schema}"."T{i}"').fetchone() == (ROWS + i,)
+    check = dg.AssetCheckKey(dg.AssetKey("snowflake_table"), ROW_COUNT_CHECK)
+    for key in keys:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [check], partition_filter=PartitionKeyFilter(key=key)
+        )[check]
+        assert latest.event and latest.event.asset_check_evaluation and latest.event.asset_check_evaluation.passed
