@@ -125,9 +125,11 @@ def test_schedule_requests_one_run_per_table_with_unique_run_keys(
     keys = ["S.A", "S.B", 'S."c.d"']
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
     tick = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
-    requests = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
-    assert sorted(r.partition_key for r in requests) == sorted(keys)
-    assert len({r.run_key for r in requests}) == 3 and all(tick.isoformat() in r.run_key for r in requests)
+    result = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
+    assert isinstance(result, list)
+    requests: list[dg.RunRequest] = result
+    assert sorted(str(r.partition_key) for r in requests) == sorted(keys)
+    assert len({r.run_key for r in requests}) == 3 and all(tick.isoformat() in str(r.run_key) for r in requests)
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
     )  # fmt: skip
     assert launched.returncode == 0, launched.stdout + launched.stderr
     deadline = time.monotonic() + 420
-    records: list[Any] = []
+    records: Sequence[Any] = []
     while time.monotonic() < deadline:
         records = instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))
         if len(records) == TABLES and all(r.dagster_run.is_finished for r in records):
