@@ -23,6 +23,7 @@ import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.settings import project_root
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.tables import TableRef
 
@@ -63,10 +64,57 @@ def engine_connect(process: LocalSnowflakeProcess) -> Iterator[Any]:
         conn.close()
 
 
+def backfill_wall_seconds(
+    root: Path, process: LocalSnowflakeProcess, keys: list[str], max_concurrent_runs: int
+) -> float:
+    """Queue one run per table with `dagster job backfill`; seconds until the last run finished."""
+    import dagster as dg
+
+    from sync_project_tests.daemon import DagsterProcesses
+
+    home = root / f"dagster-{max_concurrent_runs}"
+    home.mkdir()
+    config = (project_root() / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(
+        config.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {max_concurrent_runs}")
+    )
+    env = os.environ | {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(process.port),
+        "SYNC_DUCKDB_PATH": str(home / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(home / "downloads"),
+    }
+    processes = DagsterProcesses(home, env)
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions("snowflake_tables", keys)
+    processes.start_daemon()
+    try:
+        started = time.monotonic()
+        done = processes.dagster(
+            "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
+            "--noprompt",
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        while True:
+            records = instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))
+            if len(records) == len(keys) and all(r.dagster_run.is_finished for r in records):
+                break
+            time.sleep(0.5)
+        failed = [r.dagster_run.run_id for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
+        if failed:
+            raise RuntimeError(f"runs failed: {failed}")
+        return round(time.monotonic() - started, 1)  # from the backfill command to the last run's end
+    finally:
+        processes.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--output", type=Path, default=Path(".local/bench.json"))
+    parser.add_argument("--tables", type=int, default=8, help="Tables for the parallel run (0 to skip).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         root = Path(tmp)
@@ -84,6 +132,20 @@ def main() -> None:
                 "SYNC_DOWNLOAD_DIR": str(root / "dagster-downloads"),
             }
             cli = materialize_via_cli(root, env, table.key)
+            parallel: dict[str, float] = {}
+            if args.tables:
+                keys = []
+                with engine_connect(process) as conn:
+                    for i in range(args.tables):
+                        conn.cursor().execute(
+                            f"CREATE OR REPLACE TABLE {DEMO_DATABASE}.{DEMO_SCHEMA}.BENCH_{i} AS "
+                            f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data"'
+                        )
+                        keys.append(f"{DEMO_SCHEMA}.BENCH_{i}")
+                for concurrency in (4, 1):
+                    parallel[f"max_concurrent_runs={concurrency}"] = backfill_wall_seconds(
+                        root, process, keys, concurrency
+                    )
     result = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "rows": args.rows,
@@ -96,6 +158,7 @@ def main() -> None:
             "files": report.files,
         },
         "dagster_asset_materialize": cli | {"rows_per_second": round(args.rows / cli["seconds"], 1)},
+        "backfill_wall_seconds": {"tables": args.tables, **parallel},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
@@ -106,6 +169,8 @@ def main() -> None:
         f"{args.rows / cli['seconds']:>14,.0f}{cli['peak_rss_mib']:>14.1f}"
     )
     print("engine phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.phase_seconds.items()))
+    for label, seconds in parallel.items():
+        print(f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: {seconds:.1f}s wall")
     print(f"written to {args.output}")
 
 
