@@ -7,6 +7,7 @@ its report into materialization metadata. Retries cover transient failures only.
 from typing import Any, Literal
 
 import dagster as dg
+from pydantic import Field
 
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
@@ -25,7 +26,11 @@ SYNC_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EX
 class SyncConfig(dg.Config):
     """Run config of one sync."""
 
-    strategy: Literal["full", "incremental"] = "full"
+    strategy: Literal["table", "full", "incremental"] = Field(
+        default="table",
+        description="`table`: the strategy the table was registered with; `full` forces a full sync.",
+    )
+    rebuild: bool = Field(default=False, description="Forget the table's sync state and rebuild it with a full sync.")
 
 
 def latest_sync_materialization(
@@ -72,13 +77,22 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
         ]
     )
     metadata: dict[str, Any] = {
-        "dagster/row_count": report.rows_loaded,
+        "dagster/row_count": report.rows_total,
         "dagster/column_schema": schema,
         "dagster/table_name": report.table.duckdb_relation,
         "snowflake_table": str(report.table),
         "duckdb_file": dg.MetadataValue.path(duckdb_path),
         "strategy": report.strategy,
+        "strategy_reason": report.strategy_reason,
         "rows_unloaded": report.rows_unloaded,
+        "rows_updated": report.rows_updated,
+        "rows_inserted": report.rows_loaded - report.rows_updated,
+        "high_water_mark": report.high_water_mark or "",
+        "cursor_column": report.options.cursor_column or "",
+        "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
+        "schema_changes": dg.MetadataValue.json(report.schema_changes),
+        "files_reused": report.files_reused,
+        "resumed_unload": report.resumed_unload,
         "input_bytes": report.input_bytes,
         "bytes_unloaded": report.output_bytes,
         "bytes_downloaded": report.bytes_downloaded,
@@ -127,14 +141,25 @@ def snowflake_table(
     """
     try:
         table = table_for_partition(context.partition_key)
-        if config.strategy != "full":
-            raise PermanentError(
-                f"strategy {config.strategy!r} is not available yet for {table}; run with strategy: full"
-            )
-        report = sync_table(snowflake.get_connection, table, duckdb.sync_options(), log=context.log.info)
+        # Retries and re-executions of one run share an attempt, so they can resume its stage and files.
+        root_run_id = context.run.root_run_id or context.run_id
+        root = context.instance.get_run_record_by_id(root_run_id)
+        report = sync_table(
+            snowflake.get_connection,
+            table,
+            duckdb.sync_options(),
+            log=context.log.info,
+            strategy=None if config.strategy == "table" else config.strategy,
+            rebuild=config.rebuild,
+            attempt_id=root_run_id,
+            attempt_started=root.create_timestamp if root else None,
+            keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
+        )
     except PermanentError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from None
     context.log.info(
-        f"{table}: {report.rows_loaded:,} rows in {report.total_seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)"
+        f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
+        f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
+        + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
     )
     return dg.MaterializeResult(metadata=report_metadata(report, duckdb.database))

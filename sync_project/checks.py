@@ -48,30 +48,32 @@ def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None
 def row_count_check(
     context: dg.AssetCheckExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
 ) -> dg.AssetCheckResult:
-    """DuckDB holds exactly the rows Snowflake unloaded in the latest sync of this table.
+    """DuckDB holds exactly the rows the latest sync of this table left there.
 
-    Fails (blocking) if the counts differ. If Snowflake's table has changed since
-    the sync, it says so with a warning: the copy is exact but no longer current.
+    A full sync must hold what Snowflake unloaded; an incremental one what it
+    kept plus what it merged. Fails (blocking) if the counts differ. If
+    Snowflake's table has a different count now (it changed since, or deleted
+    rows an incremental sync cannot see), it says so with a warning.
     """
     partition = context.partition_key
     table = table_for_partition(partition)
     materialization = _latest_materialization(context, partition)
     if materialization is None:
         return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
-    unloaded_value = materialization.metadata.get("rows_unloaded")
-    unloaded = int(unloaded_value.value) if unloaded_value is not None else -1  # type: ignore[arg-type]
+    expected_value = materialization.metadata.get("dagster/row_count")
+    unloaded = int(expected_value.value) if expected_value is not None else -1  # type: ignore[arg-type]
     state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
     source_rows = _snowflake_rows(snowflake, table)
     metadata: dict[str, Any] = {
         "duckdb_rows": state.rows,
-        "rows_unloaded": unloaded,
+        "rows_expected": unloaded,
         "snowflake_rows_now": source_rows if source_rows is not None else "unknown",
     }
     if not state.exists or state.rows != unloaded:
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{table}: DuckDB holds {state.rows:,} rows, the last sync unloaded {unloaded:,}",
+            description=f"{table}: DuckDB holds {state.rows:,} rows, the last sync left {unloaded:,}",
             metadata=metadata,
         )
     if source_rows is not None and source_rows != unloaded:

@@ -158,14 +158,28 @@ def launch_syncs(keys: list[str]) -> list[str]:
 @click.option("--schema", default=None, help="With --like: register the schema's matching tables.")
 @click.option("--like", default=None, help="Snowflake LIKE pattern (% and _), with --schema.")
 @click.option("--sync", "sync_now", is_flag=True, help="Queue a first sync of each newly registered table.")
+@click.option(
+    "--strategy", type=click.Choice(["full", "incremental"]), default=None, help="How to sync (default full)."
+)
+@click.option("--cursor", default=None, help="Incremental: the column whose growth marks new rows (exact name).")
+@click.option("--primary-key", default=None, help="Incremental: key column(s), comma-separated (default: declared).")
 @reports_errors
-def register(keys: tuple[str, ...], schema: str | None, like: str | None, sync_now: bool) -> None:
+def register(
+    keys: tuple[str, ...],
+    schema: str | None,
+    like: str | None,
+    sync_now: bool,
+    strategy: str | None,
+    cursor: str | None,
+    primary_key: str | None,
+) -> None:
     """Register tables (SCHEMA.TABLE ...) as partitions, after DESC TABLE proves each one.
 
     A missing table, a view or an unsupported column type is refused with the reason, and then nothing is
-    added. Registering a table twice is harmless.
+    added. Registering a table twice is harmless; registering it with other options changes them.
     """
     from sync_project import registry
+    from sync_project.sync.state import TableOptions
 
     if not keys and not (schema and like):
         raise click.UsageError("give SCHEMA.TABLE keys, or --schema and --like")
@@ -176,7 +190,17 @@ def register(keys: tuple[str, ...], schema: str | None, like: str | None, sync_n
         tables += registry.matching_tables(connect, settings.snowflake_database, schema, like)
     if not tables:
         raise click.ClickException(f"no table in {schema} matches {like!r}; nothing registered")
-    new, existing = registry.register(_instance(), connect, tables)
+    options = None
+    if strategy or cursor or primary_key:
+        key_columns = tuple(k.strip() for k in (primary_key or "").split(",") if k.strip())
+        options = TableOptions(
+            "incremental" if (strategy or ("incremental" if cursor else "full")) == "incremental" else "full",
+            cursor,
+            key_columns,
+        )
+    new, existing = registry.register(
+        _instance(), connect, tables, options, settings.duckdb_path, settings.lock_timeout_seconds
+    )
     for key in new:
         click.echo(f"registered {key}")
     for key in existing:
@@ -223,6 +247,12 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
 def status_lines(report: dict[str, Any]) -> list[str]:
     """The human view of one table's status report."""
     lines = [report["table"] + ("" if report["registered"] else "  (not registered)")]
+    options = report["options"]
+    how = options["strategy"]
+    if options["strategy"] == "incremental":
+        key = ", ".join(options["primary_key"]) or "none (append)"
+        how += f" on {options['cursor_column']}, key {key}, high-water mark {report['high_water_mark'] or '-'}"
+    lines.append(f"  strategy:     {how}")
     run = report["last_run"]
     lines.append(
         f"  last run:     {run['status']} {run['started']} ({run['seconds']}s) {run['run_id']}"
@@ -251,6 +281,48 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         else "  duckdb:       no table"
     )
     return lines
+
+
+@main.command()
+@click.argument("key")
+@reports_errors
+def rebuild(key: str) -> None:
+    """Forget a table's sync state and rebuild it with a full sync, now, in this process.
+
+    The old DuckDB table stays readable until the rebuilt one replaces it in one transaction.
+    """
+    import dagster as dg
+
+    from sync_project.definitions import build_definitions
+    from sync_project.jobs import SYNC_JOB
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    settings = Settings.from_env()
+    table = _table(key, settings)
+    instance = _instance()
+    if table.key not in instance.get_dynamic_partitions(SNOWFLAKE_TABLES):
+        raise click.ClickException(f"{table.key} is not registered; run: sync-project register {table.key}")
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(SYNC_JOB)
+        .execute_in_process(
+            tags={"dagster/partition": table.key},
+            run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+    )
+    if not result.success:
+        failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        reason = (
+            failures[-1].step_failure_data.error.message.strip()
+            if failures and failures[-1].step_failure_data and failures[-1].step_failure_data.error
+            else "see the run"
+        )
+        raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    rows = materialization.metadata["dagster/row_count"].value
+    click.echo(f"rebuilt {table.key}: {rows:,} rows (run {result.run_id})")
 
 
 @main.command()

@@ -8,7 +8,14 @@ import dagster as dg
 from sync_project.assets import snowflake_table
 from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
 from sync_project.checks import row_count_check, schema_check
-from sync_project.jobs import discover_tables_job, register_tables_job, sync_tables_job, verify_synced_tables_job
+from sync_project.jobs import (
+    cleanup_leftovers_job,
+    cleanup_schedule,
+    discover_tables_job,
+    register_tables_job,
+    sync_tables_job,
+    verify_synced_tables_job,
+)
 from sync_project.resources import build_resources
 from sync_project.settings import Settings
 
@@ -18,8 +25,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[snowflake_table],
         asset_checks=[row_count_check, schema_check],
-        jobs=[sync_tables_job, verify_synced_tables_job, discover_tables_job, register_tables_job],
-        schedules=[build_sync_schedule(settings)],
+        jobs=[
+            sync_tables_job,
+            verify_synced_tables_job,
+            discover_tables_job,
+            register_tables_job,
+            cleanup_leftovers_job,
+        ],
+        schedules=[build_sync_schedule(settings), cleanup_schedule],
         sensors=[build_change_sensor(settings), build_auto_register_sensor(settings)],
         resources=build_resources(settings),
         # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own

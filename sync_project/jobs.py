@@ -1,19 +1,26 @@
 """Jobs: sync and verify over the synced-table asset, and the registry chores for the UI launchpad."""
 
+import datetime as dt
+
 import dagster as dg
 from pydantic import Field
 
 from sync_project import registry
 from sync_project.assets import SYNC_ASSET_KEY
-from sync_project.partitions import snowflake_tables_partitions
-from sync_project.resources import SnowflakeResource
+from sync_project.partitions import registered_tables, snowflake_tables_partitions
+from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.extract import remove_leftovers
+from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
 
 SYNC_JOB = "sync_tables"
 VERIFY_JOB = "verify_synced_tables"
 DISCOVER_JOB = "discover_tables"
 REGISTER_JOB = "register_tables"
+CLEANUP_JOB = "cleanup_leftovers"
+CLEANUP_SCHEDULE = "daily_cleanup"
+LEFTOVER_AGE = dt.timedelta(days=1)
 
 sync_tables_job = dg.define_asset_job(
     SYNC_JOB,
@@ -83,10 +90,15 @@ class RegisterConfig(dg.Config):
     schema_name: str
     tables: list[str] = Field(default_factory=list)
     like: str | None = None
+    strategy: str = Field(default="full", description="full or incremental")
+    cursor_column: str | None = None
+    primary_key: list[str] = Field(default_factory=list, description="Default: the declared primary key")
 
 
 @dg.op
-def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, snowflake: SnowflakeResource) -> None:
+def register_in_schema(
+    context: dg.OpExecutionContext, config: RegisterConfig, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> None:
     """Register tables after DESC TABLE proves each one; a refused table adds nothing, and says why."""
     database = _database(snowflake)
     tables = [TableRef(database, config.schema_name, name) for name in config.tables]
@@ -95,7 +107,17 @@ def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, s
     if not tables:
         raise dg.Failure("no tables given or matched; set `tables` or `like`", allow_retries=False)
     try:
-        new, existing = registry.register(context.instance, snowflake.get_connection, tables)
+        if config.strategy not in ("full", "incremental"):
+            raise PermanentError(f"strategy must be full or incremental, not {config.strategy!r}")
+        options = TableOptions(config.strategy, config.cursor_column, tuple(config.primary_key))  # type: ignore[arg-type]
+        new, existing = registry.register(
+            context.instance,
+            snowflake.get_connection,
+            tables,
+            options,
+            duckdb.sync_options().duckdb_path,
+            duckdb.lock_timeout_seconds,
+        )
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     context.log.info(f"registered {len(new)} table(s); {len(existing)} were registered already")
@@ -113,3 +135,45 @@ def discover_tables_job() -> None:
 @dg.job(name=REGISTER_JOB, description="Register tables of a schema as partitions of snowflake_table.")
 def register_tables_job() -> None:
     register_in_schema()
+
+
+@dg.op
+def remove_old_stages_and_folders(
+    context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> None:
+    """Drop stages and download folders the project left behind more than a day ago.
+
+    A sync removes its own on success and on a final failure; what is left is from killed processes or
+    exhausted retries. Names carry a prefix and a timestamp, so nothing else is ever touched.
+    """
+    tables = registered_tables(context.instance)
+    with snowflake.get_connection() as conn:
+        leftovers = remove_leftovers(
+            conn,
+            [(t.database, t.schema) for t in tables],
+            duckdb.sync_options().download_root,
+            LEFTOVER_AGE,
+            dt.datetime.now(dt.UTC),
+        )
+    context.log.info(f"dropped {len(leftovers.stages)} stage(s), removed {len(leftovers.folders)} folder(s)")
+    context.add_output_metadata(
+        {
+            "stages_dropped": dg.MetadataValue.json(leftovers.stages),
+            "folders_removed": dg.MetadataValue.json([str(f) for f in leftovers.folders]),
+        },
+        output_name="result",
+    )
+
+
+@dg.job(name=CLEANUP_JOB, description="Drop stages and download folders left behind more than a day ago.")
+def cleanup_leftovers_job() -> None:
+    remove_old_stages_and_folders()
+
+
+cleanup_schedule = dg.ScheduleDefinition(
+    name=CLEANUP_SCHEDULE,
+    job=cleanup_leftovers_job,
+    cron_schedule="30 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily: remove what failed syncs left behind.",
+)

@@ -20,6 +20,14 @@ from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.load import open_duckdb, read_table_state, writer_lock
 from sync_project.sync.pipeline import Connect
+from sync_project.sync.state import (
+    TableOptions,
+    TableSyncState,
+    describe_options,
+    read_state,
+    validate_options,
+    write_options,
+)
 from sync_project.sync.tables import TableRef, quote_identifier
 
 PARTITION_TAG = "dagster/partition"
@@ -88,18 +96,45 @@ def matching_tables(connect: Connect, database: str, schema: str, like: str) -> 
         return [TableRef(database, schema, t.name) for t in list_tables(conn, database, schema, like)]
 
 
-def register(instance: dg.DagsterInstance, connect: Connect, tables: Iterable[TableRef]) -> tuple[list[str], list[str]]:
+def register(
+    instance: dg.DagsterInstance,
+    connect: Connect,
+    tables: Iterable[TableRef],
+    options: TableOptions | None = None,
+    duckdb_path: Path | None = None,
+    lock_timeout: float = 60.0,
+) -> tuple[list[str], list[str]]:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
-    All or nothing: the first refusal raises a PermanentError naming the table and why, and adds none.
+    With `options` (strategy, cursor, key), each table's options are checked against its columns and kept
+    in the DuckDB file; registering again with other options changes them. All or nothing: the first
+    refusal raises a PermanentError naming the table and why, and adds none.
     Returns (newly registered keys, keys that were registered already).
     """
     tables = list(dict.fromkeys(tables))
+    checked: list[tuple[TableRef, TableOptions]] = []
     with connect() as conn:
         for table in tables:
-            describe_table(conn, table)
+            columns = describe_table(conn, table)
+            if options is not None:
+                checked.append((table, validate_options(table, columns, options)))
+    if checked:
+        if duckdb_path is None:
+            raise ValueError("options need the DuckDB file they are kept in")
+        with writer_lock(duckdb_path, lock_timeout, "saving sync options"), open_duckdb(duckdb_path) as con:
+            con.execute("BEGIN TRANSACTION")
+            for table, table_options in checked:
+                write_options(con, table, table_options)
+            con.execute("COMMIT")
     new = add_tables(instance, tables)
     return new, [t.key for t in tables if t.key not in new]
+
+
+def sync_state(duckdb_path: Path, table: TableRef, lock_timeout: float) -> TableSyncState:
+    if not duckdb_path.exists():
+        return TableSyncState()
+    with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+        return read_state(con, table)
 
 
 def deregister(
@@ -155,6 +190,7 @@ def table_status(
     evaluation = check.event.asset_check_evaluation if check and check.event else None
     synced = last_sync(instance, table)
     state = read_table_state(duckdb_path, table, lock_timeout)
+    progress = sync_state(duckdb_path, table, lock_timeout)
 
     def run_summary(record: Any) -> dict[str, Any]:
         start, end = record.start_time, record.end_time
@@ -170,6 +206,8 @@ def table_status(
         "snowflake_table": str(table),
         "duckdb_relation": table.duckdb_relation,
         "registered": table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES),
+        "options": describe_options(progress.options),
+        "high_water_mark": progress.high_water_mark,
         "last_run": run_summary(last_run) if last_run else None,
         "last_successful_sync": {**asdict(synced), "at": synced.at.isoformat()} if synced else None,
         "row_count_check": (

@@ -264,3 +264,20 @@ def test_discover_and_register_jobs_from_the_launchpad(env: Path) -> None:
         instance=instance,
     )
     assert registered.success and partitions() == [DATA]
+
+
+def test_register_with_options_status_and_rebuild(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    key = f"{SCHEMA}.data"
+    refused = cli("register", key, "--strategy", "incremental", "--cursor", "no_such_column")
+    assert refused.exit_code == 1 and "no_such_column" in refused.output and partitions() == []
+    result = cli("register", key, "--strategy", "incremental", "--cursor", "updated_at")
+    assert result.exit_code == 0, result.output
+    assert sync(key)
+    (report,) = json.loads(cli("status", key, "--json").output)
+    assert report["options"] == {"strategy": "incremental", "cursor_column": "updated_at", "primary_key": ["id"]}
+    assert report["high_water_mark"] and report["high_water_mark"].startswith("2021-01-01")
+    assert "incremental on updated_at, key id" in cli("status", key).output
+    rebuilt = cli("rebuild", key)
+    assert rebuilt.exit_code == 0 and f"rebuilt {key}: {DEMO_ROWS:,} rows" in rebuilt.output
+    unregistered = cli("rebuild", f"{SCHEMA}.ALL_TYPES")
+    assert unregistered.exit_code == 1 and "not registered" in unregistered.output

@@ -15,7 +15,7 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
-from sync_project.jobs import SYNC_JOB, VERIFY_JOB
+from sync_project.jobs import CLEANUP_JOB, SYNC_JOB, VERIFY_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
@@ -108,12 +108,14 @@ def test_hostile_partition_key_fails_without_sql(settings: Settings, instance: d
     assert not settings.duckdb_path.exists()
 
 
-def test_incremental_strategy_is_refused_clearly(settings: Settings, instance: dg.DagsterInstance) -> None:
+def test_incremental_without_a_cursor_is_refused_clearly(settings: Settings, instance: dg.DagsterInstance) -> None:
+    assert run_job(settings, instance, SYNC_JOB, DATA).success  # a table registered without options
     config = {"ops": {"snowflake_table": {"config": {"strategy": "incremental"}}}}
     result = run_job(settings, instance, SYNC_JOB, DATA, config)
     assert not result.success
+    assert events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
     (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    assert "strategy: full" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "needs a cursor column" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
 
 
 def test_check_history_is_per_partition(settings: Settings, instance: dg.DagsterInstance) -> None:
@@ -134,3 +136,31 @@ def test_check_history_is_per_partition(settings: Settings, instance: dg.Dagster
 
     assert history(ALL_TYPES) == [False, True]
     assert history(DATA) == [True]
+
+
+def test_retry_after_a_broken_download_fetches_only_the_rest(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    small_files = dataclasses.replace(settings, max_file_size=20_000)
+    inject_fault(local_snowflake.base_url, "get_partial")
+    result = run_job(small_files, instance, SYNC_JOB, DATA)
+    assert result.success
+    assert len(events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    messages = [
+        str(record.user_message)
+        for record in instance.all_logs(result.run_id)
+        if "reused" in str(record.user_message) or "resuming" in str(record.user_message)
+    ]
+    assert any("its unload is done already" in m for m in messages)
+    assert any("downloaded 1 file(s), reused" in m for m in messages)
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    assert materialization.metadata["files_reused"].value == int(materialization.metadata["files"].value) - 1  # type: ignore[arg-type]
+    assert not any(settings.download_dir.rglob("*.parquet"))
+
+
+def test_cleanup_job_runs(settings: Settings, instance: dg.DagsterInstance) -> None:
+    old = settings.download_dir / "some.table" / "SYNC_PROJECT_20200101T000000Z_00000000"
+    old.mkdir(parents=True)
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
+    result = build_definitions(settings).resolve_job_def(CLEANUP_JOB).execute_in_process(instance=instance)
+    assert result.success and not old.exists()

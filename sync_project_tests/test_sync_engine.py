@@ -168,8 +168,9 @@ def test_load_failure_inside_the_transaction_rolls_back(
 ) -> None:
     real_download = extract.download_files
 
-    def lose_one_file(*args: Any, **kwargs: Any) -> list[Path]:
-        return real_download(*args, **kwargs)[1:]
+    def lose_one_file(*args: Any, **kwargs: Any) -> extract.Download:
+        download = real_download(*args, **kwargs)
+        return extract.Download(download.files[1:], download.fetched, download.reused)
 
     monkeypatch.setattr(extract, "download_files", lose_one_file)
     with pytest.raises(TransientError, match="Snowflake unloaded"):

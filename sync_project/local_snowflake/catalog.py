@@ -170,25 +170,29 @@ def create_table(duck: duckdb.DuckDBPyConnection, create: exp.Create, database: 
     return f"Table {obj.name} successfully created."
 
 
-def record_added_columns(
+def record_altered_columns(
     duck: duckdb.DuckDBPyConnection, alter: exp.Alter, database: str | None, schema: str | None
 ) -> None:
-    """After fakesnow ran ALTER TABLE ... ADD COLUMN, remember the declared types of the new columns."""
+    """After fakesnow ran ALTER TABLE ... ADD COLUMN / ALTER COLUMN ... SET DATA TYPE, keep the declared types."""
     table = alter.this
     if not isinstance(table, exp.Table):
         return
     obj = object_name(table, database, schema)
     for action in alter.args.get("actions") or []:
+        dtype = None
         if isinstance(action, exp.ColumnDef) and isinstance(action.args.get("kind"), exp.DataType):
+            dtype = action.args["kind"]
+        elif isinstance(action, exp.AlterColumn) and isinstance(action.args.get("dtype"), exp.DataType):
+            dtype = action.args["dtype"]
+            # fakesnow may keep its own storage type; make DuckDB hold the declared one.
+            duck.execute(
+                f"ALTER TABLE {qualified(obj)} ALTER COLUMN {quote(_identifier(action.this))} "
+                f"TYPE {storage_type(declared_type(dtype))}"
+            )
+        if dtype is not None:
             duck.execute(
                 f"INSERT OR REPLACE INTO {META}.main.declared_columns VALUES (?, ?, ?, ?, ?)",
-                [
-                    obj.database,
-                    obj.schema,
-                    obj.name,
-                    _identifier(action.this),
-                    declared_type(action.args["kind"]),
-                ],
+                [obj.database, obj.schema, obj.name, _identifier(action.this), declared_type(dtype)],
             )
 
 

@@ -374,7 +374,7 @@ class LocalSnowflake:
             catalog.forget_table(duck, obj)
             return
         if isinstance(expression, exp.Alter):
-            catalog.record_added_columns(duck, expression, conn.database, conn.schema)
+            catalog.record_altered_columns(duck, expression, conn.database, conn.schema)
         catalog.refresh_stats(duck, obj, created=isinstance(expression, exp.Create))
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -466,7 +466,12 @@ class LocalSnowflake:
                 )
         response = await fs_server.query_request(request)
         if response.status_code == 200 and b'"success":true' in bytes(response.body):
-            await run_in_threadpool(self.after_fakesnow, sql, conn)
+            try:
+                await run_in_threadpool(self.after_fakesnow, sql, conn)
+            except Exception:
+                # The statement itself succeeded; a bookkeeping slip must not turn it into a 500 the connector
+                # would retry for ever.
+                logger.exception("could not update the emulator's catalog after %.200s", sql)
         return response
 
     async def faults_endpoint(self, request: Request) -> Response:

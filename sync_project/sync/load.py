@@ -20,7 +20,9 @@ import filelock
 
 from sync_project.sync.catalog import Column
 from sync_project.sync.errors import LockTimeoutError, PermanentError, RowCountMismatchError
+from sync_project.sync.state import Strategy, write_progress
 from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.types import duckdb_type_name, widens
 
 # Bounded memory whatever the table size: DuckDB spills past this instead of growing.
 DUCKDB_MEMORY_LIMIT = "512MB"
@@ -71,8 +73,22 @@ def open_duckdb(duckdb_path: Path, read_only: bool = False) -> Iterator[duckdb.D
 
 
 @dataclass(frozen=True)
+class LoadPlan:
+    """What the load does with the unloaded rows."""
+
+    strategy: Strategy = "full"  # full: replace the table; incremental: merge (with a key) or append
+    cursor_column: str | None = None
+    primary_key: tuple[str, ...] = ()
+    previous_mark: str | None = None
+
+
+@dataclass(frozen=True)
 class LoadResult:
-    rows_loaded: int
+    rows_loaded: int  # rows read from the files, always == rows_unloaded
+    rows_total: int  # rows in the DuckDB table afterwards
+    rows_updated: int  # existing rows replaced by newer versions (incremental)
+    high_water_mark: str | None
+    schema_changes: list[str]
     duckdb_bytes: int
     preview_columns: list[str]
     preview_rows: list[tuple[Any, ...]]
@@ -99,18 +115,95 @@ def _check_name_collision(con: duckdb.DuckDBPyConnection, table: TableRef) -> No
         )
 
 
-def load_full(
+def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
+    """Column name -> DuckDB type of a table in the file ({} if there is no such table)."""
+    return {
+        str(r[0]): str(r[1])
+        for r in con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+            "ORDER BY column_index",
+            [table.duckdb_schema, table.duckdb_table],
+        ).fetchall()
+    }
+
+
+def _mark_expression(column: str, duckdb_type: str) -> str:
+    """Text of the largest cursor value, in a form Snowflake parses back as a typed literal."""
+    col = quote_identifier(column)
+    name = duckdb_type_name(duckdb_type)
+    if name == "TIMESTAMP WITH TIME ZONE":
+        return f"strftime(max({col}), '%Y-%m-%d %H:%M:%S.%f+00:00')"
+    if name.startswith("TIMESTAMP"):
+        return f"strftime(max({col}), '%Y-%m-%d %H:%M:%S.%f')"
+    return f"CAST(max({col}) AS VARCHAR)"
+
+
+def _evolve_schema(con: duckdb.DuckDBPyConnection, table: TableRef, columns: list[Column]) -> list[str]:
+    """Bring the target up to the source's columns: add new ones, widen widened ones, refuse the rest."""
+    target = table_columns(con, table)
+    source = {c.name: c for c in columns}
+    dropped = [name for name in target if name not in source]
+    if dropped:
+        raise PermanentError(
+            f"{table}: column(s) {dropped} are gone from Snowflake; an incremental sync cannot drop them. "
+            "Run a full sync (run config strategy: full), which rebuilds the schema from the source."
+        )
+    changes: list[str] = []
+    for column in columns:
+        current = target.get(column.name)
+        if current is None:
+            con.execute(
+                f"ALTER TABLE {table.duckdb_sql} ADD COLUMN {quote_identifier(column.name)} {column.duckdb_type}"
+            )
+            changes.append(f"added {column.name} {column.duckdb_type}")
+        elif duckdb_type_name(current) != duckdb_type_name(column.duckdb_type):
+            if not widens(current, column.duckdb_type):
+                raise PermanentError(
+                    f"{table}: column {column.name!r} changed from {current} to {column.duckdb_type} "
+                    f"(Snowflake {column.snowflake_type}), which would lose values. Run a full sync "
+                    "(run config strategy: full), which rebuilds the schema from the source."
+                )
+            con.execute(
+                f"ALTER TABLE {table.duckdb_sql} ALTER COLUMN {quote_identifier(column.name)} TYPE {column.duckdb_type}"
+            )
+            changes.append(f"widened {column.name} {current} -> {column.duckdb_type}")
+    return changes
+
+
+def _merge(con: duckdb.DuckDBPyConnection, table: TableRef, plan: LoadPlan, cursor_type: str | None) -> int:
+    """Apply the batch to the live table inside the transaction; returns how many rows it replaced."""
+    if plan.primary_key:
+        match = " AND ".join(f"t.{quote_identifier(k)} = b.{quote_identifier(k)}" for k in plan.primary_key)
+        replaced = con.execute(f"DELETE FROM {table.duckdb_sql} AS t USING __batch AS b WHERE {match}").fetchone()
+    elif plan.previous_mark is not None and plan.cursor_column and cursor_type:
+        # No key: the batch holds every source row at the old mark again (cursor >= mark), so replace that slice.
+        replaced = con.execute(
+            f"DELETE FROM {table.duckdb_sql} WHERE {quote_identifier(plan.cursor_column)} = CAST(? AS {cursor_type})",
+            [plan.previous_mark],
+        ).fetchone()
+    else:
+        replaced = (0,)
+    con.execute(f"INSERT INTO {table.duckdb_sql} BY NAME SELECT * FROM __batch")
+    return int(replaced[0]) if replaced else 0
+
+
+def load_table(
     duckdb_path: Path,
     table: TableRef,
     columns: list[Column],
     files: list[Path],
     rows_unloaded: int,
     lock_timeout: float,
+    plan: LoadPlan | None = None,
 ) -> LoadResult:
-    """Build the new table and swap it in, in one transaction, only if its row count equals `rows_unloaded`.
+    """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
 
-    Any error rolls back: the previous table stays exactly as it was.
+    Full: build the new table and swap it in. Incremental: merge by key (or append, replacing the rows at
+    the old high-water mark) after adding or widening columns. Data, high-water mark and row count commit
+    together; any error rolls back and the previous table and state stay exactly as they were.
     """
+    plan = plan or LoadPlan()
+    cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     with (
         writer_lock(duckdb_path, lock_timeout, f"loading {table}"),
         open_duckdb(duckdb_path) as con,
@@ -121,21 +214,36 @@ def load_full(
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}")
             if files:
                 file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {table.duckdb_sql} AS "
-                    f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
-                )
+                source = f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
             else:
-                # 0 rows unloaded means no file: an empty table with the right schema.
-                definition = ", ".join(f"{quote_identifier(c.name)} {c.duckdb_type}" for c in columns)
-                con.execute(f"CREATE OR REPLACE TABLE {table.duckdb_sql} ({definition})")
-            counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
+                # 0 rows unloaded means no file: an empty batch with the right schema.
+                nulls = ", ".join(f"NULL AS {quote_identifier(c.name)}" for c in columns)
+                source = f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
+            incremental = plan.strategy == "incremental" and bool(table_columns(con, table))
+            batch = "__batch" if incremental else table.duckdb_sql
+            con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {source}")
+            counted = con.execute(f"SELECT count(*) FROM {batch}").fetchone()
             rows_loaded = int(counted[0]) if counted else -1
             if rows_loaded != rows_unloaded:
                 raise RowCountMismatchError(
-                    f"loading {table}: DuckDB holds {rows_loaded:,} rows but Snowflake unloaded "
+                    f"loading {table}: DuckDB read {rows_loaded:,} rows but Snowflake unloaded "
                     f"{rows_unloaded:,}; the previous table is kept and the sync will be retried"
                 )
+            mark = plan.previous_mark if incremental else None
+            if cursor is not None and rows_loaded:
+                found = con.execute(
+                    f"SELECT {_mark_expression(cursor.name, cursor.duckdb_type)} FROM {batch}"
+                ).fetchone()
+                mark = str(found[0]) if found and found[0] is not None else mark
+            changes: list[str] = []
+            replaced = 0
+            if incremental:
+                changes = _evolve_schema(con, table, columns)
+                replaced = _merge(con, table, plan, cursor.duckdb_type if cursor else None)
+                con.execute("DROP TABLE __batch")
+            total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
+            rows_total = int(total[0]) if total else 0
+            write_progress(con, table, mark, rows_total, table_columns(con, table))
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns = [d[0] for d in preview.description]
             preview_rows = preview.fetchall()
@@ -143,7 +251,9 @@ def load_full(
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    return LoadResult(rows_loaded, os.path.getsize(duckdb_path), preview_columns, preview_rows)
+    return LoadResult(
+        rows_loaded, rows_total, replaced, mark, changes, os.path.getsize(duckdb_path), preview_columns, preview_rows
+    )
 
 
 @dataclass(frozen=True)
@@ -160,13 +270,7 @@ def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float) ->
     if not duckdb_path.exists():
         return TableState(False, 0, {})
     with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
-        columns = dict(
-            con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-                "ORDER BY column_index",
-                [table.duckdb_schema, table.duckdb_table],
-            ).fetchall()
-        )
+        columns = table_columns(con, table)
         if not columns:
             return TableState(False, 0, {})
         counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()

@@ -7,6 +7,7 @@ SyncReport. The Dagster asset is a thin shell around `sync_table`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
-from sync_project.sync.errors import from_snowflake
-from sync_project.sync.load import LoadResult, load_full
-from sync_project.sync.tables import TableRef
+from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
+from sync_project.sync.load import LoadPlan, load_table, open_duckdb, table_columns, writer_lock
+from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
+from sync_project.sync.tables import TableRef, quote_identifier
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 Log = Callable[[str], None]
@@ -38,16 +40,24 @@ class SyncOptions:
 class SyncReport:
     table: TableRef
     strategy: str
+    strategy_reason: str = ""
+    options: TableOptions = field(default_factory=TableOptions)
     columns: list[Column] = field(default_factory=list)
     # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
     source: TableStats | None = None
     unload_query_id: str = ""
     rows_unloaded: int = 0
     rows_loaded: int = 0
+    rows_total: int = 0
+    rows_updated: int = 0
+    high_water_mark: str | None = None
+    schema_changes: list[str] = field(default_factory=list)
     input_bytes: int = 0
     output_bytes: int = 0
     bytes_downloaded: int = 0
     files: int = 0
+    files_reused: int = 0
+    resumed_unload: bool = False
     duckdb_bytes: int = 0
     phase_seconds: dict[str, float] = field(default_factory=dict)
     preview_columns: list[str] = field(default_factory=list)
@@ -98,21 +108,95 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
     return {download: unload.output_bytes, database: unload.input_bytes}
 
 
-def sync_table(connect: Connect, table: TableRef, options: SyncOptions, log: Log = lambda _: None) -> SyncReport:
-    """Full sync of one table. On any failure the previous DuckDB table is untouched and nothing is left behind."""
-    report = SyncReport(table=table, strategy="full")
-    attempt = extract.Attempt.new(table, options.download_root)
+def read_local_state(options: SyncOptions, table: TableRef) -> tuple[TableSyncState, dict[str, str]]:
+    """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
+    if not options.duckdb_path.exists():
+        return TableSyncState(), {}
+    with (
+        writer_lock(options.duckdb_path, options.lock_timeout, f"reading the state of {table}"),
+        open_duckdb(options.duckdb_path) as con,
+    ):
+        return read_state(con, table), table_columns(con, table)
+
+
+def choose_strategy(
+    requested: Strategy | None, state: TableSyncState, target: dict[str, str], rebuild: bool
+) -> tuple[Strategy, str]:
+    """Which strategy this run uses, and why (said in logs and metadata)."""
+    wanted = requested or state.options.strategy
+    if rebuild:
+        return "full", "rebuild requested: full sync, state reset"
+    if wanted == "full":
+        return "full", "full sync requested" if requested == "full" else "table is configured for full syncs"
+    if state.columns is None and state.high_water_mark is None:
+        return "full", "first incremental sync of this table is a full one"
+    if not target:
+        return "full", "target table is missing in DuckDB: rebuilding it with a full sync"
+    if state.columns is not None and state.columns != target:
+        return "full", "target table's columns differ from what the last sync left: rebuilding with a full sync"
+    if state.high_water_mark is None:
+        return "full", "first incremental sync of this table is a full one"
+    return "incremental", f"rows with {state.options.cursor_column} >= {state.high_water_mark}"
+
+
+def _cursor_predicate(column: Column, mark: str) -> str:
+    # A typed literal, never the clock: the mark is the largest value the last sync loaded.
+    literal = "'" + mark.replace("'", "''") + "'"
+    return f"{quote_identifier(column.name)} >= CAST({literal} AS {column.snowflake_type})"
+
+
+def sync_table(
+    connect: Connect,
+    table: TableRef,
+    options: SyncOptions,
+    log: Log = lambda _: None,
+    *,
+    strategy: Strategy | None = None,
+    rebuild: bool = False,
+    attempt_id: str | None = None,
+    attempt_started: dt.datetime | None = None,
+    keep_for_retry: bool = False,
+) -> SyncReport:
+    """Sync one table. On any failure the previous DuckDB table and its state are untouched.
+
+    `attempt_id` ties retries of one run together: they reuse its stage and the files already
+    downloaded. With `keep_for_retry`, a transient failure keeps both for that retry; otherwise (and
+    on success) the stage and local files are removed.
+    """
+    state, target = read_local_state(options, table)
+    if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
+        raise PermanentError(
+            f"{table}: an incremental sync needs a cursor column; set it with "
+            f"`sync-project register {table.key} --strategy incremental --cursor COLUMN`"
+        )
+    effective, reason = choose_strategy(strategy, state, target, rebuild)
+    report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
+    log(f"{table}: {effective} sync ({reason})")
+    attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started)
     files: list[Path] = []
+    keep = False
     try:
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
         with snowflake_session(connect, table) as conn:
             with _phase(report, "describe", log):
                 report.columns = describe_table(conn, table)
                 report.source = table_figures(conn, table)
+                report.options = validate_options(table, report.columns, state.options)
+            cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
+            where = None
+            if effective == "incremental" and cursor is not None and state.high_water_mark is not None:
+                where = _cursor_predicate(cursor, state.high_water_mark)
             try:
                 with _phase(report, "unload", log):
-                    extract.create_stage(conn, attempt)
-                    unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size)
+                    query = extract.unload_query(table, report.columns, where)
+                    unload = extract.load_manifest(attempt, query)
+                    if unload is not None and extract.stage_exists(conn, attempt):
+                        report.resumed_unload = True
+                        log(f"{table}: resuming attempt {attempt.stage_name}: its unload is done already")
+                    else:
+                        extract.create_stage(conn, attempt)
+                        unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
+                        extract.save_manifest(attempt, unload, query)
                 report.unload_query_id = unload.query_id
                 report.rows_unloaded = unload.rows_unloaded
                 report.input_bytes, report.output_bytes = unload.input_bytes, unload.output_bytes
@@ -122,19 +206,40 @@ def sync_table(connect: Connect, table: TableRef, options: SyncOptions, log: Log
                         staged = extract.list_staged_files(conn, attempt)
                         for folder, needed in _needed_space(options, unload).items():
                             extract.check_free_space(folder, needed, table)
-                        files = extract.download_files(conn, attempt, staged, options.get_parallel)
+                        download = extract.download_files(conn, attempt, staged, options.get_parallel)
+                        files = download.files
+                        report.files_reused = len(download.reused)
+                        log(
+                            f"{table}: downloaded {len(download.fetched)} file(s)"
+                            + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
+                        )
                 report.files = len(files)
                 report.bytes_downloaded = sum(f.stat().st_size for f in files)
+            except TransientError:
+                keep = keep_for_retry
+                raise
             finally:
-                with contextlib.suppress(Exception):  # best effort; a leftover stage is cleaned up later
-                    extract.drop_stage(conn, attempt)
+                if not keep:
+                    with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
+                        extract.drop_stage(conn, attempt)
         with _phase(report, "load", log):
-            loaded: LoadResult = load_full(
-                options.duckdb_path, table, report.columns, files, report.rows_unloaded, options.lock_timeout
+            plan = LoadPlan(
+                strategy=effective,
+                cursor_column=report.options.cursor_column,
+                primary_key=report.options.primary_key,
+                previous_mark=state.high_water_mark if effective == "incremental" else None,
+            )
+            loaded = load_table(
+                options.duckdb_path, table, report.columns, files, report.rows_unloaded, options.lock_timeout, plan
             )
         report.rows_loaded = loaded.rows_loaded
+        report.rows_total = loaded.rows_total
+        report.rows_updated = loaded.rows_updated
+        report.high_water_mark = loaded.high_water_mark
+        report.schema_changes = loaded.schema_changes
         report.duckdb_bytes = loaded.duckdb_bytes
         report.preview_columns, report.preview_rows = loaded.preview_columns, loaded.preview_rows
         return report
     finally:
-        extract.remove_local_files(attempt)
+        if not keep:
+            extract.remove_local_files(attempt)

@@ -75,3 +75,26 @@ def duckdb_type_name(duckdb_type: str) -> str:
     """The name DuckDB's catalog (duckdb_columns) uses for a type we create."""
     upper = duckdb_type.upper().replace(" ", "") if duckdb_type.upper().startswith("DECIMAL") else duckdb_type.upper()
     return _DUCKDB_ALIASES.get(upper, upper)
+
+
+def _decimal(type_name: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", type_name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def widens(old: str, new: str) -> bool:
+    """Can a DuckDB column of type `old` be changed to `new` without losing any value it may hold?"""
+    old, new = duckdb_type_name(old), duckdb_type_name(new)
+    if old == new:
+        return True
+    integer_digits = {"BIGINT": 19, "HUGEINT": 39}
+    old_decimal, new_decimal = _decimal(old), _decimal(new)
+    if old == "BIGINT" and new == "HUGEINT":
+        return True
+    if old in integer_digits and new_decimal:
+        return new_decimal[0] - new_decimal[1] >= integer_digits[old]
+    if old_decimal and new_decimal:
+        return new_decimal[1] >= old_decimal[1] and new_decimal[0] - new_decimal[1] >= old_decimal[0] - old_decimal[1]
+    if old_decimal and old_decimal[1] == 0 and new in integer_digits:
+        return old_decimal[0] < integer_digits[new]
+    return False

@@ -1,0 +1,157 @@
+"""Per-table sync options and high-water marks, kept in the DuckDB file itself.
+
+They live in a small internal schema (`_sync`) and are written in the same
+transaction as the data, so a crash can never move the cursor without the rows
+or the rows without the cursor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+
+from sync_project.sync.catalog import Column
+from sync_project.sync.errors import PermanentError
+from sync_project.sync.tables import TableRef
+
+STATE_SCHEMA = "_sync"
+Strategy = Literal["full", "incremental"]
+
+# Snowflake types a cursor may have: ordered, and sent back to Snowflake as a typed literal.
+CURSOR_TYPES = ("NUMBER", "DECIMAL", "NUMERIC", "INT", "DATE", "TIMESTAMP")
+
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
+CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (
+    table_id VARCHAR PRIMARY KEY,
+    strategy VARCHAR NOT NULL,
+    cursor_column VARCHAR,
+    primary_key VARCHAR,
+    high_water_mark VARCHAR,
+    rows BIGINT,
+    synced_at TIMESTAMPTZ,
+    columns VARCHAR  -- JSON object: column name to DuckDB type, as the last sync left the table
+);
+"""
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How a table is synced: set at registration, changeable later."""
+
+    strategy: Strategy = "full"
+    cursor_column: str | None = None
+    primary_key: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSyncState:
+    options: TableOptions = field(default_factory=TableOptions)
+    high_water_mark: str | None = None  # text of the cursor's largest synced value
+    rows: int | None = None
+    columns: dict[str, str] | None = None  # as the last sync left the DuckDB table
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_DDL)
+
+
+def read_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableSyncState:
+    """The table's options and progress; defaults if none were ever written (works read-only too)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'tables'", [STATE_SCHEMA]
+    ).fetchone()
+    if not exists or not exists[0]:
+        return TableSyncState()
+    row = con.execute(
+        f"SELECT strategy, cursor_column, primary_key, high_water_mark, rows, columns FROM {STATE_SCHEMA}.tables "
+        "WHERE table_id = ?",
+        [str(table)],
+    ).fetchone()
+    if row is None:
+        return TableSyncState()
+    options = TableOptions(row[0], row[1], tuple(json.loads(row[2])) if row[2] else ())
+    return TableSyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None)
+
+
+def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: TableOptions) -> None:
+    """Set a table's options; a changed cursor column forgets the old high-water mark."""
+    ensure_schema(con)
+    current = read_state(con, table)
+    keep_mark = current.options.cursor_column == options.cursor_column
+    con.execute(
+        f"""
+        INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
+        ON CONFLICT (table_id) DO UPDATE SET strategy = excluded.strategy,
+            cursor_column = excluded.cursor_column, primary_key = excluded.primary_key,
+            high_water_mark = excluded.high_water_mark
+        """,
+        [
+            str(table),
+            options.strategy,
+            options.cursor_column,
+            json.dumps(list(options.primary_key)),
+            current.high_water_mark if keep_mark else None,
+            current.rows,
+        ],
+    )
+
+
+def write_progress(
+    con: duckdb.DuckDBPyConnection, table: TableRef, mark: str | None, rows: int, columns: dict[str, str]
+) -> None:
+    """Record the new high-water mark, row count and table shape (inside the load's transaction)."""
+    ensure_schema(con)
+    con.execute(
+        f"""
+        INSERT INTO {STATE_SCHEMA}.tables VALUES (?, 'full', NULL, '[]', ?, ?, now(), ?)
+        ON CONFLICT (table_id) DO UPDATE SET high_water_mark = excluded.high_water_mark,
+            rows = excluded.rows, synced_at = excluded.synced_at, columns = excluded.columns
+        """,
+        [str(table), mark, rows, json.dumps(columns)],
+    )
+
+
+def forget_progress(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
+    """Drop the high-water mark (rebuild): the next sync starts from scratch."""
+    ensure_schema(con)
+    con.execute(
+        f"UPDATE {STATE_SCHEMA}.tables SET high_water_mark = NULL, rows = NULL, columns = NULL WHERE table_id = ?",
+        [str(table)],
+    )
+
+
+def validate_options(table: TableRef, columns: list[Column], options: TableOptions) -> TableOptions:
+    """Check the cursor and key against the table's columns; default the key to the declared primary key."""
+    by_name = {c.name: c for c in columns}
+    if options.strategy == "full":
+        return options
+    if not options.cursor_column:
+        raise PermanentError(f"{table}: an incremental sync needs a cursor column (--cursor COLUMN)")
+    cursor = by_name.get(options.cursor_column)
+    if cursor is None:
+        raise PermanentError(
+            f"{table}: cursor column {options.cursor_column!r} is not a column of the table "
+            f"(columns: {', '.join(sorted(by_name))[:300]})"
+        )
+    if not cursor.snowflake_type.upper().startswith(CURSOR_TYPES):
+        raise PermanentError(
+            f"{table}: cursor column {cursor.name!r} has type {cursor.snowflake_type}; a cursor must be a "
+            "number, date or timestamp"
+        )
+    key = options.primary_key or tuple(c.name for c in columns if c.primary_key)
+    missing = [k for k in key if k not in by_name]
+    if missing:
+        raise PermanentError(f"{table}: primary key column(s) {missing} are not columns of the table")
+    return TableOptions("incremental", cursor.name, tuple(key))
+
+
+def describe_options(options: TableOptions) -> dict[str, Any]:
+    return {
+        "strategy": options.strategy,
+        "cursor_column": options.cursor_column,
+        "primary_key": list(options.primary_key),
+    }

@@ -1,0 +1,255 @@
+"""Incremental syncs, schema evolution, resume and rebuild, against the local Snowflake and real DuckDB files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import snowflake.connector
+
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import inject_fault
+from sync_project.sync import extract, load
+from sync_project.sync.errors import PermanentError, TransientError
+from sync_project.sync.load import open_duckdb, writer_lock
+from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.state import TableOptions, read_state, write_options
+from sync_project.sync.tables import TableRef
+from sync_project_tests.helpers import connector, duckdb_rows, fetch, options, snowflake_settings, sorted_rows
+
+DATABASE = "KEBOOLA_33"
+
+
+@pytest.fixture
+def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        yield conn
+
+
+@pytest.fixture
+def table(sf: Any) -> TableRef:
+    """A fresh ORDERS-like table: 1,000 rows, a key, a timestamp cursor with many ties."""
+    schema = f"INC_{uuid.uuid4().hex[:8].upper()}"
+    fetch(sf, f"CREATE SCHEMA {DATABASE}.{schema}")
+    ref = TableRef(DATABASE, schema, "ORDERS")
+    fetch(
+        sf,
+        f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT NUMBER(10,2), STATUS VARCHAR(20), "
+        "UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
+    )
+    fetch(
+        sf,
+        f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), SEQ8() / 10, 'new', "
+        "DATEADD(minute, FLOOR(SEQ8() / 10), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
+        "FROM TABLE(GENERATOR(ROWCOUNT => 1000))",
+    )
+    return ref
+
+
+def configure(opts: SyncOptions, table: TableRef, options_: TableOptions) -> None:
+    opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(opts.duckdb_path, 10), open_duckdb(opts.duckdb_path) as con:
+        write_options(con, table, options_)
+
+
+def source(sf: Any, table: TableRef) -> list[tuple[Any, ...]]:
+    return sorted_rows(fetch(sf, f"SELECT * FROM {table.snowflake_sql}"))
+
+
+def target(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
+    return sorted_rows(duckdb_rows(opts.duckdb_path, table.duckdb_sql))
+
+
+def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
+    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
+        return read_state(con, table).high_water_mark
+
+
+MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
+APPEND = TableOptions("incremental", "UPDATED_AT", ())
+
+
+def test_merge_by_key_equals_the_source(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    first = sync_table(connector(local_snowflake), table, opts)
+    assert first.strategy == "full" and "first incremental" in first.strategy_reason
+    assert mark_of(opts, table) == "2024-01-01 01:39:00.000000"
+    fetch(sf, f"UPDATE {table.snowflake_sql} SET STATUS = 'paid', UPDATED_AT = '2024-02-01 00:00:00' WHERE ID < 5")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (5000, 1.5, 'new', '2024-02-01 00:00:00')")
+    second = sync_table(connector(local_snowflake), table, opts)
+    assert second.strategy == "incremental"
+    # The boundary minute (10 rows at the old mark) comes again, plus the 5 updates and the 1 insert.
+    assert second.rows_unloaded == 16 and second.rows_updated == 15 and second.rows_total == 1001
+    assert target(opts, table) == source(sf, table)
+    assert mark_of(opts, table) == "2024-02-01 00:00:00.000000"
+
+
+def test_append_without_key_keeps_ties_and_adds_no_duplicates(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, APPEND)
+    sync_table(connector(local_snowflake), table, opts)
+    mark = mark_of(opts, table)
+    # A row arrives late with exactly the high-water mark: a `>` rule would lose it for ever.
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (7000, 9.99, 'late', '{mark}')")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (7001, 1.00, 'later', '2030-01-01 00:00:00')")
+    report = sync_table(connector(local_snowflake), table, opts)
+    assert report.strategy == "incremental" and report.rows_total == 1002
+    assert target(opts, table) == source(sf, table)  # nothing lost, nothing twice
+    unchanged = sync_table(connector(local_snowflake), table, opts)
+    assert unchanged.rows_unloaded == 1 and target(opts, table) == source(sf, table)
+
+
+def test_crash_between_load_and_commit_keeps_data_and_cursor(
+    local_snowflake: LocalSnowflakeProcess,
+    sf: Any,
+    table: TableRef,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    before_rows, before_mark = target(opts, table), mark_of(opts, table)
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (9000, 2.00, 'x', '2025-01-01 00:00:00')")
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("process died after merging, before COMMIT")
+
+    monkeypatch.setattr(load, "write_progress", crash)  # the last step inside the transaction
+    with pytest.raises(RuntimeError):
+        sync_table(connector(local_snowflake), table, opts)
+    assert target(opts, table) == before_rows and mark_of(opts, table) == before_mark
+    monkeypatch.undo()
+    sync_table(connector(local_snowflake), table, opts)
+    assert target(opts, table) == source(sf, table)
+
+
+def test_new_column_is_added_and_widened_type_widened(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    fetch(sf, f"ALTER TABLE {table.snowflake_sql} ADD COLUMN NOTE VARCHAR(50)")
+    fetch(sf, f"ALTER TABLE {table.snowflake_sql} ALTER COLUMN AMOUNT SET DATA TYPE NUMBER(18,2)")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (8000, 12345678901.25, 'new', '2025-06-01 00:00:00', 'hello')")
+    report = sync_table(connector(local_snowflake), table, opts)
+    assert report.strategy == "incremental"
+    assert report.schema_changes == ["widened AMOUNT DECIMAL(10,2) -> DECIMAL(18,2)", "added NOTE VARCHAR"]
+    rows = {r[0]: r for r in duckdb_rows(opts.duckdb_path, table.duckdb_sql)}
+    assert rows[8000][4] == "hello" and rows[1][4] is None  # old rows NULL
+    assert str(rows[8000][1]) == "12345678901.25"
+    assert target(opts, table) == source(sf, table)
+
+
+def test_incompatible_change_fails_until_a_full_sync(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    sync_table(connector(local_snowflake), table, opts)  # an incremental one, so the next would be too
+    before = target(opts, table)
+    fetch(
+        sf,
+        f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT VARCHAR(20), "
+        "STATUS VARCHAR(20), UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
+    )
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one', 'x', '2030-01-01 00:00:00')")
+    with pytest.raises(PermanentError, match="Run a full sync"):
+        sync_table(connector(local_snowflake), table, opts)
+    assert target(opts, table) == before
+    full = sync_table(connector(local_snowflake), table, opts, strategy="full")
+    assert full.rows_total == 1 and target(opts, table) == source(sf, table)
+    fetch(sf, f"ALTER TABLE {table.snowflake_sql} DROP COLUMN STATUS")
+    with pytest.raises(PermanentError, match="gone from Snowflake"):
+        sync_table(connector(local_snowflake), table, opts)
+
+
+def test_missing_or_damaged_target_rebuilds_and_says_so(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    with duckdb.connect(str(opts.duckdb_path)) as con:
+        con.execute(f"ALTER TABLE {table.duckdb_sql} DROP COLUMN STATUS")
+    damaged = sync_table(connector(local_snowflake), table, opts)
+    assert damaged.strategy == "full" and "differ" in damaged.strategy_reason
+    assert target(opts, table) == source(sf, table)
+    with duckdb.connect(str(opts.duckdb_path)) as con:
+        con.execute(f"DROP TABLE {table.duckdb_sql}")
+    missing = sync_table(connector(local_snowflake), table, opts)
+    assert missing.strategy == "full" and "missing" in missing.strategy_reason
+    rebuilt = sync_table(connector(local_snowflake), table, opts, rebuild=True)
+    assert rebuilt.strategy == "full" and "rebuild" in rebuilt.strategy_reason
+    assert target(opts, table) == source(sf, table)
+
+
+def test_failed_get_resumes_with_only_the_missing_files(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    fetch(  # enough rows for several files (the emulator cuts files at 2,048-row chunks)
+        sf,
+        f"INSERT INTO {table.snowflake_sql} SELECT 10000 + SEQ8(), 1, 'bulk', '2024-03-01 00:00:00'::TIMESTAMP_NTZ "
+        "FROM TABLE(GENERATOR(ROWCOUNT => 9000))",
+    )
+    opts = options(tmp_path, max_file_size=8_000)
+    attempt: dict[str, Any] = {
+        "attempt_id": "run-1234",
+        "attempt_started": dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC),
+    }
+    inject_fault(local_snowflake.base_url, "get_partial")
+    logs: list[str] = []
+    with pytest.raises(TransientError):
+        sync_table(connector(local_snowflake), table, opts, logs.append, keep_for_retry=True, **attempt)
+    folder = extract.Attempt.new(table, opts.download_root, "run-1234", attempt["attempt_started"]).local_dir
+    arrived = sorted(p.name for p in folder.glob("data_*.parquet"))
+    assert len(arrived) >= 2  # the stage and the files that arrived are kept for the retry
+    report = sync_table(connector(local_snowflake), table, opts, logs.append, keep_for_retry=True, **attempt)
+    assert report.resumed_unload and report.files_reused == len(arrived) and report.files == len(arrived) + 1
+    assert f"downloaded 1 file(s), reused {len(arrived)} from the failed try" in "\n".join(logs)
+    assert target(opts, table) == source(sf, table)
+    assert not folder.exists()  # success cleans up
+    shown = fetch(sf, f"SHOW STAGES LIKE 'SYNC_PROJECT_%' IN SCHEMA {DATABASE}.{table.schema}")
+    assert shown == []
+
+
+def test_final_failure_removes_stage_and_files(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    inject_fault(local_snowflake.base_url, "get")
+    with pytest.raises(TransientError):
+        sync_table(connector(local_snowflake), table, opts, keep_for_retry=False, attempt_id="run-9")
+    assert list((tmp_path / "downloads").rglob("*.parquet")) == []
+    assert fetch(sf, f"SHOW STAGES LIKE 'SYNC_PROJECT_%' IN SCHEMA {DATABASE}.{table.schema}") == []
+
+
+def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: Path) -> None:
+    schema = f"{DATABASE}.{table.schema}"
+    fetch(sf, f"CREATE STAGE {schema}.SYNC_PROJECT_20200101T000000Z_DEADBEEF")
+    fetch(sf, f"CREATE STAGE {schema}.SYNC_PROJECT_20991231T000000Z_CAFEF00D")
+    fetch(sf, f"CREATE STAGE {schema}.SOMEONE_ELSES")
+    old = tmp_path / "downloads" / table.folder_name / "SYNC_PROJECT_20200101T000000Z_deadbeef"
+    young = tmp_path / "downloads" / table.folder_name / "SYNC_PROJECT_20991231T000000Z_cafef00d"
+    for folder in (old, young):
+        folder.mkdir(parents=True)
+        (folder / "data_0_0_0.snappy.parquet").write_bytes(b"x")
+    leftovers = extract.remove_leftovers(
+        sf, [(DATABASE, table.schema)], tmp_path / "downloads", dt.timedelta(days=1), dt.datetime.now(dt.UTC)
+    )
+    assert leftovers.stages == [f"{schema}.SYNC_PROJECT_20200101T000000Z_DEADBEEF"]
+    assert leftovers.folders == [old] and not old.exists() and young.exists()
+    names = sorted(r[1] for r in fetch(sf, f"SHOW STAGES IN SCHEMA {schema}"))
+    assert names == ["SOMEONE_ELSES", "SYNC_PROJECT_20991231T000000Z_CAFEF00D"]
