@@ -110,6 +110,29 @@ def backfill_wall_seconds(
         processes.stop()
 
 
+def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
+    """Full sync of an incremental table, then change 1% of its rows and sync again."""
+    from sync_project.sync.load import open_duckdb, writer_lock
+    from sync_project.sync.state import TableOptions, write_options
+
+    with writer_lock(options.duckdb_path, 60), open_duckdb(options.duckdb_path) as con:
+        write_options(con, table, TableOptions("incremental", "updated_at", ("id",)))
+    first = sync_table(lambda: engine_connect(process), table, options)
+    with engine_connect(process) as conn:
+        conn.cursor().execute(
+            f"UPDATE {table.snowflake_sql} SET \"updated_at\" = '2030-01-01 00:00:00', \"note\" = 'changed' "
+            'WHERE "id" % 100 = 0'
+        )
+    second = sync_table(lambda: engine_connect(process), table, options)
+    return {
+        "full_seconds": first.total_seconds,
+        "incremental_seconds": second.total_seconds,
+        "rows_changed": second.rows_updated,
+        "rows_unloaded": second.rows_unloaded,
+        "incremental_phases": second.phase_seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -124,6 +147,7 @@ def main() -> None:
             table = TableRef(DEMO_DATABASE, DEMO_SCHEMA, "data")
             options = SyncOptions(duckdb_path=root / "engine.duckdb", download_root=root / "engine-downloads")
             report = sync_table(lambda: engine_connect(process), table, options)
+            incremental = measure_incremental(process, table, options)
             (root / "dagster").mkdir()
             env = os.environ | {
                 "DAGSTER_HOME": str(root / "dagster"),
@@ -158,6 +182,7 @@ def main() -> None:
             "files": report.files,
         },
         "dagster_asset_materialize": cli | {"rows_per_second": round(args.rows / cli["seconds"], 1)},
+        "incremental_1_percent": incremental,
         "backfill_wall_seconds": {"tables": args.tables, **parallel},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +194,11 @@ def main() -> None:
         f"{args.rows / cli['seconds']:>14,.0f}{cli['peak_rss_mib']:>14.1f}"
     )
     print("engine phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.phase_seconds.items()))
+    print(
+        f"incremental sync of 1% changed rows ({incremental['rows_unloaded']:,} unloaded, "
+        f"{incremental['rows_changed']:,} merged): {incremental['incremental_seconds']:.2f}s "
+        f"versus full {incremental['full_seconds']:.2f}s"
+    )
     for label, seconds in parallel.items():
         print(f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: {seconds:.1f}s wall")
     print(f"written to {args.output}")
