@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,26 @@ class DagsterProcesses:
         ]
         process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
+
+    def start_webserver(self, port: int, timeout: float = 120) -> None:
+        """dagster-webserver on 127.0.0.1:port; returns once it answers."""
+        log = open(self.home / "webserver.log", "ab")  # noqa: SIM115 - owned by the child
+        command = [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h", "127.0.0.1", "-p", str(port), "-w", str(project_root() / "workspace.yaml"),
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"dagster-webserver exited: {(self.home / 'webserver.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError("dagster-webserver did not answer")
 
     def dagster(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -1,0 +1,180 @@
+"""End to end as a user runs it: dagster-webserver + dagster-daemon, driven through the GraphQL API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
+from sync_project.local_snowflake.demo import type_table_rows
+from sync_project.settings import project_root
+from sync_project_tests.conftest import DEMO_ROWS
+from sync_project_tests.daemon import DagsterProcesses
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = project_root() / ".local" / "test-artifacts"
+SCHEMA = "WORKSPACE_833213390"
+KEY = f"{SCHEMA}.ALL_TYPES"
+
+RUN_EVENTS = """
+query RunEvents($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run {
+      status
+      eventConnection(afterCursor: null) {
+        events {
+          __typename
+          ... on AssetCheckEvaluationEvent { evaluation { checkName success partition } }
+          ... on MaterializationEvent { partition metadataEntries { label } }
+        }
+      }
+    }
+  }
+}
+"""
+
+PARTITION_RUNS = """
+query PartitionRuns($value: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $value}], pipelineName: "sync_tables"}) {
+    ... on Runs { results { runId status } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def ui(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[DagsterProcesses, int]]:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((project_root() / "dagster.yaml").read_text())
+    env = {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    processes = DagsterProcesses(home, dict(os.environ))
+    port = free_port()
+    try:
+        processes.start_webserver(port)
+        processes.start_daemon()
+        yield processes, port
+    finally:
+        processes.stop()
+
+
+def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        answer: dict[str, Any] = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]  # type: ignore[no-any-return]
+
+
+def ensure_chromium() -> str:
+    """Debian's chromium, installed here when missing (the CI machine starts without it)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=True, capture_output=True)
+    found = shutil.which("chromium")
+    assert found, "apt-get installed chromium but it is not on PATH"
+    return found
+
+
+def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium that waits (virtual time) for the UI's GraphQL calls to render the page."""
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--window-size=1400,1000",
+    ]  # fmt: skip
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def wait_for(client: DagsterGraphQLClient, run_id: str, timeout: float = 180) -> dg.DagsterRunStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            return status
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish")
+
+
+def test_register_materialize_check_and_backfill_through_the_ui(
+    ui: tuple[DagsterProcesses, int], tmp_path: Path
+) -> None:
+    processes, port = ui
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    register = client.submit_job_execution(
+        "register_tables",
+        run_config={"ops": {"register_in_schema": {"config": {"schema_name": SCHEMA, "tables": ["ALL_TYPES"]}}}},
+    )
+    assert wait_for(client, register) == dg.DagsterRunStatus.SUCCESS
+    assert dg.DagsterInstance.get().get_dynamic_partitions("snowflake_tables") == [KEY]
+
+    sync = client.submit_job_execution("sync_tables", tags={"dagster/partition": KEY})
+    assert wait_for(client, sync) == dg.DagsterRunStatus.SUCCESS
+    events = graphql(port, RUN_EVENTS, {"runId": sync})["runOrError"]["eventConnection"]["events"]
+    checks = {
+        e["evaluation"]["checkName"]: e["evaluation"] for e in events if e["__typename"] == "AssetCheckEvaluationEvent"
+    }
+    assert (
+        checks["row_count_matches_snowflake"]["success"] and checks["row_count_matches_snowflake"]["partition"] == KEY
+    )
+    assert checks["schema_matches_type_map"]["success"]
+    (materialized,) = [e for e in events if e["__typename"] == "MaterializationEvent"]
+    assert materialized["partition"] == KEY
+    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
+        assert con.execute(f'SELECT count(*) FROM "{SCHEMA}"."ALL_TYPES"').fetchone() == (type_table_rows(DEMO_ROWS),)
+
+    # What a person sees: the asset's page lists the partitions and shows the latest materialization's metadata.
+    browser = ensure_chromium()
+    page = f"http://127.0.0.1:{port}/assets/snowflake_table?view=partitions&partition={KEY}"
+    dom = chromium(browser, tmp_path / "chromium-dom", "--dump-dom", page).stdout
+    assert KEY in dom
+    for label in ("dagster/row_count", "rows_unloaded", "unload_query_id", "snowflake_table", "preview"):
+        assert label in dom, label
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "asset-partition-page.png"
+    shot.unlink(missing_ok=True)
+    chromium(browser, tmp_path / "chromium-shot", f"--screenshot={shot}", page)
+    assert shot.stat().st_size > 10_000  # kept as the test's artifact
+
+    backfill = processes.dagster(
+        "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables",
+        "--partitions", KEY, "--noprompt",
+    )  # fmt: skip
+    assert backfill.returncode == 0, backfill.stderr[-2000:]
+    deadline = time.monotonic() + 180
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = graphql(port, PARTITION_RUNS, {"value": KEY})["runsOrError"]["results"]
+        if len(runs) == 2 and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs):
+            break
+        time.sleep(1)
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], runs
