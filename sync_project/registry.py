@@ -18,7 +18,7 @@ from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.load import open_duckdb, read_table_state, writer_lock
+from sync_project.sync.load import duckdb_session, read_table_state
 from sync_project.sync.pipeline import Connect
 from sync_project.sync.state import (
     TableOptions,
@@ -121,7 +121,7 @@ def register(
     if checked:
         if duckdb_path is None:
             raise ValueError("options need the DuckDB file they are kept in")
-        with writer_lock(duckdb_path, lock_timeout, "saving sync options"), open_duckdb(duckdb_path) as con:
+        with duckdb_session(duckdb_path, lock_timeout, "saving sync options") as con:
             con.execute("BEGIN TRANSACTION")
             for table, table_options in checked:
                 write_options(con, table, table_options)
@@ -133,7 +133,7 @@ def register(
 def sync_state(duckdb_path: Path, table: TableRef, lock_timeout: float) -> TableSyncState:
     if not duckdb_path.exists():
         return TableSyncState()
-    with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
         return read_state(con, table)
 
 
@@ -150,7 +150,7 @@ def deregister(
         return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
     if not drop:
         return f"{prefix}; the DuckDB table {table.duckdb_relation} ({state.rows:,} rows) is kept (--drop removes it)"
-    with writer_lock(duckdb_path, lock_timeout, f"dropping {table}"), open_duckdb(duckdb_path) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}") as con:
         con.execute(f"DROP TABLE IF EXISTS {table.duckdb_sql}")
     return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
 
@@ -158,7 +158,7 @@ def deregister(
 def _duckdb_table_bytes(duckdb_path: Path, table: TableRef, lock_timeout: float) -> int | None:
     if not duckdb_path.exists():
         return None
-    with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
         block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
         blocks = con.execute(
             "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE block_id >= 0",

@@ -16,7 +16,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.sync import extract, load
 from sync_project.sync.errors import PermanentError, TransientError
-from sync_project.sync.load import open_duckdb, writer_lock
+from sync_project.sync.load import duckdb_session
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.state import TableOptions, read_state, write_options
 from sync_project.sync.tables import TableRef
@@ -53,7 +53,7 @@ def table(sf: Any) -> TableRef:
 
 def configure(opts: SyncOptions, table: TableRef, options_: TableOptions) -> None:
     opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(opts.duckdb_path, 10), open_duckdb(opts.duckdb_path) as con:
+    with duckdb_session(opts.duckdb_path, 10, "configuring") as con:
         write_options(con, table, options_)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,18 +53,43 @@ def writer_lock(duckdb_path: Path, timeout: float, waiting: str = "") -> Iterato
         lock.release()
 
 
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _connect(duckdb_path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting (bounded) while a process outside this project holds DuckDB's own file lock."""
+    deadline = time.monotonic() + wait
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(str(duckdb_path), read_only=read_only)
+        except duckdb.IOException as e:
+            holder = _LOCK_HOLDER.search(str(e))
+            if "Could not set lock" not in str(e):
+                raise PermanentError(
+                    f"cannot open {duckdb_path} as a DuckDB database ({e}). The file is left untouched; "
+                    "move it aside or point SYNC_DUCKDB_PATH elsewhere."
+                ) from None
+            if time.monotonic() >= deadline:
+                who = f"process {holder.group('pid')} ({holder.group('program')})" if holder else "another process"
+                raise LockTimeoutError(
+                    f"{duckdb_path} is held open for writing by {who} for more than {wait:.0f}s; close it "
+                    "(DuckDB allows one writing process per file); will be retried"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 @contextlib.contextmanager
-def open_duckdb(duckdb_path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection with the settings every load and read wants."""
+def open_duckdb(duckdb_path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection with the settings every load and read wants.
+
+    Call it under `writer_lock`, which orders this project's processes; `wait` covers processes
+    outside the project (a DuckDB CLI, a notebook) that hold the file.
+    """
     if read_only and not duckdb_path.exists():
         raise PermanentError(f"the DuckDB file {duckdb_path} does not exist yet; sync a table first")
-    try:
-        con = duckdb.connect(str(duckdb_path), read_only=read_only)
-    except duckdb.IOException as e:
-        raise PermanentError(
-            f"cannot open {duckdb_path} as a DuckDB database ({e}). The file is left untouched; "
-            "move it aside or point SYNC_DUCKDB_PATH elsewhere."
-        ) from None
+    con = _connect(duckdb_path, read_only, wait)
     try:
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         con.execute("SET preserve_insertion_order = false")
@@ -70,6 +97,15 @@ def open_duckdb(duckdb_path: Path, read_only: bool = False) -> Iterator[duckdb.D
         yield con
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def duckdb_session(
+    duckdb_path: Path, lock_timeout: float, what: str, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The project's way into the DuckDB file: our writer lock, then a short connection, both bounded."""
+    with writer_lock(duckdb_path, lock_timeout, what), open_duckdb(duckdb_path, read_only, lock_timeout) as con:
+        yield con
 
 
 @dataclass(frozen=True)
@@ -204,10 +240,7 @@ def load_table(
     """
     plan = plan or LoadPlan()
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
-    with (
-        writer_lock(duckdb_path, lock_timeout, f"loading {table}"),
-        open_duckdb(duckdb_path) as con,
-    ):
+    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}") as con:
         con.execute("BEGIN TRANSACTION")
         try:
             _check_name_collision(con, table)
@@ -269,7 +302,7 @@ def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float) ->
     """Rows and column types of the synced table; waits briefly for a writer rather than failing."""
     if not duckdb_path.exists():
         return TableState(False, 0, {})
-    with writer_lock(duckdb_path, lock_timeout, f"reading {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
         columns = table_columns(con, table)
         if not columns:
             return TableState(False, 0, {})

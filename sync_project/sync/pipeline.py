@@ -19,7 +19,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 from sync_project.sync import extract
 from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
 from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
-from sync_project.sync.load import LoadPlan, load_table, open_duckdb, table_columns, writer_lock
+from sync_project.sync.load import LoadPlan, duckdb_session, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier
 
@@ -112,10 +112,7 @@ def read_local_state(options: SyncOptions, table: TableRef) -> tuple[TableSyncSt
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
     if not options.duckdb_path.exists():
         return TableSyncState(), {}
-    with (
-        writer_lock(options.duckdb_path, options.lock_timeout, f"reading the state of {table}"),
-        open_duckdb(options.duckdb_path) as con,
-    ):
+    with duckdb_session(options.duckdb_path, options.lock_timeout, f"reading the state of {table}") as con:
         return read_state(con, table), table_columns(con, table)
 
 

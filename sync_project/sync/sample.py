@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.load import open_duckdb, writer_lock
+from sync_project.sync.load import duckdb_session
 from sync_project.sync.tables import TableRef, quote_identifier
 
 SampleFormat = Literal["json", "csv", "parquet"]
@@ -62,7 +62,7 @@ def write_sample(
         raise PermanentError(f"sample size must be 0 or more, got {rows}")
     if not duckdb_path.exists():
         raise PermanentError(f"{table} has not been synced yet: {duckdb_path} does not exist")
-    with writer_lock(duckdb_path, lock_timeout, f"sampling {table}"), open_duckdb(duckdb_path, read_only=True) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"sampling {table}", read_only=True) as con:
         con.execute("SET preserve_insertion_order = true")  # "first" means first as loaded
         columns = [
             (str(r[0]), str(r[1]))

@@ -112,10 +112,10 @@ def backfill_wall_seconds(
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
     """Full sync of an incremental table, then change 1% of its rows and sync again."""
-    from sync_project.sync.load import open_duckdb, writer_lock
+    from sync_project.sync.load import duckdb_session
     from sync_project.sync.state import TableOptions, write_options
 
-    with writer_lock(options.duckdb_path, 60), open_duckdb(options.duckdb_path) as con:
+    with duckdb_session(options.duckdb_path, 60, "configuring") as con:
         write_options(con, table, TableOptions("incremental", "updated_at", ("id",)))
     first = sync_table(lambda: engine_connect(process), table, options)
     with engine_connect(process) as conn:
