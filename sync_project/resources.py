@@ -160,9 +160,16 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
         "user": dg.EnvVar(env.SNOWFLAKE_USER),
         "database": settings.snowflake_database,
     }
-    for key, name in (("role", env.SNOWFLAKE_ROLE), ("warehouse", env.SNOWFLAKE_WAREHOUSE)):
+    for key, name in (
+        ("role", env.SNOWFLAKE_ROLE),
+        ("warehouse", env.SNOWFLAKE_WAREHOUSE),
+        ("host", env.SNOWFLAKE_HOST),
+        ("protocol", env.SNOWFLAKE_PROTOCOL),
+    ):
         if os.environ.get(name):
             values[key] = dg.EnvVar(name)
+    if os.environ.get(env.SNOWFLAKE_PORT):
+        values["port"] = dg.EnvVar.int(env.SNOWFLAKE_PORT)
     return SnowflakeResource(**values, **_credentials())
 
 

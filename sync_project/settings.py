@@ -22,6 +22,10 @@ SNOWFLAKE_TOKEN = "SNOWFLAKE_TOKEN"  # noqa: S105 - secret value: programmatic a
 SNOWFLAKE_ROLE = "SNOWFLAKE_ROLE"
 SNOWFLAKE_WAREHOUSE = "SNOWFLAKE_WAREHOUSE"
 SNOWFLAKE_DATABASE = "SNOWFLAKE_DATABASE"
+# Optional endpoint overrides for an account (PrivateLink, a proxy, or a local server in tests).
+SNOWFLAKE_HOST = "SNOWFLAKE_HOST"
+SNOWFLAKE_PORT = "SNOWFLAKE_PORT"
+SNOWFLAKE_PROTOCOL = "SNOWFLAKE_PROTOCOL"
 
 # -- The local Snowflake -----------------------------------------------------------------------
 LOCAL_SNOWFLAKE_HOST = "LOCAL_SNOWFLAKE_HOST"

@@ -1,0 +1,80 @@
+"""Secrets never reach run logs, materialization metadata, exception text, CLI output or reprs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from dagster._serdes import serialize_value
+
+from sync_project.cli import main
+from sync_project.definitions import build_definitions
+from sync_project.jobs import SYNC_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+
+PASSWORD = "Pw-7f3a9c1e-SECRET-do-not-leak"
+PASSPHRASE = "Pp-2b8d4e6f-SECRET-do-not-leak"
+TOKEN = "Tk-9e1c7a3b-SECRET-do-not-leak"
+
+
+def private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+    ).decode()
+
+
+@pytest.mark.parametrize("auth", ["password", "token", "key_pair"])
+def test_secrets_stay_out_of_everything(
+    auth: str, local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pem = private_key_pem()
+    secrets = {"password": [PASSWORD], "token": [TOKEN], "key_pair": [PASSPHRASE, pem.splitlines()[1]]}[auth]
+    environment = {
+        # A real account's code path, pointed at the local server.
+        "SNOWFLAKE_ACCOUNT": "acme-prod",
+        "SNOWFLAKE_USER": "SYNC_SERVICE",
+        "SNOWFLAKE_HOST": "127.0.0.1",
+        "SNOWFLAKE_PORT": str(local_snowflake.port),
+        "SNOWFLAKE_PROTOCOL": "http",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }
+    environment |= {
+        "password": {"SNOWFLAKE_PASSWORD": PASSWORD},
+        "token": {"SNOWFLAKE_TOKEN": TOKEN},
+        "key_pair": {"SNOWFLAKE_PRIVATE_KEY": pem, "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": PASSPHRASE},
+    }[auth]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster").mkdir()
+    definitions = build_definitions(Settings.from_env())
+    seen: list[str] = [repr(definitions.resources), str(definitions.resources)]
+    with dg.instance_for_test() as instance:
+        good, gone = "WORKSPACE_833213390.ALL_TYPES", "WORKSPACE_833213390.NOT_THERE"
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [good, gone])
+        for key in (good, gone):
+            result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
+                tags={"dagster/partition": key}, instance=instance, raise_on_error=False
+            )
+            assert result.success is (key == good)
+            seen += [serialize_value(record) for record in instance.all_logs(result.run_id)]
+            seen += [str(m.metadata) for m in result.asset_materializations_for_node("snowflake_table")]
+            for event in result.all_events:
+                if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
+                    seen.append(event.step_failure_data.error.to_string())
+    for args in (["tables", "WORKSPACE_833213390"], ["register", "WORKSPACE_833213390.NOPE"], ["status"]):
+        seen.append(CliRunner().invoke(main, args).output)
+    text = "\n".join(seen)
+    assert "ALL_TYPES" in text and "NOT_THERE" in text  # the sweep did see the runs
+    for secret in secrets:
+        assert secret not in text
