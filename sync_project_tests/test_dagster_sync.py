@@ -20,7 +20,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
-from sync_project_tests.helpers import FQ, fetch, snowflake_settings
+from sync_project_tests.helpers import FQ, duckdb_rows, fetch, snowflake_settings, sorted_rows
 
 DATA = "WORKSPACE_833213390.data"
 ALL_TYPES = "WORKSPACE_833213390.ALL_TYPES"
@@ -164,3 +164,16 @@ def test_cleanup_job_runs(settings: Settings, instance: dg.DagsterInstance) -> N
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
     result = build_definitions(settings).resolve_job_def(CLEANUP_JOB).execute_in_process(instance=instance)
     assert result.success and not old.exists()
+
+
+@pytest.mark.parametrize("kind", ["login", "unload"])
+def test_transient_login_and_unload_failures_are_retried_and_the_table_is_exact(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess, kind: str
+) -> None:
+    inject_fault(local_snowflake.base_url, kind, count=1)  # Snowflake's error 603: internal, retryable
+    result = run_job(settings, instance, SYNC_JOB, DATA)
+    assert result.success
+    assert len(events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        source = sorted_rows(fetch(conn, f'SELECT * FROM {FQ}."data"'))
+    assert sorted_rows(duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')) == source
