@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import clear_faults
+from sync_project.settings import Settings, project_root
+from sync_project_tests.daemon import DagsterProcesses
 
 DEMO_ROWS = 5_000
 
@@ -39,3 +43,37 @@ def download_dir(tmp_path: Path) -> Path:
     path = tmp_path / "download"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for the session's local Snowflake and this test's own DuckDB file and download folder."""
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    return dataclasses.replace(
+        Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
+    )
+
+
+@pytest.fixture
+def dagster_processes(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterProcesses]:
+    """A temporary DAGSTER_HOME (with the project's dagster.yaml) for real Dagster processes; stops them after."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((project_root() / "dagster.yaml").read_text())
+    for name, value in {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    processes = DagsterProcesses(home, dict(os.environ))
+    try:
+        yield processes
+    finally:
+        processes.stop()
+        clear_faults(local_snowflake.base_url)

@@ -92,3 +92,16 @@ def duckdb_types(path: Path, schema: str, table: str) -> dict[str, str]:
                 [schema, table],
             ).fetchall()
         )
+
+
+def encrypted_private_key(passphrase: str) -> str:
+    """A fresh RSA key as encrypted PKCS#8 PEM, as Snowflake key-pair auth uses."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode()),
+    ).decode()

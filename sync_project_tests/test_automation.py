@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -38,15 +37,6 @@ def schema(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
 def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         yield conn
-
-
-@pytest.fixture
-def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
-    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    return dataclasses.replace(
-        Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
-    )
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -24,15 +23,6 @@ from sync_project_tests.helpers import FQ, duckdb_rows, fetch, snowflake_setting
 
 DATA = "WORKSPACE_833213390.data"
 ALL_TYPES = "WORKSPACE_833213390.ALL_TYPES"
-
-
-@pytest.fixture
-def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
-    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    return dataclasses.replace(
-        Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
-    )
 
 
 @pytest.fixture

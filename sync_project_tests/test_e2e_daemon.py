@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import clear_faults, inject_fault
+from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import project_root
 from sync_project_tests.daemon import DagsterProcesses
@@ -26,30 +25,6 @@ from sync_project_tests.helpers import fetch, snowflake_settings
 pytestmark = pytest.mark.e2e
 TABLES = 8
 ROWS = 20_000
-
-
-@pytest.fixture
-def dagster_processes(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[DagsterProcesses]:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((project_root() / "dagster.yaml").read_text())
-    env = {
-        "DAGSTER_HOME": str(home),
-        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
-        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    processes = DagsterProcesses(home, dict(os.environ))
-    try:
-        yield processes
-    finally:
-        processes.stop()
-        clear_faults(local_snowflake.base_url)
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import duckdb
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
+from sync_project.local_snowflake import free_port
 from sync_project.local_snowflake.demo import type_table_rows
 from sync_project.settings import project_root
 from sync_project_tests.conftest import DEMO_ROWS
@@ -55,29 +54,11 @@ query PartitionRuns($value: String!) {
 
 
 @pytest.fixture
-def ui(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[DagsterProcesses, int]]:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((project_root() / "dagster.yaml").read_text())
-    env = {
-        "DAGSTER_HOME": str(home),
-        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
-        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    processes = DagsterProcesses(home, dict(os.environ))
+def ui(dagster_processes: DagsterProcesses) -> tuple[DagsterProcesses, int]:
     port = free_port()
-    try:
-        processes.start_webserver(port)
-        processes.start_daemon()
-        yield processes, port
-    finally:
-        processes.stop()
+    dagster_processes.start_webserver(port)
+    dagster_processes.start_daemon()
+    return dagster_processes, port
 
 
 def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:

@@ -6,25 +6,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sync_project.resources import SnowflakeResource, snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
+from sync_project_tests.helpers import encrypted_private_key
 
 PASSPHRASE = "correct-horse-battery-staple-7731"
 PASSWORD = "pw-9f2c1e7d-do-not-leak"
 TOKEN = "pat-5b8e0c3a-do-not-leak"
-
-
-def encrypted_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
-    ).decode()
 
 
 def resolved(monkeypatch: pytest.MonkeyPatch, **env: str) -> SnowflakeResource:
@@ -41,7 +31,7 @@ def resolved(monkeypatch: pytest.MonkeyPatch, **env: str) -> SnowflakeResource:
 
 
 def test_key_pair_wins_and_is_passed_as_der(monkeypatch: pytest.MonkeyPatch) -> None:
-    pem = encrypted_pem()
+    pem = encrypted_private_key(PASSPHRASE)
     resource = resolved(
         monkeypatch,
         SNOWFLAKE_PRIVATE_KEY=pem,
@@ -58,7 +48,7 @@ def test_key_pair_wins_and_is_passed_as_der(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_key_file_with_wrong_passphrase_fails_without_leaking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     key_file = tmp_path / "key.p8"
-    key_file.write_text(encrypted_pem())
+    key_file.write_text(encrypted_private_key(PASSPHRASE))
     resource = resolved(
         monkeypatch, SNOWFLAKE_PRIVATE_KEY_PATH=str(key_file), SNOWFLAKE_PRIVATE_KEY_PASSPHRASE="wrong-one-123"
     )

@@ -7,8 +7,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from dagster._serdes import serialize_value
 
 from sync_project.cli import main
@@ -17,26 +15,18 @@ from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
+from sync_project_tests.helpers import encrypted_private_key
 
 PASSWORD = "Pw-7f3a9c1e-SECRET-do-not-leak"
 PASSPHRASE = "Pp-2b8d4e6f-SECRET-do-not-leak"
 TOKEN = "Tk-9e1c7a3b-SECRET-do-not-leak"
 
 
-def private_key_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(PASSPHRASE.encode()),
-    ).decode()
-
-
 @pytest.mark.parametrize("auth", ["password", "token", "key_pair"])
 def test_secrets_stay_out_of_everything(
     auth: str, local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pem = private_key_pem()
+    pem = encrypted_private_key(PASSPHRASE)
     secrets = {"password": [PASSWORD], "token": [TOKEN], "key_pair": [PASSPHRASE, pem.splitlines()[1]]}[auth]
     environment = {
         # A real account's code path, pointed at the local server.
