@@ -11,8 +11,6 @@ from collections.abc import Iterable
 import dagster as dg
 
 from sync_project.settings import Settings
-from sync_project.sync.catalog import describe_table
-from sync_project.sync.pipeline import Connect
 from sync_project.sync.tables import TableRef
 
 SNOWFLAKE_TABLES = "snowflake_tables"
@@ -36,15 +34,3 @@ def add_tables(instance: dg.DagsterInstance, tables: Iterable[TableRef]) -> list
     if new:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, new)
     return new
-
-
-def register_tables(instance: dg.DagsterInstance, connect: Connect, tables: Iterable[TableRef]) -> list[str]:
-    """Add tables as partitions only after DESC TABLE proves each exists and every column type maps.
-
-    All or nothing: one refused table (PermanentError naming it and why) adds none.
-    """
-    tables = list(tables)
-    with connect() as conn:
-        for table in tables:
-            describe_table(conn, table)
-    return add_tables(instance, tables)

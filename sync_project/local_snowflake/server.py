@@ -45,6 +45,7 @@ from sync_project.local_snowflake.sqltext import (
     parse_options,
     parse_stage_ref,
     resolve_name,
+    resolve_schema,
     split_dotted,
     sql_error,
     strip_comments,
@@ -252,9 +253,7 @@ class LocalSnowflake:
                     ("schema_name", "text"),
                     ("type", "text"),
                 ],
-                self.stages.show_rows(
-                    resolve_name([*scope, '"_"'], db, schema) if scope else None, match.group("like")
-                ),
+                self.stages.show_rows(resolve_schema(scope, db) if scope else None, match.group("like")),
             )
         if kind == "get":
             return self._get(rest, db, schema)

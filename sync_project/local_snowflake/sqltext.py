@@ -83,6 +83,16 @@ def resolve_name(parts: list[str], database: str | None, schema: str | None) -> 
     )
 
 
+def resolve_schema(parts: list[str], database: str | None) -> tuple[str, str]:
+    """(database, schema) for a one- or two-part schema name."""
+    names = [normalise_identifier(p) for p in parts]
+    if len(names) == 2:
+        return names[0], names[1]
+    if len(names) == 1 and database:
+        return database, names[0]
+    raise sql_error("SQL compilation error:\nCannot resolve the schema without a current database.", errno=90105)
+
+
 @dataclass(frozen=True)
 class StageRef:
     stage: ObjectName

@@ -85,7 +85,7 @@ class StageStore:
                 stages.discard(stage)
             return f"{stage.name} successfully dropped."
 
-    def show_rows(self, scope: ObjectName | None, like: str | None) -> list[list[object]]:
+    def show_rows(self, scope: tuple[str, str] | None, like: str | None) -> list[list[object]]:
         """SHOW STAGES [LIKE] [IN SCHEMA db.schema]: every stage, or those of one schema."""
         rows: list[list[object]] = []
         with self._lock:
@@ -93,7 +93,7 @@ class StageStore:
             for marker in sorted(self.root.glob(f"*/*/*/{MARKER}")):
                 folder = marker.parent
                 stage = known.get(folder) or self._name_of(folder)
-                if scope and (stage.database, stage.schema) != (scope.database, scope.schema):
+                if scope and (stage.database, stage.schema) != scope:
                     continue
                 if like and not re.fullmatch(like.replace("%", ".*").replace("_", "."), stage.name, re.IGNORECASE):
                     continue

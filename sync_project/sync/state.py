@@ -115,15 +115,6 @@ def write_progress(
     )
 
 
-def forget_progress(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
-    """Drop the high-water mark (rebuild): the next sync starts from scratch."""
-    ensure_schema(con)
-    con.execute(
-        f"UPDATE {STATE_SCHEMA}.tables SET high_water_mark = NULL, rows = NULL, columns = NULL WHERE table_id = ?",
-        [str(table)],
-    )
-
-
 def validate_options(table: TableRef, columns: list[Column], options: TableOptions) -> TableOptions:
     """Check the cursor and key against the table's columns; default the key to the declared primary key."""
     by_name = {c.name: c for c in columns}
