@@ -26,6 +26,7 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.load import lock_path
 from sync_project_tests.conftest import DEMO_ROWS
+from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings
 
 SCHEMA = "WORKSPACE_833213390"
@@ -33,19 +34,9 @@ DATA = f"{SCHEMA}.data"
 
 
 @pytest.fixture
-def env(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
-    for name, value in {
-        "DAGSTER_HOME": str(home),
-        "LOCAL_SNOWFLAKE_PORT": str(local_snowflake.port),
-        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    return tmp_path
+def env(dagster_processes: DagsterProcesses) -> Path:
+    """The CLI's environment: a temporary DAGSTER_HOME, DuckDB file and downloads (no processes started)."""
+    return dagster_processes.home.parent
 
 
 def cli(*args: str) -> Result:
