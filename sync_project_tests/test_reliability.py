@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -144,3 +145,66 @@ def test_two_snowflake_tables_on_one_duckdb_name_are_refused(
         sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path))
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute('SELECT * FROM "WORKSPACE_833213390"."DATA"').fetchall() == [(1,)]
+
+
+def test_a_table_with_a_thousand_columns(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
+    import duckdb
+    import snowflake.connector
+
+    from sync_project_tests.helpers import fetch, snowflake_settings
+
+    kinds = ["NUMBER(38,0)", "VARCHAR(20)", "NUMBER(12,2)", "TIMESTAMP_NTZ(9)"]
+    columns = ", ".join(f"C{i} {kinds[i % 4]}" for i in range(1000))
+    values = ", ".join(
+        ["SEQ8()", "'v' || SEQ8()", "SEQ8() / 100", "'2024-01-01 00:00:00'::TIMESTAMP_NTZ"][i % 4] for i in range(1000)
+    )
+    table = demo_table("WIDE_1000")
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE OR REPLACE TABLE {table.snowflake_sql} ({columns})")
+        fetch(conn, f"INSERT INTO {table.snowflake_sql} SELECT {values} FROM TABLE(GENERATOR(ROWCOUNT => 50))")
+    report = sync_table(connector(local_snowflake), table, options(tmp_path))
+    assert report.rows_total == 50 and len(report.columns) == 1000
+    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
+        types = con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = 'WIDE_1000' ORDER BY column_index"
+        ).fetchall()
+    assert [t[0] for t in types[:4]] == ["HUGEINT", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
+
+
+def test_a_table_of_every_type_with_only_nulls(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
+    import snowflake.connector
+
+    from sync_project.local_snowflake.demo import ALL_TYPES_DDL, SEMI_DDL
+    from sync_project_tests.helpers import FQ, fetch, snowflake_settings
+
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        for ddl, name in ((ALL_TYPES_DDL, "ALL_TYPES"), (SEMI_DDL, "SEMI_STRUCTURED")):
+            empty = f"{name}_NULLS"
+            nullable = re.sub(r",\s*PRIMARY KEY \(ID\)", "", ddl.format(fq=FQ)).replace(" NOT NULL", "")
+            fetch(conn, nullable.replace(f"{FQ}.{name} (", f"{FQ}.{empty} ("))
+            width = len(fetch(conn, f"DESC TABLE {FQ}.{empty}"))
+            fetch(
+                conn,
+                f"INSERT INTO {FQ}.{empty} VALUES ({', '.join(['NULL'] * width)}), ({', '.join(['NULL'] * width)})",
+            )
+            report = sync_table(connector(local_snowflake), demo_table(empty), options(tmp_path))
+            assert report.rows_total == 2
+            rows = duckdb_rows(tmp_path / "sync.duckdb", demo_table(empty).duckdb_sql)
+            assert rows == [(None,) * width] * 2
+
+
+def test_config_values_of_the_wrong_type_are_refused_before_running(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from sync_project.definitions import build_definitions
+    from sync_project.jobs import SYNC_JOB
+    from sync_project.settings import Settings
+
+    job = build_definitions(Settings.from_env()).resolve_job_def(SYNC_JOB)
+    for bad in ({"strategy": "sideways"}, {"strategy": 5}, {"rebuild": "yes please"}, {"unknown": 1}):
+        with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError):
+            job.execute_in_process(
+                run_config={"ops": {"snowflake_table": {"config": bad}}},
+                tags={"dagster/partition": "WORKSPACE_833213390.data"},
+                instance=instance,
+            )

@@ -464,6 +464,11 @@ class LocalSnowflake:
                     }
                 )
         response = await fs_server.query_request(request)
+        if response.status_code >= 500:
+            # fakesnow answers a DuckDB error it does not map (a constraint, say) with a 500, which the connector
+            # would retry for minutes; Snowflake reports such a failure as the statement's error.
+            message = json.loads(bytes(response.body)).get("message") or "statement failed"
+            return _error_response(sql_error(str(message)[-2000:], errno=100072, sqlstate="22000"))
         if response.status_code == 200 and b'"success":true' in bytes(response.body):
             try:
                 await run_in_threadpool(self.after_fakesnow, sql, conn)
