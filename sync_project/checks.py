@@ -8,7 +8,7 @@ import dagster as dg
 from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
-from sync_project.sync.catalog import list_tables
+from sync_project.sync.catalog import table_figures
 from sync_project.sync.errors import SyncError
 from sync_project.sync.load import read_table_state
 from sync_project.sync.tables import TableRef
@@ -33,10 +33,10 @@ def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None
     """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
     try:
         with snowflake.get_connection() as conn:
-            found = [t for t in list_tables(conn, table.database, table.schema) if t.name == table.name]
+            figures = table_figures(conn, table)
     except SyncError:
         return None
-    return found[0].rows if found else None
+    return figures.rows if figures else None
 
 
 @dg.asset_check(

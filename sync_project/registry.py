@@ -18,7 +18,7 @@ from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.load import duckdb_session, read_table_state
+from sync_project.sync.load import TableState, duckdb_session, read_table_state, table_state
 from sync_project.sync.pipeline import Connect
 from sync_project.sync.state import (
     TableOptions,
@@ -130,13 +130,6 @@ def register(
     return new, [t.key for t in tables if t.key not in new]
 
 
-def sync_state(duckdb_path: Path, table: TableRef, lock_timeout: float) -> TableSyncState:
-    if not duckdb_path.exists():
-        return TableSyncState()
-    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
-        return read_state(con, table)
-
-
 def deregister(
     instance: dg.DagsterInstance, table: TableRef, duckdb_path: Path, drop: bool, lock_timeout: float
 ) -> str:
@@ -155,18 +148,23 @@ def deregister(
     return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
 
 
-def _duckdb_table_bytes(duckdb_path: Path, table: TableRef, lock_timeout: float) -> int | None:
+def _duckdb_facts(
+    duckdb_path: Path, table: TableRef, lock_timeout: float
+) -> tuple[TableState, TableSyncState, int | None]:
+    """The table's rows and columns, its sync state and its size: one brief session, not three."""
     if not duckdb_path.exists():
-        return None
+        return TableState(False, 0, {}), TableSyncState(), None
     with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
+        state, progress = table_state(con, table), read_state(con, table)
+        if not state.exists:
+            return state, progress, None
         block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
         blocks = con.execute(
             "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE block_id >= 0",
             [f"{quote_identifier(table.duckdb_schema)}.{quote_identifier(table.duckdb_table)}"],
         ).fetchone()
-    if not block_size or not blocks:
-        return None
-    return int(block_size[0]) * int(blocks[0])
+    size = int(block_size[0]) * int(blocks[0]) if block_size and blocks else None
+    return state, progress, size
 
 
 def table_status(
@@ -189,8 +187,7 @@ def table_status(
     ).get(check_key)
     evaluation = check.event.asset_check_evaluation if check and check.event else None
     synced = last_sync(instance, table)
-    state = read_table_state(duckdb_path, table, lock_timeout)
-    progress = sync_state(duckdb_path, table, lock_timeout)
+    state, progress, size = _duckdb_facts(duckdb_path, table, lock_timeout)
 
     def run_summary(record: Any) -> dict[str, Any]:
         start, end = record.start_time, record.end_time
@@ -219,6 +216,6 @@ def table_status(
         "duckdb": {
             "exists": state.exists,
             "rows": state.rows if state.exists else None,
-            "bytes": _duckdb_table_bytes(duckdb_path, table, lock_timeout) if state.exists else None,
+            "bytes": size,
         },
     }

@@ -298,13 +298,17 @@ class TableState:
     columns: dict[str, str]  # name -> DuckDB type
 
 
+def table_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableState:
+    columns = table_columns(con, table)
+    if not columns:
+        return TableState(False, 0, {})
+    counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
+    return TableState(True, int(counted[0]) if counted else 0, columns)
+
+
 def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float) -> TableState:
     """Rows and column types of the synced table; waits briefly for a writer rather than failing."""
     if not duckdb_path.exists():
         return TableState(False, 0, {})
     with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
-        columns = table_columns(con, table)
-        if not columns:
-            return TableState(False, 0, {})
-        counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-        return TableState(True, int(counted[0]) if counted else 0, columns)
+        return table_state(con, table)

@@ -112,7 +112,9 @@ def read_local_state(options: SyncOptions, table: TableRef) -> tuple[TableSyncSt
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
     if not options.duckdb_path.exists():
         return TableSyncState(), {}
-    with duckdb_session(options.duckdb_path, options.lock_timeout, f"reading the state of {table}") as con:
+    with duckdb_session(
+        options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True
+    ) as con:
         return read_state(con, table), table_columns(con, table)
 
 
