@@ -142,7 +142,7 @@ def snowflake_table(
     try:
         table = table_for_partition(context.partition_key)
         # Retries and re-executions of one run share an attempt, so they can resume its stage and files.
-        root_run_id = context.run.root_run_id or context.run_id
+        root_run_id = context.run.root_run_id or context.run.run_id
         root = context.instance.get_run_record_by_id(root_run_id)
         report = sync_table(
             snowflake.get_connection,

@@ -111,6 +111,7 @@ class SyncDuckDBResource(DuckDBResource):
     lock_timeout_seconds: float = 600.0
     get_parallel: int = 10
     max_file_size: int = 64 * 1024 * 1024
+    disk_reserve_bytes: int = 512 * 1024 * 1024
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(
@@ -119,6 +120,7 @@ class SyncDuckDBResource(DuckDBResource):
             lock_timeout=self.lock_timeout_seconds,
             get_parallel=self.get_parallel,
             max_file_size=self.max_file_size,
+            disk_reserve=self.disk_reserve_bytes,
         )
 
 
@@ -180,6 +182,7 @@ def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
         lock_timeout_seconds=settings.lock_timeout_seconds,
         get_parallel=settings.get_parallel,
         max_file_size=settings.max_file_size,
+        disk_reserve_bytes=settings.disk_reserve_bytes,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # -- Snowflake ---------------------------------------------------------------------------------
 SNOWFLAKE_ACCOUNT = "SNOWFLAKE_ACCOUNT"  # unset: use the local (embedded) Snowflake
@@ -38,6 +39,7 @@ SYNC_DOWNLOAD_DIR = "SYNC_DOWNLOAD_DIR"
 SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
 SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
+SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
 
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
@@ -58,6 +60,18 @@ DEFAULT_LOCAL_PORT = 8765
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _env_number(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
+    """A non-negative number from the environment; a clear error naming the variable otherwise."""
+    text = _env(name, str(default))
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is not a non-negative {kind.__name__}; fix or unset it")
+    return value
 
 
 def project_root() -> Path:
@@ -94,6 +108,7 @@ class Settings:
     lock_timeout_seconds: float
     get_parallel: int
     max_file_size: int
+    disk_reserve_bytes: int = 512 * 1024 * 1024
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "UTC"
     change_sensor_seconds: int = 300
@@ -112,16 +127,17 @@ class Settings:
             snowflake_account=os.environ.get(SNOWFLAKE_ACCOUNT, "").strip() or None,
             snowflake_database=_env(SNOWFLAKE_DATABASE, DEFAULT_DATABASE),
             local_host=_env(LOCAL_SNOWFLAKE_HOST, DEFAULT_LOCAL_HOST),
-            local_port=int(_env(LOCAL_SNOWFLAKE_PORT, str(DEFAULT_LOCAL_PORT))),
+            local_port=_env_number(LOCAL_SNOWFLAKE_PORT, DEFAULT_LOCAL_PORT),
             local_data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(state / "snowflake"))),
             duckdb_path=Path(_env(SYNC_DUCKDB_PATH, str(state / "sync.duckdb"))),
             download_dir=Path(_env(SYNC_DOWNLOAD_DIR, str(state / "downloads"))),
-            lock_timeout_seconds=float(_env(SYNC_LOCK_TIMEOUT_SECONDS, "600")),
-            get_parallel=int(_env(SYNC_GET_PARALLEL, "10")),
-            max_file_size=int(_env(SYNC_MAX_FILE_SIZE, str(64 * 1024 * 1024))),
+            lock_timeout_seconds=_env_number(SYNC_LOCK_TIMEOUT_SECONDS, 600, float),
+            get_parallel=_env_number(SYNC_GET_PARALLEL, 10),
+            max_file_size=_env_number(SYNC_MAX_FILE_SIZE, 64 * 1024 * 1024),
+            disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, 512 * 1024 * 1024),
             schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
-            change_sensor_seconds=int(_env(SYNC_CHANGE_SENSOR_SECONDS, "300")),
+            change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),
             auto_register_schema=os.environ.get(SYNC_AUTO_REGISTER_SCHEMA, "").strip() or None,
             auto_register_like=_env(SYNC_AUTO_REGISTER_LIKE, "%"),
             auto_deregister=_env(SYNC_AUTO_DEREGISTER, "false").lower() in ("1", "true", "yes"),

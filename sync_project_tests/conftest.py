@@ -15,6 +15,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import clear_faults
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.reliability import WRITE_REPORT, write_report
 
 DEMO_ROWS = 5_000
 
@@ -50,6 +51,7 @@ def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch
     """Settings for the session's local Snowflake and this test's own DuckDB file and download folder."""
     monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
     monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    clear_faults(local_snowflake.base_url)  # no fault (or record of one) left by an earlier test
     return dataclasses.replace(
         Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
     )
@@ -77,3 +79,8 @@ def dagster_processes(
     finally:
         processes.stop()
         clear_faults(local_snowflake.base_url)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(WRITE_REPORT):
+        write_report()

@@ -15,6 +15,7 @@ import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.sync.extract import STAGE_PREFIX
 from sync_project.sync.pipeline import Connect, SyncOptions
 from sync_project.sync.tables import TableRef
 
@@ -55,6 +56,12 @@ def fetch(conn: Any, sql: str) -> list[tuple[Any, ...]]:
     cur = conn.cursor()
     cur.execute(sql)
     return list(cur.fetchall())
+
+
+def stages_of(conn: Any, schema: str = FQ) -> list[str]:
+    """The stages this project made (and has not dropped) in a Snowflake schema."""
+    rows = fetch(conn, f"SHOW STAGES IN SCHEMA {schema}")
+    return [str(r[1]) for r in rows if str(r[1]).startswith(STAGE_PREFIX)]
 
 
 def comparable(value: Any) -> Any:
@@ -105,3 +112,13 @@ def encrypted_private_key(passphrase: str) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase.encode()),
     ).decode()
+
+
+def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, download_root: Path, table: TableRef) -> str:
+    """The DuckDB table is the Snowflake table row for row and nothing is left behind; says so for the report."""
+    with snowflake.connector.connect(**snowflake_settings(process)) as conn:
+        source = sorted_rows(fetch(conn, f"SELECT * FROM {table.snowflake_sql}"))
+        stages = stages_of(conn, f"{table.database}.{table.schema}")
+    assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
+    assert stages == [] and not any(download_root.rglob("*.parquet"))
+    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"

@@ -29,6 +29,7 @@ from sync_project_tests.helpers import (
     options,
     snowflake_settings,
     sorted_rows,
+    stages_of,
 )
 
 
@@ -36,10 +37,6 @@ from sync_project_tests.helpers import (
 def sf(local_snowflake: LocalSnowflakeProcess) -> Any:
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         yield conn
-
-
-def stages_of(conn: Any) -> list[str]:
-    return [r[1] for r in fetch(conn, f"SHOW STAGES IN SCHEMA {FQ}") if str(r[1]).startswith(extract.STAGE_PREFIX)]
 
 
 def source_rows(conn: Any, table: TableRef) -> list[tuple[Any, ...]]:

@@ -54,8 +54,9 @@ _PERMANENT_ERRNOS = {
     390144,  # JWT token invalid
     390318,  # user locked / disabled
     390422,  # IP not allowed
-    250001,  # could not connect: bad account name
 }
+_COULD_NOT_CONNECT = 250001
+_ACCOUNT_HINT = "the network and SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST"
 # Statement-level failures Snowflake itself says are internal and retryable.
 _TRANSIENT_ERRNOS = {603, 604, 630}
 
@@ -65,6 +66,9 @@ def from_snowflake(error: Exception, what: str) -> SyncError:
     errno = getattr(error, "errno", None)
     message = getattr(error, "raw_msg", None) or getattr(error, "msg", None) or str(error)
     text = f"{what}: Snowflake error {errno}: {message}" if errno else f"{what}: {message}"
+    if errno == _COULD_NOT_CONNECT:
+        # A dropped network and a mistyped account look alike; retry, and say what to check if it persists.
+        return TransientError(text + f" (will be retried; if it persists, check {_ACCOUNT_HINT})")
     if isinstance(error, sf.OperationalError | sf.InterfaceError) and errno not in _PERMANENT_ERRNOS:
         return TransientError(text + " (transient; will be retried)")
     if errno in _TRANSIENT_ERRNOS:

@@ -154,13 +154,15 @@ def list_staged_files(conn: Any, attempt: Attempt) -> list[StagedFile]:
     return [StagedFile(name=str(r[0]).rsplit("/", 1)[-1], size=int(r[1])) for r in cur.fetchall()]
 
 
-def check_free_space(folder: Path, needed: int, table: TableRef) -> None:
+def check_free_space(folder: Path, needed: int, table: TableRef, reserve: int = 0) -> None:
+    """Refuse before downloading when the files (plus the space to leave free) would not fit."""
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
-    if free < needed:
+    if free < needed + reserve:
+        kept = f" and {reserve:,} bytes kept free (SYNC_DISK_RESERVE_BYTES)" if reserve else ""
         raise NotEnoughDiskError(
             f"not enough disk to sync {table}: it needs about {needed:,} bytes in {folder} "
-            f"(download plus DuckDB growth) but only {free:,} are free. Free some space or point "
+            f"(download plus DuckDB growth){kept} but only {free:,} are free. Free some space or point "
             "SYNC_DOWNLOAD_DIR / SYNC_DUCKDB_PATH at a larger disk."
         )
 

@@ -95,6 +95,14 @@ def open_duckdb(duckdb_path: Path, read_only: bool = False, wait: float = 60.0) 
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
         yield con
+    except duckdb.Error as e:
+        # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
+        if "Corrupt database file" not in str(e):
+            raise
+        raise PermanentError(
+            f"the DuckDB file {duckdb_path} is corrupt ({e}). It is left untouched; restore it from a backup, "
+            "or move it aside and sync the tables again."
+        ) from None
     finally:
         con.close()
 

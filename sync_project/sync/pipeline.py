@@ -34,6 +34,7 @@ class SyncOptions:
     lock_timeout: float = 600.0
     get_parallel: int = 10
     max_file_size: int = 64 * 1024 * 1024
+    disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
 
 
 @dataclass
@@ -204,7 +205,7 @@ def sync_table(
                     if unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
                         staged = extract.list_staged_files(conn, attempt)
                         for folder, needed in _needed_space(options, unload).items():
-                            extract.check_free_space(folder, needed, table)
+                            extract.check_free_space(folder, needed, table, options.disk_reserve)
                         download = extract.download_files(conn, attempt, staged, options.get_parallel)
                         files = download.files
                         report.files_reused = len(download.reused)
