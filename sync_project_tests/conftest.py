@@ -73,6 +73,7 @@ def dagster_processes(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
+    clear_faults(local_snowflake.base_url)
     processes = DagsterProcesses(home, dict(os.environ))
     try:
         yield processes

@@ -10,11 +10,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import snowflake.connector
 
+from sync_project.definitions import build_definitions
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.settings import Settings
 from sync_project.sync.extract import STAGE_PREFIX
 from sync_project.sync.pipeline import Connect, SyncOptions
 from sync_project.sync.tables import TableRef
@@ -122,3 +125,18 @@ def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, downloa
     assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))
     return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
+
+
+def run_job(
+    settings: Settings, instance: dg.DagsterInstance, job: str, partition: str, config: dict[str, Any] | None = None
+) -> dg.ExecuteInProcessResult:
+    definitions = build_definitions(settings)
+    # The partition goes in as a run tag (as the UI and `dagster job launch` do it), which also works for the
+    # checks-only job.
+    return definitions.resolve_job_def(job).execute_in_process(
+        tags={"dagster/partition": partition}, instance=instance, raise_on_error=False, run_config=config or {}
+    )
+
+
+def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
+    return [e for e in result.all_events if e.event_type == kind]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
 
 import dagster as dg
 import duckdb
@@ -23,7 +22,9 @@ from sync_project_tests.helpers import (
     FQ,
     assert_exact_copy,
     demo_table,
+    events_of,
     fetch,
+    run_job,
     snowflake_settings,
 )
 from sync_project_tests.reliability import observe
@@ -37,21 +38,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA, ALL_TYPES])
         yield instance
-
-
-def run_job(
-    settings: Settings, instance: dg.DagsterInstance, job: str, partition: str, config: dict[str, Any] | None = None
-) -> dg.ExecuteInProcessResult:
-    definitions = build_definitions(settings)
-    # The partition goes in as a run tag (as the UI and `dagster job launch` do it), which also works for the
-    # checks-only job.
-    return definitions.resolve_job_def(job).execute_in_process(
-        tags={"dagster/partition": partition}, instance=instance, raise_on_error=False, run_config=config or {}
-    )
-
-
-def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
-    return [e for e in result.all_events if e.event_type == kind]
 
 
 def test_materialize_one_partition_records_metadata_and_checks(
@@ -85,15 +71,6 @@ def test_missing_table_fails_once_without_retries(settings: Settings, instance: 
     (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
     assert "GONE" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
     assert "does not exist" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("key", ["WORKSPACE_833213390.../x", "WORKSPACE_833213390.bad\x07name", "no_dot"])
-def test_hostile_partition_key_fails_without_sql(settings: Settings, instance: dg.DagsterInstance, key: str) -> None:
-    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
-    result = run_job(settings, instance, SYNC_JOB, key)
-    assert not result.success
-    assert events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    assert not settings.duckdb_path.exists()
 
 
 def test_incremental_without_a_cursor_is_refused_clearly(settings: Settings, instance: dg.DagsterInstance) -> None:

@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import duckdb
 import pytest
+import snowflake.connector
 
+from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.sync.errors import LockTimeoutError, PermanentError
-from sync_project.sync.pipeline import sync_table
-from sync_project_tests.helpers import connector, demo_table, duckdb_rows, options, sorted_rows
+from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+from sync_project.sync.errors import PermanentError
+from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.tables import TableRef
+from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.helpers import (
+    assert_exact_copy,
+    connector,
+    demo_table,
+    duckdb_rows,
+    events_of,
+    fetch,
+    options,
+    run_job,
+    snowflake_settings,
+    sorted_rows,
+    stages_of,
+)
+from sync_project_tests.reliability import observe
 
 
 def hold_duckdb(path: Path, seconds: float) -> subprocess.Popen[str]:
@@ -25,25 +53,34 @@ def hold_duckdb(path: Path, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
+ALL_TYPES = demo_table("ALL_TYPES")
+
+
 @pytest.fixture
 def synced(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> list[Any]:
-    sync_table(connector(local_snowflake), demo_table("ALL_TYPES"), options(tmp_path))
-    return sorted_rows(duckdb_rows(tmp_path / "sync.duckdb", '"WORKSPACE_833213390"."ALL_TYPES"'))
+    sync_table(connector(local_snowflake), ALL_TYPES, options(tmp_path))
+    return sorted_rows(duckdb_rows(tmp_path / "sync.duckdb", ALL_TYPES.duckdb_sql))
 
 
 def test_foreign_writer_longer_than_the_timeout_fails_retryably_naming_its_pid(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced: list[Any]
+    settings: Settings, local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced: list[Any]
 ) -> None:
-    holder = hold_duckdb(tmp_path / "sync.duckdb", 30)
-    try:
-        with pytest.raises(LockTimeoutError) as error:
-            sync_table(connector(local_snowflake), demo_table("ALL_TYPES"), options(tmp_path, lock_timeout=1.0))
-        assert f"process {holder.pid}" in str(error.value)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert sorted_rows(duckdb_rows(tmp_path / "sync.duckdb", '"WORKSPACE_833213390"."ALL_TYPES"')) == synced
-    assert list((tmp_path / "downloads").rglob("*.parquet")) == []
+    holder = hold_duckdb(tmp_path / "sync.duckdb", 4)  # longer than a try's 1 s wait, shorter than the retries
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [ALL_TYPES.key])
+        result = run_job(dataclasses.replace(settings, lock_timeout_seconds=1.0), instance, SYNC_JOB, ALL_TYPES.key)
+    holder.wait()
+    retries = events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert result.success and retries
+    first = str(retries[0].event_specific_data.error.cause.message)  # type: ignore[union-attr]
+    assert f"held open for writing by process {holder.pid} (" in first and "will be retried" in first
+    observe(
+        "Fault",
+        "DuckDB file held by another writer longer than the lock timeout",
+        "the load failed with a retryable error naming the holder's PID; Dagster retried the step with backoff "
+        "and, once the holder let go, the run succeeded",
+        assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, ALL_TYPES),
+    )
 
 
 def test_foreign_writer_for_a_moment_only_delays_the_sync(
@@ -51,160 +88,151 @@ def test_foreign_writer_for_a_moment_only_delays_the_sync(
 ) -> None:
     holder = hold_duckdb(tmp_path / "sync.duckdb", 2)
     started = time.monotonic()
-    report = sync_table(connector(local_snowflake), demo_table("ALL_TYPES"), options(tmp_path, lock_timeout=30))
+    report = sync_table(connector(local_snowflake), ALL_TYPES, options(tmp_path, lock_timeout=30))
     holder.wait()
     assert report.rows_total == len(synced) and time.monotonic() - started >= 1.0
+    observe(
+        "Fault",
+        "DuckDB file held by another writer for 2 s, within the lock timeout",
+        "the load waited for the file and then ran; no error",
+        f"{report.rows_total:,} rows loaded, same as Snowflake",
+    )
 
 
-def test_corrupt_duckdb_file_is_reported_and_left_alone(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
-    path = tmp_path / "sync.duckdb"
-    garbage = b"this is not a DuckDB database " * 1000
-    path.write_bytes(garbage)
-    with pytest.raises(PermanentError, match="not a valid DuckDB database"):
-        sync_table(connector(local_snowflake), demo_table("ALL_TYPES"), options(tmp_path))
-    assert path.read_bytes() == garbage
+def _garbage(good: bytes) -> bytes:
+    return b"this is not a DuckDB database " * 1000
 
 
-KILL_SCRIPT = """
-import contextlib, sys
-import snowflake.connector
-from pathlib import Path
-from sync_project.sync.pipeline import SyncOptions, sync_table
-from sync_project.sync.tables import TableRef
-
-port, root = int(sys.argv[1]), Path(sys.argv[2])
-
-@contextlib.contextmanager
-def connect():
-    conn = snowflake.connector.connect(account="local", user="local", password="local", host="127.0.0.1",
-                                       port=port, protocol="http", database="KEBOOLA_33")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-options = SyncOptions(duckdb_path=root / "sync.duckdb", download_root=root / "downloads")
-sync_table(connect, TableRef("KEBOOLA_33", sys.argv[3], "BIG"), options, lambda m: print(m, flush=True))
-"""
+def _damaged_tail(good: bytes) -> bytes:
+    return good[: -256 * 1024] + bytes(range(256)) * 1024  # blocks the load reads no longer match their checksums
 
 
-def test_sigkill_during_the_load_keeps_the_previous_table(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+@pytest.mark.parametrize(
+    ("case", "damage", "message"),
+    [
+        ("The DuckDB file is not a DuckDB file", _garbage, "not a valid DuckDB database"),
+        ("The DuckDB file is corrupt (damaged blocks)", _damaged_tail, "is corrupt"),
+    ],
+)
+def test_a_bad_duckdb_file_is_reported_and_left_alone(
+    local_snowflake: LocalSnowflakeProcess,
+    tmp_path: Path,
+    synced: list[Any],
+    case: str,
+    damage: Callable[[bytes], bytes],
+    message: str,
 ) -> None:
-    import signal
-    import uuid
+    path = tmp_path / "sync.duckdb"
+    bad = damage(path.read_bytes())
+    path.write_bytes(bad)
+    with pytest.raises(PermanentError, match=message) as error:
+        sync_table(connector(local_snowflake), ALL_TYPES, options(tmp_path))
+    assert str(path) in str(error.value) and "left untouched" in str(error.value)
+    assert path.read_bytes() == bad
+    assert [p for p in (tmp_path / "downloads").rglob("*") if p.is_file()] == []
+    observe(
+        "Fault",
+        case,
+        f"the sync failed with a permanent error that names the file and says '{message}'",
+        "the file is byte for byte as it was; nothing left in the download folder",
+    )
 
-    import duckdb
-    import snowflake.connector
 
-    from sync_project.sync.tables import TableRef
-    from sync_project_tests.helpers import fetch, snowflake_settings
+def materialize(processes: DagsterProcesses, key: str, **env: str) -> subprocess.Popen[str]:
+    """`dagster asset materialize` of one partition, as someone would type it, in its own process group."""
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_project.definitions"]
+    return subprocess.Popen(
+        [*command, "--select", "snowflake_table", "--partition", key],
+        env=processes.env | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
+
+def engine_options(processes: DagsterProcesses) -> SyncOptions:
+    """The engine's view of the same DuckDB file and download folder the Dagster processes use."""
+    return SyncOptions(
+        duckdb_path=Path(processes.env["SYNC_DUCKDB_PATH"]), download_root=Path(processes.env["SYNC_DOWNLOAD_DIR"])
+    )
+
+
+BIG_ROWS = 1_500_000  # big enough that the load takes about a second on this machine
+
+
+def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
     schema = f"KILL_{uuid.uuid4().hex[:6].upper()}"
     table = TableRef("KEBOOLA_33", schema, "BIG")
+    options = engine_options(dagster_processes)
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         fetch(conn, f"CREATE SCHEMA KEBOOLA_33.{schema}")
         fetch(conn, f"CREATE TABLE {table.snowflake_sql} (ID NUMBER(38,0), V VARCHAR, AMOUNT NUMBER(12,2))")
         fetch(conn, f"INSERT INTO {table.snowflake_sql} SELECT SEQ8(), 'v' || SEQ8(), SEQ8() / 7 "
-                    "FROM TABLE(GENERATOR(ROWCOUNT => 1500000))")  # fmt: skip
-        sync_table(connector(local_snowflake), table, options(tmp_path))
+                    f"FROM TABLE(GENERATOR(ROWCOUNT => {BIG_ROWS}))")  # fmt: skip
+        sync_table(connector(local_snowflake), table, options)  # the previous table
         fetch(conn, f"INSERT INTO {table.snowflake_sql} VALUES (-1, 'new', 0)")
+    dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
     check = f"SELECT count(*), sum(ID), sum(AMOUNT) FROM {table.duckdb_sql}"
-    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
         before = con.execute(check).fetchone()
-    run = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(local_snowflake.port), str(tmp_path), schema],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    run = materialize(dagster_processes, table.key)
     assert run.stdout is not None
     for line in run.stdout:
         if "download took" in line:
             break
     time.sleep(0.3)  # well inside the load of 1.5 million rows
-    run.send_signal(signal.SIGKILL)
+    os.killpg(run.pid, signal.SIGKILL)
     rest = run.stdout.read()
     run.wait()
     assert run.returncode == -signal.SIGKILL
     assert "load took" not in rest  # killed inside the load, before it could finish
-    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:  # opens cleanly
+    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:  # opens cleanly
         assert con.execute(check).fetchone() == before
-    report = sync_table(connector(local_snowflake), table, options(tmp_path))
-    assert report.rows_total == 1_500_001
-
-
-def test_two_snowflake_tables_on_one_duckdb_name_are_refused(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path
-) -> None:
-    import duckdb
-
-    path = tmp_path / "sync.duckdb"
-    with duckdb.connect(str(path)) as con:  # "DATA" synced earlier, say; DuckDB names ignore case
-        con.execute('CREATE SCHEMA "WORKSPACE_833213390"')
-        con.execute('CREATE TABLE "WORKSPACE_833213390"."DATA" AS SELECT 1 AS X')
-    with pytest.raises(PermanentError, match="ignore case"):
-        sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path))
-    with duckdb.connect(str(path), read_only=True) as con:
-        assert con.execute('SELECT * FROM "WORKSPACE_833213390"."DATA"').fetchall() == [(1,)]
-
-
-def test_a_table_with_a_thousand_columns(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
-    import duckdb
-    import snowflake.connector
-
-    from sync_project_tests.helpers import fetch, snowflake_settings
-
-    kinds = ["NUMBER(38,0)", "VARCHAR(20)", "NUMBER(12,2)", "TIMESTAMP_NTZ(9)"]
-    columns = ", ".join(f"C{i} {kinds[i % 4]}" for i in range(1000))
-    values = ", ".join(
-        ["SEQ8()", "'v' || SEQ8()", "SEQ8() / 100", "'2024-01-01 00:00:00'::TIMESTAMP_NTZ"][i % 4] for i in range(1000)
+    again = materialize(dagster_processes, table.key)
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output[-3000:]
+    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
+        (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
+    assert before is not None and after == before[0] + 1
+    observe(
+        "Fault",
+        "Run process (dagster asset materialize) killed with SIGKILL during the DuckDB load",
+        "the process died before the load committed; DuckDB discarded the uncommitted transaction",
+        f"previous {before[0]:,} rows intact (count, sum of ids and of amounts), the file opens cleanly, "
+        f"the next run loaded all {after:,} rows",
     )
-    table = demo_table("WIDE_1000")
+
+
+def test_too_little_disk_fails_before_downloading_and_leaves_nothing(
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
+    table = demo_table("data")
+    options = engine_options(dagster_processes)
+    sync_table(connector(local_snowflake), table, options)
+    before = sorted_rows(duckdb_rows(options.duckdb_path, table.duckdb_sql))
+    dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
+    reserve = 10**15  # a petabyte to keep free: no disk has that, so the download cannot fit
+    inject_fault(local_snowflake.base_url, "get", count=1)  # a tripwire: it fires if a GET is ever sent
+    run = materialize(dagster_processes, table.key, SYNC_DISK_RESERVE_BYTES=str(reserve))
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode != 0
+    figures = re.search(r"needs about ([\d,]+) bytes .* but only ([\d,]+) are free", output)
+    assert figures is not None, output[-3000:]
+    needed, free = (int(x.replace(",", "")) for x in figures.groups())
+    assert needed > 0 and free < needed + reserve
+    assert abs(free - shutil.disk_usage(options.download_root).free) < 0.05 * free
+    assert "STEP_UP_FOR_RETRY" not in output  # a permanent error: retrying cannot make room
+    assert fault_state(local_snowflake.base_url)["fired"] == []  # no GET was sent
+    assert [p for p in options.download_root.rglob("*") if p.is_file()] == []
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        fetch(conn, f"CREATE OR REPLACE TABLE {table.snowflake_sql} ({columns})")
-        fetch(conn, f"INSERT INTO {table.snowflake_sql} SELECT {values} FROM TABLE(GENERATOR(ROWCOUNT => 50))")
-    report = sync_table(connector(local_snowflake), table, options(tmp_path))
-    assert report.rows_total == 50 and len(report.columns) == 1000
-    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
-        types = con.execute(
-            "SELECT data_type FROM duckdb_columns() WHERE table_name = 'WIDE_1000' ORDER BY column_index"
-        ).fetchall()
-    assert [t[0] for t in types[:4]] == ["HUGEINT", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
-
-
-def test_a_table_of_every_type_with_only_nulls(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
-    import snowflake.connector
-
-    from sync_project.local_snowflake.demo import ALL_TYPES_DDL, SEMI_DDL
-    from sync_project_tests.helpers import FQ, fetch, snowflake_settings
-
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        for ddl, name in ((ALL_TYPES_DDL, "ALL_TYPES"), (SEMI_DDL, "SEMI_STRUCTURED")):
-            empty = f"{name}_NULLS"
-            nullable = re.sub(r",\s*PRIMARY KEY \(ID\)", "", ddl.format(fq=FQ)).replace(" NOT NULL", "")
-            fetch(conn, nullable.replace(f"{FQ}.{name} (", f"{FQ}.{empty} ("))
-            width = len(fetch(conn, f"DESC TABLE {FQ}.{empty}"))
-            fetch(
-                conn,
-                f"INSERT INTO {FQ}.{empty} VALUES ({', '.join(['NULL'] * width)}), ({', '.join(['NULL'] * width)})",
-            )
-            report = sync_table(connector(local_snowflake), demo_table(empty), options(tmp_path))
-            assert report.rows_total == 2
-            rows = duckdb_rows(tmp_path / "sync.duckdb", demo_table(empty).duckdb_sql)
-            assert rows == [(None,) * width] * 2
-
-
-def test_config_values_of_the_wrong_type_are_refused_before_running(tmp_path: Path) -> None:
-    import dagster as dg
-
-    from sync_project.definitions import build_definitions
-    from sync_project.jobs import SYNC_JOB
-    from sync_project.settings import Settings
-
-    job = build_definitions(Settings.from_env()).resolve_job_def(SYNC_JOB)
-    for bad in ({"strategy": "sideways"}, {"strategy": 5}, {"rebuild": "yes please"}, {"unknown": 1}):
-        with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError):
-            job.execute_in_process(
-                run_config={"ops": {"snowflake_table": {"config": bad}}},
-                tags={"dagster/partition": "WORKSPACE_833213390.data"},
-                instance=instance,
-            )
+        assert stages_of(conn) == []
+    assert sorted_rows(duckdb_rows(options.duckdb_path, table.duckdb_sql)) == before
+    observe(
+        "Fault",
+        "Download disk too small (SYNC_DISK_RESERVE_BYTES asks to keep 1 PB free)",
+        "the run failed once, before GET, naming the bytes needed and the bytes free; no retry",
+        f"no file in the download folder, no stage left, previous {len(before):,} rows intact",
+    )

@@ -31,6 +31,7 @@ from sync_project_tests.helpers import (
     sorted_rows,
     stages_of,
 )
+from sync_project_tests.reliability import observe
 
 
 @pytest.fixture
@@ -144,16 +145,31 @@ def synced_once(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> list[
     return _snapshot(tmp_path / "sync.duckdb")
 
 
-@pytest.mark.parametrize("kind", ["unload", "get", "desc_table"])
+GIVING_UP = {
+    "desc_table": "Snowflake fails DESC TABLE on the last try (retries used up)",
+    "unload": "Snowflake fails the unload on the last try (retries used up)",
+    "get": "Snowflake fails GET on the last try (retries used up)",
+}
+
+
+@pytest.mark.parametrize("kind", list(GIVING_UP))
 def test_snowflake_failure_leaves_previous_table_and_nothing_behind(
     local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, synced_once: list[Any], kind: str
 ) -> None:
     inject_fault(local_snowflake.base_url, kind)
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as error:
         sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path))
+    phase = {"desc_table": "describing", "unload": "unloading", "get": "downloading"}[kind]
+    assert f"{phase} KEBOOLA_33.WORKSPACE_833213390.data" in str(error.value)
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
     assert stages_of(sf) == []
+    observe(
+        "Fault",
+        GIVING_UP[kind],
+        "the sync failed with an error naming the table and the phase",
+        f"previous {len(synced_once):,} rows intact; its stage dropped; download folder empty",
+    )
 
 
 def test_load_failure_inside_the_transaction_rolls_back(
@@ -175,6 +191,12 @@ def test_load_failure_inside_the_transaction_rolls_back(
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
     assert stages_of(sf) == []
+    observe(
+        "Fault",
+        "A downloaded file goes missing before the load",
+        "the load counted fewer rows than Snowflake unloaded and rolled back (a retryable error)",
+        f"previous {len(synced_once):,} rows intact; stage dropped; download folder empty",
+    )
 
 
 def test_lock_held_too_long_fails_retryably_and_keeps_table(
@@ -186,12 +208,8 @@ def test_lock_held_too_long_fails_retryably_and_keeps_table(
     assert list((tmp_path / "downloads").iterdir()) == []
 
 
-def test_not_enough_disk_fails_before_download(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = extract.check_free_space
-    monkeypatch.setattr(extract, "check_free_space", lambda folder, needed, table: real(folder, needed + 10**18, table))
+def test_not_enough_disk_fails_before_download(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="not enough disk") as error:
-        sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path))
-    assert "bytes" in str(error.value)
+        sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path, disk_reserve=10**18))
+    assert "1,000,000,000,000,000,000 bytes kept free (SYNC_DISK_RESERVE_BYTES)" in str(error.value)
     assert list((tmp_path / "downloads").iterdir()) == []

@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from sync_project.sync.errors import InvalidTableNameError
 from sync_project.sync.tables import TableRef
+from sync_project_tests.reliability import observe
 
 # Printable names Snowflake allows in quoted identifiers (control characters are refused separately).
 names = st.text(
@@ -33,6 +34,16 @@ def test_sql_is_one_identifier_per_part(schema: str, name: str) -> None:
     assert len(tables) == 1
     assert (tables[0].catalog, tables[0].db, tables[0].name) == ("DB", schema, name)
     assert isinstance(parsed, exp.Select) and not parsed.args.get("where")
+    in_duckdb = sqlglot.parse_one(f"SELECT * FROM {table.duckdb_sql}", read="duckdb")
+    (local,) = list(in_duckdb.find_all(exp.Table))
+    assert (local.db, local.name) == (schema, name) and not in_duckdb.args.get("where")
+    observe(
+        "Hostile input",
+        "Any printable schema and table name (hypothesis property tests of TableRef)",
+        "every generated name was quoted for Snowflake and for DuckDB, and its key parsed back to the same table",
+        "the SQL parses as one table reference with exactly those parts and nothing else; folder names are "
+        "distinct and stay inside their folder",
+    )
 
 
 @given(schema=names, name=names)

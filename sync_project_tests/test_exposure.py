@@ -1,0 +1,100 @@
+"""Exposure: the demo's UI listens on loopback only; credentials have no place in the repository."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sync_project.local_snowflake import free_port
+from sync_project.settings import project_root
+from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.reliability import observe
+
+CREDENTIALS = (
+    "SNOWFLAKE_PASSWORD",
+    "SNOWFLAKE_TOKEN",
+    "SNOWFLAKE_PRIVATE_KEY",
+    "SNOWFLAKE_PRIVATE_KEY_PATH",
+    "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a TCP socket listening on `port`, from the kernel's own tables."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_make_demo_serves_the_ui_on_loopback_only(dagster_processes: DagsterProcesses, tmp_path: Path) -> None:
+    ui_port = free_port("127.0.0.1")
+    env = dagster_processes.env | {
+        "LOCAL_SNOWFLAKE_PORT": str(free_port("127.0.0.1")),  # its own embedded Snowflake, as `make demo` starts
+        "LOCAL_SNOWFLAKE_DATA_DIR": str(tmp_path / "snowflake"),
+    }
+    command = [str(Path(sys.executable).parent / "sync-project"), "demo", "--rows", "1000", "--ui-port", str(ui_port)]
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert demo.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/server_info", timeout=2):
+                    break
+            except OSError:
+                time.sleep(1)
+        else:
+            raise TimeoutError(log.read_text()[-3000:])
+        addresses = listening_addresses(ui_port)
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    output = log.read_text()
+    synced = [line for line in output.splitlines() if line.startswith("synced ")]
+    assert len(synced) == 3 and all(line.endswith(": ok") for line in synced), output[-3000:]
+    assert addresses == {"0100007F"}, addresses  # 127.0.0.1 and nothing else (no 0.0.0.0, no ::)
+    observe(
+        "Exposure",
+        "`make demo` (sync-project demo) serves the Dagster UI",
+        f"the demo synced its {len(synced)} tables and the UI answered on 127.0.0.1",
+        "the kernel's socket table shows the UI port listening on 127.0.0.1 only, not on 0.0.0.0 or ::",
+    )
+
+
+def test_credentials_have_no_place_in_the_repository() -> None:
+    root = project_root()
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=root, check=False).returncode == 0
+    assert ignored, ".env must be ignored by git"
+    example = dict(
+        line.split("=", 1)
+        for line in (root / ".env.example").read_text().splitlines()
+        if "=" in line and line[0] != "#"
+    )
+    assert all(example.get(name) == "" for name in CREDENTIALS), "list credential names in .env.example, no values"
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    assert ".env" not in tracked
+    readme = (root / "README.md").read_text()
+    assert "--read-only" in readme and "SSO" in readme
+    observe(
+        "Exposure",
+        "Where credentials come from",
+        "`.env` (which `dagster dev` would read) is ignored by git and not tracked",
+        f".env.example names all {len(CREDENTIALS)} credential variables with empty values; the README explains "
+        "`dagster-webserver --read-only` for viewers and an SSO proxy for teams",
+    )

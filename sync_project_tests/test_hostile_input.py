@@ -1,0 +1,253 @@
+"""Hostile table names and partition keys, end to end through Dagster.
+
+Anyone who can type a partition key in the UI (or name a table in Snowflake) supplies these. Each
+one either syncs to the DuckDB relation of exactly its name or is refused, with a message, before a
+connection to Snowflake is even opened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import dagster as dg
+import duckdb
+import pytest
+import snowflake.connector
+
+from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.definitions import build_definitions
+from sync_project.jobs import SYNC_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.demo import ALL_TYPES_DDL, SEMI_DDL
+from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.registry import register
+from sync_project.settings import Settings
+from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project_tests.helpers import (
+    FQ,
+    assert_exact_copy,
+    connector,
+    demo_table,
+    duckdb_rows,
+    duckdb_types,
+    events_of,
+    fetch,
+    run_job,
+    snowflake_settings,
+    stages_of,
+)
+from sync_project_tests.reliability import observe
+
+ODD_NAMES = {
+    'it\'s "quoted"': "Table name with single and double quotes",
+    "x; DROP TABLE data; --": "Table name with a semicolon, a statement and --",
+    "Zürich 東京 🚀": "Table name in unicode (accents, CJK, emoji)",
+    "a.b": "Table name with a dot",
+    "..x": "Table name starting with ..",
+    "select": "Table name that is a reserved word",
+    "  spaced  ": "Table name with leading and trailing spaces",
+    "N" * 255: "Table name of 255 characters (Snowflake's limit)",
+}
+
+REFUSED_KEYS = {
+    'WORKSPACE_833213390."../../etc/passwd"': ("Partition key with ../ (a path)", "looks like a path"),
+    "WORKSPACE_833213390.../x": ("Partition key with unquoted dots", "must be SCHEMA.TABLE"),
+    "WORKSPACE_833213390.a/b": ("Partition key with a slash", "looks like a path"),
+    "WORKSPACE_833213390.a\x00b": ("Partition key with a NUL character", "control or unassigned characters"),
+    "WORKSPACE_833213390.bell\x07tab\tnewline\n": ("Partition key with control characters", "control or unassigned"),
+    "WORKSPACE_833213390." + "N" * 300: ("Partition key with a 300-character name", "Snowflake allows 255"),
+    'WORKSPACE_833213390."unterminated': ("Partition key with an unterminated quote", "unterminated quote"),
+    "no_schema": ("Partition key without a schema", "must be SCHEMA.TABLE"),
+}
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def duckdb_relations(settings: Settings) -> list[tuple[str, str]]:
+    if not settings.duckdb_path.exists():
+        return []
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name <> '_sync'"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("name", list(ODD_NAMES))
+def test_odd_table_names_sync_to_exactly_their_relation(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess, name: str
+) -> None:
+    table = demo_table(name)
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), {quote_identifier(name)} TEXT)")
+        fetch(conn, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one'), (2, NULL), (3, '''; --')")
+    register(instance, connector(local_snowflake), [table])
+    assert instance.get_dynamic_partitions(SNOWFLAKE_TABLES) == [table.key]
+    assert TableRef.from_key(table.key, table.database) == table
+    result = run_job(settings, instance, SYNC_JOB, table.key)
+    assert result.success
+    (row_count,) = [e for e in result.get_asset_check_evaluations() if e.check_name == ROW_COUNT_CHECK]
+    assert row_count.passed
+    verified = assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, table)
+    assert duckdb_relations(settings) == [(table.schema, name)]  # that relation and no other
+    observe(
+        "Hostile input",
+        ODD_NAMES[name],
+        "registered (DESC TABLE) and synced through Dagster; row-count check passed",
+        f"landed in the DuckDB relation of exactly that name and no other; {verified}",
+    )
+
+
+@pytest.mark.parametrize("key", list(REFUSED_KEYS))
+def test_hostile_partition_keys_are_refused_before_connecting(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess, key: str
+) -> None:
+    case, reason = REFUSED_KEYS[key]
+    inject_fault(local_snowflake.base_url, "login", count=1)  # a tripwire: fires if anything connects
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])  # as a UI user or a sensor could
+    result = run_job(settings, instance, SYNC_JOB, key)
+    assert not result.success
+    assert events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert reason in message
+    assert fault_state(local_snowflake.base_url)["fired"] == []  # no connection, so no SQL
+    assert not settings.duckdb_path.exists() and not settings.download_dir.exists()
+    observe(
+        "Hostile input",
+        case,
+        f"the run failed once, without retries, saying '{reason}'",
+        "Snowflake was never connected to (a login tripwire stayed armed); no DuckDB file or folder made",
+    )
+
+
+def test_a_view_is_refused_before_any_unload(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f'CREATE OR REPLACE VIEW {FQ}.V_HOSTILE AS SELECT * FROM {FQ}."data"')
+    inject_fault(local_snowflake.base_url, "unload", count=1)  # a tripwire for COPY INTO
+    key = "WORKSPACE_833213390.V_HOSTILE"
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])  # registration refuses views; the UI does not ask
+    result = run_job(settings, instance, SYNC_JOB, key)
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    assert "is a view" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert fault_state(local_snowflake.base_url)["fired"] == []
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        assert stages_of(conn) == []
+    assert duckdb_relations(settings) == []
+    observe(
+        "Hostile input",
+        "A VIEW as a partition key",
+        "the run failed once, without retries, saying the object is a view",
+        "no COPY INTO was sent (an unload tripwire stayed armed); no stage; no DuckDB relation",
+    )
+
+
+def test_a_second_table_on_the_same_duckdb_name_is_refused(settings: Settings, instance: dg.DagsterInstance) -> None:
+    # Snowflake's quoted "data" and "DATA" are two tables; DuckDB names ignore case, so they would share one.
+    # (The local Snowflake keeps its tables in DuckDB and cannot hold both, so "DATA" is made on the DuckDB side.)
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute('CREATE SCHEMA "WORKSPACE_833213390"')
+        con.execute('CREATE TABLE "WORKSPACE_833213390"."DATA" AS SELECT 1 AS X')
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, ["WORKSPACE_833213390.data"])
+    result = run_job(settings, instance, SYNC_JOB, "WORKSPACE_833213390.data")
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    assert "ignore case" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert con.execute('SELECT * FROM "WORKSPACE_833213390"."DATA"').fetchall() == [(1,)]
+    observe(
+        "Hostile input",
+        "Two Snowflake tables whose names differ only in case",
+        "the second one's run failed once, without retries, saying DuckDB names ignore case",
+        "the first table's DuckDB relation is untouched",
+    )
+
+
+def test_a_table_with_a_thousand_columns(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    kinds = ["NUMBER(38,0)", "VARCHAR(20)", "NUMBER(12,2)", "TIMESTAMP_NTZ(9)"]
+    columns = ", ".join(f"C{i} {kinds[i % 4]}" for i in range(1000))
+    values = ", ".join(
+        ["SEQ8()", "'v' || SEQ8()", "SEQ8() / 100", "'2024-01-01 00:00:00'::TIMESTAMP_NTZ"][i % 4] for i in range(1000)
+    )
+    table = demo_table("WIDE_1000")
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE OR REPLACE TABLE {table.snowflake_sql} ({columns})")
+        fetch(conn, f"INSERT INTO {table.snowflake_sql} SELECT {values} FROM TABLE(GENERATOR(ROWCOUNT => 50))")
+    register(instance, connector(local_snowflake), [table])
+    result = run_job(settings, instance, SYNC_JOB, table.key)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    types = list(duckdb_types(settings.duckdb_path, table.schema, table.name).values())
+    assert types[:4] == ["HUGEINT", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    schema = materialization.metadata["dagster/column_schema"].value
+    assert len(schema.columns) == 1000  # type: ignore[union-attr]
+    observe(
+        "Hostile input",
+        "A table with 1,000 columns",
+        "synced through Dagster; both checks passed; the column schema metadata lists all 1,000",
+        assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, table)
+        + f"; {len(types):,} columns of the mapped types",
+    )
+
+
+def test_a_table_of_every_type_with_only_nulls(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    widths = []
+    for ddl, name in ((ALL_TYPES_DDL, "ALL_TYPES"), (SEMI_DDL, "SEMI_STRUCTURED")):
+        table = demo_table(f"{name}_NULLS")
+        nullable = re.sub(r",\s*PRIMARY KEY \(ID\)", "", ddl.format(fq=FQ)).replace(" NOT NULL", "")
+        with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+            fetch(conn, nullable.replace(f"{FQ}.{name} (", f"{table.snowflake_sql} ("))
+            width = len(fetch(conn, f"DESC TABLE {table.snowflake_sql}"))
+            nulls = ", ".join(["NULL"] * width)
+            fetch(conn, f"INSERT INTO {table.snowflake_sql} VALUES ({nulls}), ({nulls})")
+        register(instance, connector(local_snowflake), [table])
+        result = run_job(settings, instance, SYNC_JOB, table.key)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        assert duckdb_rows(settings.duckdb_path, table.duckdb_sql) == [(None,) * width] * 2
+        widths.append(width)
+    observe(
+        "Hostile input",
+        "A table of every type with only NULLs",
+        f"two tables ({' and '.join(map(str, widths))} columns, every type of the type map) synced; checks passed",
+        "every value arrived as NULL, 2 rows each; the schema check confirmed each column has its mapped type",
+    )
+
+
+def test_config_values_of_the_wrong_type_are_refused_before_running(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = build_definitions(settings).resolve_job_def(SYNC_JOB)
+    refused = []
+    for bad in ({"strategy": "sideways"}, {"strategy": 5}, {"rebuild": "yes please"}, {"unknown": 1}):
+        with dg.instance_for_test() as instance, pytest.raises(dg.DagsterInvalidConfigError) as error:
+            job.execute_in_process(
+                run_config={"ops": {"snowflake_table": {"config": bad}}},
+                tags={"dagster/partition": "WORKSPACE_833213390.data"},
+                instance=instance,
+            )
+        assert str(next(iter(bad))) in str(error.value)
+        refused.append(bad)
+    monkeypatch.setenv("SYNC_GET_PARALLEL", "ten")
+    with pytest.raises(ValueError, match="SYNC_GET_PARALLEL='ten' is not a non-negative int"):
+        Settings.from_env()
+    assert not settings.duckdb_path.exists()
+    observe(
+        "Hostile input",
+        "Run config and settings of the wrong type",
+        f"Dagster refused all {len(refused)} bad run configs before the run started, naming the field; "
+        "a non-numeric SYNC_GET_PARALLEL is refused naming the variable",
+        "no run step executed; no DuckDB file made",
+    )
