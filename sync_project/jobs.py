@@ -7,7 +7,7 @@ from pydantic import Field
 
 from sync_project import registry
 from sync_project.assets import SYNC_ASSET_KEY
-from sync_project.partitions import registered_tables, snowflake_tables_partitions
+from sync_project.partitions import registered_tables
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
@@ -33,8 +33,8 @@ sync_tables_job = dg.define_asset_job(
 verify_synced_tables_job = dg.define_asset_job(
     VERIFY_JOB,
     selection=dg.AssetSelection.checks_for_assets(SYNC_ASSET_KEY),
-    # A checks-only selection does not pass its asset's partitions on, so this one still says them (deprecated).
-    partitions_def=snowflake_tables_partitions,
+    # Dagster gives a checks-only job no partitions (a partitions_def here is ignored, and deprecated); the
+    # partition goes in as the `dagster/partition` run tag, as the tests and `sync-project` do.
     description="Re-run the row-count and schema checks of a table without syncing it again.",
 )
 
