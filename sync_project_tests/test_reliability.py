@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import shutil
@@ -20,12 +21,13 @@ import duckdb
 import pytest
 import snowflake.connector
 
-from sync_project.jobs import SYNC_JOB
+from sync_project.jobs import LEFTOVER_AGE, SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.extract import remove_leftovers
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
@@ -197,10 +199,16 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
         (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
     assert before is not None and after == before[0] + 1
+    # The killed run could not clean up its downloaded files; the daily cleanup job removes them.
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        later = dt.datetime.now(dt.UTC) + LEFTOVER_AGE + dt.timedelta(minutes=1)
+        leftovers = remove_leftovers(conn, [(table.database, schema)], options.download_root, LEFTOVER_AGE, later)
+    assert len(leftovers.folders) == 1 and not any(options.download_root.rglob("*.parquet"))
     observe(
         "Fault",
         "Run process (dagster asset materialize) killed with SIGKILL during the DuckDB load",
-        "the process died before the load committed; DuckDB discarded the uncommitted transaction",
+        "the process died before the load committed; DuckDB discarded the uncommitted transaction; its "
+        "downloaded files stayed until the cleanup_leftovers job removed them",
         f"previous {before[0]:,} rows intact (count, sum of ids and of amounts), the file opens cleanly, "
         f"the next run loaded all {after:,} rows",
     )

@@ -13,6 +13,7 @@ from sync_project.cli import main
 from sync_project.definitions import build_definitions
 from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project_tests.helpers import encrypted_private_key
@@ -21,6 +22,7 @@ from sync_project_tests.reliability import observe
 PASSWORD = "Pw-7f3a9c1e-SECRET-do-not-leak"
 PASSPHRASE = "Pp-2b8d4e6f-SECRET-do-not-leak"
 TOKEN = "Tk-9e1c7a3b-SECRET-do-not-leak"
+WRONG_PASSPHRASE = "Wp-5d0f2a8c-SECRET-do-not-leak"
 
 
 CASES = {
@@ -57,30 +59,46 @@ def test_secrets_stay_out_of_everything(
     (tmp_path / "dagster").mkdir()
     definitions = build_definitions(Settings.from_env())
     seen: list[str] = [repr(definitions.resources), str(definitions.resources)]
+    good, gone = "WORKSPACE_833213390.ALL_TYPES", "WORKSPACE_833213390.NOT_THERE"
+
+    def sync(key: str, succeeds: bool) -> None:
+        result = (
+            build_definitions(Settings.from_env())
+            .resolve_job_def(SYNC_JOB)
+            .execute_in_process(tags={"dagster/partition": key}, instance=instance, raise_on_error=False)
+        )
+        assert result.success is succeeds
+        seen.extend(serialize_value(record) for record in instance.all_logs(result.run_id))
+        seen.extend(str(m.metadata) for m in result.asset_materializations_for_node("snowflake_table"))
+        for event in result.all_events:
+            if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
+                seen.append(event.step_failure_data.error.to_string())
+
     with dg.instance_for_test() as instance:
-        good, gone = "WORKSPACE_833213390.ALL_TYPES", "WORKSPACE_833213390.NOT_THERE"
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [good, gone])
-        for key in (good, gone):
-            result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
-                tags={"dagster/partition": key}, instance=instance, raise_on_error=False
-            )
-            assert result.success is (key == good)
-            seen += [serialize_value(record) for record in instance.all_logs(result.run_id)]
-            seen += [str(m.metadata) for m in result.asset_materializations_for_node("snowflake_table")]
-            for event in result.all_events:
-                if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
-                    seen.append(event.step_failure_data.error.to_string())
+        sync(good, succeeds=True)
+        sync(gone, succeeds=False)
+        # Credentials Snowflake turns down (the local server takes any, so the refusal is injected) and,
+        # with key-pair, a passphrase that does not open the key.
+        inject_fault(local_snowflake.base_url, "login", errno=390100, message="Incorrect username or password.")
+        sync(good, succeeds=False)
+        if auth == "key_pair":
+            monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", WRONG_PASSPHRASE)
+            secrets.append(WRONG_PASSPHRASE)
+            sync(good, succeeds=False)
     for args in (["tables", "WORKSPACE_833213390"], ["register", "WORKSPACE_833213390.NOPE"], ["status"]):
         seen.append(CliRunner().invoke(main, args).output)
     text = "\n".join(seen)
     assert "ALL_TYPES" in text and "NOT_THERE" in text  # the sweep did see the runs
+    assert "Incorrect username or password" in text
+    assert auth != "key_pair" or "private key could not be read" in text
     for secret in secrets:
         assert secret not in text
     observe(
         "Secrets",
         CASES[auth],
-        "a successful and a failing sync through Dagster, then `sync-project tables`, `register` (refused) "
-        "and `status`",
+        "syncs through Dagster that succeed, fail (missing table) and are refused at login (and, with a key, "
+        "a wrong passphrase); then `sync-project tables`, `register` (refused) and `status`",
         "the secret is in none of: the runs' event logs, materialization metadata, step failure text, CLI "
         "output, repr of the resources",
     )
