@@ -108,10 +108,10 @@ class SyncDuckDBResource(DuckDBResource):
     """
 
     download_dir: str
-    lock_timeout_seconds: float = 600.0
-    get_parallel: int = 10
-    max_file_size: int = 64 * 1024 * 1024
-    disk_reserve_bytes: int = 512 * 1024 * 1024
+    lock_timeout_seconds: float = env.DEFAULT_LOCK_TIMEOUT_SECONDS
+    get_parallel: int = env.DEFAULT_GET_PARALLEL
+    max_file_size: int = env.DEFAULT_MAX_FILE_SIZE
+    disk_reserve_bytes: int = env.DEFAULT_DISK_RESERVE_BYTES
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(

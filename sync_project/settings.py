@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+Number = TypeVar("Number", int, float)
 
 # -- Snowflake ---------------------------------------------------------------------------------
 SNOWFLAKE_ACCOUNT = "SNOWFLAKE_ACCOUNT"  # unset: use the local (embedded) Snowflake
@@ -41,6 +43,11 @@ SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
 
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+DEFAULT_GET_PARALLEL = 10
+DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
+DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
+
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
 
@@ -62,13 +69,14 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
-def _env_number(name: str, default: float, kind: type[int] | type[float] = int) -> Any:
-    """A non-negative number from the environment; a clear error naming the variable otherwise."""
+def _env_number(name: str, default: Number) -> Number:
+    """A non-negative number (of the default's type) from the environment; an error naming the variable if not."""
     text = _env(name, str(default))
+    kind = type(default)
     try:
         value = kind(text)
     except ValueError:
-        value = -1
+        value = kind(-1)
     if value < 0:
         raise ValueError(f"{name}={text!r} is not a non-negative {kind.__name__}; fix or unset it")
     return value
@@ -108,7 +116,7 @@ class Settings:
     lock_timeout_seconds: float
     get_parallel: int
     max_file_size: int
-    disk_reserve_bytes: int = 512 * 1024 * 1024
+    disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "UTC"
     change_sensor_seconds: int = 300
@@ -131,10 +139,10 @@ class Settings:
             local_data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(state / "snowflake"))),
             duckdb_path=Path(_env(SYNC_DUCKDB_PATH, str(state / "sync.duckdb"))),
             download_dir=Path(_env(SYNC_DOWNLOAD_DIR, str(state / "downloads"))),
-            lock_timeout_seconds=_env_number(SYNC_LOCK_TIMEOUT_SECONDS, 600, float),
-            get_parallel=_env_number(SYNC_GET_PARALLEL, 10),
-            max_file_size=_env_number(SYNC_MAX_FILE_SIZE, 64 * 1024 * 1024),
-            disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, 512 * 1024 * 1024),
+            lock_timeout_seconds=_env_number(SYNC_LOCK_TIMEOUT_SECONDS, DEFAULT_LOCK_TIMEOUT_SECONDS),
+            get_parallel=_env_number(SYNC_GET_PARALLEL, DEFAULT_GET_PARALLEL),
+            max_file_size=_env_number(SYNC_MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE),
+            disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, DEFAULT_DISK_RESERVE_BYTES),
             schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
             change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),
