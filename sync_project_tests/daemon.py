@@ -13,43 +13,47 @@ from pathlib import Path
 
 from sync_project.settings import project_root
 
+BIN = Path(sys.executable).parent  # the virtualenv's scripts
+
 
 @dataclass
 class DagsterProcesses:
     home: Path
     env: dict[str, str]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def spawn(self, command: list[str], log_name: str | None = None, **env: str) -> subprocess.Popen[str]:
+        """Start a process in its own group, stopped with the others; output to home/log_name, or a pipe."""
+        out = open(self.home / log_name, "a") if log_name else subprocess.PIPE  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(
+            command, env=self.env | env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        self.processes.append(process)
+        return process
 
     def start_daemon(self) -> None:
-        log = open(self.home / "daemon.log", "ab")  # noqa: SIM115 - owned by the child
-        command = [
-            str(Path(sys.executable).parent / "dagster-daemon"),
-            "run",
-            "-w",
-            str(project_root() / "workspace.yaml"),
-        ]
-        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
+        self.spawn([str(BIN / "dagster-daemon"), "run", "-w", str(project_root() / "workspace.yaml")], "daemon.log")
 
-    def start_webserver(self, port: int, timeout: float = 120) -> None:
+    def start_webserver(self, port: int) -> None:
         """dagster-webserver on 127.0.0.1:port; returns once it answers."""
-        log = open(self.home / "webserver.log", "ab")  # noqa: SIM115 - owned by the child
         command = [
-            str(Path(sys.executable).parent / "dagster-webserver"),
+            str(BIN / "dagster-webserver"),
             "-h", "127.0.0.1", "-p", str(port), "-w", str(project_root() / "workspace.yaml"),
         ]  # fmt: skip
-        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
+        self.wait_for_ui(self.spawn(command, "webserver.log"), port, "webserver.log")
+
+    def wait_for_ui(self, process: subprocess.Popen[str], port: int, log_name: str, timeout: float = 240) -> None:
+        """Return once a Dagster UI answers on 127.0.0.1:port; fail with the log's tail if the process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"dagster-webserver exited: {(self.home / 'webserver.log').read_text()[-2000:]}")
+                raise RuntimeError(f"{process.args!r} exited: {(self.home / log_name).read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
                     return
             except OSError:
                 time.sleep(0.5)
-        raise TimeoutError("dagster-webserver did not answer")
+        raise TimeoutError(f"no Dagster UI on port {port}: {(self.home / log_name).read_text()[-3000:]}")
 
     def dagster(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

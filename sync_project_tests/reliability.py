@@ -7,6 +7,7 @@ rewrites it from the observations (then review the diff and commit it).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ def read_report(path: Path = REPORT) -> dict[str, Case]:
     return cases
 
 
+@functools.cache
+def _committed() -> dict[str, Case]:
+    """The report as committed; read once per session (hypothesis calls `observe` once per example)."""
+    return read_report()
+
+
 def observe(kind: str, case: str, happened: str, verified: str) -> None:
     """Record what a test saw; unless rewriting the report, fail when the report says otherwise."""
     assert kind in KINDS, kind
@@ -69,7 +76,7 @@ def observe(kind: str, case: str, happened: str, verified: str) -> None:
     _observed[case] = observed
     if os.environ.get(WRITE_REPORT):
         return
-    committed = read_report().get(case)
+    committed = _committed().get(case)
     assert committed == observed, (
         f"{REPORT.name} says {committed} but the test observed {observed}. If the new outcome is right, "
         f"rewrite the report with `{WRITE_REPORT}=1 make test` and commit it."

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from sync_project.local_snowflake import free_port
 from sync_project.settings import project_root
-from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.daemon import BIN, DagsterProcesses
 from sync_project_tests.reliability import observe
 
 CREDENTIALS = (
@@ -38,33 +33,15 @@ def listening_addresses(port: int) -> set[str]:
 
 def test_make_demo_serves_the_ui_on_loopback_only(dagster_processes: DagsterProcesses, tmp_path: Path) -> None:
     ui_port = free_port("127.0.0.1")
-    env = dagster_processes.env | {
-        "LOCAL_SNOWFLAKE_PORT": str(free_port("127.0.0.1")),  # its own embedded Snowflake, as `make demo` starts
-        "LOCAL_SNOWFLAKE_DATA_DIR": str(tmp_path / "snowflake"),
-    }
-    command = [str(Path(sys.executable).parent / "sync-project"), "demo", "--rows", "1000", "--ui-port", str(ui_port)]
-    log = tmp_path / "demo.log"
-    with log.open("wb") as out:
-        demo = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert demo.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/server_info", timeout=2):
-                    break
-            except OSError:
-                time.sleep(1)
-        else:
-            raise TimeoutError(log.read_text()[-3000:])
-        addresses = listening_addresses(ui_port)
-    finally:
-        os.killpg(demo.pid, signal.SIGTERM)
-        try:
-            demo.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
+    demo = dagster_processes.spawn(
+        [str(BIN / "sync-project"), "demo", "--rows", "1000", "--ui-port", str(ui_port)],
+        "demo.log",
+        LOCAL_SNOWFLAKE_PORT=str(free_port("127.0.0.1")),  # its own embedded Snowflake, as `make demo` starts
+        LOCAL_SNOWFLAKE_DATA_DIR=str(tmp_path / "snowflake"),
+    )
+    dagster_processes.wait_for_ui(demo, ui_port, "demo.log")
+    addresses = listening_addresses(ui_port)
+    log = dagster_processes.home / "demo.log"
     output = log.read_text()
     synced = [line for line in output.splitlines() if line.startswith("synced ")]
     assert len(synced) == 3 and all(line.endswith(": ok") for line in synced), output[-3000:]

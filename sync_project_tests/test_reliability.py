@@ -141,16 +141,9 @@ def test_a_bad_duckdb_file_is_reported_and_left_alone(
 
 
 def materialize(processes: DagsterProcesses, key: str, **env: str) -> subprocess.Popen[str]:
-    """`dagster asset materialize` of one partition, as someone would type it, in its own process group."""
+    """`dagster asset materialize` of one partition, as someone would type it; output on a pipe."""
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_project.definitions"]
-    return subprocess.Popen(
-        [*command, "--select", "snowflake_table", "--partition", key],
-        env=processes.env | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return processes.spawn([*command, "--select", "snowflake_table", "--partition", key], **env)
 
 
 def engine_options(processes: DagsterProcesses) -> SyncOptions:
@@ -186,7 +179,7 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
         if "download took" in line:
             break
     time.sleep(0.3)  # well inside the load of 1.5 million rows
-    os.killpg(run.pid, signal.SIGKILL)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole group: the run process and anything it started
     rest = run.stdout.read()
     run.wait()
     assert run.returncode == -signal.SIGKILL
