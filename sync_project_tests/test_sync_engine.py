@@ -13,7 +13,7 @@ import pytest
 import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import inject_fault
+from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.sync import extract
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TableNotFoundError, TransientError
 from sync_project.sync.load import lock_path
@@ -204,6 +204,31 @@ def test_lock_held_too_long_fails_retryably_and_keeps_table(
 ) -> None:
     with filelock.FileLock(str(lock_path(tmp_path / "sync.duckdb"))), pytest.raises(LockTimeoutError):
         sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path, lock_timeout=0.5))
+    assert _snapshot(tmp_path / "sync.duckdb") == synced_once
+    assert list((tmp_path / "downloads").iterdir()) == []
+
+
+def test_a_retry_after_a_busy_duckdb_file_reuses_the_downloaded_files(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced_once: list[Any]
+) -> None:
+    writer = filelock.FileLock(str(lock_path(tmp_path / "sync.duckdb")))
+
+    def busy_once_downloaded(message: str) -> None:
+        if "download took" in message:
+            writer.acquire()  # someone else's load starts just as ours would
+
+    first = options(tmp_path, lock_timeout=0.5, max_file_size=20_000)
+    with pytest.raises(LockTimeoutError):
+        sync_table(connector(local_snowflake), demo_table("data"), first, busy_once_downloaded,
+                   attempt_id="run-1", keep_for_retry=True)  # fmt: skip
+    writer.release()
+    kept = sorted(p.name for p in (tmp_path / "downloads").rglob("*.parquet"))
+    assert len(kept) > 1
+    for kind in ("unload", "get", "list"):
+        inject_fault(local_snowflake.base_url, kind)  # tripwires: the retry needs none of these
+    retry = sync_table(connector(local_snowflake), demo_table("data"), first, attempt_id="run-1")
+    assert fault_state(local_snowflake.base_url)["fired"] == []
+    assert retry.resumed_unload and retry.files_reused == retry.files == len(kept)
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
 

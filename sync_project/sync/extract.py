@@ -132,21 +132,41 @@ def unload_to_stage(
     )
 
 
-def save_manifest(attempt: Attempt, unload: UnloadResult, query: str) -> None:
-    """Remember a finished unload, so a retry of this attempt can skip it."""
+def save_manifest(attempt: Attempt, unload: UnloadResult, query: str, files: list[StagedFile] | None = None) -> None:
+    """Remember a finished unload (and, once they are all here, its files), so a retry can skip them."""
     attempt.local_dir.mkdir(parents=True, exist_ok=True)
-    attempt.manifest.write_text(json.dumps({"query": query, **asdict(unload)}))
+    saved: dict[str, Any] = {"query": query, **asdict(unload)}
+    if files is not None:
+        saved["files"] = [asdict(f) for f in files]
+    attempt.manifest.write_text(json.dumps(saved))
+
+
+def _read_manifest(attempt: Attempt, query: str) -> dict[str, Any] | None:
+    try:
+        saved: dict[str, Any] = json.loads(attempt.manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if saved.pop("query", None) == query else None
 
 
 def load_manifest(attempt: Attempt, query: str) -> UnloadResult | None:
     """The earlier unload of this attempt, if it was of the same query."""
-    try:
-        saved = json.loads(attempt.manifest.read_text())
-    except (OSError, ValueError):
+    saved = _read_manifest(attempt, query)
+    if saved is None:
         return None
-    if saved.pop("query", None) != query:
-        return None
+    saved.pop("files", None)
     return UnloadResult(**saved)
+
+
+def downloaded_files(attempt: Attempt, query: str) -> list[Path] | None:
+    """Every file of this attempt's finished download of the same query, if an earlier try left them intact."""
+    saved = _read_manifest(attempt, query)
+    if saved is None or "files" not in saved:
+        return None
+    files = [StagedFile(**f) for f in saved["files"]]
+    paths = [attempt.local_dir / f.name for f in files]
+    intact = all(p.is_file() and p.stat().st_size == f.size for p, f in zip(paths, files, strict=True))
+    return paths if intact else None
 
 
 def list_staged_files(conn: Any, attempt: Attempt) -> list[StagedFile]:

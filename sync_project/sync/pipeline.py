@@ -18,7 +18,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
-from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
+from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, duckdb_session, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier
@@ -190,7 +190,11 @@ def sync_table(
                 with _phase(report, "unload", log):
                     query = extract.unload_query(table, report.columns, where)
                     unload = extract.load_manifest(attempt, query)
-                    if unload is not None and extract.stage_exists(conn, attempt):
+                    downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
+                    if unload is not None and downloaded is not None:
+                        report.resumed_unload = True
+                        log(f"{table}: resuming attempt {attempt.stage_name}: its unload and download are done")
+                    elif unload is not None and extract.stage_exists(conn, attempt):
                         report.resumed_unload = True
                         log(f"{table}: resuming attempt {attempt.stage_name}: its unload is done already")
                     else:
@@ -202,13 +206,17 @@ def sync_table(
                 report.input_bytes, report.output_bytes = unload.input_bytes, unload.output_bytes
                 log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
                 with _phase(report, "download", log):
-                    if unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
+                    if downloaded is not None:
+                        files = downloaded
+                        report.files_reused = len(files)
+                    elif unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
                         staged = extract.list_staged_files(conn, attempt)
                         for folder, needed in _needed_space(options, unload).items():
                             extract.check_free_space(folder, needed, table, options.disk_reserve)
                         download = extract.download_files(conn, attempt, staged, options.get_parallel)
                         files = download.files
                         report.files_reused = len(download.reused)
+                        extract.save_manifest(attempt, unload, query, staged)
                         log(
                             f"{table}: downloaded {len(download.fetched)} file(s)"
                             + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
@@ -229,9 +237,14 @@ def sync_table(
                 primary_key=report.options.primary_key,
                 previous_mark=state.high_water_mark if effective == "incremental" else None,
             )
-            loaded = load_table(
-                options.duckdb_path, table, report.columns, files, report.rows_unloaded, options.lock_timeout, plan
-            )
+            try:
+                loaded = load_table(
+                    options.duckdb_path, table, report.columns, files, report.rows_unloaded, options.lock_timeout, plan
+                )
+            except LockTimeoutError:
+                # The files are fine; only the DuckDB file was busy. Other load failures start from scratch.
+                keep = keep_for_retry
+                raise
         report.rows_loaded = loaded.rows_loaded
         report.rows_total = loaded.rows_total
         report.rows_updated = loaded.rows_updated
