@@ -28,15 +28,25 @@ def local_snowflake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS
         yield process
 
 
+@pytest.fixture(autouse=True)
+def no_fault_crosses_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test against the local Snowflake starts and ends with no injected fault pending or recorded."""
+    if "local_snowflake" not in request.fixturenames:
+        yield
+        return
+    base_url = request.getfixturevalue("local_snowflake").base_url
+    clear_faults(base_url)
+    yield
+    clear_faults(base_url)
+
+
 @pytest.fixture
 def snowflake_conn(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
-    clear_faults(local_snowflake.base_url)
     conn = snowflake.connector.connect(**local_snowflake.connection_settings())
     try:
         yield conn
     finally:
         conn.close()
-        clear_faults(local_snowflake.base_url)
 
 
 @pytest.fixture
@@ -51,7 +61,6 @@ def settings(local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch
     """Settings for the session's local Snowflake and this test's own DuckDB file and download folder."""
     monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(local_snowflake.port))
     monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    clear_faults(local_snowflake.base_url)  # no fault (or record of one) left by an earlier test
     return dataclasses.replace(
         Settings.from_env(), duckdb_path=tmp_path / "sync.duckdb", download_dir=tmp_path / "downloads"
     )
@@ -73,13 +82,11 @@ def dagster_processes(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SNOWFLAKE_ACCOUNT", raising=False)
-    clear_faults(local_snowflake.base_url)
     processes = DagsterProcesses(home, dict(os.environ))
     try:
         yield processes
     finally:
         processes.stop()
-        clear_faults(local_snowflake.base_url)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

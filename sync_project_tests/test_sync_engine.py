@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -209,7 +210,7 @@ def test_lock_held_too_long_fails_retryably_and_keeps_table(
 
 
 def test_a_retry_after_a_busy_duckdb_file_reuses_the_downloaded_files(
-    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced_once: list[Any]
+    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, synced_once: list[Any]
 ) -> None:
     writer = filelock.FileLock(str(lock_path(tmp_path / "sync.duckdb")))
 
@@ -218,15 +219,18 @@ def test_a_retry_after_a_busy_duckdb_file_reuses_the_downloaded_files(
             writer.acquire()  # someone else's load starts just as ours would
 
     first = options(tmp_path, lock_timeout=0.5, max_file_size=20_000)
+    started = dt.datetime.now(dt.UTC)  # with the id, what ties a run's tries to one attempt (as Dagster passes)
     with pytest.raises(LockTimeoutError):
         sync_table(connector(local_snowflake), demo_table("data"), first, busy_once_downloaded,
-                   attempt_id="run-1", keep_for_retry=True)  # fmt: skip
+                   attempt_id="run-1", attempt_started=started, keep_for_retry=True)  # fmt: skip
     writer.release()
     kept = sorted(p.name for p in (tmp_path / "downloads").rglob("*.parquet"))
     assert len(kept) > 1
     for kind in ("unload", "get", "list"):
         inject_fault(local_snowflake.base_url, kind)  # tripwires: the retry needs none of these
-    retry = sync_table(connector(local_snowflake), demo_table("data"), first, attempt_id="run-1")
+    retry = sync_table(
+        connector(local_snowflake), demo_table("data"), first, attempt_id="run-1", attempt_started=started
+    )
     assert fault_state(local_snowflake.base_url)["fired"] == []
     assert retry.resumed_unload and retry.files_reused == retry.files == len(kept)
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
