@@ -141,24 +141,23 @@ def register_tables_job() -> None:
 def remove_old_stages_and_folders(
     context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
 ) -> None:
-    """Drop stages and download folders the project left behind more than a day ago.
+    """Remove attempt folders (in the sync's stage and in the download folder) left behind more than a day ago.
 
     A sync removes its own on success and on a final failure; what is left is from killed processes or
-    exhausted retries. Names carry a prefix and a timestamp, so nothing else is ever touched.
+    exhausted retries. Only the stage's `sync_project/` folder is looked at, and names carry a prefix and a
+    timestamp, so nothing else is ever touched.
     """
-    tables = registered_tables(context.instance)
+    options = duckdb.sync_options()
     with snowflake.get_connection() as conn:
         leftovers = remove_leftovers(
-            conn,
-            [(t.database, t.schema) for t in tables],
-            duckdb.sync_options().download_root,
-            LEFTOVER_AGE,
-            dt.datetime.now(dt.UTC),
+            conn, options.stage, options.download_root, LEFTOVER_AGE, dt.datetime.now(dt.UTC)
         )
-    context.log.info(f"dropped {len(leftovers.stages)} stage(s), removed {len(leftovers.folders)} folder(s)")
+    context.log.info(
+        f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s)"
+    )
     context.add_output_metadata(
         {
-            "stages_dropped": dg.MetadataValue.json(leftovers.stages),
+            "stage_folders_removed": dg.MetadataValue.json(leftovers.stage_folders),
             "folders_removed": dg.MetadataValue.json([str(f) for f in leftovers.folders]),
         },
         output_name="result",

@@ -24,7 +24,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from sync_project import settings as env
-from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER
+from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions
@@ -93,6 +93,12 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def get_connection(self) -> Iterator[Any]:
         import snowflake.connector
 
+        if not self.warehouse:
+            # COPY INTO and INFORMATION_SCHEMA queries need one (000606); say so now rather than after retries.
+            raise PermanentError(
+                f"no Snowflake warehouse is set: set {env.SNOWFLAKE_WAREHOUSE} to a warehouse this role may use "
+                "(the unload and the table listings run on it)"
+            )
         conn = snowflake.connector.connect(**self.connect_args())
         try:
             yield conn
@@ -112,6 +118,7 @@ class SyncDuckDBResource(DuckDBResource):
     get_parallel: int = env.DEFAULT_GET_PARALLEL
     max_file_size: int = env.DEFAULT_MAX_FILE_SIZE
     disk_reserve_bytes: int = env.DEFAULT_DISK_RESERVE_BYTES
+    stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(
@@ -121,6 +128,7 @@ class SyncDuckDBResource(DuckDBResource):
             get_parallel=self.get_parallel,
             max_file_size=self.max_file_size,
             disk_reserve=self.disk_reserve_bytes,
+            stage=self.stage,
         )
 
 
@@ -152,6 +160,7 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
             account=LOCAL_ACCOUNT,
             user=LOCAL_USER,
             password=LOCAL_PASSWORD,
+            warehouse=LOCAL_WAREHOUSE,
             database=settings.snowflake_database,
             host=settings.local_host,
             port=settings.local_port,
@@ -183,6 +192,7 @@ def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
         get_parallel=settings.get_parallel,
         max_file_size=settings.max_file_size,
         disk_reserve_bytes=settings.disk_reserve_bytes,
+        stage=settings.stage,
     )
 
 

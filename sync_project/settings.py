@@ -42,11 +42,13 @@ SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
 SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
+SYNC_STAGE = "SYNC_STAGE"  # unset: the user stage @~ (no privilege, nothing created in source schemas)
 
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
 DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
+DEFAULT_STAGE = "~"
 
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
@@ -117,6 +119,7 @@ class Settings:
     get_parallel: int
     max_file_size: int
     disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
+    stage: str = DEFAULT_STAGE
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "UTC"
     change_sensor_seconds: int = 300
@@ -143,6 +146,7 @@ class Settings:
             get_parallel=_env_number(SYNC_GET_PARALLEL, DEFAULT_GET_PARALLEL),
             max_file_size=_env_number(SYNC_MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE),
             disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, DEFAULT_DISK_RESERVE_BYTES),
+            stage=_env(SYNC_STAGE, DEFAULT_STAGE),
             schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
             change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),

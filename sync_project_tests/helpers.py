@@ -18,7 +18,7 @@ from sync_project.definitions import build_definitions
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.settings import Settings
-from sync_project.sync.extract import STAGE_PREFIX
+from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.pipeline import Connect, SyncOptions
 from sync_project.sync.tables import TableRef
 
@@ -61,10 +61,9 @@ def fetch(conn: Any, sql: str) -> list[tuple[Any, ...]]:
     return list(cur.fetchall())
 
 
-def stages_of(conn: Any, schema: str = FQ) -> list[str]:
-    """The stages this project made (and has not dropped) in a Snowflake schema."""
-    rows = fetch(conn, f"SHOW STAGES IN SCHEMA {schema}")
-    return [str(r[1]) for r in rows if str(r[1]).startswith(STAGE_PREFIX)]
+def stage_leftovers(conn: Any, stage: str = USER_STAGE) -> list[str]:
+    """Files the project left in a stage's sync_project/ folder (the user stage by default)."""
+    return [str(r[0]) for r in fetch(conn, f"LIST '@{stage}/{STAGE_FOLDER}'")]
 
 
 def comparable(value: Any) -> Any:
@@ -121,10 +120,10 @@ def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, downloa
     """The DuckDB table is the Snowflake table row for row and nothing is left behind; says so for the report."""
     with snowflake.connector.connect(**snowflake_settings(process)) as conn:
         source = sorted_rows(fetch(conn, f"SELECT * FROM {table.snowflake_sql}"))
-        stages = stages_of(conn, f"{table.database}.{table.schema}")
+        stages = stage_leftovers(conn)
     assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))
-    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
+    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no staged or local Parquet file left"
 
 
 def run_job(

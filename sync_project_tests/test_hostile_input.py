@@ -36,7 +36,7 @@ from sync_project_tests.helpers import (
     fetch,
     run_job,
     snowflake_settings,
-    stages_of,
+    stage_leftovers,
 )
 from sync_project_tests.reliability import observe
 
@@ -140,7 +140,7 @@ def test_a_view_is_refused_before_any_unload(
     assert "is a view" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
     assert fault_state(local_snowflake.base_url)["fired"] == []
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        assert stages_of(conn) == []
+        assert stage_leftovers(conn) == []
     assert duckdb_relations(settings) == []
     observe(
         "Hostile input",

@@ -42,7 +42,7 @@ from sync_project_tests.helpers import (
     run_job,
     snowflake_settings,
     sorted_rows,
-    stages_of,
+    stage_leftovers,
 )
 from sync_project_tests.reliability import observe
 
@@ -229,7 +229,7 @@ def test_too_little_disk_fails_before_downloading_and_leaves_nothing(
     assert fault_state(local_snowflake.base_url)["fired"] == []  # no GET was sent
     assert [p for p in options.download_root.rglob("*") if p.is_file()] == []
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        assert stages_of(conn) == []
+        assert stage_leftovers(conn) == []
     assert sorted_rows(duckdb_rows(options.duckdb_path, table.duckdb_sql)) == before
     observe(
         "Fault",

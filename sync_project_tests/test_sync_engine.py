@@ -30,7 +30,7 @@ from sync_project_tests.helpers import (
     options,
     snowflake_settings,
     sorted_rows,
-    stages_of,
+    stage_leftovers,
 )
 from sync_project_tests.reliability import observe
 
@@ -42,11 +42,8 @@ def sf(local_snowflake: LocalSnowflakeProcess) -> Any:
 
 
 def source_rows(conn: Any, table: TableRef) -> list[tuple[Any, ...]]:
-    """The source as the type map says DuckDB must hold it (TZ as UTC instants, JSON as parsed values)."""
-    from sync_project.sync.catalog import describe_table
-
-    columns = describe_table(conn, table)
-    return fetch(conn, extract.unload_query(table, columns))
+    """The source as Snowflake returns it; `comparable` turns TZ values into UTC instants and JSON into values."""
+    return fetch(conn, f"SELECT * FROM {table.snowflake_sql}")
 
 
 @pytest.mark.parametrize("name", ["ALL_TYPES", "SEMI_STRUCTURED", "data"])
@@ -57,7 +54,7 @@ def test_demo_tables_sync_exactly(local_snowflake: LocalSnowflakeProcess, sf: An
     assert set(report.phase_seconds) == {"describe", "unload", "download", "load"}
     assert sorted_rows(duckdb_rows(tmp_path / "sync.duckdb", table.duckdb_sql)) == sorted_rows(source_rows(sf, table))
     assert list((tmp_path / "downloads").iterdir()) == []
-    assert stages_of(sf) == []
+    assert stage_leftovers(sf) == []
 
 
 def test_types_land_as_the_type_map_says(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
@@ -164,7 +161,7 @@ def test_snowflake_failure_leaves_previous_table_and_nothing_behind(
     assert f"{phase} KEBOOLA_33.WORKSPACE_833213390.data" in str(error.value)
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
-    assert stages_of(sf) == []
+    assert stage_leftovers(sf) == []
     observe(
         "Fault",
         GIVING_UP[kind],
@@ -191,7 +188,7 @@ def test_load_failure_inside_the_transaction_rolls_back(
         sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path, max_file_size=20_000))
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
-    assert stages_of(sf) == []
+    assert stage_leftovers(sf) == []
     observe(
         "Fault",
         "A downloaded file goes missing before the load",

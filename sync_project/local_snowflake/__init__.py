@@ -22,6 +22,7 @@ from typing import Any
 LOCAL_ACCOUNT = "local"
 LOCAL_USER = "local"
 LOCAL_PASSWORD = "local"  # noqa: S105 - the emulator accepts any password; this is not a secret
+LOCAL_WAREHOUSE = "COMPUTE_WH"  # the emulator's one warehouse (a new account's default name)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,6 +38,7 @@ def connection_settings(host: str, port: int) -> dict[str, Any]:
         "account": LOCAL_ACCOUNT,
         "user": LOCAL_USER,
         "password": LOCAL_PASSWORD,
+        "warehouse": LOCAL_WAREHOUSE,
         "host": host,
         "port": port,
         "protocol": "http",

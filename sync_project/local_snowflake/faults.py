@@ -1,9 +1,11 @@
 """Fault injection: make the next N requests of a kind fail or stall, so retries, resume and cleanup are proven.
 
-Kinds are `login`, `query` (any statement) or a statement kind the emulator
+Kinds are `login`, `query` (any statement), a statement kind the emulator
 recognises (`unload`, `get`, `list`, `remove`, `desc_table`, `show_tables`,
-`create_stage`, `drop_stage`); `get_partial` answers a GET with all but the
-last file, then fails the last one, as a connection dropped mid-download would.
+`create_stage`, `drop_stage`, `alter_session`, `use_warehouse`), or `download`:
+one request for a file on the stage's cloud storage (a presigned URL), with the
+modes `truncate` (headers and half the bytes, then the connection drops),
+`expired` (GCS's 400 ExpiredToken), `http_error` and `stall`.
 Tests drive it over HTTP (`POST /_local/faults`) because the server runs in
 another process.
 """
@@ -16,7 +18,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-FaultMode = Literal["http_error", "sql_error", "stall"]
+FaultMode = Literal["http_error", "sql_error", "stall", "truncate", "expired"]
 
 
 @dataclass

@@ -39,9 +39,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync_project.local_snowflake import catalog
+from sync_project.local_snowflake.access import Access, Role, Session
 from sync_project.local_snowflake.faults import Fault, FaultPlan
+from sync_project.local_snowflake.gcs import ROUTE as GCS_ROUTE
+from sync_project.local_snowflake.gcs import PresignedStorage
 from sync_project.local_snowflake.sqltext import (
     matching_paren,
+    normalise_identifier,
     parse_options,
     parse_stage_ref,
     resolve_name,
@@ -51,7 +55,7 @@ from sync_project.local_snowflake.sqltext import (
     strip_comments,
 )
 from sync_project.local_snowflake.stages import StageStore
-from sync_project.local_snowflake.unload import unload_query
+from sync_project.local_snowflake.unload import new_query_id, unload_query
 
 logger = logging.getLogger("sync_project.local_snowflake")
 
@@ -59,7 +63,8 @@ SELECT_STATEMENT = 0x1000
 
 _F = re.IGNORECASE | re.DOTALL
 STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
-    ("alter_session", re.compile(r"ALTER\s+SESSION\s+(SET|UNSET)\s+(?P<rest>.*)", _F)),
+    ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
+    ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
     (
         "create_stage",
         re.compile(
@@ -202,25 +207,36 @@ class LocalSnowflake:
         fs_server.shared_fs = self.fs
         self.stages = StageStore(self.data_dir / "stages")
         self.faults = FaultPlan()
-        self.session_parameters: dict[str, dict[str, Any]] = {}
+        self.storage = PresignedStorage(self.stages, self.faults)
+        self.access = Access()
         self.ready = True
 
     # -- handlers for the statements the emulator answers itself --------------------------------
 
     def handle(
-        self, kind: str, match: re.Match[str], sql: str, token: str, conn: FakeSnowflakeConnection
+        self, kind: str, match: re.Match[str], sql: str, token: str, conn: FakeSnowflakeConnection, base_url: str
     ) -> Result | dict[str, Any] | None:
         rest = match.group("rest") if "rest" in match.groupdict() else ""
         db, schema = conn.database, conn.schema
         duck = conn._duck_conn
+        session = self.access.session(token)
         if kind == "alter_session":
-            params = self.session_parameters.setdefault(token, {})
-            for key, value in parse_options(rest).items():
-                params[key] = value
+            if match.group("verb").upper() == "SET":
+                session.set_parameters(parse_options(rest))
+            else:
+                names = [n.strip().upper() for n in rest.split(",") if n.strip()]
+                session.set_parameters(dict.fromkeys(names))
+                for name in names:
+                    session.parameters.pop(name, None)
+            return _message("Statement executed successfully.")
+        if kind == "use_warehouse":
+            parts, _ = split_dotted(rest.strip())
+            session.use_warehouse(normalise_identifier(parts[0]) if parts else "")
             return _message("Statement executed successfully.")
         if kind == "create_stage":
             parts, after = split_dotted(rest.strip())
             stage = resolve_name(parts, db, schema)
+            session.role.may_create_stage(stage.database, stage.schema)
             return _message(
                 self.stages.create(
                     stage,
@@ -232,9 +248,12 @@ class LocalSnowflake:
             )
         if kind == "drop_stage":
             parts, _ = split_dotted(rest.strip())
-            return _message(self.stages.drop(resolve_name(parts, db, schema), if_exists=bool(match.group("ie"))))
+            stage = resolve_name(parts, db, schema)
+            session.role.may_use(stage, "write")
+            return _message(self.stages.drop(stage, if_exists=bool(match.group("ie"))))
         if kind in ("list", "remove"):
-            ref, after = parse_stage_ref(rest, db, schema)
+            ref, after = parse_stage_ref(rest, db, schema, session.user)
+            session.role.may_use(ref.stage, "read" if kind == "list" else "write")
             pattern = parse_options(after).get("PATTERN")
             pattern_text = pattern if isinstance(pattern, str) else None
             if kind == "list":
@@ -256,9 +275,10 @@ class LocalSnowflake:
                 self.stages.show_rows(resolve_schema(scope, db) if scope else None, match.group("like")),
             )
         if kind == "get":
-            return self._get(rest, db, schema)
+            return self._get(rest, db, schema, session, base_url)
         if kind == "unload":
-            return self._unload(rest, conn)
+            session.require_warehouse()
+            return self._unload(rest, conn, session)
         if kind == "desc_table":
             parts, _ = split_dotted(rest.strip())
             obj = resolve_name(parts, db, schema)
@@ -274,8 +294,10 @@ class LocalSnowflake:
                 return _message(catalog.create_table(duck, create, db, schema))
         return None  # fakesnow answers it
 
-    def _get(self, rest: str, db: str | None, schema: str | None) -> dict[str, Any]:
-        ref, after = parse_stage_ref(rest, db, schema)
+    def _get(self, rest: str, db: str | None, schema: str | None, session: Session, base_url: str) -> dict[str, Any]:
+        """GET as Snowflake answers it for a stage on cloud storage: per-file presigned URLs and the master key."""
+        ref, after = parse_stage_ref(rest, db, schema, session.user)
+        session.role.may_use(ref.stage, "read")
         m = re.match(r"\s*(?:'([^']*)'|(\S+))(.*)", after, re.DOTALL)
         if not m:
             raise sql_error("SQL compilation error:\nGET needs a local file:// location")
@@ -297,30 +319,35 @@ class LocalSnowflake:
                 errno=253006,
                 sqlstate="02000",
             )
-        sources = [f.relative for f in files]
-        if self.faults.take("get_partial"):
-            # The last file "breaks" mid-download: the connector copies the others and reports it failed.
-            sources[-1] = sources[-1] + ".lost-in-transit"
+        query_id = new_query_id()
+        master = self.stages.master_key(ref.stage)
+        material = {"queryStageMasterKey": master.key, "queryId": query_id, "smkId": str(master.smk_id)}
         return {
             "command": "DOWNLOAD",
-            "src_locations": sources,
+            "src_locations": [f.relative for f in files],
+            "presignedUrls": [self.storage.presign(base_url, ref.stage, f.relative) for f in files],
+            "encryptionMaterial": [material for _ in files],
             "stageInfo": {
-                "locationType": "LOCAL_FS",
-                "location": f"{self.stages.folder(ref.stage)}/",
+                "locationType": "GCS",
+                "location": self.storage.stage_location(ref.stage),
                 "path": ref.path,
+                "region": "us-central1",
                 "creds": {},
-                "region": None,
+                "isClientSideEncrypted": True,
+                "useRegionalUrl": False,
+                "endPoint": None,
             },
             "localLocation": local,
             "parallel": parallel,
             "overwrite": True,
             "autoCompress": False,
             "sourceCompression": "none",
-            "queryId": str(uuid.uuid4()),
+            "queryId": query_id,
         }
 
-    def _unload(self, rest: str, conn: FakeSnowflakeConnection) -> Result:
-        ref, after = parse_stage_ref(rest, conn.database, conn.schema)
+    def _unload(self, rest: str, conn: FakeSnowflakeConnection, session: Session) -> Result:
+        ref, after = parse_stage_ref(rest, conn.database, conn.schema, session.user)
+        session.role.may_use(ref.stage, "write")
         m = re.match(r"\s*FROM\s+", after, re.IGNORECASE)
         if not m:
             raise sql_error("SQL compilation error:\nCOPY INTO <location> needs FROM (<query>) or FROM <table>")
@@ -335,22 +362,40 @@ class LocalSnowflake:
         # fakesnow's own transforms turn the Snowflake query into DuckDB SQL.
         cursor = conn.cursor()
         duckdb_sql = cursor._transform(parse_one(query), None).sql(dialect="duckdb")
-        location = self.stages.location(ref)
         if not ref.path or ref.path.endswith("/"):
-            folder, prefix = location, "data"
+            folder, prefix = ref.path, "data"
         else:
-            folder, prefix = location.parent, location.name
+            folder, _, prefix = ref.path.rpartition("/")
+            folder = f"{folder}/" if folder else ""
         # A cursor of its own whose current schema lets fakesnow's macros (e.g. _fs_to_timestamp) resolve
         # even when the session has no current database.
         with self.fs.duck_conn.cursor() as duck:
-            db = conn.database or ref.stage.database
+            db = conn.database or (None if ref.stage.database == "~" else ref.stage.database)
             schema = conn.schema if conn.database else ref.stage.schema
-            duck.execute(f"USE {catalog.quote(db)}.{catalog.quote(schema or 'main')}")
-            result = unload_query(duck, duckdb_sql, folder, prefix, parse_options(options_text))
+            if db:
+                duck.execute(f"USE {catalog.quote(db)}.{catalog.quote(schema or 'main')}")
+            result = unload_query(
+                duck, duckdb_sql, self.stages, ref.stage, folder, prefix, parse_options(options_text), new_query_id()
+            )
+        if not result.rows_unloaded:
+            # Snowflake documents no result row for an unload that wrote nothing; return none, the harder case.
+            return Result([("rows_unloaded", "fixed"), ("input_bytes", "fixed"), ("output_bytes", "fixed")], [])
         return Result(
             [("rows_unloaded", "fixed"), ("input_bytes", "fixed"), ("output_bytes", "fixed")],
             [[result.rows_unloaded, result.input_bytes, result.output_bytes]],
         )
+
+    @staticmethod
+    def needs_warehouse(sql: str) -> bool:
+        """Does a statement fakesnow runs compute over tables (a query or DML), so that Snowflake needs a warehouse?"""
+        try:
+            expression = parse_one(sql)
+        except Exception:
+            return False
+        computes = exp.Select | exp.Union | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Copy
+        if isinstance(expression, exp.Create):
+            return expression.args.get("expression") is not None
+        return isinstance(expression, computes) and expression.find(exp.Table) is not None
 
     def after_fakesnow(self, sql: str, conn: FakeSnowflakeConnection) -> None:
         """Keep declared types and statistics in step with a statement fakesnow just ran."""
@@ -393,10 +438,19 @@ class LocalSnowflake:
     async def login(self, request: Request) -> Response:
         if failure := await self._apply_fault("login"):
             return failure
+        try:
+            role = self.access.role(request.query_params.get("roleName"))
+        except SnowflakeError as e:
+            return JSONResponse({"data": None, "code": str(e.errno), "message": e.msg, "success": False})
+        body = await request.body()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        user = str(json.loads(body).get("data", {}).get("LOGIN_NAME") or "").upper()
         response = await fs_server.login_request(request)
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
         if token:
+            self.access.open(token, user, role, request.query_params.get("warehouse"))
             # Without a master token the connector never logs out, and temporary stages would outlive sessions.
             answer["data"]["masterToken"] = f"master-{token}"
             response = JSONResponse(answer, status_code=response.status_code)
@@ -420,7 +474,7 @@ class LocalSnowflake:
         if request.query_params.get("delete"):
             token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
             self.stages.end_session(token)
-            self.session_parameters.pop(token, None)
+            self.access.close(token)
         return await fs_server.session(request)
 
     async def query(self, request: Request) -> Response:
@@ -436,9 +490,10 @@ class LocalSnowflake:
             conn = fs_server.to_conn(token)
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
+        base_url = str(request.base_url).rstrip("/")
         if kind and match:
             try:
-                answer = await run_in_threadpool(self.handle, kind, match, sql, token, conn)
+                answer = await run_in_threadpool(self.handle, kind, match, sql, token, conn, base_url)
             except SnowflakeError as e:
                 return _error_response(e)
             except duckdb.Error as e:
@@ -463,6 +518,11 @@ class LocalSnowflake:
                         "success": True,
                     }
                 )
+        if self.needs_warehouse(sql):
+            try:
+                self.access.session(token).require_warehouse()
+            except SnowflakeError as e:
+                return _error_response(e)
         response = await fs_server.query_request(request)
         if response.status_code >= 500:
             # fakesnow answers a DuckDB error it does not map (a constraint, say) with a 500, which the connector
@@ -485,6 +545,14 @@ class LocalSnowflake:
             self.faults.clear()
         return JSONResponse(self.faults.snapshot())
 
+    async def roles_endpoint(self, request: Request) -> Response:
+        """Tests define restricted roles: `{"name": "READER", "create_stage": false, "stages": {"DB.S.X": "read"}}`."""
+        if request.method == "POST":
+            self.access.define_role(Role(**(await request.json())))
+        elif request.method == "DELETE":
+            self.access.clear_roles()
+        return JSONResponse({"roles": sorted(self.access.roles)})
+
     def app(self) -> Starlette:
         route: Callable[..., Any] = Route
         routes = [
@@ -492,6 +560,8 @@ class LocalSnowflake:
             route("/session", self.session, methods=["POST"]),
             route("/queries/v1/query-request", self.query, methods=["POST"]),
             route("/_local/faults", self.faults_endpoint, methods=["GET", "POST", "DELETE"]),
+            route("/_local/roles", self.roles_endpoint, methods=["GET", "POST", "DELETE"]),
+            route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
         ]
         own = {"/session/v1/login-request", "/session", "/queries/v1/query-request"}

@@ -99,8 +99,17 @@ class StageRef:
     path: str  # path inside the stage, "" for its root; may end with "/"
 
 
-def parse_stage_ref(text: str, database: str | None, schema: str | None) -> tuple[StageRef, str]:
-    """Parse `@name[/path]` at the start of `text` (optionally in single quotes); return it and the rest."""
+# What an unquoted stage path may hold; anything else (spaces, quotes, ...) needs the whole reference in single
+# quotes, as Snowflake's COPY INTO <location> / GET / LIST documentation says.
+_UNQUOTED_PATH = re.compile(r"[A-Za-z0-9_\-./=]*")
+
+
+def parse_stage_ref(
+    text: str, database: str | None, schema: str | None, user: str | None = None
+) -> tuple[StageRef, str]:
+    """Parse `@name[/path]` or `@~[/path]` at the start of `text` (maybe single-quoted); return it and the rest."""
+    from sync_project.local_snowflake.stages import user_stage
+
     text = text.lstrip()
     quoted = text.startswith("'")
     if quoted:
@@ -112,21 +121,34 @@ def parse_stage_ref(text: str, database: str | None, schema: str | None) -> tupl
         body, rest = text, ""
     if not body.startswith("@"):
         raise sql_error(f"SQL compilation error:\n{body.split()[0] if body else body!r} does not start with @")
-    parts, after = split_dotted(body[1:])
+    if body.startswith("@~"):
+        parts, after = ["~"], body[2:]
+    else:
+        parts, after = split_dotted(body[1:])
     if not parts:
         raise sql_error("SQL compilation error:\nmissing stage name after @")
     path = ""
     if after.startswith("/"):
-        m = re.match(r"/(\S*)", after)
+        m = re.match(r"/(\S*)" if not quoted else r"/(.*)", after, re.DOTALL)
         assert m
         path = m.group(1)
         after = after[m.end() :]
+        if not quoted and not _UNQUOTED_PATH.fullmatch(path):
+            raise sql_error(
+                f"SQL compilation error:\nsyntax error line 1 unexpected '{path}'. A stage path with special "
+                "characters must be enclosed in single quotes.",
+                errno=1003,
+            )
     if not quoted:
         rest = after
     elif after.strip():
         raise sql_error("SQL compilation error:\nunexpected text in stage reference")
-    if parts[0].startswith("~") or parts[0].startswith("%"):
-        raise sql_error("SQL compilation error:\nuser and table stages are not supported by the local Snowflake")
+    if parts[0] == "~":
+        if user is None:
+            raise sql_error("SQL compilation error:\nthe user stage needs a signed-in user")
+        return StageRef(user_stage(user), path), rest
+    if parts[0].startswith("%"):
+        raise sql_error("SQL compilation error:\ntable stages are not supported by the local Snowflake")
     return StageRef(resolve_name(parts, database, schema), path), rest
 
 

@@ -1,27 +1,99 @@
-"""Internal stages of the local Snowflake: a folder per stage under the data folder.
+"""Internal stages of the local Snowflake: a folder per stage under the data folder, files encrypted.
 
 fakesnow keeps stage files in a throw-away temporary folder and knows no
 unload or GET, so the emulator keeps its own: named stages persist with the
 data folder; temporary stages belong to the session that made them and go
-when it logs out or the server restarts, as on Snowflake.
+when it logs out or the server restarts, as on Snowflake; each user has a
+user stage `@~` that always exists and needs no privilege.
+
+Files are stored as Snowflake stores them on an internal stage: client-side
+encrypted with AES-256-CBC and PKCS5 padding under a random per-file key, that
+key wrapped (AES-ECB) by the stage's master key (the scheme of the connector's
+`encryption_util.py`). LIST therefore reports the stored, encrypted size and
+MD5, and only a client that decrypts with the master key GET hands it gets the
+file back.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
 import hashlib
+import json
 import os
 import re
+import secrets
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from sync_project.local_snowflake.sqltext import ObjectName, StageRef, sql_error
 from sync_project.sync.tables import safe_file_part
 
 MARKER = ".stage"
+MASTER_KEY = ".stage-key"  # the stage master key (base64) and its id
+META_SUFFIX = ".sfc-meta"  # per-file encryption metadata, as GCS keeps it in the object's metadata headers
+USER_STAGE_DATABASE = USER_STAGE_SCHEMA = "~"
+_BLOCK = 16
+_CHUNK = 4 * 1024 * 1024
+
+
+def user_stage(user: str) -> ObjectName:
+    """The user stage `@~` of one user."""
+    return ObjectName(USER_STAGE_DATABASE, USER_STAGE_SCHEMA, user)
+
+
+def is_user_stage(stage: ObjectName) -> bool:
+    return stage.database == USER_STAGE_DATABASE and stage.schema == USER_STAGE_SCHEMA
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What GET hands the connector to decrypt one file: the wrapped file key, its IV, the material descriptor."""
+
+    wrapped_key: str
+    iv: str
+    matdesc: str
+    plain_size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    key: str  # base64 of 32 bytes
+    smk_id: int
+
+
+def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -> FileKey:
+    """Encrypt `source` into `target` exactly as the connector's SnowflakeEncryptionUtil.encrypt_stream does."""
+    file_key = secrets.token_bytes(32)
+    iv = secrets.token_bytes(_BLOCK)
+    encryptor = Cipher(algorithms.AES(file_key), modes.CBC(iv)).encryptor()
+    padder = padding.PKCS7(_BLOCK * 8).padder()  # PKCS5 padding generalised to 16-byte blocks, as the connector pads
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as src, target.open("wb") as out:
+        while chunk := src.read(_CHUNK):
+            size += len(chunk)
+            digest.update(chunk)
+            out.write(encryptor.update(padder.update(chunk)))
+        out.write(encryptor.update(padder.finalize()) + encryptor.finalize())
+    wrapper = Cipher(algorithms.AES(base64.b64decode(master.key)), modes.ECB()).encryptor()  # noqa: S305 - Snowflake's key wrapping
+    key_padder = padding.PKCS7(_BLOCK * 8).padder()
+    wrapped = wrapper.update(key_padder.update(file_key) + key_padder.finalize()) + wrapper.finalize()
+    matdesc = json.dumps({"queryId": query_id, "smkId": str(master.smk_id), "keySize": "256"}, separators=(",", ":"))
+    return FileKey(
+        base64.b64encode(wrapped).decode(),
+        base64.b64encode(iv).decode(),
+        matdesc,
+        size,
+        base64.b64encode(digest.digest()).decode(),
+    )
 
 
 def safe_component(name: str) -> str:
@@ -57,7 +129,48 @@ class StageStore:
         return self.root / safe_component(stage.database) / safe_component(stage.schema) / safe_component(stage.name)
 
     def exists(self, stage: ObjectName) -> bool:
+        if is_user_stage(stage):
+            return True  # every user has one, without CREATE STAGE
         return (self.folder(stage) / MARKER).is_file()
+
+    def master_key(self, stage: ObjectName) -> MasterKey:
+        """The stage's master key, made on first use (Snowflake keeps one per stage; GET hands it out per query)."""
+        folder = self.folder(stage)
+        path = folder / MASTER_KEY
+        with self._lock:
+            if not path.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                key = MasterKey(base64.b64encode(secrets.token_bytes(32)).decode(), secrets.randbelow(10**12) + 1)
+                path.write_text(json.dumps({"key": key.key, "smk_id": key.smk_id}))
+            saved = json.loads(path.read_text())
+        return MasterKey(saved["key"], int(saved["smk_id"]))
+
+    def store(self, stage: ObjectName, relative: str, plain: Path, query_id: str) -> int:
+        """Encrypt a plain file into the stage at `relative` (replacing a file of that name); the stored size."""
+        target = self.folder(stage) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        key = encrypt_file(plain, target, self.master_key(stage), query_id)
+        meta = target.with_name(target.name + META_SUFFIX)
+        meta.write_text(json.dumps(key.__dict__))
+        return target.stat().st_size
+
+    @staticmethod
+    def stored_file(stage_folder: Path, relative: str) -> Path:
+        """The stored (encrypted) object behind a stage file; FileNotFoundError for anything else."""
+        folder = stage_folder.resolve()
+        target = (folder / relative).resolve()
+        if (
+            folder not in target.parents
+            or target.name.endswith(META_SUFFIX)
+            or target.name in (MARKER, MASTER_KEY)
+            or not target.is_file()
+        ):
+            raise FileNotFoundError(relative)
+        return target
+
+    def file_key_at(self, stage_folder: Path, relative: str) -> FileKey:
+        target = self.stored_file(stage_folder, relative)
+        return FileKey(**json.loads(target.with_name(target.name + META_SUFFIX).read_text()))
 
     def create(self, stage: ObjectName, *, session: str, temporary: bool, replace: bool, if_not_exists: bool) -> str:
         with self._lock:
@@ -127,10 +240,13 @@ class StageStore:
 
     def location(self, ref: StageRef) -> Path:
         """The folder or file-name prefix a stage reference points at, refusing paths that leave the stage."""
-        if not self.exists(ref.stage):
-            raise self.not_found(ref.stage)
-        folder = self.folder(ref.stage).resolve()
-        target = (folder / ref.path).resolve() if ref.path else folder
+        return self.location_folder(ref.stage, ref.path)
+
+    def location_folder(self, stage: ObjectName, path: str) -> Path:
+        if not self.exists(stage):
+            raise self.not_found(stage)
+        folder = self.folder(stage).resolve()
+        target = (folder / path).resolve() if path else folder
         if target != folder and folder not in target.parents:
             raise sql_error("SQL compilation error:\nstage path leaves the stage", errno=1003)
         return target
@@ -144,7 +260,7 @@ class StageStore:
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = [d for d in dirnames if not d.startswith(".unload-")]
             for name in filenames:
-                if name == MARKER:
+                if name in (MARKER, MASTER_KEY) or name.endswith(META_SUFFIX):
                     continue
                 full = Path(dirpath) / name
                 relative = full.relative_to(folder).as_posix()
@@ -157,19 +273,27 @@ class StageStore:
         return sorted(found, key=lambda f: f.relative)
 
     def list_rows(self, ref: StageRef, pattern: str | None) -> list[list[object]]:
-        """LIST output: name (stage name lower-cased + path), size, md5, last_modified."""
+        """LIST output: name, size and MD5 of the stored (encrypted) object, last_modified.
+
+        Names carry the stage name lower-cased for a named stage, and only the path for the user stage.
+        """
         rows: list[list[object]] = []
         folder = self.folder(ref.stage)
         for f in self.files(ref, pattern):
             digest = hashlib.md5((folder / f.relative).read_bytes(), usedforsecurity=False).hexdigest()
             modified = email.utils.format_datetime(dt.datetime.fromtimestamp(f.modified, dt.UTC), usegmt=True)
-            rows.append([f"{ref.stage.name.lower()}/{f.relative}", f.size, digest, modified])
+            rows.append([self.display_name(ref.stage, f.relative), f.size, digest, modified])
         return rows
+
+    @staticmethod
+    def display_name(stage: ObjectName, relative: str) -> str:
+        return relative if is_user_stage(stage) else f"{stage.name.lower()}/{relative}"
 
     def remove(self, ref: StageRef, pattern: str | None) -> list[list[object]]:
         folder = self.folder(ref.stage)
         rows: list[list[object]] = []
         for f in self.files(ref, pattern):
             (folder / f.relative).unlink()
-            rows.append([f"{ref.stage.name.lower()}/{f.relative}", "removed"])
+            (folder / (f.relative + META_SUFFIX)).unlink(missing_ok=True)
+            rows.append([self.display_name(ref.stage, f.relative), "removed"])
         return rows

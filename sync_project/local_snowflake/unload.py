@@ -1,25 +1,42 @@
-"""`COPY INTO @stage/path/ FROM (SELECT ...)`: unload a query result as Snowflake-named Parquet files.
+"""`COPY INTO @stage/path/ FROM (SELECT ...)`: unload a query result as Parquet files as Snowflake writes them.
 
-The query is Snowflake SQL; fakesnow's own transforms turn it into DuckDB
-SQL, and DuckDB writes the Parquet files, split by MAX_FILE_SIZE, exactly
-as fast as DuckDB can. Files are renamed as Snowflake names them.
+The query is Snowflake SQL; fakesnow's own transforms turn it into DuckDB SQL.
+DuckDB runs it; pyarrow writes the files with Snowflake's physical and logical
+types rather than DuckDB's (so the sync is tested against the harder files):
+
+- every NUMBER (DuckDB DECIMAL and the integer types alike) as DECIMAL(p,s) in a
+  FIXED_LEN_BYTE_ARRAY, because Snowflake has no integer types and, with
+  ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE, writes the logical type;
+- TIMESTAMP_NTZ as INT64 TIMESTAMP(NANOS), TIME as INT64 TIME(NANOS): Snowflake
+  keeps nine digits of fractional seconds. Values outside what nanoseconds since
+  1970 can hold (before 1677-09-21, after 2262-04-11) wrap silently; Snowflake
+  does not document what it writes for them, so the emulator does the worst thing;
+- BINARY as BYTE_ARRAY, text as UTF8 BYTE_ARRAY, DATE as INT32 DATE.
+
+Files are split by MAX_FILE_SIZE, named `data_<a>_<b>_<c>.snappy.parquet` as
+Snowflake's parallel unload names them, and stored encrypted in the stage.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sync_project.local_snowflake.sqltext import OptionValue, sql_error
+from sync_project.local_snowflake.sqltext import ObjectName, OptionValue, sql_error
+from sync_project.local_snowflake.stages import StageStore
 
 DEFAULT_MAX_FILE_SIZE = 16_777_216
 MAX_MAX_FILE_SIZE = 5 * 1024**3
+# Snowflake's unload runs in parallel threads, each writing its own files: data_<thread>_<slice>_<n>.
+_WRITERS = 4
 
 
 @dataclass(frozen=True)
@@ -40,14 +57,50 @@ def _file_format(options: dict[str, OptionValue]) -> None:
         )
 
 
+def snowflake_parquet_type(arrow_type: pa.DataType) -> pa.DataType:
+    """The Arrow type whose Parquet encoding matches what Snowflake writes for a column of this type."""
+    if pa.types.is_integer(arrow_type):
+        return pa.decimal128(38, 0)
+    if pa.types.is_decimal(arrow_type):
+        return pa.decimal128(arrow_type.precision, arrow_type.scale)
+    if pa.types.is_timestamp(arrow_type):
+        return pa.timestamp("ns")
+    if pa.types.is_time(arrow_type):
+        return pa.time64("ns")
+    if pa.types.is_floating(arrow_type):
+        return pa.float64()
+    if pa.types.is_large_string(arrow_type) or pa.types.is_string(arrow_type):
+        return pa.string()
+    if pa.types.is_large_binary(arrow_type) or pa.types.is_binary(arrow_type):
+        return pa.binary()
+    return arrow_type
+
+
+def _as_snowflake_writes(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        if isinstance(column.type, pa.ExtensionType):
+            column = column.storage
+        # safe=False: nanoseconds wrap past 2262 rather than fail, as an unchecked writer would.
+        columns.append(column.cast(field.type, safe=False))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _file_name(prefix: str, index: int) -> str:
+    return f"{prefix}_{index % _WRITERS}_0_{index // _WRITERS}.snappy.parquet"
+
+
 def unload_query(
     duck: duckdb.DuckDBPyConnection,
     duckdb_sql: str,
-    folder: Path,
+    stages: StageStore,
+    stage: ObjectName,
+    folder: str,
     prefix: str,
     options: dict[str, OptionValue],
+    query_id: str,
 ) -> UnloadResult:
-    """Write the query's rows into `folder` as `<prefix>_0_0_<n>.snappy.parquet` files."""
+    """Write the query's rows into the stage under `folder` as encrypted `<prefix>_<a>_<b>_<c>.snappy.parquet`."""
     _file_format(options)
     header = bool(options.get("HEADER", False))
     overwrite = bool(options.get("OVERWRITE", False))
@@ -67,45 +120,63 @@ def unload_query(
                 errno=100171,
                 sqlstate="22000",
             )
-    if not header:
-        projection = ", ".join(
-            f'"{str(c[0]).replace(chr(34), chr(34) * 2)}" AS "_COL_{i}"' for i, c in enumerate(described)
-        )
-        duckdb_sql = f"SELECT {projection} FROM ({duckdb_sql})"
+    names = [str(c[0]) if header else f"_COL_{i}" for i, c in enumerate(described)]
 
-    folder.mkdir(parents=True, exist_ok=True)
-    existing = sorted(folder.glob(f"{prefix}_*.parquet"))
+    stage_folder = stages.location_folder(stage, folder)
+    existing = sorted(p.name for p in stage_folder.glob(f"{prefix}_*.parquet")) if stage_folder.is_dir() else []
     if existing and not overwrite:
         raise sql_error(
             "Files already existing at the unload destination. Use overwrite option to force unloading.",
             errno=100117,
             sqlstate="22000",
         )
-    for f in existing:
-        f.unlink()
+    # OVERWRITE = TRUE replaces files of the same name only; others at the location stay (Snowflake's docs).
 
-    scratch = folder / f".unload-{uuid.uuid4().hex}"
-    # Small row groups let DuckDB honour a small MAX_FILE_SIZE; large ones keep big unloads fast.
-    row_group_rows = max(2_048, min(122_880, max_file_size // 64))
+    # Small row groups let a small MAX_FILE_SIZE be honoured; large ones keep big unloads fast.
+    batch_rows = max(2_048, min(122_880, max_file_size // 64))
+    reader: Any = duck.sql(duckdb_sql).to_arrow_reader(batch_rows)
+    arrow_schema = pa.schema(
+        [pa.field(n, snowflake_parquet_type(f.type)) for n, f in zip(names, reader.schema, strict=True)]
+    )
+    files: list[str] = []
+    rows = input_bytes = output_bytes = 0
+    scratch = Path(tempfile.mkdtemp(prefix=".unload-", dir=stages.root))
+    writer: pq.ParquetWriter | None = None
+    sink: Any = None
+
+    def finish() -> None:
+        nonlocal writer, sink, output_bytes, input_bytes
+        if writer is None:
+            return
+        writer.close()
+        sink.close()
+        plain = scratch / "part.parquet"
+        meta: Any = pq.read_metadata(plain)
+        input_bytes += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+        name = _file_name(prefix, len(files))
+        output_bytes += stages.store(stage, f"{folder}{name}", plain, query_id)
+        plain.unlink()
+        files.append(name)
+        writer = sink = None
+
     try:
-        result = duck.execute(
-            f"COPY ({duckdb_sql}) TO '{scratch}' (FORMAT PARQUET, COMPRESSION SNAPPY, "
-            f"FILE_SIZE_BYTES {max_file_size}, ROW_GROUP_SIZE {row_group_rows}, FILENAME_PATTERN 'part_{{i}}')"
-        ).fetchone()
-        rows = int(result[0]) if result else 0
-        parts = sorted(scratch.glob("part_*.parquet"), key=lambda p: int(p.stem.split("_")[1]))
-        files: list[str] = []
-        input_bytes = output_bytes = 0
-        if rows:
-            for index, part in enumerate(parts):
-                meta: Any = pq.read_metadata(part)
-                if meta.num_rows == 0:
-                    continue
-                input_bytes += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-                name = f"{prefix}_0_0_{index}.snappy.parquet"
-                part.rename(folder / name)
-                output_bytes += (folder / name).stat().st_size
-                files.append(name)
-        return UnloadResult(rows, input_bytes, output_bytes, files)
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            if writer is None:
+                sink = pa.OSFile(str(scratch / "part.parquet"), "wb")
+                writer = pq.ParquetWriter(sink, arrow_schema, compression="snappy", version="2.6")
+            writer.write_batch(_as_snowflake_writes(batch, arrow_schema), row_group_size=batch_rows)
+            rows += batch.num_rows
+            if sink.tell() >= max_file_size:
+                finish()
+        finish()
     finally:
+        if writer is not None:
+            writer.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    return UnloadResult(rows, input_bytes, output_bytes, files)
+
+
+def new_query_id() -> str:
+    return str(uuid.uuid4())

@@ -1,4 +1,4 @@
-"""Snowflake side of a sync: stage lifecycle, COPY INTO unload, LIST, GET, cleanup.
+"""Snowflake side of a sync: COPY INTO a stage folder, LIST, GET verified by what GET reports, cleanup.
 
 Everything here takes an open connector connection; nothing opens DuckDB.
 """
@@ -19,33 +19,57 @@ from typing import Any
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.catalog import Column
-from sync_project.sync.errors import NotEnoughDiskError, TransientError, from_snowflake
-from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.errors import NotEnoughDiskError, PermanentError, SyncError, TransientError, from_snowflake
+from sync_project.sync.tables import TableRef
 
-# Stages and download folders the project creates carry this prefix and a UTC timestamp,
+# Attempt folders the project creates (in the stage and locally) carry this prefix and a UTC timestamp,
 # so a cleanup job can recognise leftovers and their age.
 STAGE_PREFIX = "SYNC_PROJECT_"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST = "unload.json"
+# Every attempt unloads below this folder of the stage, so the project's files never mix with anything else there.
+STAGE_FOLDER = "sync_project/"
+USER_STAGE = "~"  # the user stage: every user has one and needs no privilege for it
+# Session settings the sync relies on, whatever the account or user has set: exact quoted names, and one logical
+# Parquet schema for every file of an unload (DESIGN.md, "Snowflake facts").
+SESSION_SETTINGS = "QUOTED_IDENTIFIERS_IGNORE_CASE = FALSE ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE"
+
+
+def validate_stage(stage: str) -> str:
+    """`~` (the user stage) or a stage name as SQL writes it (`DB.SCHEMA.STAGE`, parts maybe double-quoted)."""
+    stage = stage.strip().removeprefix("@")
+    if stage == USER_STAGE:
+        return stage
+    if not stage or any(c in stage for c in "'/\\") or any(c.isspace() or not c.isprintable() for c in stage):
+        raise PermanentError(
+            f"SYNC_STAGE={stage!r} is not a stage name: give it as SQL names it (MYDB.SYNC.MIRROR_STAGE, parts in "
+            'double quotes if they need them) without @, quotes or a path, or unset it to use the user stage "~"'
+        )
+    return stage
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One sync of one table: its own named stage, unload path and download folder.
+    """One sync of one table: its own folder in the stage and its own download folder.
 
     A retry of the same run (or a re-execution of it) gets the same attempt, so it can reuse what the
     failed try already unloaded and downloaded.
     """
 
     table: TableRef
-    stage_name: str
-    path: str  # unload path inside the stage, ends with '/'
+    name: str  # SYNC_PROJECT_<stamp>_<token>
+    stage: str  # "~" or a stage name as SQL writes it
     local_dir: Path
 
     @property
-    def stage(self) -> str:
-        """Fully qualified, quoted stage name."""
-        return ".".join(quote_identifier(p) for p in (self.table.database, self.table.schema, self.stage_name))
+    def path(self) -> str:
+        """The attempt's folder inside the stage, ending with '/'."""
+        return f"{STAGE_FOLDER}{self.name}/"
+
+    @property
+    def location(self) -> str:
+        """The stage location as a single-quoted SQL string, which any path characters need (Snowflake's docs)."""
+        return f"'@{self.stage}/{self.path}'"
 
     @property
     def manifest(self) -> Path:
@@ -58,16 +82,15 @@ class Attempt:
         download_root: Path,
         attempt_id: str | None = None,
         started: dt.datetime | None = None,
+        stage: str = USER_STAGE,
     ) -> Attempt:
         stamp = (started or dt.datetime.now(dt.UTC)).strftime(STAMP_FORMAT)
         token = (
             hashlib.sha256(f"{attempt_id}\x00{table}".encode()).hexdigest()[:8] if attempt_id else secrets.token_hex(4)
         )
+        name = f"{STAGE_PREFIX}{stamp}_{token}"
         return cls(
-            table=table,
-            stage_name=f"{STAGE_PREFIX}{stamp}_{token}".upper(),
-            path=f"{stamp}_{token}/".lower(),
-            local_dir=download_root / table.folder_name / f"{STAGE_PREFIX}{stamp}_{token}",
+            table=table, name=name, stage=validate_stage(stage), local_dir=download_root / table.folder_name / name
         )
 
 
@@ -82,30 +105,46 @@ class UnloadResult:
 @dataclass(frozen=True)
 class StagedFile:
     name: str  # file name without folders
-    size: int
+    size: int  # as GET reported it: the decrypted file's size (never LIST's, which is the stored, encrypted size)
 
 
-def _execute(conn: Any, sql: str, what: str) -> Any:
+def _execute(conn: Any, sql: str, what: str, **kwargs: Any) -> Any:
     try:
         cur = conn.cursor()
-        cur.execute(sql)
+        cur.execute(sql, **kwargs)
         return cur
     except SnowflakeError as e:
         raise from_snowflake(e, what) from None
 
 
-def create_stage(conn: Any, attempt: Attempt) -> None:
-    # Same physical schema for every file: DESIGN.md, "Snowflake facts".
-    _execute(conn, "ALTER SESSION SET ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE", "configuring the session")
-    # A named stage (not a temporary one) outlives the session, so a retry can pick up its files.
-    _execute(conn, f"CREATE STAGE IF NOT EXISTS {attempt.stage}", f"creating a stage for {attempt.table}")
+def configure_session(conn: Any) -> None:
+    """Set what the sync relies on, so an account's defaults cannot change how names or files come out."""
+    _execute(conn, f"ALTER SESSION SET {SESSION_SETTINGS}", "configuring the Snowflake session")
 
 
-def stage_exists(conn: Any, attempt: Attempt) -> bool:
-    schema = f"{quote_identifier(attempt.table.database)}.{quote_identifier(attempt.table.schema)}"
-    cur = _execute(conn, f"SHOW STAGES LIKE '{attempt.stage_name}' IN SCHEMA {schema}", "looking for a stage")
-    names = [d[0].lower() for d in cur.description]
-    return any(dict(zip(names, r, strict=True)).get("name") == attempt.stage_name for r in cur.fetchall())
+def _stage_error(error: SyncError, attempt: Attempt) -> SyncError:
+    """A stage the role cannot use: say which stage and which privilege, and how to get by without it."""
+    text = str(error)
+    if attempt.stage == USER_STAGE or not any(code in text for code in ("error 3001", "error 2003")):
+        return error
+    return PermanentError(
+        f"{attempt.table}: the stage {attempt.stage} (SYNC_STAGE) cannot be used by this role: an internal stage "
+        "needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE to unload through the "
+        f"user stage (@~), which needs no privilege. ({text})"
+    )
+
+
+def _stage_execute(conn: Any, attempt: Attempt, sql: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return _execute(conn, sql, what, **kwargs)
+    except SyncError as e:
+        raise _stage_error(e, attempt) from None
+
+
+def staged_names(conn: Any, attempt: Attempt) -> list[str]:
+    """The attempt's files in the stage (names only: LIST's sizes are of the encrypted objects)."""
+    cur = _stage_execute(conn, attempt, f"LIST {attempt.location}", f"listing unloaded files of {attempt.table}")
+    return sorted({str(r[0]).rsplit("/", 1)[-1] for r in cur.fetchall()})
 
 
 def unload_query(table: TableRef, columns: list[Column], where: str | None = None) -> str:
@@ -114,16 +153,24 @@ def unload_query(table: TableRef, columns: list[Column], where: str | None = Non
     return f"SELECT {projection} FROM {table.snowflake_sql}" + (f" WHERE {where}" if where else "")
 
 
+def clear_location(conn: Any, attempt: Attempt) -> None:
+    """Remove what an earlier try of this attempt left: OVERWRITE replaces only files of the same name."""
+    _stage_execute(conn, attempt, f"REMOVE {attempt.location}", f"clearing the stage folder of {attempt.table}")
+
+
 def unload_to_stage(
     conn: Any, attempt: Attempt, columns: list[Column], max_file_size: int, where: str | None = None
 ) -> UnloadResult:
     sql = (
-        f"COPY INTO @{attempt.stage}/{attempt.path} FROM ({unload_query(attempt.table, columns, where)}) "
+        f"COPY INTO {attempt.location} FROM ({unload_query(attempt.table, columns, where)}) "
         f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"
     )
-    cur = _execute(conn, sql, f"unloading {attempt.table}")
+    cur = _stage_execute(conn, attempt, sql, f"unloading {attempt.table}")
+    found = cur.fetchone()
+    if found is None:  # an unload that wrote nothing may answer with no row at all
+        return UnloadResult(query_id=str(cur.sfqid), rows_unloaded=0, input_bytes=0, output_bytes=0)
     names = [d[0].lower() for d in cur.description]
-    row = dict(zip(names, cur.fetchone(), strict=True))
+    row = dict(zip(names, found, strict=True))
     return UnloadResult(
         query_id=str(cur.sfqid),
         rows_unloaded=int(row["rows_unloaded"]),
@@ -132,12 +179,13 @@ def unload_to_stage(
     )
 
 
-def save_manifest(attempt: Attempt, unload: UnloadResult, query: str, files: list[StagedFile] | None = None) -> None:
-    """Remember a finished unload (and, once they are all here, its files), so a retry can skip them."""
+def save_manifest(
+    attempt: Attempt, unload: UnloadResult, query: str, verified: list[StagedFile] | None = None, complete: bool = False
+) -> None:
+    """Remember a finished unload and the files GET has delivered and verified so far, so a retry can skip them."""
     attempt.local_dir.mkdir(parents=True, exist_ok=True)
-    saved: dict[str, Any] = {"query": query, **asdict(unload)}
-    if files is not None:
-        saved["files"] = [asdict(f) for f in files]
+    saved: dict[str, Any] = {"query": query, **asdict(unload), "complete": complete}
+    saved["files"] = [asdict(f) for f in verified or []]
     attempt.manifest.write_text(json.dumps(saved))
 
 
@@ -154,24 +202,29 @@ def load_manifest(attempt: Attempt, query: str) -> UnloadResult | None:
     saved = _read_manifest(attempt, query)
     if saved is None:
         return None
-    saved.pop("files", None)
-    return UnloadResult(**saved)
+    return UnloadResult(**{k: saved[k] for k in ("query_id", "rows_unloaded", "input_bytes", "output_bytes")})
+
+
+def verified_files(attempt: Attempt, query: str) -> dict[str, int]:
+    """Files an earlier try downloaded and verified (name -> the size GET reported) that are still here intact."""
+    saved = _read_manifest(attempt, query) or {}
+    files = [StagedFile(**f) for f in saved.get("files", [])]
+    return {
+        f.name: f.size
+        for f in files
+        if (attempt.local_dir / f.name).is_file() and (attempt.local_dir / f.name).stat().st_size == f.size
+    }
 
 
 def downloaded_files(attempt: Attempt, query: str) -> list[Path] | None:
     """Every file of this attempt's finished download of the same query, if an earlier try left them intact."""
     saved = _read_manifest(attempt, query)
-    if saved is None or "files" not in saved:
+    if saved is None or not saved.get("complete"):
         return None
-    files = [StagedFile(**f) for f in saved["files"]]
-    paths = [attempt.local_dir / f.name for f in files]
-    intact = all(p.is_file() and p.stat().st_size == f.size for p, f in zip(paths, files, strict=True))
-    return paths if intact else None
-
-
-def list_staged_files(conn: Any, attempt: Attempt) -> list[StagedFile]:
-    cur = _execute(conn, f"LIST @{attempt.stage}/{attempt.path}", f"listing unloaded files of {attempt.table}")
-    return [StagedFile(name=str(r[0]).rsplit("/", 1)[-1], size=int(r[1])) for r in cur.fetchall()]
+    intact = verified_files(attempt, query)
+    if len(intact) != len(saved["files"]):
+        return None
+    return [attempt.local_dir / name for name in sorted(intact)]
 
 
 def check_free_space(folder: Path, needed: int, table: TableRef, reserve: int = 0) -> None:
@@ -191,43 +244,51 @@ def check_free_space(folder: Path, needed: int, table: TableRef, reserve: int = 
 class Download:
     files: list[Path]  # every file of the unload, in the attempt's folder
     fetched: list[str]  # names downloaded now
-    reused: list[str]  # names a previous try had already downloaded intact
+    reused: list[str]  # names a previous try had already downloaded and verified
 
 
-def download_files(conn: Any, attempt: Attempt, expected: list[StagedFile], parallel: int) -> Download:
-    """GET the unloaded files that are not already here intact; verify each has the size LIST reported."""
+def download_files(
+    conn: Any, attempt: Attempt, unload: UnloadResult, query: str, expected: list[str], parallel: int
+) -> Download:
+    """GET the unloaded files not already here; verify each by the status and size GET reports for it.
+
+    Verified files are recorded as they arrive, so a retry after a broken download fetches only the rest.
+    """
     attempt.local_dir.mkdir(parents=True, exist_ok=True)
-    intact = {
-        f.name
-        for f in expected
-        if (attempt.local_dir / f.name).is_file() and (attempt.local_dir / f.name).stat().st_size == f.size
-    }
-    missing = [f.name for f in expected if f.name not in intact]
+    verified = {name: size for name, size in verified_files(attempt, query).items() if name in expected}
+    reused = sorted(verified)
+    missing = [name for name in expected if name not in verified]
     failed: list[str] = []
     if missing:
-        target = attempt.local_dir.resolve().as_posix()
-        pattern = "|".join(re.escape(name) for name in missing)
-        cur = _execute(
+        target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
+        pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
+        cur = _stage_execute(
             conn,
-            f"GET @{attempt.stage}/{attempt.path} 'file://{target}/' PARALLEL = {int(parallel)} "
-            f"PATTERN = '.*({pattern})'",
+            attempt,
+            f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)} PATTERN = '.*({pattern})'",
             f"downloading {attempt.table}",
+            # Report each file's outcome rather than raising on the first broken one, so the others count.
+            _raise_put_get_error=False,
         )
-        failed = [str(r[0]) for r in cur.fetchall() if str(r[2]).upper() != "DOWNLOADED"]
-    for staged in expected:
-        path = attempt.local_dir / staged.name
-        if (not path.is_file() or path.stat().st_size != staged.size) and staged.name not in failed:
-            failed.append(staged.name)
+        for file, size, status, *_ in cur.fetchall():
+            name = str(file).replace("\\", "/").rsplit("/", 1)[-1]
+            path = attempt.local_dir / name
+            if str(status).upper() == "DOWNLOADED" and path.is_file() and path.stat().st_size == int(size):
+                verified[name] = int(size)
+        save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)])
+    failed = [name for name in expected if name not in verified]
     if failed:
         raise TransientError(
             f"downloading {attempt.table}: {len(failed)} of {len(expected)} files did not arrive intact "
-            f"(first: {failed[0]}); will be retried, keeping the files that did"
+            f"(first: {failed[0]}); the files that did are kept for the next try"
         )
-    return Download([attempt.local_dir / f.name for f in expected], missing, sorted(intact))
+    save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
+    return Download([attempt.local_dir / name for name in expected], missing, reused)
 
 
-def drop_stage(conn: Any, attempt: Attempt) -> None:
-    _execute(conn, f"DROP STAGE IF EXISTS {attempt.stage}", f"dropping the stage of {attempt.table}")
+def remove_attempt(conn: Any, attempt: Attempt) -> None:
+    """Remove the attempt's files from the stage."""
+    clear_location(conn, attempt)
 
 
 def remove_local_files(attempt: Attempt) -> None:
@@ -247,33 +308,37 @@ def parse_stamp(name: str) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class Leftovers:
-    stages: list[str]
-    folders: list[Path]
+    stage_folders: list[str]  # attempt folders removed from the stage
+    folders: list[Path]  # local download folders removed
+
+
+_ATTEMPT_IN_NAME = re.compile(rf"(?:^|/){re.escape(STAGE_FOLDER)}({STAGE_PREFIX}[^/]+)/", re.IGNORECASE)
 
 
 def remove_leftovers(
-    conn: Any, schemas: list[tuple[str, str]], download_root: Path, older_than: dt.timedelta, now: dt.datetime
+    conn: Any, stage: str, download_root: Path, older_than: dt.timedelta, now: dt.datetime
 ) -> Leftovers:
-    """Drop stages and download folders this project made (by name) longer ago than `older_than`.
+    """Remove attempt folders (in the stage and locally) this project made longer ago than `older_than`.
 
-    A live sync's stage and folder are younger than that, so they are left alone.
+    A live sync's folders are younger than that, so they are left alone; nothing outside the project's
+    `sync_project/` folder of the stage is touched.
     """
     cutoff = now - older_than
-    dropped: list[str] = []
-    for database, schema in sorted(set(schemas)):
-        scope = f"{quote_identifier(database)}.{quote_identifier(schema)}"
-        cur = _execute(conn, f"SHOW STAGES LIKE '{STAGE_PREFIX}%' IN SCHEMA {scope}", f"listing stages of {scope}")
-        names = [d[0].lower() for d in cur.description]
-        for row in cur.fetchall():
-            name = str(dict(zip(names, row, strict=True))["name"])
-            stamp = parse_stamp(name)
-            if stamp is not None and stamp < cutoff:
-                _execute(conn, f"DROP STAGE IF EXISTS {scope}.{quote_identifier(name)}", f"dropping {name}")
-                dropped.append(f"{database}.{schema}.{name}")
+    stage = validate_stage(stage)
+    location = f"'@{stage}/{STAGE_FOLDER}'"
+    cur = _execute(conn, f"LIST {location}", f"listing {location}")
+    attempts = sorted({m.group(1) for r in cur.fetchall() if (m := _ATTEMPT_IN_NAME.search(str(r[0])))})
+    removed_stage: list[str] = []
+    for name in attempts:
+        stamp = parse_stamp(name)
+        if stamp is not None and stamp < cutoff:
+            target = f"'@{stage}/{STAGE_FOLDER}{name}/'"
+            _execute(conn, f"REMOVE {target}", f"removing {target}")
+            removed_stage.append(f"@{stage}/{STAGE_FOLDER}{name}/")
     removed: list[Path] = []
     for folder in sorted(download_root.glob(f"*/{STAGE_PREFIX}*")) if download_root.exists() else []:
         stamp = parse_stamp(folder.name)
         if folder.is_dir() and stamp is not None and stamp < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
-    return Leftovers(dropped, removed)
+    return Leftovers(removed_stage, removed)

@@ -140,7 +140,7 @@ class LoadResult:
 
 def _casts(columns: list[Column]) -> str:
     return ", ".join(
-        f"CAST({quote_identifier(c.name)} AS {c.duckdb_type}) AS {quote_identifier(c.name)}" for c in columns
+        f"{c.mapping.load_expression(quote_identifier(c.name))} AS {quote_identifier(c.name)}" for c in columns
     )
 
 
@@ -258,7 +258,7 @@ def load_table(
                 source = f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
             else:
                 # 0 rows unloaded means no file: an empty batch with the right schema.
-                nulls = ", ".join(f"NULL AS {quote_identifier(c.name)}" for c in columns)
+                nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {quote_identifier(c.name)}" for c in columns)
                 source = f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
             incremental = plan.strategy == "incremental" and bool(table_columns(con, table))
             batch = "__batch" if incremental else table.duckdb_sql

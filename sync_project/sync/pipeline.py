@@ -35,6 +35,7 @@ class SyncOptions:
     get_parallel: int = 10
     max_file_size: int = 64 * 1024 * 1024
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
+    stage: str = extract.USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
 
 
 @dataclass
@@ -92,6 +93,7 @@ def snowflake_session(connect: Connect, table: TableRef) -> Iterator[Any]:
     except SnowflakeError as e:
         raise from_snowflake(e, f"connecting to Snowflake to sync {table}") from None
     try:
+        extract.configure_session(conn)
         yield conn
     finally:
         with contextlib.suppress(Exception):  # closing a broken connection must not hide the real error
@@ -139,10 +141,27 @@ def choose_strategy(
     return "incremental", f"rows with {state.options.cursor_column} >= {state.high_water_mark}"
 
 
+# Explicit formats for the high-water mark, so the account's TIMESTAMP_INPUT_FORMAT / DATE_INPUT_FORMAT never
+# decide how it is read back (DESIGN.md, "Snowflake facts").
+_LITERAL_FORMATS = {
+    "TIMESTAMP": ("TO_TIMESTAMP_NTZ", "YYYY-MM-DD HH24:MI:SS.FF6"),
+    "TIMESTAMPTZ": ("TO_TIMESTAMP_TZ", "YYYY-MM-DD HH24:MI:SS.FF6TZH:TZM"),
+    "DATE": ("TO_DATE", "YYYY-MM-DD"),
+}
+
+
 def _cursor_predicate(column: Column, mark: str) -> str:
     # A typed literal, never the clock: the mark is the largest value the last sync loaded.
     literal = "'" + mark.replace("'", "''") + "'"
-    return f"{quote_identifier(column.name)} >= CAST({literal} AS {column.snowflake_type})"
+    converted = _LITERAL_FORMATS.get(column.duckdb_type)
+    if converted:
+        function, fmt = converted
+        value = f"{function}({literal}, '{fmt}')"
+        if column.snowflake_type.upper().startswith("TIMESTAMP_LTZ"):
+            value = f"{value}::TIMESTAMP_LTZ"
+    else:
+        value = f"CAST({literal} AS {column.snowflake_type})"
+    return f"{quote_identifier(column.name)} >= {value}"
 
 
 def sync_table(
@@ -172,7 +191,7 @@ def sync_table(
     effective, reason = choose_strategy(strategy, state, target, rebuild)
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
-    attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started)
+    attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
     files: list[Path] = []
     keep = False
     try:
@@ -193,12 +212,12 @@ def sync_table(
                     downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
                     if unload is not None and downloaded is not None:
                         report.resumed_unload = True
-                        log(f"{table}: resuming attempt {attempt.stage_name}: its unload and download are done")
-                    elif unload is not None and extract.stage_exists(conn, attempt):
+                        log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
+                    elif unload is not None and (not unload.rows_unloaded or extract.staged_names(conn, attempt)):
                         report.resumed_unload = True
-                        log(f"{table}: resuming attempt {attempt.stage_name}: its unload is done already")
+                        log(f"{table}: resuming attempt {attempt.name}: its unload is done already")
                     else:
-                        extract.create_stage(conn, attempt)
+                        extract.clear_location(conn, attempt)
                         unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
                         extract.save_manifest(attempt, unload, query)
                 report.unload_query_id = unload.query_id
@@ -210,13 +229,12 @@ def sync_table(
                         files = downloaded
                         report.files_reused = len(files)
                     elif unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
-                        staged = extract.list_staged_files(conn, attempt)
+                        staged = extract.staged_names(conn, attempt)
                         for folder, needed in _needed_space(options, unload).items():
                             extract.check_free_space(folder, needed, table, options.disk_reserve)
-                        download = extract.download_files(conn, attempt, staged, options.get_parallel)
+                        download = extract.download_files(conn, attempt, unload, query, staged, options.get_parallel)
                         files = download.files
                         report.files_reused = len(download.reused)
-                        extract.save_manifest(attempt, unload, query, staged)
                         log(
                             f"{table}: downloaded {len(download.fetched)} file(s)"
                             + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
@@ -229,7 +247,7 @@ def sync_table(
             finally:
                 if not keep:
                     with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
-                        extract.drop_stage(conn, attempt)
+                        extract.remove_attempt(conn, attempt)
         with _phase(report, "load", log):
             plan = LoadPlan(
                 strategy=effective,

@@ -20,6 +20,19 @@ class TypeMapping:
     duckdb_type: str
     # How the unload projection presents the column; `{}` is the quoted column name.
     unload_expression: str = "{}"
+    # How the load turns the Parquet column back into `duckdb_type`; `{}` is the quoted column name.
+    load_template: str = "CAST({} AS {type})"
+
+    def load_expression(self, quoted: str) -> str:
+        return self.load_template.replace("{type}", self.duckdb_type).format(quoted)
+
+
+# Timestamps travel as integer microseconds since 1970 (a NUMBER, so a Parquet decimal). Snowflake may write
+# timestamp columns in nanoseconds, which hold only 1677-09-21 .. 2262-04-11, while tables hold 0001 .. 9999 and
+# warehouses use 9999-12-31 as "open end"; an integer is exact over the whole range whatever the file's units.
+# For TIMESTAMP_TZ / LTZ, EPOCH_MICROSECOND is the UTC instant (and Parquet cannot carry them anyway: 100171).
+_EPOCH_MICROS = "DATE_PART(EPOCH_MICROSECOND, {})"
+_FROM_EPOCH_MICROS = "make_timestamp(CAST({} AS BIGINT))"
 
 
 def _number(match: re.Match[str]) -> TypeMapping:
@@ -44,11 +57,14 @@ RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], TypeMapping]]] = [
     (re.compile(r"BOOLEAN"), _fixed("BOOLEAN")),
     (re.compile(r"DATE"), _fixed("DATE")),
     (re.compile(rf"TIME{_P}"), _fixed("TIME")),
-    (re.compile(rf"(TIMESTAMP_NTZ|TIMESTAMP|DATETIME){_P}"), _fixed("TIMESTAMP")),
+    (
+        re.compile(rf"(TIMESTAMP_NTZ|TIMESTAMP|DATETIME){_P}"),
+        lambda _: TypeMapping("TIMESTAMP", _EPOCH_MICROS, _FROM_EPOCH_MICROS),
+    ),
     (
         re.compile(rf"(TIMESTAMP_TZ|TIMESTAMP_LTZ){_P}"),
-        # Parquet cannot carry TZ/LTZ (error 100171): unload the UTC instant, load it as TIMESTAMPTZ.
-        _fixed("TIMESTAMPTZ", "CONVERT_TIMEZONE('UTC', {})::TIMESTAMP_NTZ"),
+        # The load session runs with TimeZone = UTC, so the cast reads the instant as UTC.
+        lambda _: TypeMapping("TIMESTAMPTZ", _EPOCH_MICROS, f"CAST({_FROM_EPOCH_MICROS} AS TIMESTAMPTZ)"),
     ),
     (re.compile(r"(VARIANT|OBJECT|ARRAY)"), _fixed("JSON", "TO_JSON({})")),
     (re.compile(r"(GEOGRAPHY|GEOMETRY)"), _fixed("VARCHAR", "ST_ASWKT({})")),
