@@ -7,7 +7,6 @@ from pydantic import Field
 
 from sync_project import registry
 from sync_project.assets import SYNC_ASSET_KEY
-from sync_project.partitions import registered_tables
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers

@@ -161,6 +161,7 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
             user=LOCAL_USER,
             password=LOCAL_PASSWORD,
             warehouse=LOCAL_WAREHOUSE,
+            role=os.environ.get(env.SNOWFLAKE_ROLE) or None,
             database=settings.snowflake_database,
             host=settings.local_host,
             port=settings.local_port,

@@ -123,7 +123,7 @@ def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, downloa
         stages = stage_leftovers(conn)
     assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))
-    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no staged or local Parquet file left"
+    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
 
 
 def run_job(

@@ -107,7 +107,7 @@ def test_retry_after_a_broken_download_fetches_only_the_rest(
     settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
 ) -> None:
     small_files = dataclasses.replace(settings, max_file_size=20_000)
-    inject_fault(local_snowflake.base_url, "get_partial")
+    inject_fault(local_snowflake.base_url, "download", mode="truncate")
     result = run_job(small_files, instance, SYNC_JOB, DATA)
     assert result.success
     assert len(events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1
@@ -123,8 +123,8 @@ def test_retry_after_a_broken_download_fetches_only_the_rest(
     assert materialization.metadata["files_reused"].value == files - 1
     observe(
         "Fault",
-        "Connection drops in the middle of GET (the last file never arrives)",
-        f"1 step retry; the retry reused the unload and {files - 1} intact files and fetched only the missing one",
+        "Connection drops in the middle of GET (one file's download from cloud storage is cut off half way)",
+        f"1 step retry; the retry reused the unload and {files - 1} verified files and fetched only the broken one",
         assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, demo_table("data")),
     )
 

@@ -20,7 +20,15 @@ from sync_project.sync.load import duckdb_session
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.state import TableOptions, read_state, write_options
 from sync_project.sync.tables import TableRef
-from sync_project_tests.helpers import connector, duckdb_rows, fetch, options, snowflake_settings, sorted_rows
+from sync_project_tests.helpers import (
+    connector,
+    duckdb_rows,
+    fetch,
+    options,
+    snowflake_settings,
+    sorted_rows,
+    stage_leftovers,
+)
 
 DATABASE = "KEBOOLA_33"
 
@@ -204,12 +212,12 @@ def test_failed_get_resumes_with_only_the_missing_files(
         f"INSERT INTO {table.snowflake_sql} SELECT 10000 + SEQ8(), 1, 'bulk', '2024-03-01 00:00:00'::TIMESTAMP_NTZ "
         "FROM TABLE(GENERATOR(ROWCOUNT => 9000))",
     )
-    opts = options(tmp_path, max_file_size=8_000)
+    opts = options(tmp_path, max_file_size=8_000, get_parallel=1)
     attempt: dict[str, Any] = {
         "attempt_id": "run-1234",
         "attempt_started": dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC),
     }
-    inject_fault(local_snowflake.base_url, "get_partial")
+    inject_fault(local_snowflake.base_url, "download", mode="truncate")
     logs: list[str] = []
     with pytest.raises(TransientError):
         sync_table(connector(local_snowflake), table, opts, logs.append, keep_for_retry=True, **attempt)
@@ -221,8 +229,7 @@ def test_failed_get_resumes_with_only_the_missing_files(
     assert f"downloaded 1 file(s), reused {len(arrived)} from the failed try" in "\n".join(logs)
     assert target(opts, table) == source(sf, table)
     assert not folder.exists()  # success cleans up
-    shown = fetch(sf, f"SHOW STAGES LIKE 'SYNC_PROJECT_%' IN SCHEMA {DATABASE}.{table.schema}")
-    assert shown == []
+    assert stage_leftovers(sf) == []
 
 
 def test_final_failure_removes_stage_and_files(
@@ -233,23 +240,31 @@ def test_final_failure_removes_stage_and_files(
     with pytest.raises(TransientError):
         sync_table(connector(local_snowflake), table, opts, keep_for_retry=False, attempt_id="run-9")
     assert list((tmp_path / "downloads").rglob("*.parquet")) == []
-    assert fetch(sf, f"SHOW STAGES LIKE 'SYNC_PROJECT_%' IN SCHEMA {DATABASE}.{table.schema}") == []
+    assert stage_leftovers(sf) == []
 
 
 def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: Path) -> None:
-    schema = f"{DATABASE}.{table.schema}"
-    fetch(sf, f"CREATE STAGE {schema}.SYNC_PROJECT_20200101T000000Z_DEADBEEF")
-    fetch(sf, f"CREATE STAGE {schema}.SYNC_PROJECT_20991231T000000Z_CAFEF00D")
-    fetch(sf, f"CREATE STAGE {schema}.SOMEONE_ELSES")
+    def put(path: str) -> None:
+        fetch(
+            sf,
+            f"COPY INTO '@~/{path}' FROM (SELECT 1 AS X FROM {table.snowflake_sql} LIMIT 1) "
+            "FILE_FORMAT = (TYPE = PARQUET) OVERWRITE = TRUE",
+        )
+
+    put("sync_project/SYNC_PROJECT_20200101T000000Z_deadbeef/")
+    put("sync_project/SYNC_PROJECT_20991231T000000Z_cafef00d/")
+    put("someone_elses/SYNC_PROJECT_20200101T000000Z_deadbeef/")
     old = tmp_path / "downloads" / table.folder_name / "SYNC_PROJECT_20200101T000000Z_deadbeef"
     young = tmp_path / "downloads" / table.folder_name / "SYNC_PROJECT_20991231T000000Z_cafef00d"
     for folder in (old, young):
         folder.mkdir(parents=True)
         (folder / "data_0_0_0.snappy.parquet").write_bytes(b"x")
-    leftovers = extract.remove_leftovers(
-        sf, [(DATABASE, table.schema)], tmp_path / "downloads", dt.timedelta(days=1), dt.datetime.now(dt.UTC)
-    )
-    assert leftovers.stages == [f"{schema}.SYNC_PROJECT_20200101T000000Z_DEADBEEF"]
+    leftovers = extract.remove_leftovers(sf, "~", tmp_path / "downloads", dt.timedelta(days=1), dt.datetime.now(dt.UTC))
+    assert leftovers.stage_folders == ["@~/sync_project/SYNC_PROJECT_20200101T000000Z_deadbeef/"]
     assert leftovers.folders == [old] and not old.exists() and young.exists()
-    names = sorted(r[1] for r in fetch(sf, f"SHOW STAGES IN SCHEMA {schema}"))
-    assert names == ["SOMEONE_ELSES", "SYNC_PROJECT_20991231T000000Z_CAFEF00D"]
+    kept = sorted(str(r[0]).rsplit("/", 1)[0] for r in fetch(sf, "LIST @~"))
+    assert "sync_project/SYNC_PROJECT_20991231T000000Z_cafef00d" in kept
+    assert "someone_elses/SYNC_PROJECT_20200101T000000Z_deadbeef" in kept
+    assert not any("20200101T000000Z_deadbeef" in k and k.startswith("sync_project/") for k in kept)
+    fetch(sf, "REMOVE '@~/sync_project/'")
+    fetch(sf, "REMOVE '@~/someone_elses/'")

@@ -246,7 +246,7 @@ def test_partial_get_reports_the_lost_file(
         "MAX_FILE_SIZE = 20000",
     )
     files = fetch(snowflake_conn, f"LIST @{stage}/run/")
-    inject_fault(local_snowflake.base_url, "get_partial")
+    inject_fault(local_snowflake.base_url, "download", mode="truncate")
     try:
         result = get_files(snowflake_conn, stage, download_dir)
     except DatabaseError:

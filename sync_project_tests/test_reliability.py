@@ -195,7 +195,7 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     # The killed run could not clean up its downloaded files; the daily cleanup job removes them.
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         later = dt.datetime.now(dt.UTC) + LEFTOVER_AGE + dt.timedelta(minutes=1)
-        leftovers = remove_leftovers(conn, [(table.database, schema)], options.download_root, LEFTOVER_AGE, later)
+        leftovers = remove_leftovers(conn, options.stage, options.download_root, LEFTOVER_AGE, later)
     assert len(leftovers.folders) == 1 and not any(options.download_root.rglob("*.parquet"))
     observe(
         "Fault",

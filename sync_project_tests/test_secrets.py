@@ -42,6 +42,7 @@ def test_secrets_stay_out_of_everything(
         # A real account's code path, pointed at the local server.
         "SNOWFLAKE_ACCOUNT": "acme-prod",
         "SNOWFLAKE_USER": "SYNC_SERVICE",
+        "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
         "SNOWFLAKE_HOST": "127.0.0.1",
         "SNOWFLAKE_PORT": str(local_snowflake.port),
         "SNOWFLAKE_PROTOCOL": "http",
