@@ -102,8 +102,8 @@ def test_get_runs_the_remote_path_stored_bytes_are_encrypted(sf: Any, tmp_path: 
 def test_parquet_files_carry_snowflakes_encodings(sf: Any, tmp_path: Path) -> None:
     fetch(
         sf,
-        f"COPY INTO '@~/strict/types/' FROM (SELECT ID, NUM_12_2, TS_NTZ, TIME_COL, BINARY_COL, DATE_COL FROM {FQ}.ALL_TYPES) "
-        "FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE",
+        "COPY INTO '@~/strict/types/' FROM (SELECT ID, NUM_12_2, TS_NTZ, TIME_COL, BINARY_COL, DATE_COL "
+        f"FROM {FQ}.ALL_TYPES) FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE",
     )
     (name,) = [str(r[0]).rsplit("/", 1)[-1] for r in fetch(sf, f"GET '@~/strict/types/' 'file://{tmp_path}/'")]
     schema = pq.read_schema(tmp_path / name)
@@ -309,7 +309,9 @@ def test_a_million_rows_through_the_remote_path_are_exact(
     report = sync_table(connector(local_snowflake), table, options(tmp_path, max_file_size=8 * 1024 * 1024))
     assert report.rows_loaded == report.rows_unloaded == 1_000_000 and report.files > 1
     assert report.bytes_downloaded < report.output_bytes  # GET's decrypted files are smaller than what LIST shows
-    figures = "COUNT(*), SUM(ID), MIN(AMOUNT), MAX(AMOUNT), COUNT(DISTINCT AMOUNT), MIN(TS), MAX(TS), COUNT(DISTINCT NAME)"
+    figures = (
+        "COUNT(*), SUM(ID), MIN(AMOUNT), MAX(AMOUNT), COUNT(DISTINCT AMOUNT), MIN(TS), MAX(TS), COUNT(DISTINCT NAME)"
+    )
     source = fetch(sf, f"SELECT {figures} FROM {table.snowflake_sql}")[0]
     import duckdb
 
