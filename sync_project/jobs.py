@@ -148,9 +148,7 @@ def remove_old_stages_and_folders(
     """
     options = duckdb.sync_options()
     with snowflake.get_connection() as conn:
-        leftovers = remove_leftovers(
-            conn, options.stage, options.download_root, LEFTOVER_AGE, dt.datetime.now(dt.UTC)
-        )
+        leftovers = remove_leftovers(conn, options.stage, options.download_root, LEFTOVER_AGE, dt.datetime.now(dt.UTC))
     context.log.info(
         f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s)"
     )

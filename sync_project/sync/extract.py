@@ -19,7 +19,7 @@ from typing import Any
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.catalog import Column
-from sync_project.sync.errors import NotEnoughDiskError, PermanentError, SyncError, TransientError, from_snowflake
+from sync_project.sync.errors import NotEnoughDiskError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.tables import TableRef
 
 # Attempt folders the project creates (in the stage and locally) carry this prefix and a UTC timestamp,
@@ -122,23 +122,24 @@ def configure_session(conn: Any) -> None:
     _execute(conn, f"ALTER SESSION SET {SESSION_SETTINGS}", "configuring the Snowflake session")
 
 
-def _stage_error(error: SyncError, attempt: Attempt) -> SyncError:
-    """A stage the role cannot use: say which stage and which privilege, and how to get by without it."""
-    text = str(error)
-    if attempt.stage == USER_STAGE or not any(code in text for code in ("error 3001", "error 2003")):
-        return error
-    return PermanentError(
-        f"{attempt.table}: the stage {attempt.stage} (SYNC_STAGE) cannot be used by this role: an internal stage "
-        "needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE to unload through the "
-        f"user stage (@~), which needs no privilege. ({text})"
-    )
+# Snowflake's answers when a role may not use a stage: no privilege on it at all (it is invisible), or not enough.
+_STAGE_PRIVILEGE_ERRNOS = {2003, 3001}
 
 
 def _stage_execute(conn: Any, attempt: Attempt, sql: str, what: str, **kwargs: Any) -> Any:
+    """Run a statement on the attempt's stage; a stage the role cannot use says which and which privilege."""
     try:
-        return _execute(conn, sql, what, **kwargs)
-    except SyncError as e:
-        raise _stage_error(e, attempt) from None
+        cur = conn.cursor()
+        cur.execute(sql, **kwargs)
+        return cur
+    except SnowflakeError as e:
+        if attempt.stage != USER_STAGE and getattr(e, "errno", None) in _STAGE_PRIVILEGE_ERRNOS:
+            raise PermanentError(
+                f"{attempt.table}: the stage {attempt.stage} (SYNC_STAGE) cannot be used by this role: an internal "
+                "stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE to unload "
+                f"through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: {e.raw_msg})"
+            ) from None
+        raise from_snowflake(e, what) from None
 
 
 def staged_names(conn: Any, attempt: Attempt) -> list[str]:
@@ -154,7 +155,8 @@ def unload_query(table: TableRef, columns: list[Column], where: str | None = Non
 
 
 def clear_location(conn: Any, attempt: Attempt) -> None:
-    """Remove what an earlier try of this attempt left: OVERWRITE replaces only files of the same name."""
+    """Remove the attempt's files from the stage: after the sync, and before an unload, because OVERWRITE
+    replaces only files of the same name and an earlier try may have left others."""
     _stage_execute(conn, attempt, f"REMOVE {attempt.location}", f"clearing the stage folder of {attempt.table}")
 
 
@@ -284,11 +286,6 @@ def download_files(
         )
     save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
     return Download([attempt.local_dir / name for name in expected], missing, reused)
-
-
-def remove_attempt(conn: Any, attempt: Attempt) -> None:
-    """Remove the attempt's files from the stage."""
-    clear_location(conn, attempt)
 
 
 def remove_local_files(attempt: Attempt) -> None:

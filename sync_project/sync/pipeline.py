@@ -247,7 +247,7 @@ def sync_table(
             finally:
                 if not keep:
                     with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
-                        extract.remove_attempt(conn, attempt)
+                        extract.clear_location(conn, attempt)
         with _phase(report, "load", log):
             plan = LoadPlan(
                 strategy=effective,
