@@ -268,3 +268,22 @@ def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: 
     assert not any("20200101T000000Z_deadbeef" in k and k.startswith("sync_project/") for k in kept)
     fetch(sf, "REMOVE '@~/sync_project/'")
     fetch(sf, "REMOVE '@~/someone_elses/'")
+
+
+@pytest.mark.parametrize("cursor_type", ["TIMESTAMP_TZ(9)", "TIMESTAMP_LTZ(9)", "DATE"])
+def test_incremental_marks_of_every_temporal_type_are_read_back_with_an_explicit_format(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, cursor_type: str
+) -> None:
+    schema = f"INC_{uuid.uuid4().hex[:8].upper()}"
+    fetch(sf, f"CREATE SCHEMA {DATABASE}.{schema}")
+    table = TableRef(DATABASE, schema, "EVENTS")
+    fetch(sf, f"CREATE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AT {cursor_type}, PRIMARY KEY (ID))")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, '2024-01-01'), (2, '2024-01-02'), (3, '2024-01-03')")
+    opts = options(tmp_path)
+    configure(opts, table, TableOptions(strategy="incremental", cursor_column="AT", primary_key=("ID",)))
+    assert sync_table(connector(local_snowflake), table, opts).rows_unloaded == 3
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (4, '2024-01-04')")
+    second = sync_table(connector(local_snowflake), table, opts)
+    # Only the row at the old mark (2024-01-03) and the new one: the literal was read as the same instant.
+    assert second.strategy == "incremental" and second.rows_unloaded == 2
+    assert target(opts, table) == source(sf, table)
