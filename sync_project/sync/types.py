@@ -31,7 +31,7 @@ class TypeMapping:
 # timestamp columns in nanoseconds, which hold only 1677-09-21 .. 2262-04-11, while tables hold 0001 .. 9999 and
 # warehouses use 9999-12-31 as "open end"; an integer is exact over the whole range whatever the file's units.
 # For TIMESTAMP_TZ / LTZ, EPOCH_MICROSECOND is the UTC instant (and Parquet cannot carry them anyway: 100171).
-_EPOCH_MICROS = "DATE_PART(EPOCH_MICROSECOND, {})"
+_EPOCH_MICROS = "DATE_PART(EPOCH_MICROSECOND, {})::NUMBER(18,0)"  # 18 digits hold 0001 .. 9999
 _FROM_EPOCH_MICROS = "make_timestamp(CAST({} AS BIGINT))"
 
 
