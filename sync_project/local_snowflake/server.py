@@ -44,6 +44,7 @@ from sync_project.local_snowflake.faults import Fault, FaultPlan
 from sync_project.local_snowflake.gcs import ROUTE as GCS_ROUTE
 from sync_project.local_snowflake.gcs import PresignedStorage
 from sync_project.local_snowflake.sqltext import (
+    OptionValue,
     matching_paren,
     normalise_identifier,
     parse_options,
@@ -147,6 +148,21 @@ class Result:
 
     columns: list[tuple[str, str]]  # (name, "text" | "fixed")
     rows: list[list[Any]]
+
+
+def _parse_or_none(sql: str) -> exp.Expr | None:
+    try:
+        return parse_one(sql)
+    except Exception:  # fakesnow reports the syntax error itself
+        return None
+
+
+def _only_options(options: dict[str, OptionValue], allowed: set[str], statement: str) -> dict[str, OptionValue]:
+    """Snowflake refuses options a statement does not have; so does the emulator."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise sql_error(f"SQL compilation error:\ninvalid option {unknown[0]!r} for {statement}", errno=1003)
+    return options
 
 
 def _message(text: str) -> Result:
@@ -254,7 +270,7 @@ class LocalSnowflake:
         if kind in ("list", "remove"):
             ref, after = parse_stage_ref(rest, db, schema, session.user)
             session.role.may_use(ref.stage, "read" if kind == "list" else "write")
-            pattern = parse_options(after).get("PATTERN")
+            pattern = _only_options(parse_options(after), {"PATTERN"}, kind.upper()).get("PATTERN")
             pattern_text = pattern if isinstance(pattern, str) else None
             if kind == "list":
                 return Result(
@@ -306,7 +322,7 @@ class LocalSnowflake:
             raise sql_error(f"SQL compilation error:\nGET target {url!r} is not a file:// URL")
         # Snowflake takes the rest of a file:// URI literally (no percent-decoding); quote it for spaces.
         local = url[len("file://") :]
-        options = parse_options(m.group(3))
+        options = _only_options(parse_options(m.group(3)), {"PATTERN", "PARALLEL"}, "GET")
         pattern = options.get("PATTERN")
         parallel = options.get("PARALLEL", 10)
         if not isinstance(parallel, int) or not 1 <= parallel <= 99:
@@ -386,22 +402,21 @@ class LocalSnowflake:
         )
 
     @staticmethod
-    def needs_warehouse(sql: str) -> bool:
-        """Does a statement fakesnow runs compute over tables (a query or DML), so that Snowflake needs a warehouse?"""
-        try:
-            expression = parse_one(sql)
-        except Exception:
+    def needs_warehouse(expression: exp.Expr | None) -> bool:
+        """Does a statement fakesnow runs compute over tables (a query or DML), so that Snowflake needs a warehouse?
+
+        An unparsable statement (None) fails in fakesnow with a syntax error, as on Snowflake.
+        """
+        if expression is None:
             return False
         computes = exp.Select | exp.Union | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Copy
         if isinstance(expression, exp.Create):
             return expression.args.get("expression") is not None
         return isinstance(expression, computes) and expression.find(exp.Table) is not None
 
-    def after_fakesnow(self, sql: str, conn: FakeSnowflakeConnection) -> None:
+    def after_fakesnow(self, expression: exp.Expr | None, conn: FakeSnowflakeConnection) -> None:
         """Keep declared types and statistics in step with a statement fakesnow just ran."""
-        try:
-            expression = parse_one(sql)
-        except Exception:  # fakesnow parsed it already; nothing of ours to update
+        if expression is None:
             return
         if not isinstance(
             expression, exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Create | exp.Alter | exp.Drop
@@ -518,7 +533,9 @@ class LocalSnowflake:
                         "success": True,
                     }
                 )
-        if self.needs_warehouse(sql):
+        # Parsed once, for the warehouse check before fakesnow runs it and the bookkeeping after.
+        expression = _parse_or_none(sql)
+        if self.needs_warehouse(expression):
             try:
                 self.access.session(token).require_warehouse()
             except SnowflakeError as e:
@@ -531,7 +548,7 @@ class LocalSnowflake:
             return _error_response(sql_error(str(message)[-2000:], errno=100072, sqlstate="22000"))
         if response.status_code == 200 and b'"success":true' in bytes(response.body):
             try:
-                await run_in_threadpool(self.after_fakesnow, sql, conn)
+                await run_in_threadpool(self.after_fakesnow, expression, conn)
             except Exception:
                 # The statement itself succeeded; a bookkeeping slip must not turn it into a 500 the connector
                 # would retry for ever.

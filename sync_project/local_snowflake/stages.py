@@ -59,7 +59,6 @@ class FileKey:
     wrapped_key: str
     iv: str
     matdesc: str
-    plain_size: int
     sha256: str
 
 
@@ -76,10 +75,8 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
     encryptor = Cipher(algorithms.AES(file_key), modes.CBC(iv)).encryptor()
     padder = padding.PKCS7(_BLOCK * 8).padder()  # PKCS5 padding generalised to 16-byte blocks, as the connector pads
     digest = hashlib.sha256()
-    size = 0
     with source.open("rb") as src, target.open("wb") as out:
         while chunk := src.read(_CHUNK):
-            size += len(chunk)
             digest.update(chunk)
             out.write(encryptor.update(padder.update(chunk)))
         out.write(encryptor.update(padder.finalize()) + encryptor.finalize())
@@ -91,7 +88,6 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
         base64.b64encode(wrapped).decode(),
         base64.b64encode(iv).decode(),
         matdesc,
-        size,
         base64.b64encode(digest.digest()).decode(),
     )
 

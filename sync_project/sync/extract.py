@@ -108,12 +108,27 @@ class StagedFile:
     size: int  # as GET reported it: the decrypted file's size (never LIST's, which is the stored, encrypted size)
 
 
-def _execute(conn: Any, sql: str, what: str, **kwargs: Any) -> Any:
+# Snowflake's answers when a role may not use a stage: no privilege on it at all (it is invisible), or not enough.
+_STAGE_PRIVILEGE_ERRNOS = {2003, 3001}
+
+
+def _execute(conn: Any, sql: str, what: str, on_stage: Attempt | None = None, **kwargs: Any) -> Any:
+    """Run one statement; a failure becomes a transient or permanent error saying `what` failed.
+
+    With `on_stage`, a stage the role cannot use (SYNC_STAGE) fails permanently, naming it and the privilege.
+    """
     try:
         cur = conn.cursor()
         cur.execute(sql, **kwargs)
         return cur
     except SnowflakeError as e:
+        if on_stage is not None and on_stage.stage != USER_STAGE and e.errno in _STAGE_PRIVILEGE_ERRNOS:
+            raise PermanentError(
+                f"{on_stage.table}: the stage {on_stage.stage} (SYNC_STAGE) cannot be used by this role: an "
+                "internal stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE "
+                f"to unload through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: "
+                f"{e.raw_msg})"
+            ) from None
         raise from_snowflake(e, what) from None
 
 
@@ -122,29 +137,9 @@ def configure_session(conn: Any) -> None:
     _execute(conn, f"ALTER SESSION SET {SESSION_SETTINGS}", "configuring the Snowflake session")
 
 
-# Snowflake's answers when a role may not use a stage: no privilege on it at all (it is invisible), or not enough.
-_STAGE_PRIVILEGE_ERRNOS = {2003, 3001}
-
-
-def _stage_execute(conn: Any, attempt: Attempt, sql: str, what: str, **kwargs: Any) -> Any:
-    """Run a statement on the attempt's stage; a stage the role cannot use says which and which privilege."""
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, **kwargs)
-        return cur
-    except SnowflakeError as e:
-        if attempt.stage != USER_STAGE and getattr(e, "errno", None) in _STAGE_PRIVILEGE_ERRNOS:
-            raise PermanentError(
-                f"{attempt.table}: the stage {attempt.stage} (SYNC_STAGE) cannot be used by this role: an internal "
-                "stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE to unload "
-                f"through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: {e.raw_msg})"
-            ) from None
-        raise from_snowflake(e, what) from None
-
-
 def staged_names(conn: Any, attempt: Attempt) -> list[str]:
     """The attempt's files in the stage (names only: LIST's sizes are of the encrypted objects)."""
-    cur = _stage_execute(conn, attempt, f"LIST {attempt.location}", f"listing unloaded files of {attempt.table}")
+    cur = _execute(conn, f"LIST {attempt.location}", f"listing unloaded files of {attempt.table}", attempt)
     return sorted({str(r[0]).rsplit("/", 1)[-1] for r in cur.fetchall()})
 
 
@@ -157,7 +152,7 @@ def unload_query(table: TableRef, columns: list[Column], where: str | None = Non
 def clear_location(conn: Any, attempt: Attempt) -> None:
     """Remove the attempt's files from the stage: after the sync, and before an unload, because OVERWRITE
     replaces only files of the same name and an earlier try may have left others."""
-    _stage_execute(conn, attempt, f"REMOVE {attempt.location}", f"clearing the stage folder of {attempt.table}")
+    _execute(conn, f"REMOVE {attempt.location}", f"clearing the stage folder of {attempt.table}", attempt)
 
 
 def unload_to_stage(
@@ -167,7 +162,7 @@ def unload_to_stage(
         f"COPY INTO {attempt.location} FROM ({unload_query(attempt.table, columns, where)}) "
         f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"
     )
-    cur = _stage_execute(conn, attempt, sql, f"unloading {attempt.table}")
+    cur = _execute(conn, sql, f"unloading {attempt.table}", attempt)
     found = cur.fetchone()
     if found is None:  # an unload that wrote nothing may answer with no row at all
         return UnloadResult(query_id=str(cur.sfqid), rows_unloaded=0, input_bytes=0, output_bytes=0)
@@ -207,9 +202,8 @@ def load_manifest(attempt: Attempt, query: str) -> UnloadResult | None:
     return UnloadResult(**{k: saved[k] for k in ("query_id", "rows_unloaded", "input_bytes", "output_bytes")})
 
 
-def verified_files(attempt: Attempt, query: str) -> dict[str, int]:
-    """Files an earlier try downloaded and verified (name -> the size GET reported) that are still here intact."""
-    saved = _read_manifest(attempt, query) or {}
+def _intact(attempt: Attempt, saved: dict[str, Any]) -> dict[str, int]:
+    """Files a manifest lists as verified (name -> the size GET reported) that are still here at that size."""
     files = [StagedFile(**f) for f in saved.get("files", [])]
     return {
         f.name: f.size
@@ -218,12 +212,17 @@ def verified_files(attempt: Attempt, query: str) -> dict[str, int]:
     }
 
 
+def verified_files(attempt: Attempt, query: str) -> dict[str, int]:
+    """Files an earlier try of the same query downloaded and verified that are still here intact."""
+    return _intact(attempt, _read_manifest(attempt, query) or {})
+
+
 def downloaded_files(attempt: Attempt, query: str) -> list[Path] | None:
     """Every file of this attempt's finished download of the same query, if an earlier try left them intact."""
     saved = _read_manifest(attempt, query)
     if saved is None or not saved.get("complete"):
         return None
-    intact = verified_files(attempt, query)
+    intact = _intact(attempt, saved)
     if len(intact) != len(saved["files"]):
         return None
     return [attempt.local_dir / name for name in sorted(intact)]
@@ -260,15 +259,14 @@ def download_files(
     verified = {name: size for name, size in verified_files(attempt, query).items() if name in expected}
     reused = sorted(verified)
     missing = [name for name in expected if name not in verified]
-    failed: list[str] = []
     if missing:
         target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
         pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
-        cur = _stage_execute(
+        cur = _execute(
             conn,
-            attempt,
             f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)} PATTERN = '.*({pattern})'",
             f"downloading {attempt.table}",
+            attempt,
             # Report each file's outcome rather than raising on the first broken one, so the others count.
             _raise_put_get_error=False,
         )
