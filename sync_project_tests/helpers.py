@@ -45,6 +45,24 @@ def snowflake_settings(process: LocalSnowflakeProcess) -> dict[str, Any]:
     return process.connection_settings() | {"database": DEMO_DATABASE}
 
 
+def account_environment(process: LocalSnowflakeProcess, tmp_path: Path) -> dict[str, str]:
+    """Environment for a real account's code path (SNOWFLAKE_ACCOUNT set), pointed at the local server.
+
+    Credentials are left to the caller.
+    """
+    return {
+        "SNOWFLAKE_ACCOUNT": "acme-prod",
+        "SNOWFLAKE_USER": "SYNC_SERVICE",
+        "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
+        "SNOWFLAKE_HOST": "127.0.0.1",
+        "SNOWFLAKE_PORT": str(process.port),
+        "SNOWFLAKE_PROTOCOL": "http",
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
+    }
+
+
 def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
     values: dict[str, Any] = {
         "duckdb_path": tmp_path / "sync.duckdb",

@@ -16,7 +16,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
-from sync_project_tests.helpers import encrypted_private_key
+from sync_project_tests.helpers import account_environment, encrypted_private_key
 from sync_project_tests.reliability import observe
 
 PASSWORD = "Pw-7f3a9c1e-SECRET-do-not-leak"
@@ -38,18 +38,7 @@ def test_secrets_stay_out_of_everything(
 ) -> None:
     pem = encrypted_private_key(PASSPHRASE)
     secrets = {"password": [PASSWORD], "token": [TOKEN], "key_pair": [PASSPHRASE, pem.splitlines()[1]]}[auth]
-    environment = {
-        # A real account's code path, pointed at the local server.
-        "SNOWFLAKE_ACCOUNT": "acme-prod",
-        "SNOWFLAKE_USER": "SYNC_SERVICE",
-        "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
-        "SNOWFLAKE_HOST": "127.0.0.1",
-        "SNOWFLAKE_PORT": str(local_snowflake.port),
-        "SNOWFLAKE_PROTOCOL": "http",
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
-    }
+    environment = account_environment(local_snowflake, tmp_path)
     environment |= {
         "password": {"SNOWFLAKE_PASSWORD": PASSWORD},
         "token": {"SNOWFLAKE_TOKEN": TOKEN},

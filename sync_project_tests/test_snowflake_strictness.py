@@ -8,6 +8,7 @@ Parquet encodings and the full timestamp range.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.pipeline import sync_table
 from sync_project_tests.helpers import (
     FQ,
+    account_environment,
     assert_exact_copy,
     connector,
     demo_table,
@@ -41,6 +43,8 @@ from sync_project_tests.helpers import (
 )
 
 READER = "SYNC_READER"
+# Retries of one run share its start time (Dagster passes the run's); the attempt's name carries it.
+STARTED = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _roles(base_url: str, method: str, body: dict[str, Any] | None = None) -> None:
@@ -238,10 +242,14 @@ def test_a_download_broken_mid_file_is_retried_and_ends_exact(
     opts = options(tmp_path, max_file_size=20_000, get_parallel=1)
     inject_fault(local_snowflake.base_url, "download", mode="truncate", count=1)
     with pytest.raises(TransientError, match="did not arrive intact"):
-        sync_table(connector(local_snowflake), table, opts, attempt_id="run-1", keep_for_retry=True)
+        sync_table(
+            connector(local_snowflake), table, opts, attempt_id="run-1", attempt_started=STARTED, keep_for_retry=True
+        )
     assert fault_state(local_snowflake.base_url)["fired"] == ["download"]
     logs: list[str] = []
-    report = sync_table(connector(local_snowflake), table, opts, logs.append, attempt_id="run-1")
+    report = sync_table(
+        connector(local_snowflake), table, opts, logs.append, attempt_id="run-1", attempt_started=STARTED
+    )
     assert report.resumed_unload and report.files_reused == report.files - 1 > 0
     assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", table)
 
@@ -252,8 +260,17 @@ def test_an_expired_download_url_fails_the_try_and_the_next_one_fetches_afresh(
     table = demo_table("ALL_TYPES")
     inject_fault(local_snowflake.base_url, "download", mode="expired", count=2)
     with pytest.raises(TransientError):
-        sync_table(connector(local_snowflake), table, options(tmp_path), attempt_id="run-2", keep_for_retry=True)
-    report = sync_table(connector(local_snowflake), table, options(tmp_path), attempt_id="run-2")
+        sync_table(
+            connector(local_snowflake),
+            table,
+            options(tmp_path),
+            attempt_id="run-2",
+            attempt_started=STARTED,
+            keep_for_retry=True,
+        )
+    report = sync_table(
+        connector(local_snowflake), table, options(tmp_path), attempt_id="run-2", attempt_started=STARTED
+    )
     assert report.rows_loaded == report.rows_unloaded > 0
     assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", table)
 
@@ -261,16 +278,7 @@ def test_an_expired_download_url_fails_the_try_and_the_next_one_fetches_afresh(
 def test_no_warehouse_with_an_account_fails_at_once_naming_the_setting(
     local_snowflake: LocalSnowflakeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {
-        "SNOWFLAKE_ACCOUNT": "acme-prod",
-        "SNOWFLAKE_USER": "SYNC_SERVICE",
-        "SNOWFLAKE_PASSWORD": "not-used",
-        "SNOWFLAKE_HOST": "127.0.0.1",
-        "SNOWFLAKE_PORT": str(local_snowflake.port),
-        "SNOWFLAKE_PROTOCOL": "http",
-        "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
-    }.items():
+    for name, value in (account_environment(local_snowflake, tmp_path) | {"SNOWFLAKE_PASSWORD": "not-used"}).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SNOWFLAKE_WAREHOUSE", raising=False)
     inject_fault(local_snowflake.base_url, "login", mode="sql_error", count=1, errno=390100, message="tripwire")
