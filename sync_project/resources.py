@@ -2,8 +2,10 @@
 
 Credentials are passed as `EnvVar`s, so their values are read only when a
 connection is made and never sit in config, logs or a resource's repr.
-Key-pair first, then a programmatic access token, then a password; with no
-SNOWFLAKE_ACCOUNT, the local (embedded) Snowflake.
+Key-pair first, then a programmatic access token (through the connector's
+PROGRAMMATIC_ACCESS_TOKEN authenticator), then a password, which service users
+(TYPE = SERVICE) cannot use; with no SNOWFLAKE_ACCOUNT, the local (embedded)
+Snowflake.
 
 Why not dagster-snowflake's SnowflakeResource: importing it loads snowflake.core
 and Snowpark, about 6 seconds in every process (`python -X importtime -c
@@ -57,6 +59,7 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     private_key: str | None = Field(default=None, repr=False, description="PEM text")
     private_key_path: str | None = None
     private_key_password: str | None = Field(default=None, repr=False)
+    token: str | None = Field(default=None, repr=False, description="A programmatic access token")
     database: str | None = None
     role: str | None = None
     warehouse: str | None = None
@@ -83,23 +86,53 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             }.items()
             if value is not None
         }
-        if self.private_key or self.private_key_path:
-            pem = self.private_key.encode() if self.private_key else Path(self.private_key_path or "").read_bytes()
-            args["private_key"] = _private_key_der(pem, self.private_key_password)
+        mode = self.auth_mode
+        if mode == "key-pair":
+            args["private_key"] = _private_key_der(self._private_key_pem(), self.private_key_password)
+            args.pop("password", None)
+        elif mode == "token":
+            # The connector's own authenticator for a programmatic access token (sent as TOKEN, not PASSWORD).
+            args |= {"authenticator": "PROGRAMMATIC_ACCESS_TOKEN", "token": self.token}
             args.pop("password", None)
         return args
 
-    @contextlib.contextmanager
-    def get_connection(self) -> Iterator[Any]:
-        import snowflake.connector
+    @property
+    def auth_mode(self) -> str:
+        """key-pair, token or password: the first whose credentials are set (never the secret itself)."""
+        if self.private_key or self.private_key_path:
+            return "key-pair"
+        return "token" if self.token else "password"
 
+    def _private_key_pem(self) -> bytes:
+        if self.private_key:
+            return self.private_key.encode()
+        path = Path(self.private_key_path or "")
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise PermanentError(
+                f"the Snowflake private key file {path} cannot be read ({e.strerror}); fix "
+                f"{env.SNOWFLAKE_PRIVATE_KEY_PATH}"
+            ) from None
+
+    def require_warehouse(self) -> None:
         if not self.warehouse:
             # COPY INTO and INFORMATION_SCHEMA queries need one (000606); say so now rather than after retries.
             raise PermanentError(
                 f"no Snowflake warehouse is set: set {env.SNOWFLAKE_WAREHOUSE} to a warehouse this role may use "
                 "(the unload and the table listings run on it)"
             )
-        conn = snowflake.connector.connect(**self.connect_args())
+
+    def connect(self) -> Any:
+        """A new connector connection; the caller closes it. Sign-in errors are the connector's."""
+        import snowflake.connector
+
+        return snowflake.connector.connect(**self.connect_args())
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        self.require_warehouse()
+        conn = self.connect()
         try:
             yield conn
         finally:
@@ -144,8 +177,7 @@ def _credentials() -> dict[str, Any]:
             creds["private_key_password"] = dg.EnvVar(env.SNOWFLAKE_PRIVATE_KEY_PASSPHRASE)
         return creds
     if os.environ.get(env.SNOWFLAKE_TOKEN):
-        # Snowflake accepts a programmatic access token in place of the password.
-        return {"password": dg.EnvVar(env.SNOWFLAKE_TOKEN)}
+        return {"token": dg.EnvVar(env.SNOWFLAKE_TOKEN)}
     if os.environ.get(env.SNOWFLAKE_PASSWORD):
         return {"password": dg.EnvVar(env.SNOWFLAKE_PASSWORD)}
     raise dg.DagsterInvalidDefinitionError(

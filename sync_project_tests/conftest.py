@@ -12,6 +12,7 @@ import pytest
 import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.control import clear_roles, clear_users
 from sync_project.local_snowflake.faults import clear_faults
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
@@ -28,16 +29,22 @@ def local_snowflake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS
         yield process
 
 
+def _reset(base_url: str) -> None:
+    clear_faults(base_url)
+    clear_roles(base_url)
+    clear_users(base_url)
+
+
 @pytest.fixture(autouse=True)
-def no_fault_crosses_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test against the local Snowflake starts and ends with no injected fault pending or recorded."""
+def nothing_crosses_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test against the local Snowflake starts and ends with no fault, extra role or user, or sign-in record."""
     if "local_snowflake" not in request.fixturenames:
         yield
         return
     base_url = request.getfixturevalue("local_snowflake").base_url
-    clear_faults(base_url)
+    _reset(base_url)
     yield
-    clear_faults(base_url)
+    _reset(base_url)
 
 
 @pytest.fixture

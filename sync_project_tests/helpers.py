@@ -16,6 +16,7 @@ import snowflake.connector
 
 from sync_project.definitions import build_definitions
 from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.control import define_user
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.settings import Settings
 from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
@@ -45,14 +46,18 @@ def snowflake_settings(process: LocalSnowflakeProcess) -> dict[str, Any]:
     return process.connection_settings() | {"database": DEMO_DATABASE}
 
 
+ACCOUNT_USER = "SYNC_SERVICE"
+AUTH_MODES = ("password", "token", "key_pair")
+
+
 def account_environment(process: LocalSnowflakeProcess, tmp_path: Path) -> dict[str, str]:
     """Environment for a real account's code path (SNOWFLAKE_ACCOUNT set), pointed at the local server.
 
-    Credentials are left to the caller.
+    Credentials are left to the caller (`credential_environment`, and `allow_sign_in` on the server).
     """
     return {
         "SNOWFLAKE_ACCOUNT": "acme-prod",
-        "SNOWFLAKE_USER": "SYNC_SERVICE",
+        "SNOWFLAKE_USER": ACCOUNT_USER,
         "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
         "SNOWFLAKE_HOST": "127.0.0.1",
         "SNOWFLAKE_PORT": str(process.port),
@@ -61,6 +66,29 @@ def account_environment(process: LocalSnowflakeProcess, tmp_path: Path) -> dict[
         "SYNC_DUCKDB_PATH": str(tmp_path / "sync.duckdb"),
         "SYNC_DOWNLOAD_DIR": str(tmp_path / "downloads"),
     }
+
+
+def credential_environment(auth: str, secret: str, passphrase: str = "") -> dict[str, str]:
+    """The variables that select an auth mode: a password, a token, or a PEM key (with its passphrase)."""
+    return {
+        "password": {"SNOWFLAKE_PASSWORD": secret},
+        "token": {"SNOWFLAKE_TOKEN": secret},
+        "key_pair": {"SNOWFLAKE_PRIVATE_KEY": secret, "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": passphrase},
+    }[auth]
+
+
+def allow_sign_in(
+    process: LocalSnowflakeProcess, auth: str, secret: str, passphrase: str = "", user: str = ACCOUNT_USER
+) -> None:
+    """Make `user` known to the server with this one credential (a service user unless it is a password)."""
+    define_user(
+        process.base_url,
+        user,
+        password=secret if auth == "password" else None,
+        tokens=[secret] if auth == "token" else [],
+        rsa_public_key=public_key_pem(secret, passphrase) if auth == "key_pair" else None,
+        service=auth != "password",
+    )
 
 
 def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
@@ -132,6 +160,18 @@ def encrypted_private_key(passphrase: str) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase.encode()),
     ).decode()
+
+
+def public_key_pem(private_pem: str, passphrase: str) -> str:
+    """The public half of a PEM private key, as an admin registers it with ALTER USER ... SET RSA_PUBLIC_KEY."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(private_pem.encode(), password=passphrase.encode() or None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, download_root: Path, table: TableRef) -> str:

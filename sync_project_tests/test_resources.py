@@ -58,9 +58,11 @@ def test_key_file_with_wrong_passphrase_fails_without_leaking(monkeypatch: pytes
     assert "passphrase" in str(error.value)
 
 
-def test_token_is_used_in_place_of_password(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_goes_through_the_token_authenticator_not_as_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     resource = resolved(monkeypatch, SNOWFLAKE_TOKEN=TOKEN, SNOWFLAKE_PASSWORD=PASSWORD)
-    assert resource.connect_args()["password"] == TOKEN
+    args = resource.connect_args()
+    assert (args["authenticator"], args["token"]) == ("PROGRAMMATIC_ACCESS_TOKEN", TOKEN)
+    assert "password" not in args and resource.auth_mode == "token"
     assert TOKEN not in repr(resource) and PASSWORD not in repr(resource)
 
 

@@ -13,16 +13,22 @@ from sync_project.cli import main
 from sync_project.definitions import build_definitions
 from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
-from sync_project_tests.helpers import account_environment, encrypted_private_key
+from sync_project_tests.helpers import (
+    account_environment,
+    allow_sign_in,
+    credential_environment,
+    encrypted_private_key,
+)
 from sync_project_tests.reliability import observe
 
 PASSWORD = "Pw-7f3a9c1e-SECRET-do-not-leak"
 PASSPHRASE = "Pp-2b8d4e6f-SECRET-do-not-leak"
 TOKEN = "Tk-9e1c7a3b-SECRET-do-not-leak"
 WRONG_PASSPHRASE = "Wp-5d0f2a8c-SECRET-do-not-leak"
+WRONG_PASSWORD = "Wpw-3c5e7a9b-SECRET-do-not-leak"
+WRONG_TOKEN = "Wtk-8a6c4e2d-SECRET-do-not-leak"
 
 
 CASES = {
@@ -38,12 +44,9 @@ def test_secrets_stay_out_of_everything(
 ) -> None:
     pem = encrypted_private_key(PASSPHRASE)
     secrets = {"password": [PASSWORD], "token": [TOKEN], "key_pair": [PASSPHRASE, pem.splitlines()[1]]}[auth]
-    environment = account_environment(local_snowflake, tmp_path)
-    environment |= {
-        "password": {"SNOWFLAKE_PASSWORD": PASSWORD},
-        "token": {"SNOWFLAKE_TOKEN": TOKEN},
-        "key_pair": {"SNOWFLAKE_PRIVATE_KEY": pem, "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": PASSPHRASE},
-    }[auth]
+    secret = {"password": PASSWORD, "token": TOKEN, "key_pair": pem}[auth]
+    allow_sign_in(local_snowflake, auth, secret, PASSPHRASE)
+    environment = account_environment(local_snowflake, tmp_path) | credential_environment(auth, secret, PASSPHRASE)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "dagster").mkdir()
@@ -68,9 +71,12 @@ def test_secrets_stay_out_of_everything(
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [good, gone])
         sync(good, succeeds=True)
         sync(gone, succeeds=False)
-        # Credentials Snowflake turns down (the local server takes any, so the refusal is injected) and,
-        # with key-pair, a passphrase that does not open the key.
-        inject_fault(local_snowflake.base_url, "login", errno=390100, message="Incorrect username or password.")
+        # Credentials Snowflake turns down (another user's: the server knows only the first) and, with
+        # key-pair, a passphrase that does not open the key.
+        wrong = {"password": WRONG_PASSWORD, "token": WRONG_TOKEN, "key_pair": encrypted_private_key(PASSPHRASE)}
+        secrets.append(wrong[auth] if auth != "key_pair" else wrong[auth].splitlines()[1])
+        for name, value in credential_environment(auth, wrong[auth], PASSPHRASE).items():
+            monkeypatch.setenv(name, value)
         sync(good, succeeds=False)
         if auth == "key_pair":
             monkeypatch.setenv("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", WRONG_PASSPHRASE)
@@ -80,7 +86,8 @@ def test_secrets_stay_out_of_everything(
         seen.append(CliRunner().invoke(main, args).output)
     text = "\n".join(seen)
     assert "ALL_TYPES" in text and "NOT_THERE" in text  # the sweep did see the runs
-    assert "Incorrect username or password" in text
+    assert {"password": "Incorrect username or password", "token": "Programmatic access token is invalid",
+            "key_pair": "JWT token is invalid"}[auth] in text  # fmt: skip
     assert auth != "key_pair" or "private key could not be read" in text
     for secret in secrets:
         assert secret not in text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from snowflake.connector.errors import ProgrammingError
 
 from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.control import clear_roles, define_role
 from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
@@ -47,22 +47,12 @@ READER = "SYNC_READER"
 STARTED = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def _roles(base_url: str, method: str, body: dict[str, Any] | None = None) -> None:
-    request = urllib.request.Request(  # noqa: S310 - the local server
-        f"{base_url}/_local/roles",
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
-
-
 @pytest.fixture
 def reader_role(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
     """A role that may read tables but may not CREATE STAGE anywhere and has no stage grants."""
-    _roles(local_snowflake.base_url, "POST", {"name": READER, "create_stage": False, "stages": {}})
+    define_role(local_snowflake.base_url, READER, create_stage=False, stages={})
     yield READER
-    _roles(local_snowflake.base_url, "DELETE")
+    clear_roles(local_snowflake.base_url)
 
 
 @pytest.fixture
@@ -188,7 +178,7 @@ def test_a_stage_the_role_cannot_use_fails_once_naming_it(
     stage = f"{FQ}.TEAM_STAGE"
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as admin:
         fetch(admin, f"CREATE STAGE IF NOT EXISTS {stage}")
-    _roles(local_snowflake.base_url, "POST", {"name": reader_role, "create_stage": False, "stages": {stage: "read"}})
+    define_role(local_snowflake.base_url, reader_role, create_stage=False, stages={stage: "read"})
     monkeypatch.setenv("SNOWFLAKE_ROLE", reader_role)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, ["WORKSPACE_833213390.ALL_TYPES"])

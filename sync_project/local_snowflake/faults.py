@@ -12,11 +12,13 @@ another process.
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from sync_project.local_snowflake.control import request_json
+
+PATH = "/_local/faults"
 
 FaultMode = Literal["http_error", "sql_error", "stall", "truncate", "expired"]
 
@@ -64,24 +66,14 @@ class FaultPlan:
             return {"pending": [asdict(f) for f in self.faults], "fired": list(self.fired)}
 
 
-def _request(base_url: str, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(  # noqa: S310 - our own server on loopback
-        f"{base_url}/_local/faults", data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
-        result: dict[str, Any] = json.loads(response.read())
-        return result
-
-
 def inject_fault(base_url: str, kind: str, **options: Any) -> None:
     """Ask a running local Snowflake to fail the next request(s) of `kind`."""
-    _request(base_url, "POST", {"kind": kind, **options})
+    request_json(base_url, PATH, "POST", {"kind": kind, **options})
 
 
 def clear_faults(base_url: str) -> None:
-    _request(base_url, "DELETE")
+    request_json(base_url, PATH, "DELETE")
 
 
 def fault_state(base_url: str) -> dict[str, Any]:
-    return _request(base_url, "GET")
+    return request_json(base_url, PATH, "GET")

@@ -43,6 +43,7 @@ from sync_project.local_snowflake.access import Access, Role, Session
 from sync_project.local_snowflake.faults import Fault, FaultPlan
 from sync_project.local_snowflake.gcs import ROUTE as GCS_ROUTE
 from sync_project.local_snowflake.gcs import PresignedStorage
+from sync_project.local_snowflake.signin import SignInRefused, User, Users
 from sync_project.local_snowflake.sqltext import (
     OptionValue,
     matching_paren,
@@ -189,6 +190,13 @@ def _rowtype(name: str, kind: str) -> dict[str, Any]:
     }
 
 
+def _login_refusal(code: int, message: str | None) -> JSONResponse:
+    """A refused sign-in as Snowflake answers it: HTTP 200, success false, the code as a string."""
+    return JSONResponse(
+        {"data": {"nextAction": "RETRY_LOGIN"}, "code": str(code), "message": message, "success": False}
+    )
+
+
 def _error_response(error: SnowflakeError) -> JSONResponse:
     code = f"{error.errno or 0:06d}"
     return JSONResponse(
@@ -225,6 +233,7 @@ class LocalSnowflake:
         self.faults = FaultPlan()
         self.storage = PresignedStorage(self.stages, self.faults)
         self.access = Access()
+        self.users = Users()
         self.ready = True
 
     # -- handlers for the statements the emulator answers itself --------------------------------
@@ -453,14 +462,18 @@ class LocalSnowflake:
     async def login(self, request: Request) -> Response:
         if failure := await self._apply_fault("login"):
             return failure
-        try:
-            role = self.access.role(request.query_params.get("roleName"))
-        except SnowflakeError as e:
-            return JSONResponse({"data": None, "code": str(e.errno), "message": e.msg, "success": False})
         body = await request.body()
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        user = str(json.loads(body).get("data", {}).get("LOGIN_NAME") or "").upper()
+        data = json.loads(body).get("data", {})
+        try:
+            # As Snowflake: the credentials first (a bad password with a bad role says "bad password"), then the role.
+            user = self.users.authenticate(data, str(data.get("ACCOUNT_NAME") or ""))
+            role = self.access.role(request.query_params.get("roleName"))
+        except SignInRefused as e:
+            return _login_refusal(e.code, e.message)
+        except SnowflakeError as e:
+            return _login_refusal(e.errno, e.msg)
         response = await fs_server.login_request(request)
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
@@ -570,6 +583,14 @@ class LocalSnowflake:
             self.access.clear_roles()
         return JSONResponse({"roles": sorted(self.access.roles)})
 
+    async def users_endpoint(self, request: Request) -> Response:
+        """Tests define users: `{"name": "SYNC_SERVICE", "type": "SERVICE", "rsa_public_key": PEM, "tokens": [..]}`."""
+        if request.method == "POST":
+            self.users.define(User(**(await request.json())))
+        elif request.method == "DELETE":
+            self.users.clear()
+        return JSONResponse(self.users.snapshot())
+
     def app(self) -> Starlette:
         route: Callable[..., Any] = Route
         routes = [
@@ -578,6 +599,7 @@ class LocalSnowflake:
             route("/queries/v1/query-request", self.query, methods=["POST"]),
             route("/_local/faults", self.faults_endpoint, methods=["GET", "POST", "DELETE"]),
             route("/_local/roles", self.roles_endpoint, methods=["GET", "POST", "DELETE"]),
+            route("/_local/users", self.users_endpoint, methods=["GET", "POST", "DELETE"]),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
         ]

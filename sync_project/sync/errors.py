@@ -45,15 +45,59 @@ class LockTimeoutError(TransientError):
     pass
 
 
-# Snowflake error numbers that say "this will not work however often you try".
+class SignInError(PermanentError):
+    """Snowflake refused the sign-in. Never retried: each retry of a bad password counts toward locking the user."""
+
+    hint = "check SNOWFLAKE_USER, the credentials and SNOWFLAKE_ROLE"
+
+
+class CredentialsRejectedError(SignInError):
+    hint = (
+        "check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD; a service user (TYPE = SERVICE) cannot sign in with a "
+        "password: give it a key pair (SNOWFLAKE_PRIVATE_KEY) or a token (SNOWFLAKE_TOKEN)"
+    )
+
+
+class KeyPairRejectedError(SignInError):
+    hint = (
+        "check that SNOWFLAKE_PRIVATE_KEY is the private half of the key registered for SNOWFLAKE_USER "
+        "(DESC USER shows RSA_PUBLIC_KEY_FP; ALTER USER ... SET RSA_PUBLIC_KEY sets it), and this machine's clock"
+    )
+
+
+class TokenRejectedError(SignInError):
+    hint = (
+        "the programmatic access token in SNOWFLAKE_TOKEN is expired, revoked or another user's, or the user has "
+        "no network policy (Snowflake requires one for tokens); make a new one with "
+        "ALTER USER ... ADD PROGRAMMATIC ACCESS TOKEN"
+    )
+
+
+class RoleNotGrantedError(SignInError):
+    hint = "SNOWFLAKE_ROLE names a role that does not exist or is not granted to SNOWFLAKE_USER; fix or unset it"
+
+
+class NetworkPolicyError(SignInError):
+    hint = "a network policy does not allow this machine's IP address; ask an admin to allow it"
+
+
+# Sign-in refusals by Snowflake code (the connector's CREDENTIAL_REJECTION_GS_CODES, plus role and network).
+_SIGN_IN_ERRORS: dict[int, type[SignInError]] = {
+    390100: CredentialsRejectedError,
+    390144: KeyPairRejectedError,
+    **dict.fromkeys(range(394300, 394307), KeyPairRejectedError),
+    394400: TokenRejectedError,
+    390189: RoleNotGrantedError,
+    390422: NetworkPolicyError,
+}
+# Session-token codes: the connector renews the session; if one surfaces, a fresh attempt signs in anew.
+_SESSION_ERRNOS = {390111, 390112, 390113, 390114, 390115}
+
+# Statement errors that say "this will not work however often you try".
 _PERMANENT_ERRNOS = {
     2003,  # object does not exist or not authorized
     2043,  # object does not exist / compilation
     1003,  # syntax error
-    390100,  # incorrect username or password
-    390144,  # JWT token invalid
-    390318,  # user locked / disabled
-    390422,  # IP not allowed
 }
 _COULD_NOT_CONNECT = 250001
 _ACCOUNT_HINT = "the network and SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST"
@@ -61,11 +105,19 @@ _ACCOUNT_HINT = "the network and SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST"
 _TRANSIENT_ERRNOS = {603, 604, 630}
 
 
+def _is_sign_in_refusal(errno: int | None) -> bool:
+    """390xxx and 394xxx are the authentication service's codes; only the session-token ones are worth a retry."""
+    return errno is not None and errno // 1000 in (390, 394) and errno not in _SESSION_ERRNOS
+
+
 def from_snowflake(error: Exception, what: str) -> SyncError:
     """Wrap a connector error as transient or permanent; `what` says which table and phase."""
     errno = getattr(error, "errno", None)
     message = getattr(error, "raw_msg", None) or getattr(error, "msg", None) or str(error)
     text = f"{what}: Snowflake error {errno}: {message}" if errno else f"{what}: {message}"
+    if _is_sign_in_refusal(errno):
+        kind = _SIGN_IN_ERRORS.get(errno or 0, SignInError)
+        return kind(f"{text} (not retried: {kind.hint})")
     if errno == _COULD_NOT_CONNECT:
         # A dropped network and a mistyped account look alike; retry, and say what to check if it persists.
         return TransientError(text + f" (will be retried; if it persists, check {_ACCOUNT_HINT})")
