@@ -361,6 +361,33 @@ def sample(key: str, first: int | None, random_rows: int | None, fmt: str, outpu
         click.echo(f"wrote {result.rows:,} rows to {output}", err=True)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The checks as JSON, for scripts.")
+def doctor(as_json: bool) -> None:
+    """Check that a sync will work from here: sign-in, warehouse, database, stage, tables, local side.
+
+    One line per check, each failed one with its fix; exit code 0 only when every check passed. Touches
+    nothing it does not clean up, and prints no secret.
+    """
+    from sync_project.doctor import diagnose, report_lines
+    from sync_project.resources import build_resources
+
+    settings = Settings.from_env()
+    resources = build_resources(settings)
+    snowflake = resources["snowflake"].process_config_and_initialize()
+    try:
+        instance = _instance()
+    except Exception:  # the report says what is wrong with it
+        instance = None
+    report = diagnose(instance, snowflake, resources["duckdb"])
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+    sys.exit(0 if report.passed else 1)
+
+
 @main.command("local-snowflake")
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default LOCAL_SNOWFLAKE_PORT or 8765; 0 = free port).")

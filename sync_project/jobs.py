@@ -14,6 +14,7 @@ from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
 
 SYNC_JOB = "sync_tables"
+DOCTOR_JOB = "doctor"
 VERIFY_JOB = "verify_synced_tables"
 DISCOVER_JOB = "discover_tables"
 REGISTER_JOB = "register_tables"
@@ -124,6 +125,33 @@ def register_in_schema(
         {"registered": dg.MetadataValue.json(new), "already_registered": dg.MetadataValue.json(existing)},
         output_name="result",
     )
+
+
+@dg.op
+def check_setup(context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource) -> None:
+    """The doctor's checks, as `sync-project doctor` runs them; the checklist is this run's metadata."""
+    from sync_project.doctor import diagnose, report_lines, report_metadata
+
+    report = diagnose(context.instance, snowflake, duckdb)
+    for line in report_lines(report):
+        context.log.info(line)
+    if not report.passed:
+        failed = [
+            f"{c.name}: {c.detail} (fix: {c.fix})" if c.fix else f"{c.name}: {c.detail}"
+            for c in report.checks
+            if c.status == "failed"
+        ]
+        raise dg.Failure(description="; ".join(failed), metadata=report_metadata(report), allow_retries=False)
+    context.add_output_metadata(report_metadata(report), output_name="result")
+
+
+@dg.job(
+    name=DOCTOR_JOB,
+    description="Will a sync work? Sign-in, warehouse, database, a stage round trip, every registered table, "
+    "the DuckDB file, disk and the instance: each check passed or failed with its fix (see the run's metadata).",
+)
+def doctor_job() -> None:
+    check_setup()
 
 
 @dg.job(name=DISCOVER_JOB, description="List a schema's tables with their figures (see the run's metadata).")

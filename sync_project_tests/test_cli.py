@@ -56,7 +56,7 @@ def sync(key: str) -> bool:
 
 
 def test_help_for_every_command(env: Path) -> None:
-    for command in ("tables", "register", "deregister", "status", "sample", "local-snowflake", "demo"):
+    for command in ("tables", "register", "deregister", "status", "sample", "doctor", "local-snowflake", "demo"):
         result = cli(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output
 

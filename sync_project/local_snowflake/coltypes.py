@@ -68,6 +68,11 @@ def declared_type(dtype: exp.DataType) -> str:
         return "GEOGRAPHY"
     if t == T.GEOMETRY:
         return "GEOMETRY"
+    if t == T.VECTOR and params:
+        # Snowflake's VECTOR(FLOAT, n) / VECTOR(INT, n): a type the sync has no exact DuckDB mapping for.
+        element = dtype.expressions[0]
+        kind = "INT" if isinstance(element, exp.DataType) and element.this in _INTEGER_TYPES else "FLOAT"
+        return f"VECTOR({kind}, {params[-1]})"
     raise sql_error(
         f"SQL compilation error:\nthe local Snowflake cannot store type {dtype.sql('snowflake')}",
         errno=2040,
@@ -79,6 +84,9 @@ def storage_type(declared: str) -> str:
     base = declared.split("(", 1)[0]
     if base == "NUMBER":
         return "DECIMAL" + declared[len("NUMBER") :]
+    if base == "VECTOR":
+        kind, size = declared[len("VECTOR(") : -1].split(",")
+        return f"{'INTEGER' if kind.strip() == 'INT' else 'FLOAT'}[{int(size)}]"
     return {
         "FLOAT": "DOUBLE",
         "VARCHAR": "VARCHAR",

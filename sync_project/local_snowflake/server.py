@@ -68,6 +68,10 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
     ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
     (
+        "session_context",
+        re.compile(r"SELECT\s+(?P<rest>CURRENT_\w+\(\s*\)(\s*,\s*CURRENT_\w+\(\s*\))*)\s*;?", _F),
+    ),
+    (
         "create_stage",
         re.compile(
             r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?P<temp>TEMP\s+|TEMPORARY\s+)?STAGE\s+"
@@ -190,6 +194,21 @@ def _rowtype(name: str, kind: str) -> dict[str, Any]:
     }
 
 
+def _without_query_params(request: Request, body: bytes, names: set[str]) -> Request:
+    """The same request (body already read) without some query parameters."""
+    from urllib.parse import urlencode
+
+    scope = dict(request.scope)
+    scope["query_string"] = urlencode(
+        [(k, v) for k, v in request.query_params.multi_items() if k not in names]
+    ).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
 def _login_refusal(code: int, message: str | None) -> JSONResponse:
     """A refused sign-in as Snowflake answers it: HTTP 200, success false, the code as a string."""
     return JSONResponse(
@@ -258,6 +277,19 @@ class LocalSnowflake:
             parts, _ = split_dotted(rest.strip())
             session.use_warehouse(normalise_identifier(parts[0]) if parts else "")
             return _message("Statement executed successfully.")
+        if kind == "session_context":
+            # Context functions run in cloud services (no warehouse needed); fakesnow has no CURRENT_WAREHOUSE.
+            names = [n.strip().split("(")[0].upper() for n in rest.split(",")]
+            values = {
+                "CURRENT_WAREHOUSE": session.warehouse,
+                "CURRENT_ROLE": session.role.name,
+                "CURRENT_USER": session.user,
+                "CURRENT_DATABASE": db,
+                "CURRENT_SCHEMA": schema if db else None,
+            }
+            if unknown := [n for n in names if n not in values]:
+                raise sql_error(f"SQL compilation error:\nUnknown function {unknown[0]}", errno=2140, sqlstate="42601")
+            return Result([(f"{n}()", "text") for n in names], [[values[n] for n in names]])
         if kind == "create_stage":
             parts, after = split_dotted(rest.strip())
             stage = resolve_name(parts, db, schema)
@@ -462,7 +494,7 @@ class LocalSnowflake:
     async def login(self, request: Request) -> Response:
         if failure := await self._apply_fault("login"):
             return failure
-        body = await request.body()
+        body_bytes = body = await request.body()
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         data = json.loads(body).get("data", {})
@@ -474,6 +506,10 @@ class LocalSnowflake:
             return _login_refusal(e.code, e.message)
         except SnowflakeError as e:
             return _login_refusal(e.errno, e.msg)
+        database = request.query_params.get("databaseName")
+        if database and not self.database_exists(normalise_identifier(database)):
+            # Snowflake signs in and leaves the session without a current database; fakesnow would create it.
+            request = _without_query_params(request, body_bytes, {"databaseName", "schemaName"})
         response = await fs_server.login_request(request)
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
@@ -497,6 +533,12 @@ class LocalSnowflake:
                 path = ",".join(f"{catalog.quote(d)}.main" for d in databases)
                 conn._duck_conn.execute(f"SET search_path = '{path}'")
         return response
+
+    def database_exists(self, name: str) -> bool:
+        found = self.fs.duck_conn.execute(
+            "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [name]
+        ).fetchone()
+        return bool(found and found[0])
 
     async def session(self, request: Request) -> Response:
         if request.query_params.get("delete"):

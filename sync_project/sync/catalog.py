@@ -9,7 +9,7 @@ from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
-from sync_project.sync.errors import PermanentError, TableNotFoundError, from_snowflake
+from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError, from_snowflake
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.types import TypeMapping, map_type
 
@@ -80,17 +80,29 @@ def describe_table(conn: Any, table: TableRef) -> list[Column]:
     if not rows:
         raise PermanentError(f"table {table} has no columns; nothing to sync")
     columns: list[Column] = []
+    refused: list[str] = []
     for row in rows:
         if str(row.get("kind", "COLUMN")).upper() != "COLUMN":
             continue  # virtual columns are computed, not stored
+        try:
+            mapping = map_type(row["type"], row["name"], str(table))
+        except UnsupportedTypeError:
+            refused.append(f"{row['name']!r} ({row['type']})")
+            continue
         columns.append(
             Column(
                 name=row["name"],
                 snowflake_type=row["type"],
                 nullable=row.get("null?", "Y") == "Y",
                 primary_key=row.get("primary key", "N") == "Y",
-                mapping=map_type(row["type"], row["name"], str(table)),
+                mapping=mapping,
             )
+        )
+    if refused:
+        # Name every such column at once, so one fix round is enough.
+        raise UnsupportedTypeError(
+            f"table {table}: column(s) {', '.join(refused)} have types the sync cannot copy exactly. "
+            "Exclude the table, or change the columns to supported types (see the type map in the README)."
         )
     return columns
 

@@ -158,8 +158,13 @@ def clear_location(conn: Any, attempt: Attempt) -> None:
 def unload_to_stage(
     conn: Any, attempt: Attempt, columns: list[Column], max_file_size: int, where: str | None = None
 ) -> UnloadResult:
+    return unload_query_to_stage(conn, attempt, unload_query(attempt.table, columns, where), max_file_size)
+
+
+def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size: int) -> UnloadResult:
+    """COPY INTO the attempt's stage folder as Parquet, with the column names of the query's projection."""
     sql = (
-        f"COPY INTO {attempt.location} FROM ({unload_query(attempt.table, columns, where)}) "
+        f"COPY INTO {attempt.location} FROM ({query}) "
         f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"
     )
     cur = _execute(conn, sql, f"unloading {attempt.table}", attempt)
@@ -228,14 +233,14 @@ def downloaded_files(attempt: Attempt, query: str) -> list[Path] | None:
     return [attempt.local_dir / name for name in sorted(intact)]
 
 
-def check_free_space(folder: Path, needed: int, table: TableRef, reserve: int = 0) -> None:
+def check_free_space(folder: Path, needed: int, purpose: str, reserve: int = 0) -> None:
     """Refuse before downloading when the files (plus the space to leave free) would not fit."""
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free < needed + reserve:
         kept = f" and {reserve:,} bytes kept free (SYNC_DISK_RESERVE_BYTES)" if reserve else ""
         raise NotEnoughDiskError(
-            f"not enough disk to sync {table}: it needs about {needed:,} bytes in {folder} "
+            f"not enough disk to {purpose}: it needs about {needed:,} bytes in {folder} "
             f"(download plus DuckDB growth){kept} but only {free:,} are free. Free some space or point "
             "SYNC_DOWNLOAD_DIR / SYNC_DUCKDB_PATH at a larger disk."
         )

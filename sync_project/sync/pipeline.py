@@ -231,7 +231,7 @@ def sync_table(
                     elif unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
                         staged = extract.staged_names(conn, attempt)
                         for folder, needed in _needed_space(options, unload).items():
-                            extract.check_free_space(folder, needed, table, options.disk_reserve)
+                            extract.check_free_space(folder, needed, f"sync {table}", options.disk_reserve)
                         download = extract.download_files(conn, attempt, unload, query, staged, options.get_parallel)
                         files = download.files
                         report.files_reused = len(download.reused)
