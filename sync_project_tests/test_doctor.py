@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -205,7 +204,9 @@ def test_the_doctor_job_puts_the_checklist_in_the_run(env: Path, monkeypatch: py
         e.step_output_data.metadata for e in good.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT
     ]
     assert observation["passed"].value is True
-    rows: list[Any] = observation["checks"].value.records
+    table = observation["checks"]
+    assert isinstance(table, dg.TableMetadataValue)
+    rows = table.records
     assert len(rows) == 10 and {r.data["status"] for r in rows} == {"passed"}
     monkeypatch.setenv("SYNC_DISK_RESERVE_BYTES", str(10**18))
     bad = (
