@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv lint test demo bench clean
+.PHONY: venv lint test test-snowflake demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
+
+# The Snowflake contract tests against a real account (the SNOWFLAKE_* variables); without one, says how.
+test-snowflake: venv
+	$(BIN)/python -m sync_project_tests.contract
 
 # The embedded Snowflake with demo data, then the Dagster UI on http://127.0.0.1:3000.
 demo: venv

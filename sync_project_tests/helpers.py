@@ -20,7 +20,9 @@ from sync_project.local_snowflake.control import define_user
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.settings import Settings
 from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
+from sync_project.sync.load import duckdb_session
 from sync_project.sync.pipeline import Connect, SyncOptions
+from sync_project.sync.state import TableOptions, read_state, write_options
 from sync_project.sync.tables import TableRef
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
@@ -99,6 +101,19 @@ def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
         "get_parallel": 4,
     } | overrides
     return SyncOptions(**values)
+
+
+def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -> None:
+    """Set a table's sync options in the DuckDB file, as `register --strategy` does."""
+    opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb_session(opts.duckdb_path, 10, "configuring") as con:
+        write_options(con, table, table_options)
+
+
+def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
+    """The table's high-water mark as the DuckDB file records it."""
+    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
+        return read_state(con, table).high_water_mark
 
 
 def fetch(conn: Any, sql: str) -> list[tuple[Any, ...]]:

@@ -15,15 +15,16 @@ import snowflake.connector
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.sync import extract, load
-from sync_project.sync.errors import PermanentError, TransientError
-from sync_project.sync.load import duckdb_session
+from sync_project.sync.errors import TransientError
 from sync_project.sync.pipeline import SyncOptions, sync_table
-from sync_project.sync.state import TableOptions, read_state, write_options
+from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (
+    configure,
     connector,
     duckdb_rows,
     fetch,
+    mark_of,
     options,
     snowflake_settings,
     sorted_rows,
@@ -59,12 +60,6 @@ def table(sf: Any) -> TableRef:
     return ref
 
 
-def configure(opts: SyncOptions, table: TableRef, options_: TableOptions) -> None:
-    opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb_session(opts.duckdb_path, 10, "configuring") as con:
-        write_options(con, table, options_)
-
-
 def source(sf: Any, table: TableRef) -> list[tuple[Any, ...]]:
     return sorted_rows(fetch(sf, f"SELECT * FROM {table.snowflake_sql}"))
 
@@ -73,48 +68,7 @@ def target(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
     return sorted_rows(duckdb_rows(opts.duckdb_path, table.duckdb_sql))
 
 
-def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
-    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
-        return read_state(con, table).high_water_mark
-
-
 MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
-APPEND = TableOptions("incremental", "UPDATED_AT", ())
-
-
-def test_merge_by_key_equals_the_source(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
-) -> None:
-    opts = options(tmp_path)
-    configure(opts, table, MERGE)
-    first = sync_table(connector(local_snowflake), table, opts)
-    assert first.strategy == "full" and "first incremental" in first.strategy_reason
-    assert mark_of(opts, table) == "2024-01-01 01:39:00.000000"
-    fetch(sf, f"UPDATE {table.snowflake_sql} SET STATUS = 'paid', UPDATED_AT = '2024-02-01 00:00:00' WHERE ID < 5")
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (5000, 1.5, 'new', '2024-02-01 00:00:00')")
-    second = sync_table(connector(local_snowflake), table, opts)
-    assert second.strategy == "incremental"
-    # The boundary minute (10 rows at the old mark) comes again, plus the 5 updates and the 1 insert.
-    assert second.rows_unloaded == 16 and second.rows_updated == 15 and second.rows_total == 1001
-    assert target(opts, table) == source(sf, table)
-    assert mark_of(opts, table) == "2024-02-01 00:00:00.000000"
-
-
-def test_append_without_key_keeps_ties_and_adds_no_duplicates(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
-) -> None:
-    opts = options(tmp_path)
-    configure(opts, table, APPEND)
-    sync_table(connector(local_snowflake), table, opts)
-    mark = mark_of(opts, table)
-    # A row arrives late with exactly the high-water mark: a `>` rule would lose it for ever.
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (7000, 9.99, 'late', '{mark}')")
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (7001, 1.00, 'later', '2030-01-01 00:00:00')")
-    report = sync_table(connector(local_snowflake), table, opts)
-    assert report.strategy == "incremental" and report.rows_total == 1002
-    assert target(opts, table) == source(sf, table)  # nothing lost, nothing twice
-    unchanged = sync_table(connector(local_snowflake), table, opts)
-    assert unchanged.rows_unloaded == 1 and target(opts, table) == source(sf, table)
 
 
 def test_crash_between_load_and_commit_keeps_data_and_cursor(
@@ -140,48 +94,6 @@ def test_crash_between_load_and_commit_keeps_data_and_cursor(
     monkeypatch.undo()
     sync_table(connector(local_snowflake), table, opts)
     assert target(opts, table) == source(sf, table)
-
-
-def test_new_column_is_added_and_widened_type_widened(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
-) -> None:
-    opts = options(tmp_path)
-    configure(opts, table, MERGE)
-    sync_table(connector(local_snowflake), table, opts)
-    fetch(sf, f"ALTER TABLE {table.snowflake_sql} ADD COLUMN NOTE VARCHAR(50)")
-    fetch(sf, f"ALTER TABLE {table.snowflake_sql} ALTER COLUMN AMOUNT SET DATA TYPE NUMBER(18,2)")
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (8000, 12345678901.25, 'new', '2025-06-01 00:00:00', 'hello')")
-    report = sync_table(connector(local_snowflake), table, opts)
-    assert report.strategy == "incremental"
-    assert report.schema_changes == ["widened AMOUNT DECIMAL(10,2) -> DECIMAL(18,2)", "added NOTE VARCHAR"]
-    rows = {r[0]: r for r in duckdb_rows(opts.duckdb_path, table.duckdb_sql)}
-    assert rows[8000][4] == "hello" and rows[1][4] is None  # old rows NULL
-    assert str(rows[8000][1]) == "12345678901.25"
-    assert target(opts, table) == source(sf, table)
-
-
-def test_incompatible_change_fails_until_a_full_sync(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
-) -> None:
-    opts = options(tmp_path)
-    configure(opts, table, MERGE)
-    sync_table(connector(local_snowflake), table, opts)
-    sync_table(connector(local_snowflake), table, opts)  # an incremental one, so the next would be too
-    before = target(opts, table)
-    fetch(
-        sf,
-        f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT VARCHAR(20), "
-        "STATUS VARCHAR(20), UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
-    )
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one', 'x', '2030-01-01 00:00:00')")
-    with pytest.raises(PermanentError, match="Run a full sync"):
-        sync_table(connector(local_snowflake), table, opts)
-    assert target(opts, table) == before
-    full = sync_table(connector(local_snowflake), table, opts, strategy="full")
-    assert full.rows_total == 1 and target(opts, table) == source(sf, table)
-    fetch(sf, f"ALTER TABLE {table.snowflake_sql} DROP COLUMN STATUS")
-    with pytest.raises(PermanentError, match="gone from Snowflake"):
-        sync_table(connector(local_snowflake), table, opts)
 
 
 def test_missing_or_damaged_target_rebuilds_and_says_so(
@@ -268,22 +180,3 @@ def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: 
     assert not any("20200101T000000Z_deadbeef" in k and k.startswith("sync_project/") for k in kept)
     fetch(sf, "REMOVE '@~/sync_project/'")
     fetch(sf, "REMOVE '@~/someone_elses/'")
-
-
-@pytest.mark.parametrize("cursor_type", ["TIMESTAMP_TZ(9)", "TIMESTAMP_LTZ(9)", "DATE"])
-def test_incremental_marks_of_every_temporal_type_are_read_back_with_an_explicit_format(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, cursor_type: str
-) -> None:
-    schema = f"INC_{uuid.uuid4().hex[:8].upper()}"
-    fetch(sf, f"CREATE SCHEMA {DATABASE}.{schema}")
-    table = TableRef(DATABASE, schema, "EVENTS")
-    fetch(sf, f"CREATE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AT {cursor_type}, PRIMARY KEY (ID))")
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, '2024-01-01'), (2, '2024-01-02'), (3, '2024-01-03')")
-    opts = options(tmp_path)
-    configure(opts, table, TableOptions(strategy="incremental", cursor_column="AT", primary_key=("ID",)))
-    assert sync_table(connector(local_snowflake), table, opts).rows_unloaded == 3
-    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (4, '2024-01-04')")
-    second = sync_table(connector(local_snowflake), table, opts)
-    # Only the row at the old mark (2024-01-03) and the new one: the literal was read as the same instant.
-    assert second.strategy == "incremental" and second.rows_unloaded == 2
-    assert target(opts, table) == source(sf, table)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import filelock
 import pytest
 import snowflake.connector
@@ -16,17 +13,14 @@ import snowflake.connector
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.sync import extract
-from sync_project.sync.errors import LockTimeoutError, PermanentError, TableNotFoundError, TransientError
+from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
 from sync_project.sync.load import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (
-    FQ,
     connector,
     demo_table,
     duckdb_rows,
-    duckdb_types,
-    fetch,
     options,
     snowflake_settings,
     sorted_rows,
@@ -39,90 +33,6 @@ from sync_project_tests.reliability import observe
 def sf(local_snowflake: LocalSnowflakeProcess) -> Any:
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         yield conn
-
-
-def source_rows(conn: Any, table: TableRef) -> list[tuple[Any, ...]]:
-    """The source as Snowflake returns it; `comparable` turns TZ values into UTC instants and JSON into values."""
-    return fetch(conn, f"SELECT * FROM {table.snowflake_sql}")
-
-
-@pytest.mark.parametrize("name", ["ALL_TYPES", "SEMI_STRUCTURED", "data"])
-def test_demo_tables_sync_exactly(local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, name: str) -> None:
-    table = demo_table(name)
-    report = sync_table(connector(local_snowflake), table, options(tmp_path))
-    assert report.rows_loaded == report.rows_unloaded > 0
-    assert set(report.phase_seconds) == {"describe", "unload", "download", "load"}
-    assert sorted_rows(duckdb_rows(tmp_path / "sync.duckdb", table.duckdb_sql)) == sorted_rows(source_rows(sf, table))
-    assert list((tmp_path / "downloads").iterdir()) == []
-    assert stage_leftovers(sf) == []
-
-
-def test_types_land_as_the_type_map_says(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
-    for name in ("ALL_TYPES", "SEMI_STRUCTURED"):
-        sync_table(connector(local_snowflake), demo_table(name), options(tmp_path))
-    types = duckdb_types(tmp_path / "sync.duckdb", "WORKSPACE_833213390", "ALL_TYPES")
-    assert types["NUM_38_0"] == "HUGEINT"
-    assert types["NUM_18_0"] == "BIGINT"
-    assert types["NUM_12_2"] == "DECIMAL(12,2)"
-    assert types["NUM_38_10"] == "DECIMAL(38,10)"
-    assert types["FLOAT_COL"] == "DOUBLE"
-    assert types["VARCHAR_COL"] == types["CHAR_COL"] == "VARCHAR"
-    assert types["BINARY_COL"] == "BLOB"
-    assert types["TIME_COL"] == "TIME"
-    assert types["TS_NTZ"] == "TIMESTAMP"
-    semi = duckdb_types(tmp_path / "sync.duckdb", "WORKSPACE_833213390", "SEMI_STRUCTURED")
-    assert semi["TS_TZ"] == semi["TS_LTZ"] == "TIMESTAMP WITH TIME ZONE"
-    assert semi["VARIANT_COL"] == semi["OBJECT_COL"] == semi["ARRAY_COL"] == "JSON"
-    assert semi["GEOGRAPHY_COL"] == semi["GEOMETRY_COL"] == "VARCHAR"
-    extremes = dict(
-        (r[0], r[1:]) for r in duckdb_rows(tmp_path / "sync.duckdb", '"WORKSPACE_833213390"."ALL_TYPES" WHERE ID < 3')
-    )
-    assert extremes[0][0] == int("9" * 38) and extremes[1][0] == -int("9" * 38)
-    assert extremes[0][3] == Decimal("9999999999999999999999999999.9999999999")
-    assert all(v is None for v in extremes[2])
-
-
-def test_many_files_load_completely(local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path) -> None:
-    table = demo_table("data")
-    report = sync_table(connector(local_snowflake), table, options(tmp_path, max_file_size=20_000))
-    assert report.files > 2
-    assert report.rows_loaded == len(source_rows(sf, table))
-
-
-def test_empty_table_syncs_to_empty_table_with_schema(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path
-) -> None:
-    name = f"EMPTY_{uuid.uuid4().hex[:6].upper()}"
-    fetch(sf, f"CREATE TABLE {FQ}.{name} (ID NUMBER(38,0), AMOUNT NUMBER(10,2), AT TIMESTAMP_TZ(9))")
-    report = sync_table(connector(local_snowflake), demo_table(name), options(tmp_path))
-    assert report.rows_unloaded == report.rows_loaded == 0 and report.files == 0
-    types = duckdb_types(tmp_path / "sync.duckdb", "WORKSPACE_833213390", name)
-    assert types == {"ID": "HUGEINT", "AMOUNT": "DECIMAL(10,2)", "AT": "TIMESTAMP WITH TIME ZONE"}
-
-
-@pytest.mark.parametrize("name", ["data", "with space", "with.dot", 'with"quote', "Ünïcödé ✓"])
-def test_awkward_names_sync_to_the_right_relation(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, name: str
-) -> None:
-    table = demo_table(name)
-    if name != "data":
-        fetch(sf, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), LABEL VARCHAR)")
-        fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one'), (2, 'two')")
-    assert TableRef.from_key(table.key, table.database) == table
-    report = sync_table(connector(local_snowflake), table, options(tmp_path))
-    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
-        found = con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'WORKSPACE_833213390'"
-        ).fetchall()
-    assert found == [(name,)]
-    assert report.rows_loaded == len(source_rows(sf, table))
-
-
-def test_missing_table_is_a_permanent_error_naming_it(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
-    with pytest.raises(TableNotFoundError) as error:
-        sync_table(connector(local_snowflake), demo_table("NO_SUCH_TABLE"), options(tmp_path))
-    assert "NO_SUCH_TABLE" in str(error.value)
-    assert not (tmp_path / "sync.duckdb").exists()
 
 
 @pytest.mark.parametrize(

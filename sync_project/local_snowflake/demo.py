@@ -100,19 +100,23 @@ def type_table_rows(rows: int) -> int:
 
 def create_demo_tables(cursor: Any, rows: int = DEFAULT_DEMO_ROWS) -> dict[str, int]:
     """Create (or replace) the demo tables through a Snowflake cursor; return rows per table."""
-    fq = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
     cursor.execute(f"CREATE DATABASE IF NOT EXISTS {DEMO_DATABASE}")
-    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {fq}")
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {DEMO_DATABASE}.{DEMO_SCHEMA}")
+    return create_tables_in(cursor, f"{DEMO_DATABASE}.{DEMO_SCHEMA}", rows)
+
+
+def create_tables_in(cursor: Any, schema: str, rows: int) -> dict[str, int]:
+    """The demo tables in an existing schema (`DB.SCHEMA` as SQL writes it): also the contract suite's data."""
     extra = type_table_rows(rows)
     statements = [
-        DATA_DDL.format(fq=fq),
-        DATA_ROWS.format(fq=fq, source=_generated(rows)) if rows else "",
-        ALL_TYPES_DDL.format(fq=fq),
-        ALL_TYPES_SPECIAL.format(fq=fq),
-        ALL_TYPES_ROWS.format(fq=fq, source=_generated(extra - 3)),
-        SEMI_DDL.format(fq=fq),
-        SEMI_SPECIAL.format(fq=fq),
-        SEMI_ROWS.format(fq=fq, source=_generated(extra - 2)),
+        DATA_DDL.format(fq=schema),
+        DATA_ROWS.format(fq=schema, source=_generated(rows)) if rows else "",
+        ALL_TYPES_DDL.format(fq=schema),
+        ALL_TYPES_SPECIAL.format(fq=schema),
+        ALL_TYPES_ROWS.format(fq=schema, source=_generated(extra - 3)),
+        SEMI_DDL.format(fq=schema),
+        SEMI_SPECIAL.format(fq=schema),
+        SEMI_ROWS.format(fq=schema, source=_generated(extra - 2)),
     ]
     for statement in statements:
         if statement:

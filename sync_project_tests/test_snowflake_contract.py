@@ -1,0 +1,304 @@
+"""The Snowflake contract: what the sync needs Snowflake to do, as tests that run against either backend.
+
+`make test` runs them against the embedded Snowflake; `make test-snowflake` runs the same tests against a
+real account (SYNC_CONTRACT_BACKEND=account, the SNOWFLAKE_* variables, the account code path of the
+resources). Every test works in one scratch schema with a unique name, created for the run and dropped
+at the end, also when a test fails. Nothing here injects a fault: an account cannot be made to fail on cue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sync_project.local_snowflake.demo import DEMO_DATABASE, create_tables_in
+from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError
+from sync_project.sync.pipeline import Connect, SyncOptions, sync_table
+from sync_project.sync.state import TableOptions
+from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project_tests.contract import BACKEND
+from sync_project_tests.helpers import (
+    configure,
+    connector,
+    duckdb_rows,
+    duckdb_types,
+    fetch,
+    mark_of,
+    options,
+    sorted_rows,
+    stage_leftovers,
+)
+
+ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A Snowflake to hold the contract to, and the scratch schema the tests work in."""
+
+    name: str
+    connect: Connect
+    database: str
+    schema: str
+
+    def table(self, name: str) -> TableRef:
+        return TableRef(self.database, self.schema, name)
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            return fetch(conn, statement)
+
+    @property
+    def fq(self) -> str:
+        return f"{quote_identifier(self.database)}.{quote_identifier(self.schema)}"
+
+
+def _account_connect() -> tuple[Connect, str]:
+    from sync_project.resources import snowflake_resource
+    from sync_project.settings import Settings
+
+    settings = Settings.from_env()
+    assert not settings.uses_local_snowflake, "SYNC_CONTRACT_BACKEND=account needs SNOWFLAKE_ACCOUNT"
+    resource = snowflake_resource(settings).process_config_and_initialize()
+    return resource.get_connection, settings.snowflake_database
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if os.environ.get(BACKEND) == "account":
+        connect, database, name = *_account_connect(), "account"
+    else:
+        connect, database, name = connector(request.getfixturevalue("local_snowflake")), DEMO_DATABASE, "embedded"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    scratch = Backend(name, connect, database, f"SYNC_CONTRACT_{stamp}_{uuid.uuid4().hex[:6].upper()}")
+    scratch.sql(f"CREATE SCHEMA {scratch.fq}")
+    try:
+        with connect() as conn:
+            create_tables_in(conn.cursor(), scratch.fq, ROWS)
+        yield scratch
+    finally:
+        scratch.sql(f"DROP SCHEMA IF EXISTS {scratch.fq} CASCADE")
+
+
+@pytest.fixture
+def sf(backend: Backend) -> Iterator[Any]:
+    with backend.connect() as conn:
+        yield conn
+
+
+def source_rows(conn: Any, table: TableRef) -> list[tuple[Any, ...]]:
+    return sorted_rows(fetch(conn, f"SELECT * FROM {table.snowflake_sql}"))
+
+
+def target_rows(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
+    return sorted_rows(duckdb_rows(opts.duckdb_path, table.duckdb_sql))
+
+
+# -- full syncs: every type exact ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ALL_TYPES", "SEMI_STRUCTURED", "data"])
+def test_tables_sync_exactly_and_leave_nothing(backend: Backend, sf: Any, tmp_path: Path, name: str) -> None:
+    table = backend.table(name)
+    opts = options(tmp_path)
+    report = sync_table(backend.connect, table, opts)
+    assert report.rows_loaded == report.rows_unloaded > 0
+    assert set(report.phase_seconds) == {"describe", "unload", "download", "load"}
+    assert target_rows(opts, table) == source_rows(sf, table)
+    assert list((tmp_path / "downloads").iterdir()) == []
+    assert stage_leftovers(sf) == []
+
+
+def test_types_land_as_the_type_map_says(backend: Backend, tmp_path: Path) -> None:
+    for name in ("ALL_TYPES", "SEMI_STRUCTURED"):
+        sync_table(backend.connect, backend.table(name), options(tmp_path))
+    types = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "ALL_TYPES")
+    assert types["NUM_38_0"] == "HUGEINT"
+    assert types["NUM_18_0"] == "BIGINT"
+    assert types["NUM_12_2"] == "DECIMAL(12,2)"
+    assert types["NUM_38_10"] == "DECIMAL(38,10)"
+    assert types["FLOAT_COL"] == "DOUBLE"
+    assert types["VARCHAR_COL"] == types["CHAR_COL"] == "VARCHAR"
+    assert types["BINARY_COL"] == "BLOB"
+    assert types["TIME_COL"] == "TIME"
+    assert types["TS_NTZ"] == "TIMESTAMP"
+    semi = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "SEMI_STRUCTURED")
+    assert semi["TS_TZ"] == semi["TS_LTZ"] == "TIMESTAMP WITH TIME ZONE"
+    assert semi["VARIANT_COL"] == semi["OBJECT_COL"] == semi["ARRAY_COL"] == "JSON"
+    assert semi["GEOGRAPHY_COL"] == semi["GEOMETRY_COL"] == "VARCHAR"
+    relation = backend.table("ALL_TYPES").duckdb_sql + " WHERE ID < 3"
+    extremes = {r[0]: r[1:] for r in duckdb_rows(tmp_path / "sync.duckdb", relation)}
+    assert extremes[0][0] == int("9" * 38) and extremes[1][0] == -int("9" * 38)
+    assert extremes[0][3] == Decimal("9999999999999999999999999999.9999999999")
+    assert all(v is None for v in extremes[2])
+
+
+def test_many_files_load_completely(backend: Backend, sf: Any, tmp_path: Path) -> None:
+    table = backend.table("data")
+    report = sync_table(backend.connect, table, options(tmp_path, max_file_size=20_000))
+    assert report.files > 2
+    assert report.rows_loaded == len(source_rows(sf, table)) == ROWS
+
+
+def test_empty_table_syncs_to_empty_table_with_schema(backend: Backend, tmp_path: Path) -> None:
+    backend.sql(f"CREATE TABLE {backend.fq}.EMPTY (ID NUMBER(38,0), AMOUNT NUMBER(10,2), AT TIMESTAMP_TZ(9))")
+    report = sync_table(backend.connect, backend.table("EMPTY"), options(tmp_path))
+    assert report.rows_unloaded == report.rows_loaded == 0 and report.files == 0
+    types = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "EMPTY")
+    assert types == {"ID": "HUGEINT", "AMOUNT": "DECIMAL(10,2)", "AT": "TIMESTAMP WITH TIME ZONE"}
+
+
+@pytest.mark.parametrize("name", ["with space", "with.dot", 'with"quote', "Ünïcödé ✓"])
+def test_awkward_names_sync_to_the_right_relation(backend: Backend, sf: Any, tmp_path: Path, name: str) -> None:
+    table = backend.table(name)
+    fetch(sf, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), LABEL VARCHAR)")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one'), (2, 'two')")
+    assert TableRef.from_key(table.key, table.database) == table
+    report = sync_table(backend.connect, table, options(tmp_path))
+    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
+        found = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [backend.schema]).fetchall()
+    assert found == [(name,)]
+    assert report.rows_loaded == 2
+
+
+# -- refusals Snowflake gives without any fault injected ----------------------------------------------------
+
+
+def test_missing_table_is_a_permanent_error_naming_it(backend: Backend, tmp_path: Path) -> None:
+    with pytest.raises(TableNotFoundError) as error:
+        sync_table(backend.connect, backend.table("NO_SUCH_TABLE"), options(tmp_path))
+    assert "NO_SUCH_TABLE" in str(error.value)
+    assert not (tmp_path / "sync.duckdb").exists()
+
+
+def test_an_unmappable_column_is_refused_naming_it(backend: Backend, tmp_path: Path) -> None:
+    backend.sql(f"CREATE TABLE {backend.fq}.EMBEDDINGS (ID NUMBER(38,0), EMBEDDING VECTOR(FLOAT, 3))")
+    with pytest.raises(UnsupportedTypeError) as error:
+        sync_table(backend.connect, backend.table("EMBEDDINGS"), options(tmp_path))
+    assert "'EMBEDDING' (VECTOR(FLOAT, 3))" in str(error.value)
+    assert not (tmp_path / "sync.duckdb").exists()
+
+
+# -- incremental syncs --------------------------------------------------------------------------------------
+
+MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
+APPEND = TableOptions("incremental", "UPDATED_AT", ())
+
+
+@pytest.fixture
+def orders(backend: Backend, sf: Any) -> TableRef:
+    """A fresh ORDERS-like table: 1,000 rows, a key, a timestamp cursor with many ties."""
+    ref = backend.table(f"ORDERS_{uuid.uuid4().hex[:6].upper()}")
+    fetch(
+        sf,
+        f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT NUMBER(10,2), STATUS VARCHAR(20), "
+        "UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
+    )
+    fetch(
+        sf,
+        f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), SEQ8() / 10, 'new', "
+        "DATEADD(minute, FLOOR(SEQ8() / 10), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
+        "FROM TABLE(GENERATOR(ROWCOUNT => 1000))",
+    )
+    return ref
+
+
+def test_merge_by_key_equals_the_source(backend: Backend, sf: Any, orders: TableRef, tmp_path: Path) -> None:
+    opts = options(tmp_path)
+    configure(opts, orders, MERGE)
+    first = sync_table(backend.connect, orders, opts)
+    assert first.strategy == "full" and "first incremental" in first.strategy_reason
+    assert mark_of(opts, orders) == "2024-01-01 01:39:00.000000"
+    fetch(sf, f"UPDATE {orders.snowflake_sql} SET STATUS = 'paid', UPDATED_AT = '2024-02-01 00:00:00' WHERE ID < 5")
+    fetch(sf, f"INSERT INTO {orders.snowflake_sql} VALUES (5000, 1.5, 'new', '2024-02-01 00:00:00')")
+    second = sync_table(backend.connect, orders, opts)
+    assert second.strategy == "incremental"
+    # The boundary minute (10 rows at the old mark) comes again, plus the 5 updates and the 1 insert.
+    assert second.rows_unloaded == 16 and second.rows_updated == 15 and second.rows_total == 1001
+    assert target_rows(opts, orders) == source_rows(sf, orders)
+    assert mark_of(opts, orders) == "2024-02-01 00:00:00.000000"
+
+
+def test_append_without_key_keeps_ties_and_adds_no_duplicates(
+    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, orders, APPEND)
+    sync_table(backend.connect, orders, opts)
+    mark = mark_of(opts, orders)
+    # A row arrives late with exactly the high-water mark: a `>` rule would lose it for ever.
+    fetch(sf, f"INSERT INTO {orders.snowflake_sql} VALUES (7000, 9.99, 'late', '{mark}')")
+    fetch(sf, f"INSERT INTO {orders.snowflake_sql} VALUES (7001, 1.00, 'later', '2030-01-01 00:00:00')")
+    report = sync_table(backend.connect, orders, opts)
+    assert report.strategy == "incremental" and report.rows_total == 1002
+    assert target_rows(opts, orders) == source_rows(sf, orders)  # nothing lost, nothing twice
+    unchanged = sync_table(backend.connect, orders, opts)
+    assert unchanged.rows_unloaded == 1 and target_rows(opts, orders) == source_rows(sf, orders)
+
+
+def test_new_column_is_added_and_widened_type_widened(
+    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, orders, MERGE)
+    sync_table(backend.connect, orders, opts)
+    fetch(sf, f"ALTER TABLE {orders.snowflake_sql} ADD COLUMN NOTE VARCHAR(50)")
+    fetch(sf, f"ALTER TABLE {orders.snowflake_sql} ALTER COLUMN AMOUNT SET DATA TYPE NUMBER(18,2)")
+    fetch(sf, f"INSERT INTO {orders.snowflake_sql} VALUES (8000, 12345678901.25, 'new', '2025-06-01 00:00:00', 'hi')")
+    report = sync_table(backend.connect, orders, opts)
+    assert report.strategy == "incremental"
+    assert report.schema_changes == ["widened AMOUNT DECIMAL(10,2) -> DECIMAL(18,2)", "added NOTE VARCHAR"]
+    rows = {r[0]: r for r in duckdb_rows(opts.duckdb_path, orders.duckdb_sql)}
+    assert rows[8000][4] == "hi" and rows[1][4] is None  # old rows NULL
+    assert str(rows[8000][1]) == "12345678901.25"
+    assert target_rows(opts, orders) == source_rows(sf, orders)
+
+
+def test_incompatible_change_fails_until_a_full_sync(
+    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+) -> None:
+    opts = options(tmp_path)
+    configure(opts, orders, MERGE)
+    sync_table(backend.connect, orders, opts)
+    sync_table(backend.connect, orders, opts)  # an incremental one, so the next would be too
+    before = target_rows(opts, orders)
+    fetch(
+        sf,
+        f"CREATE OR REPLACE TABLE {orders.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT VARCHAR(20), "
+        "STATUS VARCHAR(20), UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
+    )
+    fetch(sf, f"INSERT INTO {orders.snowflake_sql} VALUES (1, 'one', 'x', '2030-01-01 00:00:00')")
+    with pytest.raises(PermanentError, match="Run a full sync"):
+        sync_table(backend.connect, orders, opts)
+    assert target_rows(opts, orders) == before
+    full = sync_table(backend.connect, orders, opts, strategy="full")
+    assert full.rows_total == 1 and target_rows(opts, orders) == source_rows(sf, orders)
+    fetch(sf, f"ALTER TABLE {orders.snowflake_sql} DROP COLUMN STATUS")
+    with pytest.raises(PermanentError, match="gone from Snowflake"):
+        sync_table(backend.connect, orders, opts)
+
+
+@pytest.mark.parametrize("cursor_type", ["TIMESTAMP_TZ(9)", "TIMESTAMP_LTZ(9)", "DATE"])
+def test_incremental_marks_of_every_temporal_type_are_read_back_with_an_explicit_format(
+    backend: Backend, sf: Any, tmp_path: Path, cursor_type: str
+) -> None:
+    table = backend.table(f"EVENTS_{uuid.uuid4().hex[:6].upper()}")
+    fetch(sf, f"CREATE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AT {cursor_type}, PRIMARY KEY (ID))")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, '2024-01-01'), (2, '2024-01-02'), (3, '2024-01-03')")
+    opts = options(tmp_path)
+    configure(opts, table, TableOptions(strategy="incremental", cursor_column="AT", primary_key=("ID",)))
+    assert sync_table(backend.connect, table, opts).rows_unloaded == 3
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (4, '2024-01-04')")
+    second = sync_table(backend.connect, table, opts)
+    # Only the row at the old mark (2024-01-03) and the new one: the literal was read as the same instant.
+    assert second.strategy == "incremental" and second.rows_unloaded == 2
+    assert target_rows(opts, table) == source_rows(sf, table)
