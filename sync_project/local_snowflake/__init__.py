@@ -21,7 +21,7 @@ from typing import Any
 
 LOCAL_ACCOUNT = "local"
 LOCAL_USER = "local"
-LOCAL_PASSWORD = "local"  # noqa: S105 - the emulator accepts any password; this is not a secret
+LOCAL_PASSWORD = "local"  # noqa: S105 - the built-in user's password on the emulator; not a secret
 LOCAL_WAREHOUSE = "COMPUTE_WH"  # the emulator's one warehouse (a new account's default name)
 
 
