@@ -103,6 +103,22 @@ def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
     return SyncOptions(**values)
 
 
+def create_orders(conn: Any, ref: TableRef) -> TableRef:
+    """An ORDERS-like table: 1,000 rows, a key, and a timestamp cursor with many ties (10 rows a minute)."""
+    fetch(
+        conn,
+        f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT NUMBER(10,2), STATUS VARCHAR(20), "
+        "UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
+    )
+    fetch(
+        conn,
+        f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), SEQ8() / 10, 'new', "
+        "DATEADD(minute, FLOOR(SEQ8() / 10), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
+        "FROM TABLE(GENERATOR(ROWCOUNT => 1000))",
+    )
+    return ref
+
+
 def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -> None:
     """Set a table's sync options in the DuckDB file, as `register --strategy` does."""
     opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (
     configure,
     connector,
+    create_orders,
     duckdb_rows,
     fetch,
     mark_of,
@@ -42,22 +43,10 @@ def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
 
 @pytest.fixture
 def table(sf: Any) -> TableRef:
-    """A fresh ORDERS-like table: 1,000 rows, a key, a timestamp cursor with many ties."""
+    """A fresh ORDERS table in a schema of its own."""
     schema = f"INC_{uuid.uuid4().hex[:8].upper()}"
     fetch(sf, f"CREATE SCHEMA {DATABASE}.{schema}")
-    ref = TableRef(DATABASE, schema, "ORDERS")
-    fetch(
-        sf,
-        f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT NUMBER(10,2), STATUS VARCHAR(20), "
-        "UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
-    )
-    fetch(
-        sf,
-        f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), SEQ8() / 10, 'new', "
-        "DATEADD(minute, FLOOR(SEQ8() / 10), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
-        "FROM TABLE(GENERATOR(ROWCOUNT => 1000))",
-    )
-    return ref
+    return create_orders(sf, TableRef(DATABASE, schema, "ORDERS"))
 
 
 def source(sf: Any, table: TableRef) -> list[tuple[Any, ...]]:

@@ -29,6 +29,7 @@ from sync_project_tests.contract import BACKEND
 from sync_project_tests.helpers import (
     configure,
     connector,
+    create_orders,
     duckdb_rows,
     duckdb_types,
     fetch,
@@ -196,20 +197,8 @@ APPEND = TableOptions("incremental", "UPDATED_AT", ())
 
 @pytest.fixture
 def orders(backend: Backend, sf: Any) -> TableRef:
-    """A fresh ORDERS-like table: 1,000 rows, a key, a timestamp cursor with many ties."""
-    ref = backend.table(f"ORDERS_{uuid.uuid4().hex[:6].upper()}")
-    fetch(
-        sf,
-        f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AMOUNT NUMBER(10,2), STATUS VARCHAR(20), "
-        "UPDATED_AT TIMESTAMP_NTZ(9), PRIMARY KEY (ID))",
-    )
-    fetch(
-        sf,
-        f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), SEQ8() / 10, 'new', "
-        "DATEADD(minute, FLOOR(SEQ8() / 10), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
-        "FROM TABLE(GENERATOR(ROWCOUNT => 1000))",
-    )
-    return ref
+    """A fresh ORDERS table (1,000 rows, a key, a cursor with ties) in the scratch schema."""
+    return create_orders(sf, backend.table(f"ORDERS_{uuid.uuid4().hex[:6].upper()}"))
 
 
 def test_merge_by_key_equals_the_source(backend: Backend, sf: Any, orders: TableRef, tmp_path: Path) -> None:
