@@ -11,7 +11,7 @@ from pydantic import Field
 
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
-from sync_project.sync.errors import PermanentError
+from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.pipeline import SyncReport, sync_table
 
 SYNC_ASSET_KEY = dg.AssetKey("snowflake_table")
@@ -21,6 +21,14 @@ PREVIEW_CELL_CHARS = 40
 # Transient failures (network, Snowflake hiccups, a busy DuckDB file) get 3 more tries with backoff;
 # permanent ones raise Failure(allow_retries=False) and stop at once.
 SYNC_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def retry_note(retry_number: int) -> str:
+    """What happens after a transient failure on try `retry_number + 1`."""
+    tries = SYNC_RETRY_POLICY.max_retries + 1
+    if retry_number < SYNC_RETRY_POLICY.max_retries:
+        return f"try {retry_number + 1} of {tries}; will be retried"
+    return f"try {tries} of {tries}; no retries left"
 
 
 class SyncConfig(dg.Config):
@@ -157,6 +165,9 @@ def snowflake_table(
         )
     except PermanentError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from None
+    except TransientError as e:
+        # Only here is it known whether a retry follows; the message says which.
+        raise dg.Failure(description=f"{e}; {retry_note(context.retry_number)}", allow_retries=True) from None
     context.log.info(
         f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
         f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"

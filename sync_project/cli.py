@@ -65,6 +65,11 @@ def _table(key: str, settings: Settings) -> TableRef:
     return table_for_partition(key, settings)
 
 
+def to_stderr(message: str) -> None:
+    """Progress for people (waiting, for instance), kept out of stdout, which scripts read."""
+    click.echo(message, err=True)
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "-"
@@ -235,7 +240,9 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
     settings = Settings.from_env()
     instance = _instance()
     tables = [_table(key, settings)] if key else registered_tables(instance, settings)
-    reports = [table_status(instance, t, settings.duckdb_path, wait) for t in tables]
+    reports = [
+        table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr) for t in tables
+    ]
     if as_json:
         click.echo(json.dumps(reports, indent=2, default=str))
         return
@@ -280,6 +287,8 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         if duck["exists"]
         else "  duckdb:       no table"
     )
+    if duck.get("read_from"):
+        lines.append(f"  read from:    {duck['read_from']}")
     return lines
 
 
@@ -356,9 +365,43 @@ def sample(key: str, first: int | None, random_rows: int | None, fmt: str, outpu
         mode="random" if random_rows is not None else "first",
         fmt=fmt,  # type: ignore[arg-type]
         lock_timeout=wait,
+        published=settings.mirror_path,
+        log=to_stderr,
     )
     if output is not None:
-        click.echo(f"wrote {result.rows:,} rows to {output}", err=True)
+        click.echo(f"wrote {result.rows:,} rows to {output} (read from {result.source})", err=True)
+    elif "published" in result.source:
+        click.echo(f"read from {result.source}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="What was published, as JSON.")
+@reports_errors
+def publish(as_json: bool) -> None:
+    """Publish the mirror now: a new snapshot of the working file behind SYNC_PUBLISHED_PATH.
+
+    Readers that have the previous snapshot open keep it until they disconnect; new readers get this one.
+    The publish_after_syncs sensor does this after syncs; this is for an immediate one.
+    """
+    from sync_project.sync.publish import publish as publish_mirror
+
+    settings = Settings.from_env()
+    report = publish_mirror(
+        settings.duckdb_path,
+        settings.mirror_path,
+        storage_version=settings.published_storage_version,
+        lock_timeout=settings.lock_timeout_seconds,
+        log=to_stderr,
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(
+        f"published {len(report.tables)} table(s) to {report.published_path} ({human_bytes(report.bytes)}, "
+        f"storage version {report.storage_version}) in {report.seconds:.2f}s"
+    )
+    if report.still_open:
+        click.echo(f"{len(report.still_open)} older snapshot(s) stay until their readers disconnect")
 
 
 @main.command()
@@ -424,6 +467,7 @@ def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
     from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS, DEMO_SCHEMA, DEMO_TABLES
     from sync_project.registry import register as register_tables
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir, project_root
+    from sync_project.sync.publish import publish as publish_mirror
     from sync_project.sync.tables import TableRef
 
     settings = Settings.from_env()
@@ -447,6 +491,13 @@ def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
                 tags={"dagster/partition": table.key}, instance=instance, raise_on_error=False
             )
             click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
+        published = publish_mirror(
+            settings.duckdb_path,
+            settings.mirror_path,
+            storage_version=settings.published_storage_version,
+            lock_timeout=settings.lock_timeout_seconds,
+        )
+        click.echo(f"published the mirror for readers: {published.published_path} (open it read-only)")
         if no_ui:
             return
         click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")

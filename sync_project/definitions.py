@@ -6,13 +6,19 @@ No logic lives here; each concern has its own module.
 import dagster as dg
 
 from sync_project.assets import snowflake_table
-from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
+from sync_project.automation import (
+    build_auto_register_sensor,
+    build_change_sensor,
+    build_publish_sensor,
+    build_sync_schedule,
+)
 from sync_project.checks import row_count_check, schema_check
 from sync_project.jobs import (
     cleanup_leftovers_job,
     cleanup_schedule,
     discover_tables_job,
     doctor_job,
+    publish_mirror_job,
     register_tables_job,
     sync_tables_job,
     verify_synced_tables_job,
@@ -33,9 +39,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             register_tables_job,
             cleanup_leftovers_job,
             doctor_job,
+            publish_mirror_job,
         ],
         schedules=[build_sync_schedule(settings), cleanup_schedule],
-        sensors=[build_change_sensor(settings), build_auto_register_sensor(settings)],
+        sensors=[build_change_sensor(settings), build_auto_register_sensor(settings), build_publish_sensor(settings)],
         resources=build_resources(settings),
         # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own
         # (the multiprocess executor would pay Python and Dagster start-up again for every step).

@@ -10,11 +10,13 @@ from sync_project.assets import SYNC_ASSET_KEY
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
+from sync_project.sync.publish import PublishReport, publish, remove_old_snapshots
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
 
 SYNC_JOB = "sync_tables"
 DOCTOR_JOB = "doctor"
+PUBLISH_JOB = "publish_mirror"
 VERIFY_JOB = "verify_synced_tables"
 DISCOVER_JOB = "discover_tables"
 REGISTER_JOB = "register_tables"
@@ -164,6 +166,65 @@ def register_tables_job() -> None:
     register_in_schema()
 
 
+def publish_metadata(report: PublishReport) -> dict[str, dg.MetadataValue]:
+    """What a publish holds (each table and the sync it comes from) and what it cost."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("relation", "string"),
+            dg.TableColumn("rows", "int"),
+            dg.TableColumn("synced_at", "string"),
+        ]
+    )
+    records = [
+        dg.TableRecord(
+            {"relation": t.relation, "rows": t.rows if t.rows is not None else -1, "synced_at": t.synced_at or ""}
+        )
+        for t in report.tables
+    ]
+    return {
+        "published_path": dg.MetadataValue.path(str(report.published_path)),
+        "snapshot": dg.MetadataValue.path(str(report.snapshot)),
+        "tables": dg.MetadataValue.table(records, schema),
+        "table_count": dg.MetadataValue.int(len(report.tables)),
+        "bytes": dg.MetadataValue.int(report.bytes),
+        "seconds": dg.MetadataValue.float(report.seconds),
+        "copy_seconds": dg.MetadataValue.float(report.copy_seconds),
+        "storage_version": dg.MetadataValue.text(report.storage_version),
+        "old_snapshots_removed": dg.MetadataValue.int(len(report.removed)),
+        "old_snapshots_still_open": dg.MetadataValue.json(report.still_open),
+    }
+
+
+@dg.op
+def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource) -> None:
+    """Copy the working DuckDB file to a new snapshot and point the published path at it.
+
+    Readers open the published path and are never blocked by syncs; a reader that has an older snapshot
+    open keeps it, consistent, until it disconnects. See the run's metadata for the tables it holds.
+    """
+    options = duckdb.sync_options()
+    try:
+        report = publish(
+            options.duckdb_path,
+            duckdb.mirror_path,
+            storage_version=duckdb.published_storage_version,
+            lock_timeout=options.lock_timeout,
+            log=context.log.info,
+        )
+    except PermanentError as e:
+        raise dg.Failure(str(e), allow_retries=False) from None
+    context.add_output_metadata(publish_metadata(report), output_name="result")
+
+
+@dg.job(
+    name=PUBLISH_JOB,
+    description="Publish the mirror for readers: a new snapshot of the working file behind SYNC_PUBLISHED_PATH. "
+    "The publish_after_syncs sensor runs it after syncs; run it by hand for an immediate one.",
+)
+def publish_mirror_job() -> None:
+    publish_working_file()
+
+
 @dg.op
 def remove_old_stages_and_folders(
     context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
@@ -177,13 +238,16 @@ def remove_old_stages_and_folders(
     options = duckdb.sync_options()
     with snowflake.get_connection() as conn:
         leftovers = remove_leftovers(conn, options.stage, options.download_root, LEFTOVER_AGE, dt.datetime.now(dt.UTC))
+    snapshots, still_open = remove_old_snapshots(duckdb.mirror_path)
     context.log.info(
-        f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s)"
+        f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s), "
+        f"{len(snapshots)} old published snapshot(s) ({len(still_open)} still open by readers)"
     )
     context.add_output_metadata(
         {
             "stage_folders_removed": dg.MetadataValue.json(leftovers.stage_folders),
             "folders_removed": dg.MetadataValue.json([str(f) for f in leftovers.folders]),
+            "snapshots_removed": dg.MetadataValue.json(snapshots),
         },
         output_name="result",
     )

@@ -18,8 +18,10 @@ from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.load import TableState, duckdb_session, read_table_state, table_state
+from sync_project.sync.duckdb_access import Log, duckdb_session
+from sync_project.sync.load import TableState, read_table_state, table_state
 from sync_project.sync.pipeline import Connect
+from sync_project.sync.publish import current_snapshot, published_default, read_mirror
 from sync_project.sync.state import (
     TableOptions,
     TableSyncState,
@@ -149,26 +151,31 @@ def deregister(
 
 
 def _duckdb_facts(
-    duckdb_path: Path, table: TableRef, lock_timeout: float
-) -> tuple[TableState, TableSyncState, int | None]:
-    """The table's rows and columns, its sync state and its size: one brief session, not three."""
-    if not duckdb_path.exists():
-        return TableState(False, 0, {}), TableSyncState(), None
-    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
+    duckdb_path: Path, published: Path, table: TableRef, lock_timeout: float, log: Log
+) -> tuple[TableState, TableSyncState, int | None, str | None]:
+    """The table's rows and columns, its sync state, its size, and which file said so: one brief session."""
+    if not duckdb_path.exists() and current_snapshot(published) is None:
+        return TableState(False, 0, {}), TableSyncState(), None, None
+    with read_mirror(duckdb_path, published, lock_timeout, f"reading {table}", log) as (con, source):
         state, progress = table_state(con, table), read_state(con, table)
         if not state.exists:
-            return state, progress, None
+            return state, progress, None, source
         block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
         blocks = con.execute(
             "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE block_id >= 0",
             [f"{quote_identifier(table.duckdb_schema)}.{quote_identifier(table.duckdb_table)}"],
         ).fetchone()
     size = int(block_size[0]) * int(blocks[0]) if block_size and blocks else None
-    return state, progress, size
+    return state, progress, size, source
 
 
 def table_status(
-    instance: dg.DagsterInstance, table: TableRef, duckdb_path: Path, lock_timeout: float
+    instance: dg.DagsterInstance,
+    table: TableRef,
+    duckdb_path: Path,
+    lock_timeout: float,
+    published: Path | None = None,
+    log: Log = lambda _: None,
 ) -> dict[str, Any]:
     """Everything `sync-project status` shows for a table, from Dagster's storage and the DuckDB file only."""
     runs = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: table.key}), limit=20)
@@ -187,7 +194,9 @@ def table_status(
     ).get(check_key)
     evaluation = check.event.asset_check_evaluation if check and check.event else None
     synced = last_sync(instance, table)
-    state, progress, size = _duckdb_facts(duckdb_path, table, lock_timeout)
+    state, progress, size, source = _duckdb_facts(
+        duckdb_path, published or published_default(duckdb_path), table, lock_timeout, log
+    )
 
     def run_summary(record: Any) -> dict[str, Any]:
         start, end = record.start_time, record.end_time
@@ -217,5 +226,6 @@ def table_status(
             "exists": state.exists,
             "rows": state.rows if state.exists else None,
             "bytes": size,
+            "read_from": source,
         },
     }

@@ -30,6 +30,7 @@ from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_US
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions
+from sync_project.sync.publish import published_default
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:
@@ -152,6 +153,12 @@ class SyncDuckDBResource(DuckDBResource):
     max_file_size: int = env.DEFAULT_MAX_FILE_SIZE
     disk_reserve_bytes: int = env.DEFAULT_DISK_RESERVE_BYTES
     stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
+    published_path: str = Field(default="", description="What readers open (SYNC_PUBLISHED_PATH); default beside it")
+    published_storage_version: str = env.DEFAULT_PUBLISHED_STORAGE_VERSION
+
+    @property
+    def mirror_path(self) -> Path:
+        return Path(self.published_path) if self.published_path else published_default(Path(self.database))
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(
@@ -226,6 +233,8 @@ def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
         max_file_size=settings.max_file_size,
         disk_reserve_bytes=settings.disk_reserve_bytes,
         stage=settings.stage,
+        published_path=str(settings.mirror_path),
+        published_storage_version=settings.published_storage_version,
     )
 
 

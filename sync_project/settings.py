@@ -43,12 +43,17 @@ SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
 SYNC_STAGE = "SYNC_STAGE"  # unset: the user stage @~ (no privilege, nothing created in source schemas)
+SYNC_PUBLISHED_PATH = "SYNC_PUBLISHED_PATH"  # what readers open: a symlink to the latest complete snapshot
+SYNC_PUBLISHED_STORAGE_VERSION = "SYNC_PUBLISHED_STORAGE_VERSION"  # the DuckDB storage version readers need
+SYNC_PUBLISH_MINUTES = "SYNC_PUBLISH_MINUTES"  # during a burst of syncs, publish at most this often
 
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
 DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
 DEFAULT_STAGE = "~"
+DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 0.10 and every later release
+DEFAULT_PUBLISH_MINUTES = 5.0
 
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
@@ -120,12 +125,22 @@ class Settings:
     max_file_size: int
     disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
     stage: str = DEFAULT_STAGE
+    published_path: Path | None = None  # unset: mirror.duckdb beside the working file
+    published_storage_version: str = DEFAULT_PUBLISHED_STORAGE_VERSION
+    publish_minutes: float = DEFAULT_PUBLISH_MINUTES
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "UTC"
     change_sensor_seconds: int = 300
     auto_register_schema: str | None = None
     auto_register_like: str = "%"
     auto_deregister: bool = False
+
+    @property
+    def mirror_path(self) -> Path:
+        """What readers open: SYNC_PUBLISHED_PATH, or mirror.duckdb beside the working file."""
+        from sync_project.sync.publish import published_default
+
+        return self.published_path or published_default(self.duckdb_path)
 
     @property
     def uses_local_snowflake(self) -> bool:
@@ -147,6 +162,9 @@ class Settings:
             max_file_size=_env_number(SYNC_MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE),
             disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, DEFAULT_DISK_RESERVE_BYTES),
             stage=_env(SYNC_STAGE, DEFAULT_STAGE),
+            published_path=Path(p) if (p := os.environ.get(SYNC_PUBLISHED_PATH, "").strip()) else None,
+            published_storage_version=_env(SYNC_PUBLISHED_STORAGE_VERSION, DEFAULT_PUBLISHED_STORAGE_VERSION),
+            publish_minutes=_env_number(SYNC_PUBLISH_MINUTES, DEFAULT_PUBLISH_MINUTES),
             schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
             change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),

@@ -24,7 +24,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
-from sync_project.sync.load import lock_path
+from sync_project.sync.duckdb_access import lock_path
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings
@@ -200,7 +200,7 @@ def test_sample_random_and_refusals(env: Path) -> None:
     assert unregistered.exit_code == 1 and "not registered" in unregistered.output
     assert cli("register", key).exit_code == 0
     unsynced = cli("sample", key, "--output", str(env / "x.json"))
-    assert unsynced.exit_code == 1 and "not been synced" in unsynced.output
+    assert unsynced.exit_code == 1 and "synced yet" in unsynced.output
     assert sync(key)
     out = env / "random.json"
     assert cli("sample", key, "--random", "7", "--output", str(out)).exit_code == 0

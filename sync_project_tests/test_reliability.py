@@ -47,9 +47,12 @@ from sync_project_tests.helpers import (
 from sync_project_tests.reliability import observe
 
 
-def hold_duckdb(path: Path, seconds: float) -> subprocess.Popen[str]:
-    """Another process (think: someone's DuckDB CLI) holding the file open for writing."""
-    code = f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep({seconds})"
+def hold_duckdb(path: Path, seconds: float, read_only: bool = False) -> subprocess.Popen[str]:
+    """Another process (think: someone's DuckDB CLI or notebook) holding the file open."""
+    code = (
+        f"import duckdb, time; c = duckdb.connect({str(path)!r}, read_only={read_only}); print('held', flush=True); "
+        f"time.sleep({seconds})"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder
@@ -75,7 +78,8 @@ def test_foreign_writer_longer_than_the_timeout_fails_retryably_naming_its_pid(
     retries = events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert result.success and retries
     first = str(retries[0].event_specific_data.error.cause.message)  # type: ignore[union-attr]
-    assert f"held open for writing by process {holder.pid} (" in first and "will be retried" in first
+    assert f"held by process {holder.pid} (" in first and "read-write" in first
+    assert "try 1 of 4; will be retried" in first
     observe(
         "Fault",
         "DuckDB file held by another writer longer than the lock timeout",

@@ -13,8 +13,8 @@ import snowflake.connector
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.sync import extract
+from sync_project.sync.duckdb_access import lock_path
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
-from sync_project.sync.load import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (

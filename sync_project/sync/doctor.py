@@ -22,8 +22,8 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import describe_table, table_figures
+from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.errors import SyncError, from_snowflake
-from sync_project.sync.load import duckdb_session
 from sync_project.sync.pipeline import SyncOptions
 from sync_project.sync.tables import TableRef, quote_identifier
 

@@ -1,6 +1,7 @@
 """Two kinds of failure: worth retrying (TransientError) or not (PermanentError).
 
-The Dagster shell retries the first with backoff and fails the second at once.
+The Dagster shell retries the first with backoff, and says whether a retry is coming (the engine cannot
+know: the CLI does not retry, and a last attempt has none left); it fails the second at once.
 Every message names the table and says what to do; none carries a secret.
 """
 
@@ -120,14 +121,14 @@ def from_snowflake(error: Exception, what: str) -> SyncError:
         return kind(f"{text} (not retried: {kind.hint})")
     if errno == _COULD_NOT_CONNECT:
         # A dropped network and a mistyped account look alike; retry, and say what to check if it persists.
-        return TransientError(text + f" (will be retried; if it persists, check {_ACCOUNT_HINT})")
+        return TransientError(text + f" (if it persists, check {_ACCOUNT_HINT})")
     if isinstance(error, sf.OperationalError | sf.InterfaceError) and errno not in _PERMANENT_ERRNOS:
-        return TransientError(text + " (transient; will be retried)")
+        return TransientError(text + " (transient)")
     if errno in _TRANSIENT_ERRNOS:
-        return TransientError(text + " (transient; will be retried)")
+        return TransientError(text + " (transient)")
     if isinstance(error, sf.DatabaseError) and errno in _PERMANENT_ERRNOS:
         return PermanentError(text)
     if isinstance(error, sf.ProgrammingError):
         return PermanentError(text)
     # Anything else (HTTP 5xx surfaced as DatabaseError, sockets, timeouts) is worth another try.
-    return TransientError(text + " (transient; will be retried)")
+    return TransientError(text + " (transient)")

@@ -1,119 +1,27 @@
-"""DuckDB side of a sync: writer lock, one transaction, atomic replace.
+"""DuckDB side of a sync: one transaction, atomic replace, checked row count.
 
-DuckDB allows one writing process per file, and a writer blocks even read-only
-openers. So connections are short: opened only after Snowflake's work is done,
-under a cross-process lock that a second sync waits on (bounded) rather than
-failing with "Could not set lock on file".
+Connections are short: opened only after Snowflake's work is done, under the
+project's lock (duckdb_access.py), which a second sync waits on (bounded, and
+saying who it waits for) rather than failing with "Could not set lock on file".
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import filelock
 
 from sync_project.sync.catalog import Column
-from sync_project.sync.errors import LockTimeoutError, PermanentError, RowCountMismatchError
+from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
+from sync_project.sync.errors import PermanentError, RowCountMismatchError
 from sync_project.sync.state import Strategy, write_progress
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.types import duckdb_type_name, widens
 
-# Bounded memory whatever the table size: DuckDB spills past this instead of growing.
-DUCKDB_MEMORY_LIMIT = "512MB"
 PREVIEW_ROWS = 10
-
-
-def lock_path(duckdb_path: Path) -> Path:
-    return duckdb_path.with_name(duckdb_path.name + ".lock")
-
-
-@contextlib.contextmanager
-def writer_lock(duckdb_path: Path, timeout: float, waiting: str = "") -> Iterator[None]:
-    """Hold the cross-process lock for `duckdb_path`; LockTimeoutError (transient) if it stays taken."""
-    duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path(duckdb_path)), timeout=timeout)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise LockTimeoutError(
-            f"{waiting or 'DuckDB access'}: another process held {duckdb_path} for more than {timeout:.0f}s "
-            "(see SYNC_LOCK_TIMEOUT_SECONDS); will be retried"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
-
-
-def _connect(duckdb_path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
-    """Connect, waiting (bounded) while a process outside this project holds DuckDB's own file lock."""
-    deadline = time.monotonic() + wait
-    delay = 0.1
-    while True:
-        try:
-            return duckdb.connect(str(duckdb_path), read_only=read_only)
-        except duckdb.IOException as e:
-            holder = _LOCK_HOLDER.search(str(e))
-            if "Could not set lock" not in str(e):
-                raise PermanentError(
-                    f"cannot open {duckdb_path} as a DuckDB database ({e}). The file is left untouched; "
-                    "move it aside or point SYNC_DUCKDB_PATH elsewhere."
-                ) from None
-            if time.monotonic() >= deadline:
-                who = f"process {holder.group('pid')} ({holder.group('program')})" if holder else "another process"
-                raise LockTimeoutError(
-                    f"{duckdb_path} is held open for writing by {who} for more than {wait:.0f}s; close it "
-                    "(DuckDB allows one writing process per file); will be retried"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-@contextlib.contextmanager
-def open_duckdb(duckdb_path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection with the settings every load and read wants.
-
-    Call it under `writer_lock`, which orders this project's processes; `wait` covers processes
-    outside the project (a DuckDB CLI, a notebook) that hold the file.
-    """
-    if read_only and not duckdb_path.exists():
-        raise PermanentError(f"the DuckDB file {duckdb_path} does not exist yet; sync a table first")
-    con = _connect(duckdb_path, read_only, wait)
-    try:
-        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        con.execute("SET preserve_insertion_order = false")
-        con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
-        yield con
-    except duckdb.Error as e:
-        # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
-        if "Corrupt database file" not in str(e):
-            raise
-        raise PermanentError(
-            f"the DuckDB file {duckdb_path} is corrupt ({e}). It is left untouched; restore it from a backup, "
-            "or move it aside and sync the tables again."
-        ) from None
-    finally:
-        con.close()
-
-
-@contextlib.contextmanager
-def duckdb_session(
-    duckdb_path: Path, lock_timeout: float, what: str, read_only: bool = False
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The project's way into the DuckDB file: our writer lock, then a short connection, both bounded."""
-    with writer_lock(duckdb_path, lock_timeout, what), open_duckdb(duckdb_path, read_only, lock_timeout) as con:
-        yield con
 
 
 @dataclass(frozen=True)
@@ -136,6 +44,7 @@ class LoadResult:
     duckdb_bytes: int
     preview_columns: list[str]
     preview_rows: list[tuple[Any, ...]]
+    waited_seconds: float = 0.0  # for the project's lock or another process's, before loading began
 
 
 def _casts(columns: list[Column]) -> str:
@@ -239,6 +148,7 @@ def load_table(
     rows_unloaded: int,
     lock_timeout: float,
     plan: LoadPlan | None = None,
+    log: Log | None = None,
 ) -> LoadResult:
     """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
 
@@ -248,7 +158,8 @@ def load_table(
     """
     plan = plan or LoadPlan()
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
-    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}") as con:
+    waited = Waited()
+    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             _check_name_collision(con, table)
@@ -268,7 +179,7 @@ def load_table(
             if rows_loaded != rows_unloaded:
                 raise RowCountMismatchError(
                     f"loading {table}: DuckDB read {rows_loaded:,} rows but Snowflake unloaded "
-                    f"{rows_unloaded:,}; the previous table is kept and the sync will be retried"
+                    f"{rows_unloaded:,}; the previous table is kept, and a fresh attempt reads everything again"
                 )
             mark = plan.previous_mark if incremental else None
             if cursor is not None and rows_loaded:
@@ -293,7 +204,15 @@ def load_table(
             con.execute("ROLLBACK")
             raise
     return LoadResult(
-        rows_loaded, rows_total, replaced, mark, changes, os.path.getsize(duckdb_path), preview_columns, preview_rows
+        rows_loaded,
+        rows_total,
+        replaced,
+        mark,
+        changes,
+        os.path.getsize(duckdb_path),
+        preview_columns,
+        preview_rows,
+        round(waited.seconds, 3),
     )
 
 

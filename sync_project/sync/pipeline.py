@@ -18,13 +18,14 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
+from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
-from sync_project.sync.load import LoadPlan, duckdb_session, load_table, table_columns
+from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
-Log = Callable[[str], None]
+WAIT_PHASE = "wait_for_duckdb"  # time a load waited for the DuckDB file, kept apart from the load itself
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class SyncReport:
 
     @property
     def rows_per_second(self) -> float:
-        return round(self.rows_loaded / self.total_seconds, 1) if self.total_seconds else 0.0
+        """Rows over the time spent working: waiting for the DuckDB file does not count."""
+        working = self.total_seconds - self.phase_seconds.get(WAIT_PHASE, 0.0)
+        return round(self.rows_loaded / working, 1) if working > 0 else 0.0
 
 
 @contextlib.contextmanager
@@ -257,12 +260,23 @@ def sync_table(
             )
             try:
                 loaded = load_table(
-                    options.duckdb_path, table, report.columns, files, report.rows_unloaded, options.lock_timeout, plan
+                    options.duckdb_path,
+                    table,
+                    report.columns,
+                    files,
+                    report.rows_unloaded,
+                    options.lock_timeout,
+                    plan,
+                    log,
                 )
             except LockTimeoutError:
                 # The files are fine; only the DuckDB file was busy. Other load failures start from scratch.
                 keep = keep_for_retry
                 raise
+        if loaded.waited_seconds:
+            # Waiting for the file is not loading: its own phase, so rows/s measure the load.
+            report.phase_seconds[WAIT_PHASE] = loaded.waited_seconds
+            report.phase_seconds["load"] = round(max(report.phase_seconds["load"] - loaded.waited_seconds, 0.0), 3)
         report.rows_loaded = loaded.rows_loaded
         report.rows_total = loaded.rows_total
         report.rows_updated = loaded.rows_updated

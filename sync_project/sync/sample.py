@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.load import duckdb_session
+from sync_project.sync.publish import published_default, read_mirror
 from sync_project.sync.tables import TableRef, quote_identifier
 
 SampleFormat = Literal["json", "csv", "parquet"]
@@ -25,6 +26,7 @@ SampleMode = Literal["first", "random"]
 class SampleResult:
     rows: int
     path: Path
+    source: str  # which file was read: the working file, or the published copy while a sync held it
 
 
 def _projection(columns: list[tuple[str, str]], fmt: SampleFormat) -> str:
@@ -56,13 +58,17 @@ def write_sample(
     mode: SampleMode = "first",
     fmt: SampleFormat = "json",
     lock_timeout: float = 60.0,
+    published: Path | None = None,
+    log: Log = lambda _: None,
 ) -> SampleResult:
-    """Write up to `rows` rows of the synced table to `output` (a file, or /dev/stdout)."""
+    """Write up to `rows` rows of the synced table to `output` (a file, or /dev/stdout).
+
+    Reads the working file when it is free, else the published copy (never waiting for a sync then).
+    """
     if rows < 0:
         raise PermanentError(f"sample size must be 0 or more, got {rows}")
-    if not duckdb_path.exists():
-        raise PermanentError(f"{table} has not been synced yet: {duckdb_path} does not exist")
-    with duckdb_session(duckdb_path, lock_timeout, f"sampling {table}", read_only=True) as con:
+    mirror = published or published_default(duckdb_path)
+    with read_mirror(duckdb_path, mirror, lock_timeout, f"sampling {table}", log) as (con, read_from):
         con.execute("SET preserve_insertion_order = true")  # "first" means first as loaded
         columns = [
             (str(r[0]), str(r[1]))
@@ -73,7 +79,7 @@ def write_sample(
             ).fetchall()
         ]
         if not columns:
-            raise PermanentError(f"{table} has not been synced yet: no table {table.duckdb_relation} in {duckdb_path}")
+            raise PermanentError(f"{table} has not been synced yet: no table {table.duckdb_relation} in {read_from}")
         source = (
             f"(SELECT * FROM {table.duckdb_sql} USING SAMPLE reservoir({int(rows)} ROWS))"
             if mode == "random"
@@ -87,4 +93,4 @@ def write_sample(
         target = str(output).replace("'", "''")
         copied = con.execute(f"COPY (SELECT {_projection(columns, fmt)} FROM {source}) TO '{target}' ({options})")
         written = copied.fetchone()
-    return SampleResult(int(written[0]) if written else 0, output)
+    return SampleResult(int(written[0]) if written else 0, output, read_from)

@@ -112,7 +112,7 @@ def backfill_wall_seconds(
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
     """Full sync of an incremental table, then change 1% of its rows and sync again."""
-    from sync_project.sync.load import duckdb_session
+    from sync_project.sync.duckdb_access import duckdb_session
     from sync_project.sync.state import TableOptions, write_options
 
     with duckdb_session(options.duckdb_path, 60, "configuring") as con:
