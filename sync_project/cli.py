@@ -204,7 +204,7 @@ def register(
             key_columns,
         )
     new, existing = registry.register(
-        _instance(), connect, tables, options, settings.duckdb_path, settings.lock_timeout_seconds
+        _instance(), connect, tables, options, settings.duckdb_path, settings.lock_timeout_seconds, log=to_stderr
     )
     for key in new:
         click.echo(f"registered {key}")
@@ -224,7 +224,9 @@ def deregister(key: str, drop: bool) -> None:
     from sync_project.registry import deregister as remove
 
     settings = Settings.from_env()
-    click.echo(remove(_instance(), _table(key, settings), settings.duckdb_path, drop, settings.lock_timeout_seconds))
+    click.echo(
+        remove(_instance(), _table(key, settings), settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr)
+    )
 
 
 @main.command()

@@ -105,6 +105,7 @@ def register(
     options: TableOptions | None = None,
     duckdb_path: Path | None = None,
     lock_timeout: float = 60.0,
+    log: Log = lambda _: None,
 ) -> tuple[list[str], list[str]]:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
@@ -123,7 +124,7 @@ def register(
     if checked:
         if duckdb_path is None:
             raise ValueError("options need the DuckDB file they are kept in")
-        with duckdb_session(duckdb_path, lock_timeout, "saving sync options") as con:
+        with duckdb_session(duckdb_path, lock_timeout, "saving sync options", log=log) as con:
             con.execute("BEGIN TRANSACTION")
             for table, table_options in checked:
                 write_options(con, table, table_options)
@@ -133,19 +134,24 @@ def register(
 
 
 def deregister(
-    instance: dg.DagsterInstance, table: TableRef, duckdb_path: Path, drop: bool, lock_timeout: float
+    instance: dg.DagsterInstance,
+    table: TableRef,
+    duckdb_path: Path,
+    drop: bool,
+    lock_timeout: float,
+    log: Log = lambda _: None,
 ) -> str:
     """Remove the partition; with `drop`, the DuckDB table too. Says what happened to the DuckDB table."""
     registered = table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
     if registered:
         instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
     prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
-    state = read_table_state(duckdb_path, table, lock_timeout)
+    state = read_table_state(duckdb_path, table, lock_timeout, log)
     if not state.exists:
         return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
     if not drop:
         return f"{prefix}; the DuckDB table {table.duckdb_relation} ({state.rows:,} rows) is kept (--drop removes it)"
-    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}") as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}", log=log) as con:
         con.execute(f"DROP TABLE IF EXISTS {table.duckdb_sql}")
     return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
 

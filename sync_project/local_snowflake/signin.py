@@ -15,7 +15,7 @@ emulator refuses as Snowflake does, with Snowflake's codes and messages:
 
 The built-in user (LOCAL_USER / LOCAL_PASSWORD) is a person with a password;
 tests define more over HTTP (`POST /_local/users`). Every attempt is recorded
-(`GET /_local/logins`), so a test can prove a refused sign-in was not retried.
+(`GET /_local/users`), so a test can prove a refused sign-in was not retried.
 """
 
 from __future__ import annotations

@@ -233,9 +233,9 @@ def table_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableState:
     return TableState(True, int(counted[0]) if counted else 0, columns)
 
 
-def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float) -> TableState:
-    """Rows and column types of the synced table; waits briefly for a writer rather than failing."""
+def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float, log: Log | None = None) -> TableState:
+    """Rows and column types of the synced table; waits (bounded, saying so) for a writer rather than failing."""
     if not duckdb_path.exists():
         return TableState(False, 0, {})
-    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True, log=log) as con:
         return table_state(con, table)
