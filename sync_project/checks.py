@@ -24,6 +24,19 @@ SCHEMA_CHECK = "schema_matches_type_map"
 READ_LOCK_TIMEOUT_SECONDS = 60.0
 
 
+def checked_partition(context: dg.AssetCheckExecutionContext) -> str:
+    """The table this check run is for; a run without one (the checks-only job launched bare) is told how."""
+    if not context.has_partition_key:
+        raise dg.Failure(
+            "this check runs per table, and the run names none: set the run tag dagster/partition to the "
+            'table\'s key (Launchpad > "Edit tags"), e.g. dagster/partition=WORKSPACE_833213390.data, or run '
+            "`dagster job launch -j verify_synced_tables -w workspace.yaml "
+            '--tags \'{"dagster/partition": "SCHEMA.TABLE"}\'`',
+            allow_retries=False,
+        )
+    return str(context.partition_key)
+
+
 def _latest_materialization(context: dg.AssetCheckExecutionContext, partition: str) -> dg.AssetMaterialization | None:
     found = latest_sync_materialization(context.instance, partition)
     return found[0] if found else None
@@ -55,7 +68,7 @@ def row_count_check(
     Snowflake's table has a different count now (it changed since, or deleted
     rows an incremental sync cannot see), it says so with a warning.
     """
-    partition = context.partition_key
+    partition = checked_partition(context)
     table = table_for_partition(partition)
     materialization = _latest_materialization(context, partition)
     if materialization is None:
@@ -89,7 +102,7 @@ def row_count_check(
 @dg.asset_check(asset=SYNC_ASSET_KEY, name=SCHEMA_CHECK, partitions_def=snowflake_tables_partitions)
 def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResource) -> dg.AssetCheckResult:
     """Every column of the source is in DuckDB with the type the type map gives it."""
-    partition = context.partition_key
+    partition = checked_partition(context)
     table = table_for_partition(partition)
     materialization = _latest_materialization(context, partition)
     schema_value = materialization.metadata.get("dagster/column_schema") if materialization else None

@@ -6,6 +6,7 @@ on: 0 ok, 1 failure (the message says what to do), 2 usage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -70,6 +71,38 @@ def to_stderr(message: str) -> None:
     click.echo(message, err=True)
 
 
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The registered key a mistyped one most likely meant: same letters in another case first."""
+    import difflib
+
+    by_case = {k.lower(): k for k in keys}
+    if key.lower() in by_case:
+        return by_case[key.lower()]
+    found = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def not_registered(key: str, keys: list[str]) -> click.ClickException:
+    close = closest_key(key, keys)
+    hint = (
+        f"did you mean {close}? (quoted names keep their case)"
+        if close
+        else f"`sync-project tables SCHEMA` lists a schema's tables; `sync-project register {key}` adds one"
+    )
+    return click.ClickException(f"{key} is not registered; {hint}")
+
+
+def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance) -> TableRef:
+    """The table a key names, if it is registered; otherwise exit 1 with the closest registered key."""
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    table = _table(key, settings)
+    keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    if table.key not in keys:
+        raise not_registered(table.key, keys)
+    return table
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "-"
@@ -103,7 +136,10 @@ def tables(schema: str, like: str | None, as_json: bool) -> None:
     from sync_project.registry import discover
 
     settings = Settings.from_env()
-    listings = discover(_instance(), _connect(settings), settings.snowflake_database, schema, like)
+    connect = _connect(settings)
+    listings = discover(_instance(), connect, settings.snowflake_database, schema, like)
+    if not listings:
+        _explain_empty_listing(connect, settings.snowflake_database, schema, like)
     if as_json:
         click.echo(
             json.dumps(
@@ -138,6 +174,22 @@ def tables(schema: str, like: str | None, as_json: bool) -> None:
             for item in listings
         ],
     )
+
+
+def _explain_empty_listing(connect: Connect, database: str, schema: str, like: str | None) -> None:
+    """Nothing listed: say why. A schema that is not there exits 1 with the closest one; no match, a hint."""
+    from sync_project.sync.tables import quote_identifier
+
+    with connect() as conn:
+        schemas = [str(r[1]) for r in conn.cursor().execute(f"SHOW SCHEMAS IN DATABASE {quote_identifier(database)}")]
+    if schema not in schemas:
+        close = closest_key(schema, [s for s in schemas if s.upper() != "INFORMATION_SCHEMA"])
+        hint = f"did you mean {close}? (names are case-sensitive here, as Snowflake stores them)" if close else ""
+        raise click.ClickException(f"{database} has no schema {schema} that this role can see; {hint}".rstrip("; "))
+    if like:
+        click.echo(f"no table of {schema} matches LIKE {like!r} (% is any text, _ one character)", err=True)
+    else:
+        click.echo(f"{schema} has no tables or views this role can see", err=True)
 
 
 def launch_syncs(keys: list[str]) -> list[str]:
@@ -203,13 +255,18 @@ def register(
             cursor,
             key_columns,
         )
-    new, existing = registry.register(
+    done = registry.register(
         _instance(), connect, tables, options, settings.duckdb_path, settings.lock_timeout_seconds, log=to_stderr
     )
-    for key in new:
-        click.echo(f"registered {key}")
-    for key in existing:
-        click.echo(f"{key} was registered already")
+    new = done.new
+    for key in done.new:
+        click.echo(f"registered {key}" + (f" ({done.changed[key]})" if key in done.changed else ""))
+    for key in done.existing:
+        click.echo(
+            f"{key} was registered already; options changed: {done.changed[key]}"
+            if key in done.changed
+            else f"{key} was registered already (options unchanged)"
+        )
     if sync_now and new:
         for key in launch_syncs(new):
             click.echo(f"queued a sync of {key} (see the Runs page)")
@@ -221,12 +278,17 @@ def register(
 @reports_errors
 def deregister(key: str, drop: bool) -> None:
     """Remove a table from the registry; its DuckDB table stays unless --drop."""
+    from sync_project.partitions import SNOWFLAKE_TABLES
     from sync_project.registry import deregister as remove
 
     settings = Settings.from_env()
-    click.echo(
-        remove(_instance(), _table(key, settings), settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr)
-    )
+    instance = _instance()
+    table = _table(key, settings)
+    keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    message = remove(instance, table, settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr)
+    if table.key not in keys and "no DuckDB table" in message:
+        raise not_registered(table.key, keys)  # nothing to do: most likely a typo
+    click.echo(message)
 
 
 @main.command()
@@ -241,7 +303,7 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
 
     settings = Settings.from_env()
     instance = _instance()
-    tables = [_table(key, settings)] if key else registered_tables(instance, settings)
+    tables = [registered_table(key, settings, instance)] if key else registered_tables(instance, settings)
     reports = [
         table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr) for t in tables
     ]
@@ -263,15 +325,19 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         how += f" on {options['cursor_column']}, key {key}, high-water mark {report['high_water_mark'] or '-'}"
     lines.append(f"  strategy:     {how}")
     run = report["last_run"]
-    lines.append(
-        f"  last run:     {run['status']} {run['started']} ({run['seconds']}s) {run['run_id']}"
-        if run
-        else "  last run:     none"
-    )
+    if run:
+        took = f"{run['seconds']}s" if run["seconds"] is not None else "still going"
+        started = run["started"] or "not started yet"
+        lines.append(f"  last run:     {run['status']} {started} ({took}) {run['run_id']}")
+    else:
+        lines.append("  last run:     none")
     synced = report["last_successful_sync"]
     if synced:
-        size = human_bytes(synced["bytes"])
-        lines.append(f"  last synced:  {synced['at']}, {synced['rows']:,} rows, {size}, {synced['strategy']}")
+        rows = f"{synced['rows']:,}" if synced["rows"] is not None else "?"
+        lines.append(
+            f"  last synced:  {synced['at']}, {synced['strategy']}: the table had {rows} rows after it; "
+            f"it unloaded {human_bytes(synced['bytes'])} of Parquet"
+        )
     else:
         lines.append("  last synced:  never")
     check = report["row_count_check"]
@@ -305,19 +371,16 @@ def rebuild(key: str) -> None:
     import dagster as dg
 
     from sync_project.definitions import build_definitions
-    from sync_project.jobs import SYNC_JOB
-    from sync_project.partitions import SNOWFLAKE_TABLES
+    from sync_project.jobs import SYNC_JOB, in_process_run_tags
 
     settings = Settings.from_env()
-    table = _table(key, settings)
     instance = _instance()
-    if table.key not in instance.get_dynamic_partitions(SNOWFLAKE_TABLES):
-        raise click.ClickException(f"{table.key} is not registered; run: sync-project register {table.key}")
+    table = registered_table(key, settings, instance)
     result = (
         build_definitions(settings)
         .resolve_job_def(SYNC_JOB)
         .execute_in_process(
-            tags={"dagster/partition": table.key},
+            tags=in_process_run_tags(table.key),
             run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}},
             instance=instance,
             raise_on_error=False,
@@ -339,14 +402,18 @@ def rebuild(key: str) -> None:
 @main.command()
 @click.argument("key")
 @click.option("--first", "first", type=click.IntRange(min=0), default=None, help="The first N rows (default 10).")
-@click.option("--random", "random_rows", type=click.IntRange(min=0), default=None, help="N random rows.")
+@click.option("--random", "random_rows", type=click.IntRange(min=0), default=None, help="N random rows (uniform).")
+@click.option("--seed", type=int, default=None, help="With --random: the same seed draws the same rows.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv", "parquet"]), default="json", show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="File to write (default stdout).")
 @click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for a sync writing DuckDB.")
 @reports_errors
-def sample(key: str, first: int | None, random_rows: int | None, fmt: str, output: Path | None, wait: float) -> None:
+def sample(
+    key: str, first: int | None, random_rows: int | None, seed: int | None, fmt: str, output: Path | None, wait: float
+) -> None:
     """Rows of a synced table as JSON lines, CSV or Parquet (DuckDB types intact), streamed to a file."""
     from sync_project.partitions import SNOWFLAKE_TABLES
+    from sync_project.sync.errors import PermanentError
     from sync_project.sync.sample import write_sample
 
     if first is not None and random_rows is not None:
@@ -355,21 +422,31 @@ def sample(key: str, first: int | None, random_rows: int | None, fmt: str, outpu
         raise click.UsageError("Parquet needs --output FILE")
     settings = Settings.from_env()
     table = _table(key, settings)
-    if table.key not in _instance().get_dynamic_partitions(SNOWFLAKE_TABLES):
-        raise click.ClickException(f"{table.key} is not registered; run: sync-project register {table.key}")
-    target = output or Path("/dev/stdout")
+    keys = list(_instance().get_dynamic_partitions(SNOWFLAKE_TABLES))
     sys.stdout.flush()
-    result = write_sample(
-        settings.duckdb_path,
-        table,
-        target,
-        rows=random_rows if random_rows is not None else (first if first is not None else 10),
-        mode="random" if random_rows is not None else "first",
-        fmt=fmt,  # type: ignore[arg-type]
-        lock_timeout=wait,
-        published=settings.mirror_path,
-        log=to_stderr,
-    )
+    try:
+        result = write_sample(
+            settings.duckdb_path,
+            table,
+            output or sys.stdout.buffer,
+            rows=random_rows if random_rows is not None else (first if first is not None else 10),
+            mode="random" if random_rows is not None else "first",
+            fmt=fmt,  # type: ignore[arg-type]
+            lock_timeout=wait,
+            published=settings.mirror_path,
+            log=to_stderr,
+            seed=seed,
+        )
+    except PermanentError as e:
+        if table.key not in keys:
+            raise not_registered(table.key, keys) from None
+        raise click.ClickException(str(e)) from None
+    sys.stdout.flush()
+    if table.key not in keys:
+        # A deregistered table whose DuckDB table was kept: it can still be read.
+        click.echo(
+            f"note: {table.key} is not registered; this is the DuckDB table kept when it was deregistered", err=True
+        )
     if output is not None:
         click.echo(f"wrote {result.rows:,} rows to {output} (read from {result.source})", err=True)
     elif "published" in result.source:
@@ -440,32 +517,84 @@ def doctor(as_json: bool) -> None:
 @click.option("--demo-rows", type=click.IntRange(min=0), default=None, help="Create the demo tables first.")
 def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, demo_rows: int | None) -> None:
     """Run the embedded Snowflake in the foreground and print how to connect to it."""
-    from sync_project.local_snowflake import connection_settings, free_port, serve
+    from sync_project.local_snowflake import PortInUseError, check_port_free, connection_settings, free_port, serve
 
     settings = Settings.from_env()
     host = host or settings.local_host
     port = settings.local_port if port is None else port
     port = port or free_port(host)
     data_dir = data_dir or settings.local_data_dir
+    try:
+        check_port_free(host, port, "the embedded Snowflake")
+    except PortInUseError as e:
+        raise click.ClickException(str(e)) from None
     click.echo("local Snowflake listening; connect with snowflake.connector.connect(**settings):")
     click.echo(json.dumps(connection_settings(host, port), indent=2))
     click.echo(f"data folder: {data_dir}")
     serve(data_dir, host, port, demo_rows)
 
 
+def connect_info_lines(host: str, port: int) -> list[str]:
+    """How to reach the demo's Snowflake from a notebook, the connector, or this project's account path."""
+    from sync_project.local_snowflake import connection_settings
+    from sync_project.local_snowflake.demo import DEMO_DATABASE
+
+    settings = connection_settings(host, port) | {"database": DEMO_DATABASE}
+    return [
+        f"the demo's Snowflake (the embedded one) answers on http://{host}:{port}; from Python:",
+        "  import snowflake.connector",
+        f"  conn = snowflake.connector.connect(**{json.dumps(settings)})",
+        "or through this project's account code path:",
+        f"  export SNOWFLAKE_ACCOUNT=local SNOWFLAKE_HOST={host} SNOWFLAKE_PORT={port} SNOWFLAKE_PROTOCOL=http \\",
+        f"         SNOWFLAKE_USER={settings['user']} SNOWFLAKE_PASSWORD={settings['password']} "
+        f"SNOWFLAKE_WAREHOUSE={settings['warehouse']} SNOWFLAKE_DATABASE={DEMO_DATABASE}",
+    ]
+
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """Stop a process and everything it started (its own session): SIGTERM, then SIGKILL after `grace` s."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _stop_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both stop the demo, and its children never inherit an ignored SIGINT or SIGTERM
+    (a backgrounded `make demo` starts with SIGINT ignored, and Dagster copies that to SIGTERM)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 @main.command()
 @click.option("--rows", type=click.IntRange(min=0), default=None, help='Rows in the demo\'s "data" table.')
 @click.option("--ui-port", type=int, default=3000, show_default=True)
 @click.option("--no-ui", is_flag=True, help="Stop after the first syncs instead of serving the UI.")
+@click.option("--connect-info", is_flag=True, help="Print how to connect to the demo's Snowflake, and exit.")
 @reports_errors
-def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
-    """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI."""
-    import contextlib
+def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> None:
+    """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI.
+
+    Ctrl-C or SIGTERM stops all of it. A second demo (or anything else on its ports) is refused at once.
+    """
     import dataclasses
 
     from sync_project.definitions import build_definitions
-    from sync_project.jobs import SYNC_JOB
-    from sync_project.local_snowflake import LocalSnowflakeProcess
+    from sync_project.jobs import SYNC_JOB, in_process_run_tags
+    from sync_project.local_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
     from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS, DEMO_SCHEMA, DEMO_TABLES
     from sync_project.registry import register as register_tables
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir, project_root
@@ -473,6 +602,17 @@ def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
     from sync_project.sync.tables import TableRef
 
     settings = Settings.from_env()
+    if connect_info:
+        for line in connect_info_lines(settings.local_host, settings.local_port):
+            click.echo(line)
+        return
+    try:
+        check_port_free(settings.local_host, settings.local_port, "the embedded Snowflake")
+        if not no_ui:
+            check_port_free("127.0.0.1", ui_port, "the Dagster UI")
+    except PortInUseError as e:
+        raise click.ClickException(str(e)) from None
+    _stop_on_sigterm()
     instance = _instance()
     snowflake = LocalSnowflakeProcess(
         data_dir=settings.local_data_dir,
@@ -482,15 +622,16 @@ def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
         log_file=local_state_dir() / "local-snowflake.log",
     )
     click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
-    with snowflake:
+    workspace = str(project_root() / "workspace.yaml")
+    with contextlib.suppress(KeyboardInterrupt), snowflake:
         os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
         settings = dataclasses.replace(settings, local_port=snowflake.port)
-        definitions = build_definitions(settings)
         tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
         register_tables(instance, _connect(settings), tables)
+        definitions = build_definitions(settings)
         for table in tables:
             result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
-                tags={"dagster/partition": table.key}, instance=instance, raise_on_error=False
+                tags=in_process_run_tags(table.key), instance=instance, raise_on_error=False
             )
             click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
         published = publish_mirror(
@@ -500,12 +641,17 @@ def demo(rows: int | None, ui_port: int, no_ui: bool) -> None:
             lock_timeout=settings.lock_timeout_seconds,
         )
         click.echo(f"published the mirror for readers: {published.published_path} (open it read-only)")
+        click.echo(f"the demo's Snowflake: {snowflake.base_url} (sync-project demo --connect-info says how to connect)")
         if no_ui:
             return
         click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
-        dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port)]
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run([*dagster, "-w", str(project_root() / "workspace.yaml")], check=False)
+        dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
+        ui = subprocess.Popen(dagster, start_new_session=True)
+        try:
+            ui.wait()
+        finally:
+            _stop_group(ui)
+    click.echo("stopped the Dagster UI and the local Snowflake")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ CLEANUP_JOB = "cleanup_leftovers"
 CLEANUP_SCHEDULE = "daily_cleanup"
 LEFTOVER_AGE = dt.timedelta(days=1)
 
+# The code location's label as the UI filters runs by it (workspace.yaml's location_name).
+CODE_LOCATION = "sync_project"
+REPOSITORY_LABEL = f"__repository__@{CODE_LOCATION}"
+
+
+def in_process_run_tags(partition_key: str) -> dict[str, str]:
+    """Tags for a run started in this process (demo, rebuild) so the UI lists it under its job like any other.
+
+    Dagster tags runs launched from a workspace with their repository's label; `execute_in_process` does not.
+    """
+    return {"dagster/partition": partition_key, ".dagster/repository": REPOSITORY_LABEL}
+
+
 sync_tables_job = dg.define_asset_job(
     SYNC_JOB,
     selection=dg.AssetSelection.assets(SYNC_ASSET_KEY).without_checks()
@@ -112,19 +125,27 @@ def register_in_schema(
         if config.strategy not in ("full", "incremental"):
             raise PermanentError(f"strategy must be full or incremental, not {config.strategy!r}")
         options = TableOptions(config.strategy, config.cursor_column, tuple(config.primary_key))  # type: ignore[arg-type]
-        new, existing = registry.register(
+        done = registry.register(
             context.instance,
             snowflake.get_connection,
             tables,
             options,
             duckdb.sync_options().duckdb_path,
             duckdb.lock_timeout_seconds,
+            log=context.log.info,
         )
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None
+    new, existing = done.new, done.existing
     context.log.info(f"registered {len(new)} table(s); {len(existing)} were registered already")
+    for key, change in done.changed.items():
+        context.log.info(f"{key}: options {change}")
     context.add_output_metadata(
-        {"registered": dg.MetadataValue.json(new), "already_registered": dg.MetadataValue.json(existing)},
+        {
+            "registered": dg.MetadataValue.json(new),
+            "already_registered": dg.MetadataValue.json(existing),
+            "options_changed": dg.MetadataValue.json(done.changed),
+        },
         output_name="result",
     )
 

@@ -19,6 +19,7 @@ from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.duckdb_access import Log, duckdb_session
+from sync_project.sync.errors import PermanentError
 from sync_project.sync.load import TableState, read_table_state, table_state
 from sync_project.sync.pipeline import Connect
 from sync_project.sync.publish import current_snapshot, published_default, read_mirror
@@ -98,6 +99,20 @@ def matching_tables(connect: Connect, database: str, schema: str, like: str) -> 
         return [TableRef(database, schema, t.name) for t in list_tables(conn, database, schema, like)]
 
 
+@dataclass(frozen=True)
+class Registration:
+    new: list[str]  # keys registered now
+    existing: list[str]  # keys that were registered already
+    changed: dict[str, str]  # key -> how its options changed (new or existing)
+
+
+def _options_text(options: TableOptions) -> str:
+    if options.strategy == "full":
+        return "full"
+    key = ", ".join(options.primary_key) or "none (append)"
+    return f"incremental on {options.cursor_column}, key {key}"
+
+
 def register(
     instance: dg.DagsterInstance,
     connect: Connect,
@@ -106,31 +121,42 @@ def register(
     duckdb_path: Path | None = None,
     lock_timeout: float = 60.0,
     log: Log = lambda _: None,
-) -> tuple[list[str], list[str]]:
+) -> Registration:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
     With `options` (strategy, cursor, key), each table's options are checked against its columns and kept
-    in the DuckDB file; registering again with other options changes them. All or nothing: the first
-    refusal raises a PermanentError naming the table and why, and adds none.
-    Returns (newly registered keys, keys that were registered already).
+    in the DuckDB file; registering again with other options changes them, and says so. All or nothing:
+    every refusal is named in one PermanentError, and then none is added.
     """
     tables = list(dict.fromkeys(tables))
     checked: list[tuple[TableRef, TableOptions]] = []
+    refusals: list[str] = []
     with connect() as conn:
         for table in tables:
-            columns = describe_table(conn, table)
-            if options is not None:
-                checked.append((table, validate_options(table, columns, options)))
+            try:
+                columns = describe_table(conn, table)
+                if options is not None:
+                    checked.append((table, validate_options(table, columns, options)))
+            except PermanentError as e:
+                refusals.append(str(e))
+    if refusals:
+        raise PermanentError(
+            f"nothing registered: {len(refusals)} of {len(tables)} table(s) refused: " + " | ".join(refusals)
+        )
+    changed: dict[str, str] = {}
     if checked:
         if duckdb_path is None:
             raise ValueError("options need the DuckDB file they are kept in")
         with duckdb_session(duckdb_path, lock_timeout, "saving sync options", log=log) as con:
             con.execute("BEGIN TRANSACTION")
             for table, table_options in checked:
+                before = read_state(con, table).options
+                if before != table_options:
+                    changed[table.key] = f"{_options_text(before)} -> {_options_text(table_options)}"
                 write_options(con, table, table_options)
             con.execute("COMMIT")
     new = add_tables(instance, tables)
-    return new, [t.key for t in tables if t.key not in new]
+    return Registration(new, [t.key for t in tables if t.key not in new], changed)
 
 
 def deregister(

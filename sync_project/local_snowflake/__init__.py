@@ -32,6 +32,48 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class PortInUseError(RuntimeError):
+    """The port is taken: by the process named in the message, if the kernel says which."""
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def port_holder(port: int) -> str:
+    """Which process listens on `port`, from the kernel's socket table and /proc (Linux); else a plain guess."""
+    inodes = _listening_inodes(port)
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    return f"process {proc.name} ({command[:160]})"
+    return "another process"
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail at once, naming the holder, rather than start a server that cannot bind (or answer for another)."""
+    with contextlib.closing(socket.socket()) as sock:
+        # As the server will: SO_REUSEADDR, so a port in TIME_WAIT is free and only a listener counts.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise PortInUseError(
+                f"port {port} on {host}, wanted for {what}, is in use by {port_holder(port)}. Is another demo "
+                f"running? Stop it, or pick another port (LOCAL_SNOWFLAKE_PORT, or --ui-port for the UI)."
+            ) from None
+
+
 def connection_settings(host: str, port: int) -> dict[str, Any]:
     """Keyword arguments for `snowflake.connector.connect` that reach a local Snowflake."""
     return {
@@ -53,6 +95,7 @@ def serve(data_dir: Path, host: str, port: int, demo_rows: int | None = None) ->
     from sync_project.local_snowflake.demo import create_demo_tables
     from sync_project.local_snowflake.server import LocalSnowflake
 
+    check_port_free(host, port, "the embedded Snowflake")
     emulator = LocalSnowflake(data_dir)
     config = uvicorn.Config(emulator.app(), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -94,6 +137,7 @@ class LocalSnowflakeProcess:
         return connection_settings(self.host, self.port)
 
     def start(self, timeout: float = 120.0) -> LocalSnowflakeProcess:
+        check_port_free(self.host, self.port, "the embedded Snowflake")
         args = [
             sys.executable,
             "-m",

@@ -3,7 +3,8 @@
 Database `KEBOOLA_33`, schema `WORKSPACE_833213390`: the lower-case table
 `"data"` (the caller's row count) and `ALL_TYPES` / `SEMI_STRUCTURED`, which
 together cover every type of the type map, with NULLs, extreme decimals,
-unicode and multi-line strings. Being plain SQL, it runs on a real account too.
+unicode and multi-line strings; and the view `ACTIVE_CUSTOMERS`, which the sync
+refuses. Being plain SQL, it runs on a real account too.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ SELECT s + 2, DATEADD(second, s, '2023-01-01 00:00:00+00:00'::TIMESTAMP_TZ),
 FROM {source}"""
 
 
+# A view, to see the sync refuse one (it mirrors tables, whose row counts and change times Snowflake reports).
+VIEW_DDL = """
+CREATE OR REPLACE VIEW {fq}.ACTIVE_CUSTOMERS AS SELECT "id", "name", "amount" FROM {fq}."data" WHERE "is_active"
+"""
+
+
 def type_table_rows(rows: int) -> int:
     """The type tables are there for coverage, not volume: 1% of `"data"`, at least 1,000 rows."""
     return max(1_000, rows // 100)
@@ -117,6 +124,7 @@ def create_tables_in(cursor: Any, schema: str, rows: int) -> dict[str, int]:
         SEMI_DDL.format(fq=schema),
         SEMI_SPECIAL.format(fq=schema),
         SEMI_ROWS.format(fq=schema, source=_generated(extra - 2)),
+        VIEW_DDL.format(fq=schema),
     ]
     for statement in statements:
         if statement:
