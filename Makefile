@@ -28,8 +28,9 @@ test-snowflake: venv
 	$(BIN)/python -m sync_project_tests.contract
 
 # The embedded Snowflake with demo data, then the Dagster UI on http://127.0.0.1:3000.
+# DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--rows 1000 --ui-port 3001".
 demo: venv
-	$(BIN)/sync-project demo
+	$(BIN)/sync-project demo $(DEMO_ARGS)
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache

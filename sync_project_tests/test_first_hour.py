@@ -1,0 +1,233 @@
+"""The first hour, as a new user meets it: commands that say what to do, samples that are fair and exact,
+a demo that refuses to start twice and stops when told."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner, Result
+
+from sync_project.cli import main, status_lines
+from sync_project.definitions import build_definitions
+from sync_project.jobs import VERIFY_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings, project_root
+from sync_project.sync.pipeline import sync_table
+from sync_project.sync.sample import write_sample
+from sync_project_tests.conftest import DEMO_ROWS
+from sync_project_tests.daemon import BIN, DagsterProcesses
+from sync_project_tests.helpers import connector, demo_table, options
+
+SCHEMA = "WORKSPACE_833213390"
+DATA = f"{SCHEMA}.data"
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def env(dagster_processes: DagsterProcesses) -> Path:
+    return dagster_processes.home.parent
+
+
+def test_random_rows_are_uniform_over_the_table(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> None:
+    table = demo_table("data")
+    sync_table(connector(local_snowflake), table, options(tmp_path))
+    ids: list[int] = []
+    for seed in range(150):  # DuckDB's reservoir sample gave only ids from the first fifth for N = 3
+        out = io.BytesIO()
+        write_sample(tmp_path / "sync.duckdb", table, out, rows=3, mode="random", seed=seed)
+        ids += [json.loads(line)["id"] for line in out.getvalue().decode().splitlines()]
+    tenths = Counter(min(int(i) * 10 // DEMO_ROWS, 9) for i in ids)
+    assert len(ids) == 450 and all(20 <= tenths[t] <= 80 for t in range(10)), tenths  # about 45 each
+    again = io.BytesIO()
+    write_sample(tmp_path / "sync.duckdb", table, again, rows=3, mode="random", seed=7)
+    other = io.BytesIO()
+    write_sample(tmp_path / "sync.duckdb", table, other, rows=3, mode="random", seed=7)
+    assert again.getvalue() == other.getvalue()  # a seed draws the same rows
+
+
+def test_sample_goes_through_stdout_so_appends_and_pipes_keep_everything(env: Path) -> None:
+    assert cli("register", DATA).exit_code == 0
+    assert (
+        build_definitions(Settings.from_env())
+        .resolve_job_def("sync_tables")
+        .execute_in_process(tags={"dagster/partition": DATA}, instance=dg.DagsterInstance.get())
+        .success
+    )
+    target = env / "out.txt"
+    target.write_text("kept\n")
+    script = f"(echo header; {BIN / 'sync-project'} sample {DATA} --first 2; echo footer) >> {target}"
+    subprocess.run(["bash", "-c", script], env=os.environ, check=True, capture_output=True)
+    lines = target.read_text().splitlines()
+    assert lines[0] == "kept" and lines[1] == "header" and lines[-1] == "footer" and len(lines) == 5
+    first = json.loads(lines[2])
+    assert first["id"] == 0
+    assert '"amount":0.00' in lines[2]  # NUMBER(12,2) keeps its scale; DuckDB's JSON writer printed 0.0
+
+
+def test_unknown_tables_exit_1_with_the_closest_key(env: Path) -> None:
+    assert cli("register", DATA).exit_code == 0
+    for args in (["status", f"{SCHEMA}.DATA"], ["sample", f"{SCHEMA}.DATA"], ["rebuild", f"{SCHEMA}.DATA"]):
+        result = cli(*args)
+        assert result.exit_code == 1 and f"did you mean {DATA}?" in result.output, (args, result.output)
+    gone = cli("deregister", f"{SCHEMA}.NO_SUCH", "--drop")
+    assert gone.exit_code == 1 and "is not registered" in gone.output
+    schema = cli("tables", SCHEMA.lower())
+    assert schema.exit_code == 1 and f"did you mean {SCHEMA}?" in schema.output
+    nothing = cli("tables", SCHEMA, "--like", "ZZZ%")
+    assert nothing.exit_code == 0 and "no table of" in nothing.stderr and "matches LIKE 'ZZZ%'" in nothing.stderr
+
+
+def test_register_names_every_refusal_and_every_option_change(env: Path) -> None:
+    both = cli("register", f"{SCHEMA}.NOPE_ONE", f"{SCHEMA}.ACTIVE_CUSTOMERS")
+    assert both.exit_code == 1 and "NOPE_ONE" in both.output and "ACTIVE_CUSTOMERS is a view" in both.output
+    assert "2 of 2 table(s) refused" in both.output
+    assert cli("register", f"{SCHEMA}.ALL_TYPES").exit_code == 0
+    same = cli("register", f"{SCHEMA}.ALL_TYPES")
+    assert "registered already (options unchanged)" in same.output
+    changed = cli("register", f"{SCHEMA}.ALL_TYPES", "--strategy", "incremental", "--cursor", "TS_NTZ")
+    assert changed.exit_code == 0
+    assert "options changed: full -> incremental on TS_NTZ, key ID" in changed.output
+
+
+def test_a_kept_table_can_still_be_sampled_after_deregister(env: Path) -> None:
+    assert cli("register", DATA).exit_code == 0
+    assert (
+        build_definitions(Settings.from_env())
+        .resolve_job_def("sync_tables")
+        .execute_in_process(tags={"dagster/partition": DATA}, instance=dg.DagsterInstance.get())
+        .success
+    )
+    assert "is kept" in cli("deregister", DATA).output
+    kept = cli("sample", DATA, "--first", "1", "--output", str(env / "one.json"))
+    assert kept.exit_code == 0 and "not registered" in kept.stderr and "kept" in kept.stderr
+    assert len((env / "one.json").read_text().splitlines()) == 1
+
+
+def test_status_says_a_run_is_going_rather_than_none() -> None:
+    report = {
+        "table": DATA,
+        "registered": True,
+        "options": {"strategy": "full", "cursor_column": None, "primary_key": []},
+        "high_water_mark": None,
+        "last_run": {"run_id": "r1", "status": "STARTED", "started": "2026-12-01T10:00:00+00:00", "seconds": None},
+        "last_successful_sync": {"at": "2026-12-01T09:00:00", "rows": 100001, "bytes": 2048, "strategy": "full"},
+        "row_count_check": None,
+        "last_failed_run": None,
+        "duckdb_relation": DATA,
+        "duckdb": {"exists": False, "rows": None, "bytes": None, "read_from": None},
+    }
+    text = "\n".join(status_lines(report))
+    assert "(still going)" in text and "None" not in text
+    assert "the table had 100,001 rows after it; it unloaded 2.0 KiB of Parquet" in text
+
+
+def test_the_checks_job_without_a_table_says_which_tag_to_set(settings: Settings) -> None:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
+        result = (
+            build_definitions(settings)
+            .resolve_job_def(VERIFY_JOB)
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert not result.success and failures
+    message = str(failures[0].step_failure_data.error)
+    assert "dagster/partition" in message and "DagsterInvariantViolationError" not in message
+
+
+@pytest.fixture
+def busy_port() -> Iterator[tuple[int, int]]:
+    """A port some other process listens on."""
+    port = free_port()
+    holder = subprocess.Popen(
+        ["python3", "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
+         "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    yield port, holder.pid
+    holder.kill()
+    holder.wait()
+
+
+def test_a_busy_port_is_refused_at_once_naming_its_holder(
+    busy_port: tuple[int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, pid = busy_port
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    started = time.monotonic()
+    alone = cli("local-snowflake", "--port", str(port), "--data-dir", str(tmp_path / "sf"), "--demo-rows", "10")
+    assert alone.exit_code == 1 and f"port {port}" in alone.output and f"process {pid} (" in alone.output
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(port))
+    demo = cli("demo", "--no-ui", "--rows", "10")
+    assert demo.exit_code == 1 and f"process {pid} (" in demo.output and "another demo" in demo.output
+    ui = free_port()
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(free_port()))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ui))
+        taken.listen()
+        refused = cli("demo", "--rows", "10", "--ui-port", str(ui))
+    assert (
+        refused.exit_code == 1 and "the Dagster UI" in refused.output and f"process {os.getpid()} (" in refused.output
+    )
+    assert time.monotonic() - started < 30 and not (tmp_path / "sf").exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_make_demo_stops_on_sigterm_with_every_process(dagster_processes: DagsterProcesses, tmp_path: Path) -> None:
+    ui_port = free_port()
+    demo = dagster_processes.spawn(
+        ["make", "--no-print-directory", "-C", str(project_root()), "demo",
+         f"DEMO_ARGS=--rows 1000 --ui-port {ui_port}"],
+        "make-demo.log",
+        LOCAL_SNOWFLAKE_PORT=str(free_port()),
+        LOCAL_SNOWFLAKE_DATA_DIR=str(tmp_path / "snowflake"),
+    )  # fmt: skip
+    dagster_processes.wait_for_ui(demo, ui_port, "make-demo.log")
+    family = _descendants(demo.pid)
+    assert len(family) >= 4  # the demo, the embedded Snowflake, dagster dev and its webserver, daemon, ...
+    os.kill(demo.pid, signal.SIGTERM)  # make only, as `kill <pid>` or a service manager would
+    demo.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in family):
+        time.sleep(0.5)
+    alive = [pid for pid in family if Path(f"/proc/{pid}").exists()]
+    assert alive == [], (alive, (dagster_processes.home / "make-demo.log").read_text()[-3000:])
+
+
+def test_the_demo_says_how_to_reach_its_snowflake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", "8799")
+    info = cli("demo", "--connect-info")
+    assert info.exit_code == 0
+    assert "http://127.0.0.1:8799" in info.output and '"warehouse": "COMPUTE_WH"' in info.output
+    assert "SNOWFLAKE_HOST=127.0.0.1 SNOWFLAKE_PORT=8799" in info.output
