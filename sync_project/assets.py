@@ -4,6 +4,7 @@ A thin shell: it parses the partition key, calls the engine (`sync/`), and turns
 its report into materialization metadata. Retries cover transient failures only.
 """
 
+from decimal import Decimal
 from typing import Any, Literal
 
 import dagster as dg
@@ -53,26 +54,48 @@ def latest_sync_materialization(
     return records[0].asset_materialization, records[0]
 
 
-def _cell(value: Any) -> str:
-    text = "NULL" if value is None else str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "⏎").replace("\r", "")
+FIGURES = "figures"  # the one machine-readable metadata value: every number of a sync, never plotted
+
+
+def sync_figures(materialization: dg.AssetMaterialization) -> dict[str, Any]:
+    """The numbers of one sync, as the change sensor, the checks and `status` read them."""
+    value = materialization.metadata.get(FIGURES)
+    return dict(value.value) if value is not None and isinstance(value.value, dict) else {}
+
+
+def preview_cell(value: Any) -> str:
+    """One cell of the preview as people read it: exact decimals, hex bytes, short."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes | bytearray):
+        text = "0x" + bytes(value).hex()
+    elif isinstance(value, Decimal):
+        text = format(value, "f")  # 0E-10 is 0.0000000000
+    else:
+        text = str(value)
+    text = text.replace("\n", "⏎").replace("\r", "")
     return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
 
 
-def preview_markdown(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    if not columns:
-        return "(no columns)"
-    lines = [
-        "| " + " | ".join(_cell(c) for c in columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
-    ]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    if not rows:
-        lines.append("| " + " | ".join("" for _ in columns) + " |")
-    return "\n".join(lines)
+def preview_table(columns: list[str], rows: list[tuple[Any, ...]]) -> dg.TableMetadataValue:
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns])
+    records = [dg.TableRecord(dict(zip(columns, map(preview_cell, row), strict=True))) for row in rows]
+    return dg.MetadataValue.table(records, schema)
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
 
 
 def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
+    """What a sync shows on its partition: text for people (thousands separated, the table named first),
+    and every number once more in `figures` for code.
+
+    None of Dagster's asset-level keys (dagster/row_count, dagster/column_schema, dagster/table_name): the
+    asset's overview would show the last-synced table's values as if they were the whole asset's, and plot
+    one table's rows against another's.
+    """
+    relation = report.table.duckdb_relation
     schema = dg.TableSchema(
         columns=[
             dg.TableColumn(
@@ -84,42 +107,46 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
             for c in report.columns
         ]
     )
-    metadata: dict[str, Any] = {
-        "dagster/row_count": report.rows_total,
-        "dagster/column_schema": schema,
-        "dagster/table_name": report.table.duckdb_relation,
-        "snowflake_table": str(report.table),
-        "duckdb_file": dg.MetadataValue.path(duckdb_path),
+    figures: dict[str, Any] = {
         "strategy": report.strategy,
-        "strategy_reason": report.strategy_reason,
+        "rows_total": report.rows_total,
         "rows_unloaded": report.rows_unloaded,
         "rows_updated": report.rows_updated,
         "rows_inserted": report.rows_loaded - report.rows_updated,
-        "high_water_mark": report.high_water_mark or "",
-        "cursor_column": report.options.cursor_column or "",
-        "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
-        "schema_changes": dg.MetadataValue.json(report.schema_changes),
-        "files_reused": report.files_reused,
-        "resumed_unload": report.resumed_unload,
         "input_bytes": report.input_bytes,
         "bytes_unloaded": report.output_bytes,
         "bytes_downloaded": report.bytes_downloaded,
         "files": report.files,
+        "files_reused": report.files_reused,
+        "resumed_unload": report.resumed_unload,
         "duckdb_file_bytes": report.duckdb_bytes,
-        "unload_query_id": report.unload_query_id,
-        "rows_per_second": dg.MetadataValue.float(report.rows_per_second),
-        "seconds_total": dg.MetadataValue.float(report.total_seconds),
-        "preview": dg.MetadataValue.md(preview_markdown(report.preview_columns, report.preview_rows)),
+        "rows_per_second": report.rows_per_second,
+        "seconds": dict(report.phase_seconds, total=report.total_seconds),
     }
     if report.source is not None:
         # What the change sensor compares against: Snowflake's figures as of this sync.
-        metadata["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
-        metadata["snowflake_bytes"] = report.source.bytes if report.source.bytes is not None else -1
-        metadata["snowflake_last_altered"] = (
-            report.source.last_altered.isoformat() if report.source.last_altered else ""
-        )
-    for phase, seconds in report.phase_seconds.items():
-        metadata[f"seconds_{phase}"] = dg.MetadataValue.float(seconds)
+        figures["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
+        figures["snowflake_bytes"] = report.source.bytes if report.source.bytes is not None else -1
+        figures["snowflake_last_altered"] = report.source.last_altered.isoformat() if report.source.last_altered else ""
+    metadata: dict[str, Any] = {
+        "table": dg.MetadataValue.text(f"{report.table.key} (Snowflake {report.table}, DuckDB {relation})"),
+        "rows": dg.MetadataValue.text(f"{report.rows_total:,} rows in {relation}"),
+        "sync": dg.MetadataValue.text(
+            f"{report.strategy}: {_count(report.rows_unloaded)} rows unloaded, {_count(report.rows_updated)} "
+            f"updated, {_count(report.files)} file(s) ({_count(report.output_bytes)} bytes), "
+            f"{report.total_seconds:.2f}s at {report.rows_per_second:,.0f} rows/s"
+        ),
+        "strategy_reason": report.strategy_reason,
+        "preview": preview_table(report.preview_columns, report.preview_rows),
+        "columns": dg.MetadataValue.table_schema(schema),
+        "high_water_mark": report.high_water_mark or "",
+        "cursor_column": report.options.cursor_column or "",
+        "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
+        "schema_changes": dg.MetadataValue.json(report.schema_changes),
+        "unload_query_id": report.unload_query_id,
+        "duckdb_file": dg.MetadataValue.path(duckdb_path),
+        FIGURES: dg.MetadataValue.json(figures),
+    }
     return metadata
 
 

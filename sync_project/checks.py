@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
+from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_figures
@@ -73,14 +73,15 @@ def row_count_check(
     materialization = _latest_materialization(context, partition)
     if materialization is None:
         return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
-    expected_value = materialization.metadata.get("dagster/row_count")
-    unloaded = int(expected_value.value) if expected_value is not None else -1  # type: ignore[arg-type]
+    unloaded = int(sync_figures(materialization).get("rows_total", -1))
     state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
     source_rows = _snowflake_rows(snowflake, table)
+    # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
-        "duckdb_rows": state.rows,
-        "rows_expected": unloaded,
-        "snowflake_rows_now": source_rows if source_rows is not None else "unknown",
+        "table": table.key,
+        "duckdb_rows": f"{state.rows:,}",
+        "rows_expected": f"{unloaded:,}",
+        "snowflake_rows_now": f"{source_rows:,}" if source_rows is not None else "unknown",
     }
     if not state.exists or state.rows != unloaded:
         return dg.AssetCheckResult(
@@ -105,7 +106,7 @@ def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResou
     partition = checked_partition(context)
     table = table_for_partition(partition)
     materialization = _latest_materialization(context, partition)
-    schema_value = materialization.metadata.get("dagster/column_schema") if materialization else None
+    schema_value = materialization.metadata.get("columns") if materialization else None
     if schema_value is None:
         return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
     expected = {c.name: duckdb_type_name(c.type) for c in schema_value.value.columns}  # type: ignore[union-attr]
@@ -119,5 +120,5 @@ def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResou
     return dg.AssetCheckResult(
         passed=not problems,
         description="; ".join(problems) if problems else None,
-        metadata={"columns": len(expected), "mismatches": len(problems)},
+        metadata={"table": table.key, "columns": f"{len(expected):,}", "mismatches": f"{len(problems):,}"},
     )

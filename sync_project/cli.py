@@ -394,8 +394,10 @@ def rebuild(key: str) -> None:
             else "see the run"
         )
         raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
+    from sync_project.assets import sync_figures
+
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
-    rows = materialization.metadata["dagster/row_count"].value
+    rows = sync_figures(materialization)["rows_total"]
     click.echo(f"rebuilt {table.key}: {rows:,} rows (run {result.run_id})")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 
-from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization
+from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
@@ -46,9 +46,9 @@ class LastSync:
 
 
 def last_sync_metadata(instance: dg.DagsterInstance, table: TableRef) -> dict[str, Any] | None:
-    """The latest sync's metadata as plain values, or None if the table never synced."""
+    """The latest sync's figures (rows, bytes, Snowflake's figures it saw), or None if the table never synced."""
     found = latest_sync_materialization(instance, table.key)
-    return {k: v.value for k, v in found[0].metadata.items()} if found else None
+    return sync_figures(found[0]) if found else None
 
 
 def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
@@ -56,17 +56,17 @@ def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
     if found is None:
         return None
     materialization, record = found
-    values = {k: v.value for k, v in materialization.metadata.items()}
+    figures = sync_figures(materialization)
 
     def number(key: str) -> int | None:
-        value = values.get(key)
+        value = figures.get(key)
         return int(value) if isinstance(value, int | float) else None
 
     return LastSync(
         at=dt.datetime.fromtimestamp(record.timestamp, dt.UTC),
-        rows=number("dagster/row_count"),
+        rows=number("rows_total"),
         bytes=number("bytes_unloaded"),
-        strategy=str(values["strategy"]) if "strategy" in values else None,
+        strategy=str(figures["strategy"]) if "strategy" in figures else None,
         run_id=record.run_id,
     )
 

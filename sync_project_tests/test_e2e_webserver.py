@@ -138,8 +138,10 @@ def test_register_materialize_check_and_backfill_through_the_ui(
     page = f"http://127.0.0.1:{port}/assets/snowflake_table?view=partitions&partition={KEY}"
     dom = chromium(browser, tmp_path / "chromium-dom", "--dump-dom", page).stdout
     assert KEY in dom
-    for label in ("dagster/row_count", "rows_unloaded", "unload_query_id", "snowflake_table", "preview"):
+    for label in ("rows", "sync", "unload_query_id", "table", "preview", "figures"):
         assert label in dom, label
+    # The table's own row count, with a thousands separator, as text on its partition page.
+    assert f"{type_table_rows(DEMO_ROWS):,} rows in {KEY}" in dom
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "asset-partition-page.png"
     shot.unlink(missing_ok=True)

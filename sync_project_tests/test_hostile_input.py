@@ -190,7 +190,7 @@ def test_a_table_with_a_thousand_columns(
     types = list(duckdb_types(settings.duckdb_path, table.schema, table.name).values())
     assert types[:4] == ["HUGEINT", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
-    schema = materialization.metadata["dagster/column_schema"].value
+    schema = materialization.metadata["columns"].value
     assert len(schema.columns) == 1000  # type: ignore[union-attr]
     observe(
         "Hostile input",
