@@ -646,6 +646,9 @@ def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> Non
         click.echo(f"the demo's Snowflake: {snowflake.base_url} (sync-project demo --connect-info says how to connect)")
         if no_ui:
             return
+        click.echo("for the README's commands, in another shell from the repository's root:")
+        click.echo("  source .venv/bin/activate")
+        click.echo(f"  export DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '$PWD/.local/dagster')}")
         click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
         dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
         ui = subprocess.Popen(dagster, start_new_session=True)
