@@ -167,7 +167,7 @@ def snowflake_table(
     """A Snowflake table mirrored into DuckDB, exactly typed and swapped in atomically.
 
     Each partition is one registered table (`SCHEMA.TABLE`). A run unloads it
-    through a temporary stage as Parquet (`COPY INTO @stage` with an explicit,
+    through the user stage `@~` (or SYNC_STAGE) as Parquet (`COPY INTO @stage` with an explicit,
     aliased projection), downloads the files with `GET`, and loads them in one
     DuckDB transaction that replaces the old table only if the row count equals
     what Snowflake unloaded. A failed run leaves the previous table untouched.

@@ -104,14 +104,9 @@ def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance)
 
 
 def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    from sync_project.jobs import human_bytes as readable
+
+    return readable(size)
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -65,22 +65,37 @@ def _database(snowflake: SnowflakeResource) -> str:
     return snowflake.database
 
 
+def human_bytes(size: int | None) -> str:
+    """1,234,567 -> '1.2 MiB' (None -> '-'), as people read sizes."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 @dg.op
 def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snowflake: SnowflakeResource) -> None:
     """List a schema's tables with rows, bytes, last altered, and whether each is registered and synced."""
     listings = registry.discover(
         context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like
     )
+    # Text cells, as the CLI prints them: thousands separated, sizes in KiB/MiB, times to the second.
     records = [
         dg.TableRecord(
             {
                 "table": item.key,
                 "kind": item.table.kind,
-                "rows": item.table.rows if item.table.rows is not None else -1,
-                "bytes": item.table.bytes if item.table.bytes is not None else -1,
-                "last_altered": item.table.last_altered.isoformat() if item.table.last_altered else "",
-                "registered": item.registered,
-                "last_synced": item.last_synced.isoformat() if item.last_synced else "",
+                "rows": f"{item.table.rows:,}" if item.table.rows is not None else "-",
+                "size": human_bytes(item.table.bytes),
+                "last_altered": item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S")
+                if item.table.last_altered
+                else "-",
+                "registered": "yes" if item.registered else "no",
+                "last_synced": item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
             }
         )
         for item in listings
@@ -89,10 +104,10 @@ def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snow
         columns=[
             dg.TableColumn("table", "string"),
             dg.TableColumn("kind", "string"),
-            dg.TableColumn("rows", "int"),
-            dg.TableColumn("bytes", "int"),
+            dg.TableColumn("rows", "string"),
+            dg.TableColumn("size", "string"),
             dg.TableColumn("last_altered", "string"),
-            dg.TableColumn("registered", "bool"),
+            dg.TableColumn("registered", "string"),
             dg.TableColumn("last_synced", "string"),
         ]
     )

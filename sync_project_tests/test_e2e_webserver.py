@@ -143,10 +143,19 @@ def test_register_materialize_check_and_backfill_through_the_ui(
     # The table's own row count, with a thousands separator, as text on its partition page.
     assert f"{type_table_rows(DEMO_ROWS):,} rows in {KEY}" in dom
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "asset-partition-page.png"
-    shot.unlink(missing_ok=True)
-    chromium(browser, tmp_path / "chromium-shot", f"--screenshot={shot}", page)
-    assert shot.stat().st_size > 10_000  # kept as the test's artifact
+    pages = {
+        "asset-partition-page.png": page,
+        "asset-checks-tab.png": f"http://127.0.0.1:{port}/assets/snowflake_table?view=checks",
+        "asset-overview.png": f"http://127.0.0.1:{port}/assets/snowflake_table",
+    }
+    for name, url in pages.items():
+        shot = ARTIFACTS / name
+        shot.unlink(missing_ok=True)
+        chromium(browser, tmp_path / f"chromium-{name}", f"--screenshot={shot}", url)
+        assert shot.stat().st_size > 10_000, name  # kept as the test's artifacts
+    # The overview no longer presents one table's row count or columns as the whole asset's.
+    overview = chromium(browser, tmp_path / "chromium-overview", "--dump-dom", pages["asset-overview.png"]).stdout
+    assert "dagster/row_count" not in overview and "dagster/column_schema" not in overview
 
     backfill = processes.dagster(
         "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables",
