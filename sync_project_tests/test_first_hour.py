@@ -231,3 +231,37 @@ def test_the_demo_says_how_to_reach_its_snowflake(monkeypatch: pytest.MonkeyPatc
     assert info.exit_code == 0
     assert "http://127.0.0.1:8799" in info.output and '"warehouse": "COMPUTE_WH"' in info.output
     assert "SNOWFLAKE_HOST=127.0.0.1 SNOWFLAKE_PORT=8799" in info.output
+
+
+def test_commands_print_no_beta_warning(env: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "sync-project"), "status", "--json"], env=os.environ, capture_output=True, text=True, check=True
+    )
+    assert "BetaWarning" not in done.stderr and "Warning" not in done.stderr
+
+
+def test_preview_cells_read_as_people_expect() -> None:
+    from decimal import Decimal
+
+    from sync_project.assets import preview_cell
+
+    assert preview_cell(b"\x00\xff\x10") == "0x00ff10"
+    assert preview_cell(Decimal("0E-10")) == "0.0000000000" and preview_cell(Decimal("12.50")) == "12.50"
+    assert preview_cell(None) == "NULL" and preview_cell("a\nb") == "a⏎b"
+
+
+def test_check_metadata_is_text_and_rebuild_runs_belong_to_the_job(env: Path) -> None:
+    assert cli("register", DATA).exit_code == 0
+    assert cli("rebuild", DATA).exit_code == 0
+    instance = dg.DagsterInstance.get()
+    (run,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": DATA}))
+    assert run.job_name == "sync_tables" and run.tags[".dagster/repository"] == "__repository__@sync_project"
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.dagster_event is not None
+    ]
+    assert evaluations
+    for evaluation in evaluations:
+        values = [v.value for v in evaluation.metadata.values()]  # type: ignore[union-attr]
+        assert values and all(isinstance(v, str) for v in values)  # nothing for Dagster to plot across tables
