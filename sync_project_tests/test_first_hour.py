@@ -38,6 +38,12 @@ def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def register_and_sync(key: str) -> None:
+    assert cli("register", key).exit_code == 0
+    job = build_definitions(Settings.from_env()).resolve_job_def("sync_tables")
+    assert job.execute_in_process(tags={"dagster/partition": key}, instance=dg.DagsterInstance.get()).success
+
+
 @pytest.fixture
 def env(dagster_processes: DagsterProcesses) -> Path:
     return dagster_processes.home.parent
@@ -61,13 +67,7 @@ def test_random_rows_are_uniform_over_the_table(local_snowflake: LocalSnowflakeP
 
 
 def test_sample_goes_through_stdout_so_appends_and_pipes_keep_everything(env: Path) -> None:
-    assert cli("register", DATA).exit_code == 0
-    assert (
-        build_definitions(Settings.from_env())
-        .resolve_job_def("sync_tables")
-        .execute_in_process(tags={"dagster/partition": DATA}, instance=dg.DagsterInstance.get())
-        .success
-    )
+    register_and_sync(DATA)
     target = env / "out.txt"
     target.write_text("kept\n")
     script = f"(echo header; {BIN / 'sync-project'} sample {DATA} --first 2; echo footer) >> {target}"
@@ -105,13 +105,7 @@ def test_register_names_every_refusal_and_every_option_change(env: Path) -> None
 
 
 def test_a_kept_table_can_still_be_sampled_after_deregister(env: Path) -> None:
-    assert cli("register", DATA).exit_code == 0
-    assert (
-        build_definitions(Settings.from_env())
-        .resolve_job_def("sync_tables")
-        .execute_in_process(tags={"dagster/partition": DATA}, instance=dg.DagsterInstance.get())
-        .success
-    )
+    register_and_sync(DATA)
     assert "is kept" in cli("deregister", DATA).output
     kept = cli("sample", DATA, "--first", "1", "--output", str(env / "one.json"))
     assert kept.exit_code == 0 and "not registered" in kept.stderr and "kept" in kept.stderr
