@@ -1,22 +1,38 @@
 """The synced-table asset: one dynamic partition per Snowflake table.
 
-A thin shell: it parses the partition key, calls the engine (`sync/`), and turns
-its report into materialization metadata. Retries cover transient failures only.
+A thin shell: it parses the partition keys of the run, calls the engine (`sync/`), and turns each report
+into that partition's materialization and check results. Retries cover transient failures only, and only the
+tables still missing.
 """
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
+from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
+from sync_project.history import FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
-from sync_project.sync.errors import PermanentError, TransientError
-from sync_project.sync.pipeline import SyncReport, sync_table
+from sync_project.sync.errors import PermanentError, SyncError
+from sync_project.sync.pipeline import SyncReport, sync_tables
+from sync_project.sync.types import duckdb_type_name
 
-SYNC_ASSET_KEY = dg.AssetKey("snowflake_table")
 SYNC_GROUP = "snowflake_mirror"
+# A backfill or the nightly schedule syncs this many tables per run: one process start-up for all of them.
+SYNC_BATCH_SIZE = 25
+SYNC_WORKERS = 4  # tables of one run whose Snowflake work overlaps (COPY INTO and GET wait on Snowflake)
+ASSET_DESCRIPTION = """A Snowflake table mirrored into DuckDB, exactly typed and swapped in atomically.
+
+Each partition is one registered table (`SCHEMA.TABLE`). A sync unloads it through the user stage `@~` (or
+SYNC_STAGE) as Parquet (`COPY INTO @stage` with an explicit, aliased projection), downloads the files with `GET`,
+and loads them in one DuckDB transaction that replaces the old table only if the row count equals what Snowflake
+unloaded. A failed sync leaves the previous table untouched. Types follow the type map: NUMBER stays exact
+(BIGINT, HUGEINT, DECIMAL), TIMESTAMP_TZ/LTZ become TIMESTAMPTZ, VARIANT/OBJECT/ARRAY become JSON. A run from the
+UI syncs one table; backfills and the nightly schedule sync up to 25 per run, each still its own partition with
+its own materialization and checks."""
 PREVIEW_CELL_CHARS = 40
 
 # Transient failures (network, Snowflake hiccups, a busy DuckDB file) get 3 more tries with backoff;
@@ -40,27 +56,6 @@ class SyncConfig(dg.Config):
         description="`table`: the strategy the table was registered with; `full` forces a full sync.",
     )
     rebuild: bool = Field(default=False, description="Forget the table's sync state and rebuild it with a full sync.")
-
-
-def latest_sync_materialization(
-    instance: dg.DagsterInstance, partition_key: str
-) -> tuple[dg.AssetMaterialization, dg.EventLogRecord] | None:
-    """The latest successful sync of one table (its materialization and event record), if any."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[partition_key]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    return records[0].asset_materialization, records[0]
-
-
-FIGURES = "figures"  # the one machine-readable metadata value: every number of a sync, never plotted
-
-
-def sync_figures(materialization: dg.AssetMaterialization) -> dict[str, Any]:
-    """The numbers of one sync, as the change sensor, the checks and `status` read them."""
-    value = materialization.metadata.get(FIGURES)
-    return dict(value.value) if value is not None and isinstance(value.value, dict) else {}
 
 
 def preview_cell(value: Any) -> str:
@@ -150,12 +145,53 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
     return metadata
 
 
-@dg.asset(
-    key=SYNC_ASSET_KEY,
+NO_TABLE_MESSAGE = (
+    'this run names no table: set the run tag dagster/partition to the table\'s key (Launchpad > "Edit tags"), '
+    "e.g. dagster/partition=WORKSPACE_833213390.data, or run `dagster job launch -j verify_synced_tables "
+    '-w workspace.yaml --tags \'{"dagster/partition": "SCHEMA.TABLE"}\'`'
+)
+
+
+def _run_family(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
+    """This run and the failed runs it re-executes: partitions they materialized need no second sync."""
+    family = {run.run_id}
+    parent = run.parent_run_id
+    while parent:
+        record = instance.get_run_record_by_id(parent)
+        if record is None:
+            break
+        if record.dagster_run.status == dg.DagsterRunStatus.FAILURE:
+            family.add(parent)
+        parent = record.dagster_run.parent_run_id
+    return family
+
+
+def already_synced(instance: dg.DagsterInstance, run: dg.DagsterRun, keys: list[str]) -> set[str]:
+    """Keys a previous try of this step, or the failed run this one re-executes, already synced."""
+    family = _run_family(instance, run)
+    done = set()
+    for key in keys:
+        found = latest_sync_materialization(instance, key)
+        if found is not None and found[1].run_id in family:
+            done.add(key)
+    return done
+
+
+@dg.multi_asset(
+    name="snowflake_table",
+    outs={
+        "snowflake_table": dg.AssetOut(
+            key=SYNC_ASSET_KEY,
+            is_required=False,
+            group_name=SYNC_GROUP,
+            kinds={"snowflake", "duckdb"},
+            description=ASSET_DESCRIPTION,
+        )
+    },
     partitions_def=snowflake_tables_partitions,
-    kinds={"snowflake", "duckdb"},
-    group_name=SYNC_GROUP,
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    check_specs=[ROW_COUNT_SPEC, SCHEMA_SPEC],
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.multi_run(SYNC_BATCH_SIZE),
     retry_policy=SYNC_RETRY_POLICY,
 )
 def snowflake_table(
@@ -163,41 +199,81 @@ def snowflake_table(
     config: SyncConfig,
     snowflake: SnowflakeResource,
     duckdb: SyncDuckDBResource,
-) -> dg.MaterializeResult[Any]:
-    """A Snowflake table mirrored into DuckDB, exactly typed and swapped in atomically.
-
-    Each partition is one registered table (`SCHEMA.TABLE`). A run unloads it
-    through the user stage `@~` (or SYNC_STAGE) as Parquet (`COPY INTO @stage` with an explicit,
-    aliased projection), downloads the files with `GET`, and loads them in one
-    DuckDB transaction that replaces the old table only if the row count equals
-    what Snowflake unloaded. A failed run leaves the previous table untouched.
-    Types follow the type map: NUMBER stays exact (BIGINT, HUGEINT, DECIMAL),
-    TIMESTAMP_TZ/LTZ become TIMESTAMPTZ, VARIANT/OBJECT/ARRAY become JSON.
-    """
-    try:
-        table = table_for_partition(context.partition_key)
-        # Retries and re-executions of one run share an attempt, so they can resume its stage and files.
-        root_run_id = context.run.root_run_id or context.run.run_id
-        root = context.instance.get_run_record_by_id(root_run_id)
-        report = sync_table(
-            snowflake.get_connection,
-            table,
-            duckdb.sync_options(),
-            log=context.log.info,
-            strategy=None if config.strategy == "table" else config.strategy,
-            rebuild=config.rebuild,
-            attempt_id=root_run_id,
-            attempt_started=root.create_timestamp if root else None,
-            keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
-        )
-    except PermanentError as e:
-        raise dg.Failure(description=str(e), allow_retries=False) from None
-    except TransientError as e:
-        # Only here is it known whether a retry follows; the message says which.
-        raise dg.Failure(description=f"{e}; {retry_note(context.retry_number)}", allow_retries=True) from None
-    context.log.info(
-        f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
-        f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
-        + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Sync the run's tables (one, or a batch of a backfill or the nightly schedule), each recorded as its own
+    partition: its materialization, its two checks, or its failure (named in the step's failure; a retry or a
+    re-execution syncs only the tables still missing). Snowflake work of several tables overlaps; loads take
+    the DuckDB lock one at a time."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        raise dg.Failure(NO_TABLE_MESSAGE, allow_retries=False)
+    keys = list(context.partition_keys)
+    syncing = SYNC_ASSET_KEY in context.selected_asset_keys
+    skipped = already_synced(context.instance, context.run, keys) if syncing else set()
+    if skipped:
+        context.log.info(f"{len(skipped)} table(s) were synced by an earlier try of this run: {sorted(skipped)}")
+    failures: dict[str, str] = {}
+    tables = []
+    for key in keys:
+        if key in skipped:
+            continue
+        try:
+            tables.append(table_for_partition(key))
+        except PermanentError as e:
+            failures[key] = str(e)
+    if not syncing:  # the checks-only job: check each table against its latest sync
+        for table in tables:
+            yield from evaluations_of_latest_sync(context.instance, table, snowflake, duckdb)
+        _fail_if_any(failures, transient=False, retry_number=context.retry_number)
+        return
+    # Retries and re-executions of one run share an attempt, so they can resume its stages and files.
+    root_run_id = context.run.root_run_id or context.run.run_id
+    root = context.instance.get_run_record_by_id(root_run_id)
+    transient = False
+    outcomes = sync_tables(
+        snowflake.get_connection,
+        tables,
+        duckdb.sync_options(),
+        SYNC_WORKERS if len(tables) > 1 else 1,
+        log=context.log.info,
+        strategy=None if config.strategy == "table" else config.strategy,
+        rebuild=config.rebuild,
+        attempt_id=root_run_id,
+        attempt_started=root.create_timestamp if root else None,
+        keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
     )
-    return dg.MaterializeResult(metadata=report_metadata(report, duckdb.database))
+    for outcome in outcomes:
+        table, report = outcome.table, outcome.report
+        if report is None:
+            error = outcome.error
+            transient = transient or not isinstance(error, PermanentError)
+            failures[table.key] = str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
+            context.log.error(f"{table}: {failures[table.key]}")
+            continue
+        context.log.info(
+            f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
+            f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
+            + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
+        )
+        yield dg.AssetMaterialization(
+            asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=report_metadata(report, duckdb.database)
+        )
+        columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
+        for evaluation in evaluations_after_sync(table, report.rows_total, columns, snowflake, duckdb):
+            yield evaluation
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                failures[table.key] = str(evaluation.description)
+    _fail_if_any(failures, transient, context.retry_number)
+
+
+def _fail_if_any(failures: dict[str, str], transient: bool, retry_number: int) -> None:
+    """Fail the step naming each failed table; retried only if some failure was transient."""
+    if not failures:
+        return
+    listed = "; ".join(f"{key}: {message}" for key, message in sorted(failures.items()))
+    note = f"; {retry_note(retry_number)}" if transient else ""
+    prefix = "" if len(failures) == 1 else f"{len(failures)} table(s) failed: "
+    raise dg.Failure(
+        description=f"{prefix}{listed}{note}",
+        metadata={"failed_tables": dg.MetadataValue.json(failures)},
+        allow_retries=transient,
+    )

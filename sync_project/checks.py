@@ -1,12 +1,16 @@
-"""Checks on the synced tables, per partition so one table's failure never hides behind another's success."""
+"""Checks on the synced tables, per partition so one table's failure never hides behind another's success.
+
+They are the asset's own check specs, evaluated by the sync step right after each table's load (a run of
+many tables records each table's results), and by the checks-only job against a table's latest sync.
+"""
 
 import warnings
 from typing import Any
 
 import dagster as dg
 
-from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
-from sync_project.partitions import snowflake_tables_partitions, table_for_partition
+from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
+from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_figures
 from sync_project.sync.errors import SyncError
@@ -24,24 +28,6 @@ SCHEMA_CHECK = "schema_matches_type_map"
 READ_LOCK_TIMEOUT_SECONDS = 60.0
 
 
-def checked_partition(context: dg.AssetCheckExecutionContext) -> str:
-    """The table this check run is for; a run without one (the checks-only job launched bare) is told how."""
-    if not context.has_partition_key:
-        raise dg.Failure(
-            "this check runs per table, and the run names none: set the run tag dagster/partition to the "
-            'table\'s key (Launchpad > "Edit tags"), e.g. dagster/partition=WORKSPACE_833213390.data, or run '
-            "`dagster job launch -j verify_synced_tables -w workspace.yaml "
-            '--tags \'{"dagster/partition": "SCHEMA.TABLE"}\'`',
-            allow_retries=False,
-        )
-    return str(context.partition_key)
-
-
-def _latest_materialization(context: dg.AssetCheckExecutionContext, partition: str) -> dg.AssetMaterialization | None:
-    found = latest_sync_materialization(context.instance, partition)
-    return found[0] if found else None
-
-
 def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None:
     """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
     try:
@@ -52,64 +38,54 @@ def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None
     return figures.rows if figures else None
 
 
-@dg.asset_check(
+ROW_COUNT_SPEC = dg.AssetCheckSpec(
+    ROW_COUNT_CHECK,
     asset=SYNC_ASSET_KEY,
-    name=ROW_COUNT_CHECK,
     blocking=True,
     partitions_def=snowflake_tables_partitions,
+    description="DuckDB holds exactly the rows the latest sync of this table left there (a full sync: what "
+    "Snowflake unloaded; an incremental one: what it kept plus what it merged). Warns if Snowflake's table "
+    "has another count now.",
 )
-def row_count_check(
-    context: dg.AssetCheckExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
-) -> dg.AssetCheckResult:
-    """DuckDB holds exactly the rows the latest sync of this table left there.
+SCHEMA_SPEC = dg.AssetCheckSpec(
+    SCHEMA_CHECK,
+    asset=SYNC_ASSET_KEY,
+    partitions_def=snowflake_tables_partitions,
+    description="Every column of the source is in DuckDB with the type the type map gives it.",
+)
 
-    A full sync must hold what Snowflake unloaded; an incremental one what it
-    kept plus what it merged. Fails (blocking) if the counts differ. If
-    Snowflake's table has a different count now (it changed since, or deleted
-    rows an incremental sync cannot see), it says so with a warning.
-    """
-    partition = checked_partition(context)
-    table = table_for_partition(partition)
-    materialization = _latest_materialization(context, partition)
-    if materialization is None:
-        return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
-    unloaded = int(sync_figures(materialization).get("rows_total", -1))
+
+def row_count_evaluation(
+    table: TableRef, expected: int, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> dg.AssetCheckEvaluation:
     state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
     source_rows = _snowflake_rows(snowflake, table)
     # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
         "table": table.key,
         "duckdb_rows": f"{state.rows:,}",
-        "rows_expected": f"{unloaded:,}",
+        "rows_expected": f"{expected:,}",
         "snowflake_rows_now": f"{source_rows:,}" if source_rows is not None else "unknown",
     }
-    if not state.exists or state.rows != unloaded:
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{table}: DuckDB holds {state.rows:,} rows, the last sync left {unloaded:,}",
-            metadata=metadata,
-        )
-    if source_rows is not None and source_rows != unloaded:
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{table}: copy is exact, but Snowflake now has {source_rows:,} rows; sync again",
-            metadata=metadata,
-        )
-    return dg.AssetCheckResult(passed=True, metadata=metadata)
+    passed, severity, description = True, dg.AssetCheckSeverity.ERROR, None
+    if not state.exists or state.rows != expected:
+        passed, description = False, f"{table}: DuckDB holds {state.rows:,} rows, the last sync left {expected:,}"
+    elif source_rows is not None and source_rows != expected:
+        passed, severity = False, dg.AssetCheckSeverity.WARN
+        description = f"{table}: copy is exact, but Snowflake now has {source_rows:,} rows; sync again"
+    return dg.AssetCheckEvaluation(
+        asset_key=SYNC_ASSET_KEY,
+        check_name=ROW_COUNT_CHECK,
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata=metadata,
+        partition=table.key,
+        blocking=True,
+    )
 
 
-@dg.asset_check(asset=SYNC_ASSET_KEY, name=SCHEMA_CHECK, partitions_def=snowflake_tables_partitions)
-def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResource) -> dg.AssetCheckResult:
-    """Every column of the source is in DuckDB with the type the type map gives it."""
-    partition = checked_partition(context)
-    table = table_for_partition(partition)
-    materialization = _latest_materialization(context, partition)
-    schema_value = materialization.metadata.get("columns") if materialization else None
-    if schema_value is None:
-        return dg.AssetCheckResult(passed=False, description=f"{table} has not been synced yet")
-    expected = {c.name: duckdb_type_name(c.type) for c in schema_value.value.columns}  # type: ignore[union-attr]
+def schema_evaluation(table: TableRef, expected: dict[str, str], duckdb: SyncDuckDBResource) -> dg.AssetCheckEvaluation:
     state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
     actual = {name: duckdb_type_name(t) for name, t in state.columns.items()}
     problems = [
@@ -117,8 +93,42 @@ def schema_check(context: dg.AssetCheckExecutionContext, duckdb: SyncDuckDBResou
         for name, want in expected.items()
         if actual.get(name) != want
     ] + [f"{name}: not in the source" for name in actual if name not in expected]
-    return dg.AssetCheckResult(
+    return dg.AssetCheckEvaluation(
+        asset_key=SYNC_ASSET_KEY,
+        check_name=SCHEMA_CHECK,
         passed=not problems,
         description="; ".join(problems) if problems else None,
         metadata={"table": table.key, "columns": f"{len(expected):,}", "mismatches": f"{len(problems):,}"},
+        partition=table.key,
+    )
+
+
+def evaluations_after_sync(
+    table: TableRef, rows_total: int, columns: dict[str, str], snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> list[dg.AssetCheckEvaluation]:
+    """Both checks of a table just synced, from what the sync reported."""
+    return [row_count_evaluation(table, rows_total, snowflake, duckdb), schema_evaluation(table, columns, duckdb)]
+
+
+def evaluations_of_latest_sync(
+    instance: dg.DagsterInstance, table: TableRef, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+) -> list[dg.AssetCheckEvaluation]:
+    """Both checks against the table's latest sync (the checks-only job), or failures if it never synced."""
+    found = latest_sync_materialization(instance, table.key)
+    if found is None:
+        return [
+            dg.AssetCheckEvaluation(
+                asset_key=SYNC_ASSET_KEY,
+                check_name=name,
+                passed=False,
+                description=f"{table} has not been synced yet",
+                partition=table.key,
+            )
+            for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
+        ]
+    materialization = found[0]
+    schema = materialization.metadata.get("columns")
+    columns = {c.name: duckdb_type_name(c.type) for c in schema.value.columns} if schema else {}  # type: ignore[union-attr]
+    return evaluations_after_sync(
+        table, int(sync_figures(materialization).get("rows_total", -1)), columns, snowflake, duckdb
     )

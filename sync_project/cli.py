@@ -389,7 +389,7 @@ def rebuild(key: str) -> None:
             else "see the run"
         )
         raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
-    from sync_project.assets import sync_figures
+    from sync_project.history import sync_figures
 
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
     rows = sync_figures(materialization)["rows_total"]

@@ -12,7 +12,6 @@ from sync_project.automation import (
     build_publish_sensor,
     build_sync_schedule,
 )
-from sync_project.checks import row_count_check, schema_check
 from sync_project.jobs import (
     cleanup_leftovers_job,
     cleanup_schedule,
@@ -31,7 +30,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """The project's definitions for given settings (tests build them against their own folders)."""
     return dg.Definitions(
         assets=[snowflake_table],
-        asset_checks=[row_count_check, schema_check],
         jobs=[
             sync_tables_job,
             verify_synced_tables_job,

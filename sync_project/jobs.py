@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_project import registry
-from sync_project.assets import SYNC_ASSET_KEY
+from sync_project.history import SYNC_ASSET_KEY
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
@@ -41,8 +41,9 @@ sync_tables_job = dg.define_asset_job(
     SYNC_JOB,
     selection=dg.AssetSelection.assets(SYNC_ASSET_KEY).without_checks()
     | dg.AssetSelection.checks_for_assets(SYNC_ASSET_KEY),
-    description="Sync one registered table per run (asset plus its checks). "
-    "Backfill from the CLI: `dagster job backfill -j sync_tables --all`.",
+    description="Sync registered tables: one from the UI, up to 25 per run from backfills and the nightly "
+    "schedule, each with its own materialization and checks. Backfill from the CLI: "
+    "`dagster job backfill -w workspace.yaml -j sync_tables --all all`.",
 )
 
 verify_synced_tables_job = dg.define_asset_job(

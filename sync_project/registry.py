@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 
-from sync_project.assets import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.duckdb_access import Log, duckdb_session

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 import snowflake.connector
 
+from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
 from sync_project.definitions import build_definitions
 from sync_project.jobs import SYNC_JOB
@@ -106,20 +107,24 @@ def test_change_sensor_explains_a_vanished_table(
     assert isinstance(result, dg.SkipReason) and "not found in Snowflake" in str(result.skip_message)
 
 
-def test_schedule_requests_one_run_per_table_with_unique_run_keys(
+def test_schedule_requests_batches_of_tables_with_unique_run_keys(
     settings: Settings, instance: dg.DagsterInstance
 ) -> None:
     schedule = build_sync_schedule(settings)
     empty = schedule(dg.build_schedule_context(instance=instance))
     assert isinstance(empty, dg.SkipReason)
-    keys = ["S.A", "S.B", 'S."c.d"']
+    keys = [f"S.T{i:02d}" for i in range(SYNC_BATCH_SIZE + 2)] + ['S."c.d"']
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
     tick = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
     result = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick))
     assert isinstance(result, list)
     requests: list[dg.RunRequest] = result
-    assert sorted(str(r.partition_key) for r in requests) == sorted(keys)
-    assert len({r.run_key for r in requests}) == 3 and all(tick.isoformat() in str(r.run_key) for r in requests)
+    ranges = [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests
+    ]
+    # 28 tables: one run of 25, one of 3, in registration order, covering each table once.
+    assert ranges == [(keys[0], keys[SYNC_BATCH_SIZE - 1]), (keys[SYNC_BATCH_SIZE], keys[-1])]
+    assert len({r.run_key for r in requests}) == 2 and all(tick.isoformat() in str(r.run_key) for r in requests)
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 

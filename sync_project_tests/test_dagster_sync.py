@@ -11,9 +11,9 @@ import pytest
 import snowflake.connector
 from dagster._core.event_api import PartitionKeyFilter
 
-from sync_project.assets import sync_figures
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
+from sync_project.history import sync_figures
 from sync_project.jobs import CLEANUP_JOB, SYNC_JOB, VERIFY_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault

@@ -288,3 +288,37 @@ def sync_table(
     finally:
         if not keep:
             extract.remove_local_files(attempt)
+
+
+@dataclass(frozen=True)
+class TableOutcome:
+    """One table of a many-table sync: its report, or the error that stopped it (never both)."""
+
+    table: TableRef
+    report: SyncReport | None = None
+    error: Exception | None = None
+
+
+def sync_tables(
+    connect: Connect,
+    tables: list[TableRef],
+    options: SyncOptions,
+    workers: int,
+    log: Log = lambda _: None,
+    **per_table: Any,
+) -> Iterator[TableOutcome]:
+    """Sync several tables, yielding each outcome as it completes; one table's failure stops no other.
+
+    Up to `workers` tables are in flight at once: their Snowflake work (DESC, COPY INTO, GET) mostly waits on
+    Snowflake and overlaps, while their DuckDB loads still take the writer lock one at a time.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync") as pool:
+        futures = {pool.submit(sync_table, connect, t, options, log, **per_table): t for t in tables}
+        for future in as_completed(futures):
+            table = futures[future]
+            try:
+                yield TableOutcome(table, report=future.result())
+            except Exception as e:  # each table's failure is its own outcome, reported with its table
+                yield TableOutcome(table, error=e)
