@@ -258,7 +258,8 @@ def snowflake_table(
             asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=report_metadata(report, duckdb.database)
         )
         columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
-        for evaluation in evaluations_after_sync(table, report.rows_total, columns, snowflake, duckdb):
+        source_rows = report.source.rows if report.source is not None else None
+        for evaluation in evaluations_after_sync(table, report.rows_total, columns, source_rows, duckdb):
             yield evaluation
             if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
                 failures[table.key] = str(evaluation.description)

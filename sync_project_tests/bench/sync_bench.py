@@ -154,6 +154,55 @@ def measure_publish(options: SyncOptions, root: Path) -> dict[str, Any]:
     }
 
 
+def measure_many(process: LocalSnowflakeProcess, root: Path, tables: int, rows: int) -> dict[str, Any]:
+    """Many small tables: the engine one after another (the floor), the engine overlapping 4, and one Dagster
+    run of all of them in a fresh process (`dagster job execute`, start-up included), as the schedule's runs do."""
+    from sync_project.sync.pipeline import sync_tables
+
+    schema = "MANY"
+    with engine_connect(process) as conn:
+        conn.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {DEMO_DATABASE}.{schema}")
+        for i in range(tables):
+            conn.cursor().execute(
+                f"CREATE OR REPLACE TABLE {DEMO_DATABASE}.{schema}.T{i:03d} AS "
+                f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data" LIMIT {rows}'
+            )
+    refs = [TableRef(DEMO_DATABASE, schema, f"T{i:03d}") for i in range(tables)]
+    timings: dict[str, Any] = {"tables": tables, "rows": rows}
+    for label, workers in (("engine_one_after_another", 1), ("engine_4_at_a_time", 4)):
+        options = SyncOptions(duckdb_path=root / f"many-{workers}.duckdb", download_root=root / f"many-{workers}")
+        started = time.monotonic()
+        outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, workers))
+        assert all(o.report is not None for o in outcomes), [o.error for o in outcomes if o.error]
+        timings[label] = round(time.monotonic() - started, 2)
+    home = root / "many-dagster"
+    home.mkdir()
+    env = os.environ | {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(process.port),
+        "SYNC_DUCKDB_PATH": str(root / "many-dagster.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(root / "many-dagster-downloads"),
+    }
+    keys = [f"{schema}.{r.name}" for r in refs]
+    subprocess.run(
+        [sys.executable, "-c", f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
+         f"'snowflake_tables', {keys!r})"],
+        env=env, check=True,
+    )  # fmt: skip
+    tags = json.dumps({"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "sync_project.definitions", "-j", "sync_tables",
+         "--tags", tags],
+        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    timings["dagster_one_run_of_all"] = round(time.monotonic() - started, 2)
+    timings["ratio_dagster_to_engine_floor"] = round(
+        timings["dagster_one_run_of_all"] / timings["engine_one_after_another"], 2
+    )
+    return timings
+
+
 def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
     """The fastest path physically available here: DuckDB unloads the emulator's own table to Parquet,
     the files are copied, and DuckDB builds a table from them. The emulator must be stopped (it holds the file)."""
@@ -192,6 +241,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--output", type=Path, default=Path(".local/bench.json"))
     parser.add_argument("--tables", type=int, default=8, help="Tables for the parallel run (0 to skip).")
+    parser.add_argument("--many", type=int, default=200, help="Small tables for the many-tables case (0 to skip).")
+    parser.add_argument("--many-rows", type=int, default=10_000, help="Rows in each of those tables.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         root = Path(tmp)
@@ -203,6 +254,7 @@ def main() -> None:
             report = sync_table(lambda: engine_connect(process), table, options)
             incremental = measure_incremental(process, table, options)
             published = measure_publish(options, root)
+            many = measure_many(process, root, args.many, args.many_rows) if args.many else {}
             (root / "dagster").mkdir()
             env = os.environ | {
                 "DAGSTER_HOME": str(root / "dagster"),
@@ -243,6 +295,7 @@ def main() -> None:
         "dagster_asset_materialize": cli | {"rows_per_second": round(args.rows / cli["seconds"], 1)},
         "incremental_1_percent": incremental,
         "publish": published,
+        "many_tables": many,
         "backfill_wall_seconds": {"tables": args.tables, **parallel},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +325,13 @@ def main() -> None:
         f"{published['copy_seconds']:.2f}s; a plain file copy {published['plain_copy_seconds']:.2f}s "
         f"(ratio {published['ratio_to_plain_copy']})"
     )
+    if many:
+        print(
+            f"{many['tables']} tables x {many['rows']:,} rows: engine one after another "
+            f"{many['engine_one_after_another']:.2f}s, 4 at a time {many['engine_4_at_a_time']:.2f}s; "
+            "one Dagster run of all (process start included) "
+            f"{many['dagster_one_run_of_all']:.2f}s ({many['ratio_dagster_to_engine_floor']}x the first)"
+        )
     for label, seconds in parallel.items():
         print(f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: {seconds:.1f}s wall")
     print(f"written to {args.output}")
