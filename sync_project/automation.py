@@ -12,7 +12,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+from dagster._core.storage.tags import (
+    PARTITION_NAME_TAG as PARTITION_TAG,
+)
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.history import SYNC_ASSET_KEY
@@ -33,14 +39,34 @@ CHANGE_SENSOR = "snowflake_change_sensor"
 AUTO_REGISTER_SENSOR = "auto_register_tables"
 
 
-def batch_request(keys: list[str], tick: str) -> dg.RunRequest:
-    """One run for consecutive registered tables (a single key is an ordinary one-partition run)."""
-    if len(keys) == 1:
-        return dg.RunRequest(run_key=f"{keys[0]}@{tick}", partition_key=keys[0])
-    return dg.RunRequest(
-        run_key=f"{keys[0]}..{keys[-1]}@{tick}",
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-    )
+def batches(registered: list[str], wanted: set[str], size: int = SYNC_BATCH_SIZE) -> list[list[str]]:
+    """The wanted keys as runs of at most `size`, each a contiguous stretch of the registration order (a run of
+    several tables is a partition range, and Dagster orders dynamic partitions as they were added)."""
+    found: list[list[str]] = []
+    current: list[str] = []
+    for key in registered:
+        if key in wanted and len(current) < size:
+            current.append(key)
+            continue
+        if current:
+            found.append(current)
+        current = [key] if key in wanted else []
+    if current:
+        found.append(current)
+    return found
+
+
+def batch_tags(batch: list[str]) -> dict[str, str]:
+    """Run tags for one batch: a single partition, or the range from its first key to its last."""
+    if len(batch) == 1:
+        return {PARTITION_TAG: batch[0]}
+    return {ASSET_PARTITION_RANGE_START_TAG: batch[0], ASSET_PARTITION_RANGE_END_TAG: batch[-1]}
+
+
+def batch_request(batch: list[str], tick: str) -> dg.RunRequest:
+    """One run for a batch; the run key names its tables and the tick, so a re-evaluated tick never doubles it."""
+    run_key = f"{batch[0]}@{tick}" if len(batch) == 1 else f"{batch[0]}..{batch[-1]}@{tick}"
+    return dg.RunRequest(run_key=run_key, tags=batch_tags(batch))
 
 
 def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
@@ -60,7 +86,7 @@ def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
         # Contiguous ranges in registration order, as Dagster orders dynamic partitions; the run key names the
         # range and the tick, so a re-evaluated tick never doubles a run.
-        return [batch_request(keys[i : i + SYNC_BATCH_SIZE], tick) for i in range(0, len(keys), SYNC_BATCH_SIZE)]
+        return [batch_request(batch, tick) for batch in batches(keys, set(keys))]
 
     return nightly_sync
 

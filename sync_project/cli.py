@@ -187,22 +187,50 @@ def _explain_empty_listing(connect: Connect, database: str, schema: str, like: s
         click.echo(f"{schema} has no tables or views this role can see", err=True)
 
 
-def launch_syncs(keys: list[str]) -> list[str]:
-    """Queue one sync run per key through the instance's run coordinator (as the UI would), not inline."""
+def launch_syncs(keys: list[str]) -> list[list[str]]:
+    """Queue syncs of these registered tables through the instance's run queue (as the UI would), not inline:
+    runs of up to 25 tables, each table still its own partition with its own checks."""
+    from sync_project.automation import batch_tags, batches
     from sync_project.jobs import SYNC_JOB
+    from sync_project.partitions import SNOWFLAKE_TABLES
     from sync_project.settings import project_root
 
-    launched = []
-    for key in keys:
+    registered = list(_instance().get_dynamic_partitions(SNOWFLAKE_TABLES))
+    queued = []
+    for batch in batches(registered, set(keys)):
         done = subprocess.run(
             [sys.executable, "-m", "dagster", "job", "launch", "-j", SYNC_JOB,
-             "-w", str(project_root() / "workspace.yaml"), "--tags", json.dumps({"dagster/partition": key})],
+             "-w", str(project_root() / "workspace.yaml"), "--tags", json.dumps(batch_tags(batch))],
             env=os.environ, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise click.ClickException(f"could not queue a sync of {key}: {done.stderr.strip()[-500:]}")
-        launched.append(key)
-    return launched
+            raise click.ClickException(f"could not queue a sync of {', '.join(batch)}: {done.stderr.strip()[-500:]}")
+        queued.append(batch)
+    return queued
+
+
+@main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every registered table.")
+@reports_errors
+def sync(keys: tuple[str, ...], everything: bool) -> None:
+    """Queue syncs of registered tables (KEYS, or --all) in runs of up to 25 tables for the daemon.
+
+    What `dagster job backfill` cannot do: it launches one run (one process start-up) per table.
+    """
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    if not keys and not everything:
+        raise click.UsageError("give SCHEMA.TABLE keys, or --all")
+    settings = Settings.from_env()
+    instance = _instance()
+    registered = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    wanted = registered if everything else [registered_table(k, settings, instance).key for k in keys]
+    if not wanted:
+        raise click.ClickException("no table is registered yet: sync-project register SCHEMA.TABLE")
+    for batch in launch_syncs(wanted):
+        what = batch[0] if len(batch) == 1 else f"{len(batch)} tables, {batch[0]} .. {batch[-1]}"
+        click.echo(f"queued a sync of {what} (see the Runs page)")
 
 
 @main.command()
@@ -263,8 +291,8 @@ def register(
             else f"{key} was registered already (options unchanged)"
         )
     if sync_now and new:
-        for key in launch_syncs(new):
-            click.echo(f"queued a sync of {key} (see the Runs page)")
+        for batch in launch_syncs(new):
+            click.echo(f"queued a sync of {', '.join(batch)} (see the Runs page)")
 
 
 @main.command()

@@ -18,6 +18,7 @@ from sync_project.partitions import SNOWFLAKE_TABLES, snowflake_tables_partition
 from sync_project.settings import Settings
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.tables import TableRef
+from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import connector, duckdb_rows, fetch, options, snowflake_settings
 
 TABLES = 10
@@ -111,3 +112,32 @@ def test_the_engine_overlaps_tables_and_keeps_their_outcomes_apart(
     for i in range(TABLES):
         report = outcomes[f"T{i}"].report
         assert report is not None and report.rows_total == 100 + i
+
+
+def test_batches_are_contiguous_stretches_of_at_most_25() -> None:
+    from sync_project.automation import batches
+
+    registered = [f"S.T{i:02d}" for i in range(60)]
+    assert [len(b) for b in batches(registered, set(registered))] == [25, 25, 10]
+    wanted = {"S.T01", "S.T02", "S.T05", "S.T59"}
+    assert batches(registered, wanted) == [["S.T01", "S.T02"], ["S.T05"], ["S.T59"]]
+
+
+def test_sync_all_queues_runs_of_many_tables(dagster_processes: DagsterProcesses) -> None:
+    from click.testing import CliRunner
+
+    from sync_project.cli import main
+
+    keys = [f"WORKSPACE_833213390.T{i:02d}" for i in range(30)]
+    dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    result = CliRunner().invoke(main, ["sync", "--all"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name=SYNC_JOB))
+    ranges = sorted(
+        (r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+        for r in runs
+        if "dagster/asset_partition_range_start" in r.tags
+    )
+    assert ranges == [(keys[0], keys[24]), (keys[25], keys[29])]
+    assert all(r.status == dg.DagsterRunStatus.QUEUED for r in runs) and len(runs) == 2
+    assert "queued a sync of 25 tables" in result.output
