@@ -63,10 +63,16 @@ def batch_tags(batch: list[str]) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: batch[0], ASSET_PARTITION_RANGE_END_TAG: batch[-1]}
 
 
+def batch_run_request(batch: list[str], run_key: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """One run for a batch: a one-table batch is an ordinary partition run, a longer one a partition range."""
+    if len(batch) == 1:
+        return dg.RunRequest(run_key=run_key, partition_key=batch[0], tags=tags or {})
+    return dg.RunRequest(run_key=run_key, tags=batch_tags(batch) | (tags or {}))
+
+
 def batch_request(batch: list[str], tick: str) -> dg.RunRequest:
     """One run for a batch; the run key names its tables and the tick, so a re-evaluated tick never doubles it."""
-    run_key = f"{batch[0]}@{tick}" if len(batch) == 1 else f"{batch[0]}..{batch[-1]}@{tick}"
-    return dg.RunRequest(run_key=run_key, tags=batch_tags(batch))
+    return batch_run_request(batch, f"{batch[0]}@{tick}" if len(batch) == 1 else f"{batch[0]}..{batch[-1]}@{tick}")
 
 
 def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
@@ -173,12 +179,16 @@ def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
                 f"checked {len(decisions)} table(s); none changed: "
                 + "; ".join(f"{d.key}: {d.reason}" for d in decisions[:20])
             )
-        return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(run_key=d.run_key, partition_key=d.key, tags={"sync_reason": d.reason[:200]})
-                for d in wanted
-            ]
-        )
+        # Changed tables next to each other in registration order share a run (up to 25): one process start-up.
+        by_key = {d.key: d for d in wanted}
+        registered = list(context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+        requests = []
+        for batch in batches(registered, set(by_key)):
+            members = [by_key[key] for key in batch]
+            run_key = members[0].run_key if len(members) == 1 else "|".join(m.run_key for m in members)
+            reason = "; ".join(f"{m.key}: {m.reason}" for m in members) if len(members) > 1 else members[0].reason
+            requests.append(batch_run_request(batch, run_key, {"sync_reason": reason[:200]}))
+        return dg.SensorResult(run_requests=requests)
 
     return snowflake_change_sensor
 
