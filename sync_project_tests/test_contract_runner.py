@@ -44,6 +44,17 @@ def scratch_schemas(process: LocalSnowflakeProcess) -> list[str]:
         return [str(r[1]) for r in fetch(conn, "SHOW SCHEMAS IN DATABASE KEBOOLA_33") if "SYNC_CONTRACT_" in str(r[1])]
 
 
+def test_scratch_schemas_are_seen_while_they_exist(local_snowflake: LocalSnowflakeProcess) -> None:
+    """The leftover assertions below mean something: a scratch schema that exists is listed."""
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, "CREATE SCHEMA KEBOOLA_33.SYNC_CONTRACT_SEEN")
+        try:
+            assert "SYNC_CONTRACT_SEEN" in scratch_schemas(local_snowflake)
+        finally:
+            fetch(conn, "DROP SCHEMA KEBOOLA_33.SYNC_CONTRACT_SEEN")
+    assert "SYNC_CONTRACT_SEEN" not in scratch_schemas(local_snowflake)
+
+
 def account(process: LocalSnowflakeProcess, tmp_path: Path) -> dict[str, str]:
     """A service user with a key pair, as a team would run the contract unattended."""
     pem = encrypted_private_key(PASSPHRASE)
