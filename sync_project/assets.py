@@ -14,6 +14,7 @@ from pydantic import Field
 
 from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
 from sync_project.history import FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
+from sync_project.metadata import text_table
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError, SyncError
@@ -73,9 +74,7 @@ def preview_cell(value: Any) -> str:
 
 
 def preview_table(columns: list[str], rows: list[tuple[Any, ...]]) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns])
-    records = [dg.TableRecord(dict(zip(columns, map(preview_cell, row), strict=True))) for row in rows]
-    return dg.MetadataValue.table(records, schema)
+    return text_table(columns, [[preview_cell(v) for v in row] for row in rows])
 
 
 def _count(n: int) -> str:

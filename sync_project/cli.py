@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from sync_project.metadata import human_bytes
 from sync_project.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,12 +102,6 @@ def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance)
     if table.key not in keys:
         raise not_registered(table.key, keys)
     return table
-
-
-def human_bytes(size: int | None) -> str:
-    from sync_project.jobs import human_bytes as readable
-
-    return readable(size)
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -11,6 +11,7 @@ import os
 import dagster as dg
 
 from sync_project.local_snowflake import LOCAL_ACCOUNT
+from sync_project.metadata import text_table
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.settings import DAGSTER_HOME
@@ -92,19 +93,9 @@ def report_lines(report: DoctorReport) -> list[str]:
 
 
 def report_metadata(report: DoctorReport) -> dict[str, dg.MetadataValue]:
-    records = [
-        dg.TableRecord({"check": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}) for c in report.checks
-    ]
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("check", "string"),
-            dg.TableColumn("status", "string"),
-            dg.TableColumn("detail", "string"),
-            dg.TableColumn("fix", "string"),
-        ]
-    )
+    rows = [[c.name, c.status, c.detail, c.fix] for c in report.checks]
     return {
-        "checks": dg.MetadataValue.table(records, schema),
+        "checks": text_table(["check", "status", "detail", "fix"], rows),
         "passed": dg.MetadataValue.bool(report.passed),
         "report": dg.MetadataValue.json(report.as_dict()),
     }

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from sync_project import registry
 from sync_project.history import SYNC_ASSET_KEY
+from sync_project.metadata import human_bytes, text_table
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
@@ -66,18 +67,6 @@ def _database(snowflake: SnowflakeResource) -> str:
     return snowflake.database
 
 
-def human_bytes(size: int | None) -> str:
-    """1,234,567 -> '1.2 MiB' (None -> '-'), as people read sizes."""
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 @dg.op
 def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snowflake: SnowflakeResource) -> None:
     """List a schema's tables with rows, bytes, last altered, and whether each is registered and synced."""
@@ -85,36 +74,20 @@ def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snow
         context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like
     )
     # Text cells, as the CLI prints them: thousands separated, sizes in KiB/MiB, times to the second.
-    records = [
-        dg.TableRecord(
-            {
-                "table": item.key,
-                "kind": item.table.kind,
-                "rows": f"{item.table.rows:,}" if item.table.rows is not None else "-",
-                "size": human_bytes(item.table.bytes),
-                "last_altered": item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S")
-                if item.table.last_altered
-                else "-",
-                "registered": "yes" if item.registered else "no",
-                "last_synced": item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
-            }
-        )
+    rows = [
+        [
+            item.key,
+            item.table.kind,
+            f"{item.table.rows:,}" if item.table.rows is not None else "-",
+            human_bytes(item.table.bytes),
+            item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S") if item.table.last_altered else "-",
+            "yes" if item.registered else "no",
+            item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
+        ]
         for item in listings
     ]
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("table", "string"),
-            dg.TableColumn("kind", "string"),
-            dg.TableColumn("rows", "string"),
-            dg.TableColumn("size", "string"),
-            dg.TableColumn("last_altered", "string"),
-            dg.TableColumn("registered", "string"),
-            dg.TableColumn("last_synced", "string"),
-        ]
-    )
-    context.add_output_metadata(
-        {"tables": dg.MetadataValue.table(records, schema), "count": len(records)}, output_name="result"
-    )
+    columns = ["table", "kind", "rows", "size", "last_altered", "registered", "last_synced"]
+    context.add_output_metadata({"tables": text_table(columns, rows), "count": len(rows)}, output_name="result")
 
 
 class RegisterConfig(dg.Config):

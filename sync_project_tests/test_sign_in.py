@@ -221,3 +221,5 @@ def test_emulator_accepts_a_good_jwt_and_refuses_bad_ones_with_snowflakes_codes(
     tampered = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     assert _refusal(users, f"{header}.{tampered}.{signature}") == 390144
     assert [a["refused"] for a in users.snapshot()["attempts"]] == [None, 394301, 394306, 394304, 390144, 390144]
+    # Snowflake caps a key-pair JWT at an hour; the connector asks for a minute.
+    assert _refusal(users, _jwt(pem, user, lifetime=dt.timedelta(hours=2))) == 394303

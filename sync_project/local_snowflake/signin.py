@@ -8,8 +8,9 @@ emulator refuses as Snowflake does, with Snowflake's codes and messages:
   `TYPE = SERVICE` user (service users sign in with a key pair or a token):
   390100 "Incorrect username or password was specified.";
 - a key-pair JWT (`AUTHENTICATOR=SNOWFLAKE_JWT`) that is malformed (394306),
-  expired (394301), for a key whose fingerprint is not the user's registered
-  RSA_PUBLIC_KEY (394304), or whose signature does not verify (390144);
+  expired (394301), valid for more than an hour after it was issued (394303),
+  for a key whose fingerprint is not the user's registered RSA_PUBLIC_KEY
+  (394304), or whose signature does not verify (390144);
 - a programmatic access token (`AUTHENTICATOR=PROGRAMMATIC_ACCESS_TOKEN`) that
   is not one of the user's: 394400 "Programmatic access token is invalid.".
 
@@ -38,6 +39,8 @@ PASSWORD = "SNOWFLAKE"  # noqa: S105 - the connector's default authenticator
 BAD_PASSWORD = (390100, "Incorrect username or password was specified.")
 JWT_INVALID = (390144, "JWT token is invalid.")
 JWT_EXPIRED = (394301, "JWT token is invalid.")
+JWT_LIFETIME = (394303, "JWT token is invalid.")
+MAX_JWT_LIFETIME_SECONDS = 3600  # Snowflake refuses a key-pair JWT whose exp is more than an hour after its iat
 JWT_FINGERPRINT = (394304, "JWT token is invalid.")
 JWT_FORMAT = (394306, "JWT token is invalid.")
 TOKEN_INVALID = (394400, "Programmatic access token is invalid.")
@@ -154,3 +157,5 @@ def _check_jwt(token: str, user: User | None, name: str, account: str) -> None:
         raise SignInRefused(JWT_INVALID) from None
     if "exp" not in claims or int(claims["exp"]) < int(dt.datetime.now(dt.UTC).timestamp()) - 60:
         raise SignInRefused(JWT_EXPIRED)
+    if "iat" not in claims or int(claims["exp"]) - int(claims["iat"]) > MAX_JWT_LIFETIME_SECONDS:
+        raise SignInRefused(JWT_LIFETIME)

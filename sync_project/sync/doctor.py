@@ -94,10 +94,10 @@ def _run(name: str, probe: Callable[[], str], fix: str = "") -> Check:
     """One check: the probe returns what it saw, or raises; Snowflake errors are said the sync's way."""
     try:
         return Check(name, "passed", probe())
-    except SyncError as e:
-        return _failed(name, e, fix)
     except SnowflakeError as e:
         return _failed(name, from_snowflake(e, name), fix)
+    except (SyncError, OSError, duckdb.Error) as e:  # the local checks: a file, a folder, a disk
+        return _failed(name, e, fix)
 
 
 def run_doctor(
@@ -260,13 +260,6 @@ def _largest(conn: Any, tables: list[TableRef]) -> Largest:
     return max(sizes, key=lambda s: s[0], default=None)
 
 
-def _run_local(name: str, probe: Callable[[], str], fix: str = "") -> Check:
-    try:
-        return Check(name, "passed", probe())
-    except (SyncError, OSError, duckdb.Error) as e:
-        return _failed(name, e, fix)
-
-
 def _duckdb_file(path: Path) -> Check:
     if not path.exists():
 
@@ -276,7 +269,7 @@ def _duckdb_file(path: Path) -> Check:
                 pass
             return f"{path} does not exist yet; the first sync creates it (DuckDB {duckdb.__version__})"
 
-        return _run_local("duckdb file", creatable, f"make {path.parent} writable, or set SYNC_DUCKDB_PATH")
+        return _run("duckdb file", creatable, f"make {path.parent} writable, or set SYNC_DUCKDB_PATH")
 
     def opens() -> str:
         with duckdb_session(path, LOCK_WAIT_SECONDS, "opening the DuckDB file", read_only=True) as con:
@@ -289,7 +282,7 @@ def _duckdb_file(path: Path) -> Check:
             f"{tables[0] if tables else 0} table(s); this DuckDB is {duckdb.__version__}"
         )
 
-    return _run_local(
+    return _run(
         "duckdb file",
         opens,
         "close the process holding the file open for writing (DuckDB allows one writer), or let the sync finish",
@@ -303,7 +296,7 @@ def _download_folder(root: Path) -> Check:
             handle.write(b"sync_project doctor")
         return f"{root} is writable"
 
-    return _run_local("download folder", probe, f"make {root} writable, or set SYNC_DOWNLOAD_DIR")
+    return _run("download folder", probe, f"make {root} writable, or set SYNC_DOWNLOAD_DIR")
 
 
 def _free_space(options: SyncOptions, largest: tuple[int, TableRef] | None) -> Check:
@@ -316,4 +309,4 @@ def _free_space(options: SyncOptions, largest: tuple[int, TableRef] | None) -> C
         what = f"the largest registered table ({table}, {size:,} bytes in Snowflake)" if table else "no table yet"
         return f"{free:,} bytes free: room for {what} and {options.disk_reserve:,} kept free (SYNC_DISK_RESERVE_BYTES)"
 
-    return _run_local("disk space", probe)
+    return _run("disk space", probe)

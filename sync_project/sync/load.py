@@ -18,7 +18,7 @@ from sync_project.sync.catalog import Column
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
 from sync_project.sync.errors import PermanentError, RowCountMismatchError
 from sync_project.sync.state import Strategy, write_progress
-from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.types import duckdb_type_name, widens
 
 PREVIEW_ROWS = 10
@@ -165,7 +165,7 @@ def load_table(
             _check_name_collision(con, table)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}")
             if files:
-                file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+                file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
                 source = f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
             else:
                 # 0 rows unloaded means no file: an empty batch with the right schema.

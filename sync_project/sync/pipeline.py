@@ -22,7 +22,7 @@ from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
-from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 WAIT_PHASE = "wait_for_duckdb"  # time a load waited for the DuckDB file, kept apart from the load itself
@@ -155,7 +155,7 @@ _LITERAL_FORMATS = {
 
 def _cursor_predicate(column: Column, mark: str) -> str:
     # A typed literal, never the clock: the mark is the largest value the last sync loaded.
-    literal = "'" + mark.replace("'", "''") + "'"
+    literal = sql_string(mark)
     converted = _LITERAL_FORMATS.get(column.duckdb_type)
     if converted:
         function, fmt = converted

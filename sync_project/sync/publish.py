@@ -38,7 +38,7 @@ import duckdb
 from sync_project.sync.duckdb_access import Log, connect, duckdb_session, open_duckdb, writer_lock
 from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.state import STATE_SCHEMA
-from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
 SNAPSHOT_SUFFIX = ".duckdb"
 REPLACED_GRACE_SECONDS = 60.0  # a replaced snapshot outlives the swap by this much, however idle
@@ -97,8 +97,8 @@ def _rewrite_in_version(working: Path, version: str, log: Log) -> None:
     fresh = working.with_name(f".{working.name}.{secrets.token_hex(4)}.rewrite")
     con = duckdb.connect()
     try:
-        con.execute(f"ATTACH '{_sql_path(working)}' AS working (READ_ONLY)")
-        con.execute(f"ATTACH '{_sql_path(fresh)}' AS fresh (STORAGE_VERSION '{version}')")
+        con.execute(f"ATTACH {sql_string(working)} AS working (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(fresh)} AS fresh (STORAGE_VERSION {sql_string(version)})")
         con.execute("COPY FROM DATABASE working TO fresh")
         con.execute("DETACH fresh")
         con.execute("DETACH working")
@@ -110,10 +110,6 @@ def _rewrite_in_version(working: Path, version: str, log: Log) -> None:
         con.close()
     os.replace(fresh, working)
     log(f"rewrote {working} in DuckDB storage version {version}, which readers from DuckDB {version} on can open")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _tables_of(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
@@ -157,8 +153,8 @@ def version_tag(storage_version: str) -> str:
         with tempfile.TemporaryDirectory() as folder:
             con = duckdb.connect()
             try:
-                probe = _sql_path(Path(folder) / "probe.duckdb")
-                con.execute(f"ATTACH '{probe}' AS probe (STORAGE_VERSION '{storage_version}')")
+                probe = sql_string(Path(folder) / "probe.duckdb")
+                con.execute(f"ATTACH {probe} AS probe (STORAGE_VERSION {sql_string(storage_version)})")
                 row = con.execute(
                     "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = 'probe'"
                 ).fetchone()

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Literal
 from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.publish import published_default, read_mirror
-from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
 SampleFormat = Literal["json", "csv", "parquet"]
 SampleMode = Literal["first", "random"]
@@ -139,12 +139,8 @@ def write_sample(
         options = "FORMAT CSV, HEADER true" if fmt == "csv" else "FORMAT PARQUET, COMPRESSION ZSTD"
         with tempfile.TemporaryDirectory(prefix="sample-") as folder:
             target = output if isinstance(output, Path) else Path(folder) / f"sample.{fmt}"
-            copied = con.execute(f"COPY ({query}) TO '{_sql_path(target)}' ({options})").fetchone()
+            copied = con.execute(f"COPY ({query}) TO {sql_string(target)} ({options})").fetchone()
             if not isinstance(output, Path):
                 with target.open("rb") as handle:
                     shutil.copyfileobj(handle, output)
     return SampleResult(int(copied[0]) if copied else 0, output if isinstance(output, Path) else None, read_from)
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")

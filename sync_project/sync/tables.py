@@ -98,6 +98,11 @@ def _split_key(key: str) -> list[str]:
             return parts
 
 
+def sql_string(text: object) -> str:
+    """A single-quoted SQL string literal for Snowflake or DuckDB (both use '' for a quote)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def quote_identifier(name: str) -> str:
     """Double-quote an identifier for Snowflake or DuckDB SQL (both use "" for a quote)."""
     return '"' + name.replace('"', '""') + '"'
