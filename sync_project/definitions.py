@@ -22,6 +22,7 @@ from sync_project.jobs import (
     sync_tables_job,
     verify_synced_tables_job,
 )
+from sync_project.process import skip_final_collection
 from sync_project.resources import build_resources
 from sync_project.settings import Settings
 
@@ -48,4 +49,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
+skip_final_collection()
 defs = build_definitions(Settings.from_env())
