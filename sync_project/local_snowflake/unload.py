@@ -19,10 +19,13 @@ Snowflake's parallel unload names them, and stored encrypted in the stage.
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import tempfile
+import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +81,87 @@ def snowflake_parquet_type(arrow_type: pa.DataType) -> pa.DataType:
 
 def _as_snowflake_writes(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     columns = []
-    for column, field in zip(batch.columns, schema, strict=True):
+    for column, target in zip(batch.columns, schema, strict=True):
         if isinstance(column.type, pa.ExtensionType):
             column = column.storage
         # safe=False: nanoseconds wrap past 2262 rather than fail, as an unchecked writer would.
-        columns.append(column.cast(field.type, safe=False))
+        columns.append(column.cast(target.type, safe=False))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _file_name(prefix: str, index: int) -> str:
-    return f"{prefix}_{index % _WRITERS}_0_{index // _WRITERS}.snappy.parquet"
+def _file_order(name: str) -> tuple[int, int]:
+    thread, _, number = name.split(".")[0].rsplit("_", 3)[-3:]
+    return int(number), int(thread)
+
+
+class _SharedReader:
+    """The query's record batches, handed out one at a time to whichever writer asks; None at the end,
+    and after any writer failed (so the others stop too)."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def next(self) -> pa.RecordBatch | None:
+        with self._lock:
+            while not self.failed:
+                try:
+                    batch: pa.RecordBatch = self._reader.read_next_batch()
+                except StopIteration:
+                    return None
+                if batch.num_rows:
+                    return batch
+            return None
+
+
+@dataclass
+class _FileWriter:
+    """One unload thread: writes the batches it takes into files of about MAX_FILE_SIZE, named
+    `<prefix>_<thread>_0_<n>.snappy.parquet`, and stores each one encrypted when it is full."""
+
+    thread: int
+    scratch: Path
+    schema: pa.Schema
+    batch_rows: int
+    max_file_size: int
+    prefix: str
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+
+    def run(self, batches: _SharedReader, store: Callable[[Path, str], int]) -> None:
+        plain = self.scratch / f"part-{self.thread}.parquet"
+        writer: pq.ParquetWriter | None = None
+        try:
+            while (batch := batches.next()) is not None:
+                if writer is None:
+                    sink = pa.OSFile(str(plain), "wb")
+                    writer = pq.ParquetWriter(sink, self.schema, compression="snappy", version="2.6")
+                writer.write_batch(_as_snowflake_writes(batch, self.schema), row_group_size=self.batch_rows)
+                self.rows += batch.num_rows
+                if sink.tell() >= self.max_file_size:
+                    self._finish(writer, sink, plain, store)
+                    writer = None
+            if writer is not None:
+                self._finish(writer, sink, plain, store)
+                writer = None
+        except BaseException:
+            batches.failed = True
+            if writer is not None:
+                writer.close()
+            raise
+
+    def _finish(self, writer: pq.ParquetWriter, sink: Any, plain: Path, store: Callable[[Path, str], int]) -> None:
+        writer.close()
+        sink.close()
+        meta: Any = pq.read_metadata(plain)
+        self.input_bytes += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+        name = f"{self.prefix}_{self.thread}_0_{len(self.files)}.snappy.parquet"
+        self.output_bytes += store(plain, name)
+        plain.unlink()
+        self.files.append(name)
 
 
 def unload_query(
@@ -138,44 +212,28 @@ def unload_query(
     arrow_schema = pa.schema(
         [pa.field(n, snowflake_parquet_type(f.type)) for n, f in zip(names, reader.schema, strict=True)]
     )
-    files: list[str] = []
-    rows = input_bytes = output_bytes = 0
     scratch = Path(tempfile.mkdtemp(prefix=".unload-", dir=stages.root))
-    writer: pq.ParquetWriter | None = None
-    sink: Any = None
+    writers = [_FileWriter(i, scratch, arrow_schema, batch_rows, max_file_size, prefix) for i in range(_WRITERS)]
+    batches = _SharedReader(reader)
 
-    def finish() -> None:
-        nonlocal writer, sink, output_bytes, input_bytes
-        if writer is None:
-            return
-        writer.close()
-        sink.close()
-        plain = scratch / "part.parquet"
-        meta: Any = pq.read_metadata(plain)
-        input_bytes += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-        name = _file_name(prefix, len(files))
-        output_bytes += stages.store(stage, f"{folder}{name}", plain, query_id)
-        plain.unlink()
-        files.append(name)
-        writer = sink = None
+    def store(plain: Path, name: str) -> int:
+        return stages.store(stage, f"{folder}{name}", plain, query_id)
 
+    # Several writers, as Snowflake's unload threads each write their own files; they cast, compress and
+    # encrypt in pyarrow and OpenSSL, which release the GIL, so the files are written side by side.
     try:
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            if writer is None:
-                sink = pa.OSFile(str(scratch / "part.parquet"), "wb")
-                writer = pq.ParquetWriter(sink, arrow_schema, compression="snappy", version="2.6")
-            writer.write_batch(_as_snowflake_writes(batch, arrow_schema), row_group_size=batch_rows)
-            rows += batch.num_rows
-            if sink.tell() >= max_file_size:
-                finish()
-        finish()
+        with concurrent.futures.ThreadPoolExecutor(_WRITERS, thread_name_prefix="unload") as pool:
+            for done in [pool.submit(w.run, batches, store) for w in writers]:
+                done.result()
     finally:
-        if writer is not None:
-            writer.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    return UnloadResult(rows, input_bytes, output_bytes, files)
+    files = sorted((name for w in writers for name in w.files), key=_file_order)
+    return UnloadResult(
+        sum(w.rows for w in writers),
+        sum(w.input_bytes for w in writers),
+        sum(w.output_bytes for w in writers),
+        files,
+    )
 
 
 def new_query_id() -> str:

@@ -200,7 +200,63 @@ def measure_many(process: LocalSnowflakeProcess, root: Path, tables: int, rows: 
     timings["ratio_dagster_to_engine_floor"] = round(
         timings["dagster_one_run_of_all"] / timings["engine_one_after_another"], 2
     )
+    nightly = measure_nightly(process, root, keys)
+    if nightly["tables_synced"] != tables:
+        raise RuntimeError(f"the nightly runs synced {nightly['tables_synced']} of {tables} tables")
+    timings["nightly_runs"] = nightly["runs"]
+    timings["nightly_schedule_with_daemon"] = nightly["seconds"]
+    timings["ratio_nightly_to_engine_floor"] = round(nightly["seconds"] / timings["engine_one_after_another"], 2)
     return timings
+
+
+def measure_nightly(process: LocalSnowflakeProcess, root: Path, keys: list[str]) -> dict[str, Any]:
+    """The nightly schedule's path with the daemon: the schedule ticks (its cron set to every minute), the
+    daemon queues its runs of up to 25 tables and launches 4 at a time, as dagster.yaml says. Seconds from
+    the tick's first run being created to the last run's end (the wait for the minute boundary is not counted)."""
+    import dagster as dg
+
+    from sync_project.automation import SYNC_SCHEDULE
+    from sync_project.history import SYNC_ASSET_KEY
+    from sync_project_tests.daemon import DagsterProcesses
+
+    home = root / "nightly"
+    home.mkdir()
+    shutil.copyfile(project_root() / "dagster.yaml", home / "dagster.yaml")
+    env = os.environ | {
+        "DAGSTER_HOME": str(home),
+        "LOCAL_SNOWFLAKE_PORT": str(process.port),
+        "SYNC_DUCKDB_PATH": str(root / "nightly.duckdb"),
+        "SYNC_DOWNLOAD_DIR": str(root / "nightly-downloads"),
+        "SYNC_SCHEDULE_CRON": "* * * * *",
+    }
+    subprocess.run(
+        [sys.executable, "-c", f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
+         f"'snowflake_tables', {keys!r})"],
+        env=env, check=True,
+    )  # fmt: skip
+    processes = DagsterProcesses(home, env)
+    processes.start_daemon()
+    try:
+        with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home))) as instance:
+            deadline = time.monotonic() + 30 * 60
+            while time.monotonic() < deadline:
+                records = instance.get_run_records(dg.RunsFilter(tags={"dagster/schedule_name": SYNC_SCHEDULE}))
+                ticks = sorted({r.dagster_run.tags.get("dagster/tick", "") for r in records})
+                first = [r for r in records if ticks and r.dagster_run.tags.get("dagster/tick") == ticks[0]]
+                if first and all(r.dagster_run.is_finished for r in first):
+                    synced = len(instance.get_materialized_partitions(SYNC_ASSET_KEY))
+                    break
+                time.sleep(0.5)
+            else:
+                raise TimeoutError("the nightly schedule's runs did not finish within 30 minutes")
+        failed = [r.dagster_run.run_id for r in first if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
+        if failed:
+            raise RuntimeError(f"nightly runs failed: {failed}; see {home}/daemon.log")
+        started = min(r.create_timestamp.timestamp() for r in first)
+        ended = max(r.end_time or 0.0 for r in first)
+        return {"runs": len(first), "tables_synced": synced, "seconds": round(ended - started, 2)}
+    finally:
+        processes.stop()
 
 
 def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
@@ -330,7 +386,9 @@ def main() -> None:
             f"{many['tables']} tables x {many['rows']:,} rows: engine one after another "
             f"{many['engine_one_after_another']:.2f}s, 4 at a time {many['engine_4_at_a_time']:.2f}s; "
             "one Dagster run of all (process start included) "
-            f"{many['dagster_one_run_of_all']:.2f}s ({many['ratio_dagster_to_engine_floor']}x the first)"
+            f"{many['dagster_one_run_of_all']:.2f}s ({many['ratio_dagster_to_engine_floor']}x the first); "
+            f"the nightly schedule through the daemon ({many['nightly_runs']} runs, 4 at a time) "
+            f"{many['nightly_schedule_with_daemon']:.2f}s ({many['ratio_nightly_to_engine_floor']}x the first)"
         )
     for label, seconds in parallel.items():
         print(f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: {seconds:.1f}s wall")
