@@ -13,12 +13,16 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The embedded Snowflake runs from its own environment (.local/snowflake-env), made here once.
 venv: $(STAMP)
+	$(BIN)/python -m sync_project.local_snowflake.environment >/dev/null
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sync_project sync_project_tests
+	# The emulator again, against its own environment's packages (fakesnow is not in the project's).
+	$(BIN)/mypy --python-executable .local/snowflake-env/bin/python sync_project/local_snowflake
 
 test: lint
 	$(BIN)/pytest

@@ -537,7 +537,8 @@ def doctor(as_json: bool) -> None:
 @click.option("--demo-rows", type=click.IntRange(min=0), default=None, help="Create the demo tables first.")
 def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, demo_rows: int | None) -> None:
     """Run the embedded Snowflake in the foreground and print how to connect to it."""
-    from sync_project.local_snowflake import PortInUseError, check_port_free, connection_settings, free_port, serve
+    from sync_project.local_snowflake import PortInUseError, check_port_free, connection_settings, free_port
+    from sync_project.local_snowflake.environment import emulator_command, emulator_environment
 
     settings = Settings.from_env()
     host = host or settings.local_host
@@ -551,7 +552,12 @@ def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, d
     click.echo("local Snowflake listening; connect with snowflake.connector.connect(**settings):")
     click.echo(json.dumps(connection_settings(host, port), indent=2))
     click.echo(f"data folder: {data_dir}")
-    serve(data_dir, host, port, demo_rows)
+    args = ["--data-dir", str(data_dir), "--host", host, "--port", str(port)]
+    if demo_rows is not None:
+        args += ["--demo-rows", str(demo_rows)]
+    command = emulator_command(*args)
+    sys.stdout.flush()
+    os.execve(command[0], command, emulator_environment())  # noqa: S606 - the server in its own environment, this PID
 
 
 def connect_info_lines(host: str, port: int) -> list[str]:

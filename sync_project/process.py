@@ -21,3 +21,10 @@ def skip_final_collection() -> None:
     first-out): those still see a normal interpreter.
     """
     atexit.register(gc.freeze)
+
+
+def keep_final_collection() -> None:
+    """Undo `skip_final_collection` for a process that creates and disposes many Dagster instances (the
+    test session): their pooled SQLite connections are only finalized by that last collection, and
+    SQLAlchemy complains at teardown without it."""
+    atexit.unregister(gc.freeze)

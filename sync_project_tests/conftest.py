@@ -14,6 +14,7 @@ import snowflake.connector
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.control import clear_roles, clear_users
 from sync_project.local_snowflake.faults import clear_faults
+from sync_project.process import keep_final_collection
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.reliability import WRITE_REPORT, write_report
@@ -97,5 +98,6 @@ def dagster_processes(
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    keep_final_collection()
     if os.environ.get(WRITE_REPORT):
         write_report()

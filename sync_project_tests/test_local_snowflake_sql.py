@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fakesnow.dialect import parse_one
+import sqlglot
 from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
 
 from sync_project.local_snowflake.coltypes import declared_type, storage_type
-from sync_project.local_snowflake.server import classify
-from sync_project.local_snowflake.sqltext import ObjectName, parse_options, parse_stage_ref, split_dotted
+from sync_project.local_snowflake.sqltext import ObjectName, classify, parse_options, parse_stage_ref, split_dotted
 from sync_project.local_snowflake.stages import safe_component
 
 
@@ -73,7 +72,7 @@ def test_split_dotted_stops_at_path() -> None:
     ],
 )
 def test_declared_and_storage_types(sql: str, declared: str, stored: str) -> None:
-    create = parse_one(f"CREATE TABLE t (c {sql})")
+    create = sqlglot.parse_one(f"CREATE TABLE t (c {sql})", read="snowflake")  # as fakesnow.dialect parses
     column = create.find(exp.ColumnDef)
     assert column is not None
     assert declared_type(column.args["kind"]) == declared

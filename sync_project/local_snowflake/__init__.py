@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -138,22 +137,15 @@ class LocalSnowflakeProcess:
 
     def start(self, timeout: float = 120.0) -> LocalSnowflakeProcess:
         check_port_free(self.host, self.port, "the embedded Snowflake")
-        args = [
-            sys.executable,
-            "-m",
-            "sync_project.cli",
-            "local-snowflake",
-            "--data-dir",
-            str(self.data_dir),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
+        from sync_project.local_snowflake.environment import emulator_command, emulator_environment
+
+        args = ["--data-dir", str(self.data_dir), "--host", self.host, "--port", str(self.port)]
         if self.demo_rows is not None:
             args += ["--demo-rows", str(self.demo_rows)]
         log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - owned by the child
-        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            emulator_command(*args), stdout=log, stderr=subprocess.STDOUT, env=emulator_environment()
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -46,6 +46,7 @@ from sync_project.local_snowflake.gcs import PresignedStorage
 from sync_project.local_snowflake.signin import SignInRefused, User, Users
 from sync_project.local_snowflake.sqltext import (
     OptionValue,
+    classify,
     matching_paren,
     normalise_identifier,
     parse_options,
@@ -54,7 +55,6 @@ from sync_project.local_snowflake.sqltext import (
     resolve_schema,
     split_dotted,
     sql_error,
-    strip_comments,
 )
 from sync_project.local_snowflake.stages import StageStore
 from sync_project.local_snowflake.unload import new_query_id, unload_query
@@ -62,41 +62,6 @@ from sync_project.local_snowflake.unload import new_query_id, unload_query
 logger = logging.getLogger("sync_project.local_snowflake")
 
 SELECT_STATEMENT = 0x1000
-
-_F = re.IGNORECASE | re.DOTALL
-STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
-    ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
-    ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
-    (
-        "session_context",
-        re.compile(r"SELECT\s+(?P<rest>CURRENT_\w+\(\s*\)(\s*,\s*CURRENT_\w+\(\s*\))*)\s*;?", _F),
-    ),
-    (
-        "create_stage",
-        re.compile(
-            r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?P<temp>TEMP\s+|TEMPORARY\s+)?STAGE\s+"
-            r"(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<rest>.*)",
-            _F,
-        ),
-    ),
-    ("drop_stage", re.compile(r"DROP\s+STAGE\s+(?P<ie>IF\s+EXISTS\s+)?(?P<rest>.*)", _F)),
-    ("list", re.compile(r"(LIST|LS)\s+(?P<rest>.*)", _F)),
-    ("remove", re.compile(r"(REMOVE|RM)\s+(?P<rest>.*)", _F)),
-    ("get", re.compile(r"GET\s+(?P<rest>.*)", _F)),
-    ("unload", re.compile(r"COPY\s+INTO\s+(?P<rest>'?@.*)", _F)),
-    ("desc_table", re.compile(r"DESC(RIBE)?\s+TABLE\s+(?P<rest>.*)", _F)),
-    ("create_table", re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE\s+(?P<rest>.*)", _F)),
-    ("show_tables", re.compile(r"SHOW\s+(TERSE\s+)?TABLES\b(?P<rest>.*)", _F)),
-    ("show_stages", re.compile(r"SHOW\s+STAGES(\s+LIKE\s+'(?P<like>[^']*)')?(\s+IN\s+(SCHEMA\s+)?(?P<rest>.*))?", _F)),
-]
-
-
-def classify(sql: str) -> tuple[str | None, re.Match[str] | None]:
-    text = strip_comments(sql)
-    for kind, pattern in STATEMENTS:
-        if m := pattern.fullmatch(text):
-            return kind, m
-    return None, None
 
 
 def _patch_fakesnow_null_timestamps() -> None:
@@ -141,7 +106,8 @@ def _patch_fakesnow_geography() -> None:
         return
 
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
-        return original(self, expression.transform(_geography_as_text, copy=False), params)
+        transformed: exp.Expr = original(self, expression.transform(_geography_as_text, copy=False), params)
+        return transformed
 
     transform._geography_as_text = True  # type: ignore[attr-defined]
     FakeSnowflakeCursor._transform = transform  # type: ignore[method-assign]
@@ -157,9 +123,10 @@ class Result:
 
 def _parse_or_none(sql: str) -> exp.Expr | None:
     try:
-        return parse_one(sql)
+        parsed: exp.Expr = parse_one(sql)
     except Exception:  # fakesnow reports the syntax error itself
         return None
+    return parsed
 
 
 def _only_options(options: dict[str, OptionValue], allowed: set[str], statement: str) -> dict[str, OptionValue]:
@@ -510,7 +477,7 @@ class LocalSnowflake:
         if database and not self.database_exists(normalise_identifier(database)):
             # Snowflake signs in and leaves the session without a current database; fakesnow would create it.
             request = _without_query_params(request, body_bytes, {"databaseName", "schemaName"})
-        response = await fs_server.login_request(request)
+        response: Response = await fs_server.login_request(request)
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
         if token:
@@ -545,7 +512,8 @@ class LocalSnowflake:
             token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
             self.stages.end_session(token)
             self.access.close(token)
-        return await fs_server.session(request)
+        response: Response = await fs_server.session(request)
+        return response
 
     async def query(self, request: Request) -> Response:
         body = await request.body()
@@ -595,7 +563,7 @@ class LocalSnowflake:
                 self.access.session(token).require_warehouse()
             except SnowflakeError as e:
                 return _error_response(e)
-        response = await fs_server.query_request(request)
+        response: Response = await fs_server.query_request(request)
         if response.status_code >= 500:
             # fakesnow answers a DuckDB error it does not map (a constraint, say) with a 500, which the connector
             # would retry for minutes; Snowflake reports such a failure as the statement's error.

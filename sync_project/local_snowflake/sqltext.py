@@ -233,3 +233,40 @@ def strip_comments(sql: str) -> str:
             text = "" if end < 0 else text[end + 2 :].lstrip()
         else:
             return text.rstrip().rstrip(";").rstrip()
+
+
+# The statements the emulator answers itself (everything else goes to fakesnow), by their leading words.
+_F = re.IGNORECASE | re.DOTALL
+STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
+    ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
+    ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
+    (
+        "session_context",
+        re.compile(r"SELECT\s+(?P<rest>CURRENT_\w+\(\s*\)(\s*,\s*CURRENT_\w+\(\s*\))*)\s*;?", _F),
+    ),
+    (
+        "create_stage",
+        re.compile(
+            r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?(?P<temp>TEMP\s+|TEMPORARY\s+)?STAGE\s+"
+            r"(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    ("drop_stage", re.compile(r"DROP\s+STAGE\s+(?P<ie>IF\s+EXISTS\s+)?(?P<rest>.*)", _F)),
+    ("list", re.compile(r"(LIST|LS)\s+(?P<rest>.*)", _F)),
+    ("remove", re.compile(r"(REMOVE|RM)\s+(?P<rest>.*)", _F)),
+    ("get", re.compile(r"GET\s+(?P<rest>.*)", _F)),
+    ("unload", re.compile(r"COPY\s+INTO\s+(?P<rest>'?@.*)", _F)),
+    ("desc_table", re.compile(r"DESC(RIBE)?\s+TABLE\s+(?P<rest>.*)", _F)),
+    ("create_table", re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE\s+(?P<rest>.*)", _F)),
+    ("show_tables", re.compile(r"SHOW\s+(TERSE\s+)?TABLES\b(?P<rest>.*)", _F)),
+    ("show_stages", re.compile(r"SHOW\s+STAGES(\s+LIKE\s+'(?P<like>[^']*)')?(\s+IN\s+(SCHEMA\s+)?(?P<rest>.*))?", _F)),
+]
+
+
+def classify(sql: str) -> tuple[str | None, re.Match[str] | None]:
+    text = strip_comments(sql)
+    for kind, pattern in STATEMENTS:
+        if m := pattern.fullmatch(text):
+            return kind, m
+    return None, None

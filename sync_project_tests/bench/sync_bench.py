@@ -312,6 +312,7 @@ def main() -> None:
             published = measure_publish(options, root)
             many = measure_many(process, root, args.many, args.many_rows) if args.many else {}
             (root / "dagster").mkdir()
+            shutil.copyfile(project_root() / "dagster.yaml", root / "dagster" / "dagster.yaml")
             env = os.environ | {
                 "DAGSTER_HOME": str(root / "dagster"),
                 "LOCAL_SNOWFLAKE_PORT": str(process.port),
