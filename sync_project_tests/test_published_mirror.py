@@ -367,7 +367,7 @@ def test_the_sensor_asks_for_one_publish_after_syncs(
 
 def test_a_working_file_in_another_storage_version_is_rewritten_once(tmp_path: Path) -> None:
     working = tmp_path / "sync.duckdb"
-    with duckdb.connect(str(working)) as con:  # DuckDB 2's own default: v2.0.0
+    with duckdb.connect(str(working), config={"storage_compatibility_version": "v1.5.0"}) as con:  # not v1.0.0
         con.execute("CREATE SCHEMA s; CREATE TABLE s.t AS SELECT range AS i FROM range(1000)")
     first = publish_now(tmp_path)
     second = publish_now(tmp_path)

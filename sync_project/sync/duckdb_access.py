@@ -33,7 +33,7 @@ Log = Callable[[str], None]
 # Bounded memory whatever the table size: DuckDB spills past this instead of growing.
 DUCKDB_MEMORY_LIMIT = "512MB"
 WAIT_REPORT_SECONDS = 30.0
-# New files are written in this storage version unless told otherwise: the oldest DuckDB 2.0 can write
+# New files are written in this storage version unless told otherwise: the oldest DuckDB 1.5 can write
 # (v1.0.0, readable by DuckDB 0.10 and every later release), and it holds every type of the type map.
 DEFAULT_STORAGE_VERSION = "v1.0.0"
 

@@ -254,7 +254,7 @@ def _prove_and_stamp(partial: Path, report: PublishReport) -> None:
 
 
 def _drop_indexes(con: duckdb.DuckDBPyConnection) -> None:
-    """Readers need no keys, and DuckDB 1.0 cannot read an ART index DuckDB 2 wrote, even in the v1.0.0 format
+    """Readers need no keys, and DuckDB 1.0 cannot read an ART index a newer DuckDB wrote, even in the v1.0.0 format
     (checked: "Failed to deserialize ... field id: 103"); so tables with one are rewritten without it."""
     keyed = con.execute(
         "SELECT DISTINCT schema_name, table_name FROM duckdb_constraints() "

@@ -24,6 +24,7 @@ import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.local_snowflake.environment import emulator_python
 from sync_project.settings import project_root
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.tables import TableRef
@@ -299,13 +300,20 @@ def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
     source = snowflake_dir / "databases" / f"{DEMO_DATABASE}.db"
     unloaded, copied = work / "floor-unload", work / "floor-copy"
     copied.mkdir(parents=True)
-    started = time.monotonic()
-    with duckdb.connect(str(source), read_only=True) as con:
-        con.execute(
-            f'COPY (SELECT * FROM "{DEMO_SCHEMA}"."data") TO \'{unloaded}\' '
-            "(FORMAT PARQUET, COMPRESSION SNAPPY, FILE_SIZE_BYTES '64MB')"
-        )
-    unload_seconds = time.monotonic() - started
+    # The emulator's file is written by its own DuckDB (fakesnow's, in the emulator's environment), so that
+    # DuckDB unloads it; the project's DuckDB builds the table.
+    unload = (
+        "import sys, time, duckdb\n"
+        "started = time.monotonic()\n"
+        "with duckdb.connect(sys.argv[1], read_only=True) as con:\n"
+        f'    con.execute(\'COPY (SELECT * FROM "{DEMO_SCHEMA}"."data") TO \' + repr(sys.argv[2]) + '
+        "' (FORMAT PARQUET, COMPRESSION SNAPPY, FILE_SIZE_BYTES \\'64MB\\')')\n"
+        "print(time.monotonic() - started)\n"
+    )
+    done = subprocess.run(
+        [str(emulator_python()), "-c", unload, str(source), str(unloaded)], check=True, capture_output=True, text=True
+    )
+    unload_seconds = float(done.stdout.strip())
     started = time.monotonic()
     for file in sorted(unloaded.glob("*.parquet")):
         shutil.copyfile(file, copied / file.name)
