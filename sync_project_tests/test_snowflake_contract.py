@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from sync_project.local_snowflake.demo import DEMO_DATABASE, create_tables_in
@@ -25,19 +24,22 @@ from sync_project.sync.errors import PermanentError, TableNotFoundError, Unsuppo
 from sync_project.sync.pipeline import Connect, SyncOptions, sync_table
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.target import Lake
 from sync_project_tests.contract import BACKEND
 from sync_project_tests.helpers import (
     configure,
     connector,
     create_orders,
-    duckdb_rows,
-    duckdb_types,
     fetch,
     mark_of,
+    mirror_tables,
     options,
     sorted_rows,
     stage_leftovers,
+    synced_rows,
+    synced_types,
 )
+from sync_project_tests.postgres import Postgres
 
 ROWS = 5_000
 
@@ -101,16 +103,48 @@ def source_rows(conn: Any, table: TableRef) -> list[tuple[Any, ...]]:
 
 
 def target_rows(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
-    return sorted_rows(duckdb_rows(opts.duckdb_path, table.duckdb_sql))
+    return sorted_rows(synced_rows(opts, table.duckdb_sql))
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """Where the syncs of a test land: the DuckDB file, or a DuckLake on SQLite or on a real PostgreSQL."""
+
+    kind: str
+    postgres: Postgres | None = None
+
+    @property
+    def wide_integer(self) -> str:
+        """NUMBER(p,0), p > 18: HUGEINT in the file; DECIMAL(38,0) in a lake, which has no 128-bit integer."""
+        return "HUGEINT" if self.kind == "file" else "DECIMAL(38,0)"
+
+    def options(self, tmp_path: Path, **overrides: Any) -> SyncOptions:
+        if self.kind == "file":
+            return options(tmp_path, **overrides)
+        data = str(tmp_path / "lake-data")
+        if self.postgres is not None:
+            lake = Lake(f"postgres:{self.postgres.conninfo(self.postgres.new_database())}", data)
+        else:
+            lake = Lake(str(tmp_path / "lake.sqlite"), data)
+        return options(tmp_path, lake=lake, **overrides)
+
+
+@pytest.fixture(params=["file", "ducklake-sqlite", "ducklake-postgres"])
+def mirror(request: pytest.FixtureRequest) -> Mirror:
+    """Every contract test runs against each target the mirror can have."""
+    kind = str(request.param)
+    return Mirror(kind, request.getfixturevalue("postgres") if kind == "ducklake-postgres" else None)
 
 
 # -- full syncs: every type exact ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["ALL_TYPES", "SEMI_STRUCTURED", "data"])
-def test_tables_sync_exactly_and_leave_nothing(backend: Backend, sf: Any, tmp_path: Path, name: str) -> None:
+def test_tables_sync_exactly_and_leave_nothing(
+    mirror: Mirror, backend: Backend, sf: Any, tmp_path: Path, name: str
+) -> None:
     table = backend.table(name)
-    opts = options(tmp_path)
+    opts = mirror.options(tmp_path)
     report = sync_table(backend.connect, table, opts)
     assert report.rows_loaded == report.rows_unloaded > 0
     assert set(report.phase_seconds) == {"describe", "unload", "download", "load"}
@@ -119,11 +153,12 @@ def test_tables_sync_exactly_and_leave_nothing(backend: Backend, sf: Any, tmp_pa
     assert stage_leftovers(sf) == []
 
 
-def test_types_land_as_the_type_map_says(backend: Backend, tmp_path: Path) -> None:
+def test_types_land_as_the_type_map_says(mirror: Mirror, backend: Backend, tmp_path: Path) -> None:
+    opts = mirror.options(tmp_path)
     for name in ("ALL_TYPES", "SEMI_STRUCTURED"):
-        sync_table(backend.connect, backend.table(name), options(tmp_path))
-    types = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "ALL_TYPES")
-    assert types["NUM_38_0"] == "HUGEINT"
+        sync_table(backend.connect, backend.table(name), opts)
+    types = synced_types(opts, backend.schema, "ALL_TYPES")
+    assert types["NUM_38_0"] == mirror.wide_integer
     assert types["NUM_18_0"] == "BIGINT"
     assert types["NUM_12_2"] == "DECIMAL(12,2)"
     assert types["NUM_38_10"] == "DECIMAL(38,10)"
@@ -132,61 +167,67 @@ def test_types_land_as_the_type_map_says(backend: Backend, tmp_path: Path) -> No
     assert types["BINARY_COL"] == "BLOB"
     assert types["TIME_COL"] == "TIME"
     assert types["TS_NTZ"] == "TIMESTAMP"
-    semi = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "SEMI_STRUCTURED")
+    semi = synced_types(opts, backend.schema, "SEMI_STRUCTURED")
     assert semi["TS_TZ"] == semi["TS_LTZ"] == "TIMESTAMP WITH TIME ZONE"
     assert semi["VARIANT_COL"] == semi["OBJECT_COL"] == semi["ARRAY_COL"] == "JSON"
     assert semi["GEOGRAPHY_COL"] == semi["GEOMETRY_COL"] == "VARCHAR"
     relation = backend.table("ALL_TYPES").duckdb_sql + " WHERE ID < 3"
-    extremes = {r[0]: r[1:] for r in duckdb_rows(tmp_path / "sync.duckdb", relation)}
+    extremes = {r[0]: r[1:] for r in synced_rows(opts, relation)}
     assert extremes[0][0] == int("9" * 38) and extremes[1][0] == -int("9" * 38)
     assert extremes[0][3] == Decimal("9999999999999999999999999999.9999999999")
     assert all(v is None for v in extremes[2])
 
 
-def test_many_files_load_completely(backend: Backend, sf: Any, tmp_path: Path) -> None:
+def test_many_files_load_completely(mirror: Mirror, backend: Backend, sf: Any, tmp_path: Path) -> None:
     table = backend.table("data")
-    report = sync_table(backend.connect, table, options(tmp_path, max_file_size=20_000))
+    report = sync_table(backend.connect, table, mirror.options(tmp_path, max_file_size=20_000))
     assert report.files > 2
     assert report.rows_loaded == len(source_rows(sf, table)) == ROWS
 
 
-def test_empty_table_syncs_to_empty_table_with_schema(backend: Backend, tmp_path: Path) -> None:
-    backend.sql(f"CREATE TABLE {backend.fq}.EMPTY (ID NUMBER(38,0), AMOUNT NUMBER(10,2), AT TIMESTAMP_TZ(9))")
-    report = sync_table(backend.connect, backend.table("EMPTY"), options(tmp_path))
+def test_empty_table_syncs_to_empty_table_with_schema(mirror: Mirror, backend: Backend, tmp_path: Path) -> None:
+    backend.sql(
+        f"CREATE OR REPLACE TABLE {backend.fq}.EMPTY (ID NUMBER(38,0), AMOUNT NUMBER(10,2), AT TIMESTAMP_TZ(9))"
+    )
+    opts = mirror.options(tmp_path)
+    report = sync_table(backend.connect, backend.table("EMPTY"), opts)
     assert report.rows_unloaded == report.rows_loaded == 0 and report.files == 0
-    types = duckdb_types(tmp_path / "sync.duckdb", backend.schema, "EMPTY")
-    assert types == {"ID": "HUGEINT", "AMOUNT": "DECIMAL(10,2)", "AT": "TIMESTAMP WITH TIME ZONE"}
+    types = synced_types(opts, backend.schema, "EMPTY")
+    assert types == {"ID": mirror.wide_integer, "AMOUNT": "DECIMAL(10,2)", "AT": "TIMESTAMP WITH TIME ZONE"}
 
 
 @pytest.mark.parametrize("name", ["with space", "with.dot", 'with"quote', "Ünïcödé ✓"])
-def test_awkward_names_sync_to_the_right_relation(backend: Backend, sf: Any, tmp_path: Path, name: str) -> None:
+def test_awkward_names_sync_to_the_right_relation(
+    mirror: Mirror, backend: Backend, sf: Any, tmp_path: Path, name: str
+) -> None:
     table = backend.table(name)
     fetch(sf, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), LABEL VARCHAR)")
     fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'one'), (2, 'two')")
     assert TableRef.from_key(table.key, table.database) == table
-    report = sync_table(backend.connect, table, options(tmp_path))
-    with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
-        found = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [backend.schema]).fetchall()
-    assert found == [(name,)]
+    opts = mirror.options(tmp_path)
+    report = sync_table(backend.connect, table, opts)
+    assert [t for s, t in mirror_tables(opts) if s == backend.schema] == [name]
     assert report.rows_loaded == 2
 
 
 # -- refusals Snowflake gives without any fault injected ----------------------------------------------------
 
 
-def test_missing_table_is_a_permanent_error_naming_it(backend: Backend, tmp_path: Path) -> None:
+def test_missing_table_is_a_permanent_error_naming_it(mirror: Mirror, backend: Backend, tmp_path: Path) -> None:
+    opts = mirror.options(tmp_path)
     with pytest.raises(TableNotFoundError) as error:
-        sync_table(backend.connect, backend.table("NO_SUCH_TABLE"), options(tmp_path))
+        sync_table(backend.connect, backend.table("NO_SUCH_TABLE"), opts)
     assert "NO_SUCH_TABLE" in str(error.value)
-    assert not (tmp_path / "sync.duckdb").exists()
+    assert mirror_tables(opts) == []
 
 
-def test_an_unmappable_column_is_refused_naming_it(backend: Backend, tmp_path: Path) -> None:
-    backend.sql(f"CREATE TABLE {backend.fq}.EMBEDDINGS (ID NUMBER(38,0), EMBEDDING VECTOR(FLOAT, 3))")
+def test_an_unmappable_column_is_refused_naming_it(mirror: Mirror, backend: Backend, tmp_path: Path) -> None:
+    backend.sql(f"CREATE OR REPLACE TABLE {backend.fq}.EMBEDDINGS (ID NUMBER(38,0), EMBEDDING VECTOR(FLOAT, 3))")
+    opts = mirror.options(tmp_path)
     with pytest.raises(UnsupportedTypeError) as error:
-        sync_table(backend.connect, backend.table("EMBEDDINGS"), options(tmp_path))
+        sync_table(backend.connect, backend.table("EMBEDDINGS"), opts)
     assert "'EMBEDDING' (VECTOR(FLOAT, 3))" in str(error.value)
-    assert not (tmp_path / "sync.duckdb").exists()
+    assert mirror_tables(opts) == []
 
 
 # -- incremental syncs --------------------------------------------------------------------------------------
@@ -201,8 +242,10 @@ def orders(backend: Backend, sf: Any) -> TableRef:
     return create_orders(sf, backend.table(f"ORDERS_{uuid.uuid4().hex[:6].upper()}"))
 
 
-def test_merge_by_key_equals_the_source(backend: Backend, sf: Any, orders: TableRef, tmp_path: Path) -> None:
-    opts = options(tmp_path)
+def test_merge_by_key_equals_the_source(
+    mirror: Mirror, backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+) -> None:
+    opts = mirror.options(tmp_path)
     configure(opts, orders, MERGE)
     first = sync_table(backend.connect, orders, opts)
     assert first.strategy == "full" and "first incremental" in first.strategy_reason
@@ -218,9 +261,9 @@ def test_merge_by_key_equals_the_source(backend: Backend, sf: Any, orders: Table
 
 
 def test_append_without_key_keeps_ties_and_adds_no_duplicates(
-    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+    mirror: Mirror, backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
 ) -> None:
-    opts = options(tmp_path)
+    opts = mirror.options(tmp_path)
     configure(opts, orders, APPEND)
     sync_table(backend.connect, orders, opts)
     mark = mark_of(opts, orders)
@@ -235,9 +278,9 @@ def test_append_without_key_keeps_ties_and_adds_no_duplicates(
 
 
 def test_new_column_is_added_and_widened_type_widened(
-    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+    mirror: Mirror, backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
 ) -> None:
-    opts = options(tmp_path)
+    opts = mirror.options(tmp_path)
     configure(opts, orders, MERGE)
     sync_table(backend.connect, orders, opts)
     fetch(sf, f"ALTER TABLE {orders.snowflake_sql} ADD COLUMN NOTE VARCHAR(50)")
@@ -246,16 +289,16 @@ def test_new_column_is_added_and_widened_type_widened(
     report = sync_table(backend.connect, orders, opts)
     assert report.strategy == "incremental"
     assert report.schema_changes == ["widened AMOUNT DECIMAL(10,2) -> DECIMAL(18,2)", "added NOTE VARCHAR"]
-    rows = {r[0]: r for r in duckdb_rows(opts.duckdb_path, orders.duckdb_sql)}
+    rows = {r[0]: r for r in synced_rows(opts, orders.duckdb_sql)}
     assert rows[8000][4] == "hi" and rows[1][4] is None  # old rows NULL
     assert str(rows[8000][1]) == "12345678901.25"
     assert target_rows(opts, orders) == source_rows(sf, orders)
 
 
 def test_incompatible_change_fails_until_a_full_sync(
-    backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
+    mirror: Mirror, backend: Backend, sf: Any, orders: TableRef, tmp_path: Path
 ) -> None:
-    opts = options(tmp_path)
+    opts = mirror.options(tmp_path)
     configure(opts, orders, MERGE)
     sync_table(backend.connect, orders, opts)
     sync_table(backend.connect, orders, opts)  # an incremental one, so the next would be too
@@ -278,12 +321,12 @@ def test_incompatible_change_fails_until_a_full_sync(
 
 @pytest.mark.parametrize("cursor_type", ["TIMESTAMP_TZ(9)", "TIMESTAMP_LTZ(9)", "DATE"])
 def test_incremental_marks_of_every_temporal_type_are_read_back_with_an_explicit_format(
-    backend: Backend, sf: Any, tmp_path: Path, cursor_type: str
+    mirror: Mirror, backend: Backend, sf: Any, tmp_path: Path, cursor_type: str
 ) -> None:
     table = backend.table(f"EVENTS_{uuid.uuid4().hex[:6].upper()}")
     fetch(sf, f"CREATE TABLE {table.snowflake_sql} (ID NUMBER(38,0) NOT NULL, AT {cursor_type}, PRIMARY KEY (ID))")
     fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, '2024-01-01'), (2, '2024-01-02'), (3, '2024-01-03')")
-    opts = options(tmp_path)
+    opts = mirror.options(tmp_path)
     configure(opts, table, TableOptions(strategy="incremental", cursor_column="AT", primary_key=("ID",)))
     assert sync_table(backend.connect, table, opts).rows_unloaded == 3
     fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (4, '2024-01-04')")

@@ -27,6 +27,9 @@ import duckdb
 import filelock
 
 from sync_project.sync.errors import LockTimeoutError, PermanentError
+from sync_project.sync.extensions import OFFLINE, load_extension
+from sync_project.sync.tables import sql_string
+from sync_project.sync.target import LAKE_ALIAS, Lake
 
 Log = Callable[[str], None]
 
@@ -249,9 +252,7 @@ def open_duckdb(
         raise PermanentError(f"the DuckDB file {duckdb_path} does not exist yet; sync a table first")
     con = connect(duckdb_path, read_only, wait, what, log, waited)
     try:
-        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        con.execute("SET preserve_insertion_order = false")
-        con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
+        _session_settings(con)
         yield con
     except duckdb.Error as e:
         # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
@@ -265,6 +266,54 @@ def open_duckdb(
         con.close()
 
 
+def _session_settings(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
+
+
+@contextlib.contextmanager
+def lake_session(lake: Lake, read_only: bool = False, what: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short connection with the lake attached and in use: tables and `_sync` live in it, as in the file.
+
+    No project lock: DuckLake commits concurrent transactions with snapshot isolation, so loads of
+    different tables never wait for each other, and read-only sessions never wait at all.
+    """
+    con = duckdb.connect(config=OFFLINE)
+    try:
+        load_extension(con, lake.scanner)
+        load_extension(con, "ducklake")
+        if not lake.is_postgres:
+            Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
+        attach = f"ATTACH {sql_string(lake.attach_path)} AS {LAKE_ALIAS} (DATA_PATH {sql_string(lake.data_path)}"
+        try:
+            try:
+                con.execute(attach + (", READ_ONLY)" if read_only else ")"))
+            except duckdb.Error as e:
+                # A lake that was never written has no catalog yet, and a read-only attach cannot make one;
+                # an empty lake it makes is what a reader of a lake with no sync would see anyway.
+                never_written = not lake.is_postgres and not Path(lake.catalog).exists()
+                if not read_only or not (never_written or "does not exist" in str(e)):
+                    raise
+                con.execute(attach + ")")
+        except duckdb.Error as e:
+            raise PermanentError(
+                f"{what or 'opening the lake'}: cannot attach {lake.describe()} ({str(e).splitlines()[0]}). "
+                "Check SYNC_DUCKLAKE_CATALOG and SYNC_DUCKLAKE_DATA_PATH, and that the catalog database is reachable."
+            ) from None
+        con.execute(f"USE {LAKE_ALIAS}")
+        _session_settings(con)
+        yield con
+    finally:
+        con.close()
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Does this session write to a DuckLake (no keys, no indexes) rather than a DuckDB file?"""
+    row = con.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return bool(row and row[0] == "ducklake")
+
+
 @contextlib.contextmanager
 def duckdb_session(
     duckdb_path: Path,
@@ -273,8 +322,14 @@ def duckdb_session(
     read_only: bool = False,
     log: Log | None = None,
     waited: Waited | None = None,
+    lake: Lake | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The project's way into the working file: our lock, then a short connection, both bounded."""
+    """The project's way into the mirror: for the file, our lock, then a short connection, both bounded; for a
+    lake, a short connection to it."""
+    if lake is not None:
+        with lake_session(lake, read_only, what) as con:
+            yield con
+        return
     with (
         writer_lock(duckdb_path, lock_timeout, what, log, waited),
         open_duckdb(duckdb_path, read_only, lock_timeout, what, log, waited) as con,

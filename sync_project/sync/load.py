@@ -19,6 +19,7 @@ from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
 from sync_project.sync.errors import PermanentError, RowCountMismatchError
 from sync_project.sync.state import Strategy, write_progress
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
+from sync_project.sync.target import Lake
 from sync_project.sync.types import duckdb_type_name, widens
 
 PREVIEW_ROWS = 10
@@ -56,8 +57,8 @@ def _casts(columns: list[Column]) -> str:
 def _check_name_collision(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
     """DuckDB names are case-insensitive; Snowflake's quoted ones are not. Refuse to let two tables share one."""
     row = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() "
-        "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?) "
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?) "
         "AND NOT (schema_name = ? AND table_name = ?)",
         [table.duckdb_schema, table.duckdb_table, table.duckdb_schema, table.duckdb_table],
     ).fetchone()
@@ -73,8 +74,8 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, 
     return {
         str(r[0]): str(r[1])
         for r in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-            "ORDER BY column_index",
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ? ORDER BY column_index",
             [table.duckdb_schema, table.duckdb_table],
         ).fetchall()
     }
@@ -149,6 +150,7 @@ def load_table(
     lock_timeout: float,
     plan: LoadPlan | None = None,
     log: Log | None = None,
+    lake: Lake | None = None,
 ) -> LoadResult:
     """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
 
@@ -159,7 +161,7 @@ def load_table(
     plan = plan or LoadPlan()
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     waited = Waited()
-    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited, lake=lake) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             _check_name_collision(con, table)
@@ -209,7 +211,7 @@ def load_table(
         replaced,
         mark,
         changes,
-        os.path.getsize(duckdb_path),
+        os.path.getsize(duckdb_path) if lake is None else 0,
         preview_columns,
         preview_rows,
         round(waited.seconds, 3),
@@ -233,9 +235,11 @@ def table_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableState:
     return TableState(True, int(counted[0]) if counted else 0, columns)
 
 
-def read_table_state(duckdb_path: Path, table: TableRef, lock_timeout: float, log: Log | None = None) -> TableState:
+def read_table_state(
+    duckdb_path: Path, table: TableRef, lock_timeout: float, log: Log | None = None, lake: Lake | None = None
+) -> TableState:
     """Rows and column types of the synced table; waits (bounded, saying so) for a writer rather than failing."""
-    if not duckdb_path.exists():
+    if lake is None and not duckdb_path.exists():
         return TableState(False, 0, {})
-    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True, log=log) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True, log=log, lake=lake) as con:
         return table_state(con, table)

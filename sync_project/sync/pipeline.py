@@ -23,6 +23,7 @@ from sync_project.sync.errors import LockTimeoutError, PermanentError, Transient
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
+from sync_project.sync.target import Lake
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
 WAIT_PHASE = "wait_for_duckdb"  # time a load waited for the DuckDB file, kept apart from the load itself
@@ -37,6 +38,7 @@ class SyncOptions:
     max_file_size: int = 64 * 1024 * 1024
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
     stage: str = extract.USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
+    lake: Lake | None = None  # set: tables land in this DuckLake, not in duckdb_path
 
 
 @dataclass
@@ -116,10 +118,10 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
 
 def read_local_state(options: SyncOptions, table: TableRef) -> tuple[TableSyncState, dict[str, str]]:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
-    if not options.duckdb_path.exists():
+    if options.lake is None and not options.duckdb_path.exists():
         return TableSyncState(), {}
     with duckdb_session(
-        options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True
+        options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True, lake=options.lake
     ) as con:
         return read_state(con, table), table_columns(con, table)
 
@@ -202,6 +204,8 @@ def sync_table(
         with snowflake_session(connect, table) as conn:
             with _phase(report, "describe", log):
                 report.columns = describe_table(conn, table)
+                if options.lake is not None:
+                    report.columns = [c.for_lake() for c in report.columns]
                 report.source = table_figures(conn, table)
                 report.options = validate_options(table, report.columns, state.options)
             cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
@@ -268,6 +272,7 @@ def sync_table(
                     options.lock_timeout,
                     plan,
                     log,
+                    lake=options.lake,
                 )
             except LockTimeoutError:
                 # The files are fine; only the DuckDB file was busy. Other load failures start from scratch.

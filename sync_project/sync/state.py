@@ -14,6 +14,7 @@ from typing import Any, Literal
 import duckdb
 
 from sync_project.sync.catalog import Column
+from sync_project.sync.duckdb_access import is_lake
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.tables import TableRef
 
@@ -23,10 +24,7 @@ Strategy = Literal["full", "incremental"]
 # Snowflake types a cursor may have: ordered, and sent back to Snowflake as a typed literal.
 CURSOR_TYPES = ("NUMBER", "DECIMAL", "NUMERIC", "INT", "DATE", "TIMESTAMP")
 
-_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA};
-CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (
-    table_id VARCHAR PRIMARY KEY,
+_COLUMNS = """
     strategy VARCHAR NOT NULL,
     cursor_column VARCHAR,
     primary_key VARCHAR,
@@ -34,8 +32,11 @@ CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (
     rows BIGINT,
     synced_at TIMESTAMPTZ,
     columns VARCHAR  -- JSON object: column name to DuckDB type, as the last sync left the table
-);
 """
+# The file keys the table by table_id; DuckLake has no keys, so there a row is replaced by delete + insert.
+_DDL = f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}; CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables ("
+_FILE_DDL = _DDL + f"table_id VARCHAR PRIMARY KEY, {_COLUMNS});"
+_LAKE_DDL = _DDL + f"table_id VARCHAR NOT NULL, {_COLUMNS});"
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,24 @@ class TableSyncState:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(_DDL)
+    con.execute(_LAKE_DDL if is_lake(con) else _FILE_DDL)
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, insert: str, on_conflict: str, values: list[Any]) -> None:
+    """Write the table's row: ON CONFLICT where the state table has its key, delete + insert on a lake."""
+    if is_lake(con):
+        con.execute(f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [values[0]])
+        con.execute(insert, values)
+    else:
+        con.execute(f"{insert} ON CONFLICT (table_id) DO UPDATE SET {on_conflict}", values)
 
 
 def read_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableSyncState:
     """The table's options and progress; defaults if none were ever written (works read-only too)."""
     exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'tables'", [STATE_SCHEMA]
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+        "AND table_name = 'tables'",
+        [STATE_SCHEMA],
     ).fetchone()
     if not exists or not exists[0]:
         return TableSyncState()
@@ -82,13 +94,11 @@ def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: Tabl
     ensure_schema(con)
     current = read_state(con, table)
     keep_mark = current.options.cursor_column == options.cursor_column
-    con.execute(
-        f"""
-        INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
-        ON CONFLICT (table_id) DO UPDATE SET strategy = excluded.strategy,
-            cursor_column = excluded.cursor_column, primary_key = excluded.primary_key,
-            high_water_mark = excluded.high_water_mark
-        """,
+    _upsert(
+        con,
+        f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+        "strategy = excluded.strategy, cursor_column = excluded.cursor_column, "
+        "primary_key = excluded.primary_key, high_water_mark = excluded.high_water_mark",
         [
             str(table),
             options.strategy,
@@ -105,13 +115,21 @@ def write_progress(
 ) -> None:
     """Record the new high-water mark, row count and table shape (inside the load's transaction)."""
     ensure_schema(con)
-    con.execute(
-        f"""
-        INSERT INTO {STATE_SCHEMA}.tables VALUES (?, 'full', NULL, '[]', ?, ?, now(), ?)
-        ON CONFLICT (table_id) DO UPDATE SET high_water_mark = excluded.high_water_mark,
-            rows = excluded.rows, synced_at = excluded.synced_at, columns = excluded.columns
-        """,
-        [str(table), mark, rows, json.dumps(columns)],
+    current = read_state(con, table).options
+    _upsert(
+        con,
+        f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+        "high_water_mark = excluded.high_water_mark, rows = excluded.rows, synced_at = excluded.synced_at, "
+        "columns = excluded.columns",
+        [
+            str(table),
+            current.strategy,
+            current.cursor_column,
+            json.dumps(list(current.primary_key)),
+            mark,
+            rows,
+            json.dumps(columns),
+        ],
     )
 
 

@@ -8,6 +8,7 @@ geospatial as WKT). Never NUMBER -> DOUBLE.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,18 @@ def _number(match: re.Match[str]) -> TypeMapping:
     if scale > 0:
         return TypeMapping(f"DECIMAL({precision},{scale})")
     return TypeMapping("BIGINT" if precision <= 18 else "HUGEINT")
+
+
+# DuckLake's specification has no 128-bit integer. DuckDB 1.5.5 accepts a HUGEINT column in a lake anyway and keeps
+# it as a double: 38 nines came back as 99999999999999997748809823456034029568 (test_snowflake_contract.py). In a
+# lake, NUMBER(p,0) with p > 18 is DECIMAL(38,0), which holds exactly Snowflake's 38 digits.
+LAKE_TYPES = {"HUGEINT": "DECIMAL(38,0)"}
+
+
+def for_lake(mapping: TypeMapping) -> TypeMapping:
+    """The same column as a DuckLake holds it exactly."""
+    replaced = LAKE_TYPES.get(mapping.duckdb_type)
+    return dataclasses.replace(mapping, duckdb_type=replaced) if replaced else mapping
 
 
 def _fixed(duckdb_type: str, unload: str = "{}") -> Callable[[re.Match[str]], TypeMapping]:
