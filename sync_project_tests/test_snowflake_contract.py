@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sync_project.local_snowflake.demo import DEMO_DATABASE, create_tables_in
+from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError
 from sync_project.sync.pipeline import Connect, SyncOptions, sync_table
 from sync_project.sync.state import TableOptions
@@ -334,3 +335,24 @@ def test_incremental_marks_of_every_temporal_type_are_read_back_with_an_explicit
     # Only the row at the old mark (2024-01-03) and the new one: the literal was read as the same instant.
     assert second.strategy == "incremental" and second.rows_unloaded == 2
     assert target_rows(opts, table) == source_rows(sf, table)
+
+
+def test_each_sync_of_a_lake_is_a_snapshot_to_query_later(mirror: Mirror, backend: Backend, tmp_path: Path) -> None:
+    """Time travel: the first sync's snapshot id still answers with the first sync's rows after a second sync."""
+    table = backend.table("GROWING")
+    backend.sql(f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0))")
+    backend.sql(f"INSERT INTO {table.snowflake_sql} SELECT SEQ8() FROM TABLE(GENERATOR(ROWCOUNT => 100))")
+    opts = mirror.options(tmp_path)
+    first = sync_table(backend.connect, table, opts)
+    backend.sql(f"INSERT INTO {table.snowflake_sql} SELECT SEQ8() FROM TABLE(GENERATOR(ROWCOUNT => 50))")
+    second = sync_table(backend.connect, table, opts)
+    assert (first.rows_total, second.rows_total) == (100, 150)
+    if opts.lake is None:
+        assert first.snapshot_id is None and second.snapshot_id is None  # a DuckDB file keeps no history
+        return
+    assert first.snapshot_id is not None and second.snapshot_id is not None
+    assert second.snapshot_id > first.snapshot_id
+    with duckdb_session(opts.duckdb_path, 10, "time travel", read_only=True, lake=opts.lake) as con:
+        at = f"SELECT count(*) FROM {table.duckdb_sql} AT (VERSION => {first.snapshot_id})"
+        assert con.execute(at).fetchone() == (100,)
+        assert con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() == (150,)

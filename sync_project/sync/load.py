@@ -8,6 +8,7 @@ saying who it waits for) rather than failing with "Could not set lock on file".
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
 from sync_project.sync.errors import PermanentError, RowCountMismatchError
 from sync_project.sync.state import Strategy, write_progress
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
-from sync_project.sync.target import Lake
+from sync_project.sync.target import LAKE_ALIAS, Lake
 from sync_project.sync.types import duckdb_type_name, widens
 
 PREVIEW_ROWS = 10
@@ -46,6 +47,7 @@ class LoadResult:
     preview_columns: list[str]
     preview_rows: list[tuple[Any, ...]]
     waited_seconds: float = 0.0  # for the project's lock or another process's, before loading began
+    snapshot_id: int | None = None  # on a lake: the snapshot this load committed (query it AT (VERSION => id))
 
 
 def _casts(columns: list[Column]) -> str:
@@ -201,21 +203,43 @@ def load_table(
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns = [d[0] for d in preview.description]
             preview_rows = preview.fetchall()
+            commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
+            if lake is not None:
+                con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('sync_project', {sql_string(commit)})")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        snapshot_id = _committed_snapshot(con, commit) if lake is not None else None
+        stored_bytes = _lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
     return LoadResult(
         rows_loaded,
         rows_total,
         replaced,
         mark,
         changes,
-        os.path.getsize(duckdb_path) if lake is None else 0,
+        stored_bytes,
         preview_columns,
         preview_rows,
         round(waited.seconds, 3),
+        snapshot_id,
     )
+
+
+def _committed_snapshot(con: duckdb.DuckDBPyConnection, commit: str) -> int | None:
+    row = con.execute(
+        f"SELECT snapshot_id FROM ducklake_snapshots('{LAKE_ALIAS}') WHERE commit_message = ?", [commit]
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _lake_table_bytes(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
+    """The bytes of the table's current Parquet files in the lake (what the file target reports as its size)."""
+    row = con.execute(
+        f"SELECT coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('{LAKE_ALIAS}', ?, schema => ?)",
+        [table.duckdb_table, table.duckdb_schema],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class SyncReport:
     files_reused: int = 0
     resumed_unload: bool = False
     duckdb_bytes: int = 0
+    snapshot_id: int | None = None  # on a lake: the snapshot the load committed
     phase_seconds: dict[str, float] = field(default_factory=dict)
     preview_columns: list[str] = field(default_factory=list)
     preview_rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -288,6 +289,7 @@ def sync_table(
         report.high_water_mark = loaded.high_water_mark
         report.schema_changes = loaded.schema_changes
         report.duckdb_bytes = loaded.duckdb_bytes
+        report.snapshot_id = loaded.snapshot_id
         report.preview_columns, report.preview_rows = loaded.preview_columns, loaded.preview_rows
         return report
     finally:
