@@ -19,6 +19,7 @@ from sync_project.partitions import snowflake_tables_partitions, table_for_parti
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.pipeline import SyncReport, sync_tables
+from sync_project.sync.target import Lake
 from sync_project.sync.types import duckdb_type_name
 
 SYNC_GROUP = "snowflake_mirror"
@@ -81,7 +82,7 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
+def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = None) -> dict[str, Any]:
     """What a sync shows on its partition: text for people (thousands separated, the table named first),
     and every number once more in `figures` for code.
 
@@ -113,10 +114,12 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
         "files": report.files,
         "files_reused": report.files_reused,
         "resumed_unload": report.resumed_unload,
-        "duckdb_file_bytes": report.duckdb_bytes,
+        ("lake_table_bytes" if lake else "duckdb_file_bytes"): report.duckdb_bytes,
         "rows_per_second": report.rows_per_second,
         "seconds": dict(report.phase_seconds, total=report.total_seconds),
     }
+    if report.snapshot_id is not None:
+        figures["lake_snapshot_id"] = report.snapshot_id
     if report.source is not None:
         # What the change sensor compares against: Snowflake's figures as of this sync.
         figures["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
@@ -138,9 +141,17 @@ def report_metadata(report: SyncReport, duckdb_path: str) -> dict[str, Any]:
         "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
         "schema_changes": dg.MetadataValue.json(report.schema_changes),
         "unload_query_id": report.unload_query_id,
-        "duckdb_file": dg.MetadataValue.path(duckdb_path),
         FIGURES: dg.MetadataValue.json(figures),
     }
+    if lake is None:
+        metadata["duckdb_file"] = dg.MetadataValue.path(duckdb_path)
+    else:
+        metadata["lake"] = dg.MetadataValue.text(lake.describe())
+        if report.snapshot_id is not None:
+            metadata["lake_snapshot"] = dg.MetadataValue.text(
+                f"snapshot {report.snapshot_id}; this sync's rows, whatever came later: "
+                f"SELECT * FROM {report.table.duckdb_sql} AT (VERSION => {report.snapshot_id})"
+            )
     return metadata
 
 
@@ -254,7 +265,9 @@ def snowflake_table(
             + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
         )
         yield dg.AssetMaterialization(
-            asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=report_metadata(report, duckdb.database)
+            asset_key=SYNC_ASSET_KEY,
+            partition=table.key,
+            metadata=report_metadata(report, duckdb.database, duckdb.lake),
         )
         columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
         source_rows = report.source.rows if report.source is not None else None

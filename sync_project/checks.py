@@ -108,7 +108,8 @@ def evaluations_after_sync(
     Right after a sync, Snowflake's count is the one the sync read before its unload: a second query per table
     would cost a connection each in a run of many tables, and the change sensor watches for later changes.
     """
-    state = read_table_state(duckdb.sync_options().duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS)
+    options = duckdb.sync_options()
+    state = read_table_state(options.duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS, lake=options.lake)
     return [row_count_evaluation(table, rows_total, state, source_rows), schema_evaluation(table, columns, state)]
 
 

@@ -213,6 +213,12 @@ def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResou
     open keeps it, consistent, until it disconnects. See the run's metadata for the tables it holds.
     """
     options = duckdb.sync_options()
+    if options.lake is not None:
+        context.log.info(
+            f"nothing to publish: the target is {options.lake.describe()}; readers attach it read-only "
+            "(ATTACH 'ducklake:...' AS lake (READ_ONLY)) and see every committed sync at once"
+        )
+        return
     try:
         report = publish(
             options.duckdb_path,

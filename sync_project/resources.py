@@ -31,6 +31,7 @@ from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions
 from sync_project.sync.publish import published_default
+from sync_project.sync.target import Lake
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:
@@ -155,6 +156,14 @@ class SyncDuckDBResource(DuckDBResource):
     stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
     published_path: str = Field(default="", description="What readers open (SYNC_PUBLISHED_PATH); default beside it")
     published_storage_version: str = env.DEFAULT_PUBLISHED_STORAGE_VERSION
+    target: str = Field(default="duckdb", description="duckdb (the one file) or ducklake (SYNC_TARGET)")
+    ducklake_catalog: str = Field(default="", description="The lake's catalog: a SQLite file or postgres:...")
+    ducklake_data_path: str = Field(default="", description="The folder for the lake's Parquet files")
+
+    @property
+    def lake(self) -> Lake | None:
+        """The DuckLake the tables land in, or None for the DuckDB file."""
+        return Lake(self.ducklake_catalog, self.ducklake_data_path) if self.target == "ducklake" else None
 
     @property
     def mirror_path(self) -> Path:
@@ -169,6 +178,7 @@ class SyncDuckDBResource(DuckDBResource):
             max_file_size=self.max_file_size,
             disk_reserve=self.disk_reserve_bytes,
             stage=self.stage,
+            lake=self.lake,
         )
 
 
@@ -235,6 +245,9 @@ def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
         stage=settings.stage,
         published_path=str(settings.mirror_path),
         published_storage_version=settings.published_storage_version,
+        target=settings.target,
+        ducklake_catalog=settings.ducklake_catalog,
+        ducklake_data_path=settings.ducklake_data_path,
     )
 
 

@@ -55,6 +55,12 @@ DEFAULT_STAGE = "~"
 DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 0.10 and every later release
 DEFAULT_PUBLISH_MINUTES = 5.0
 
+# -- Where tables land ----------------------------------------------------------------------------
+SYNC_TARGET = "SYNC_TARGET"  # duckdb (the working file, default) or ducklake
+SYNC_DUCKLAKE_CATALOG = "SYNC_DUCKLAKE_CATALOG"  # a SQLite file, or postgres:dbname=... host=... (no password)
+SYNC_DUCKLAKE_DATA_PATH = "SYNC_DUCKLAKE_DATA_PATH"  # the folder for the lake's Parquet files
+TARGETS = ("duckdb", "ducklake")
+
 # -- Dagster ----------------------------------------------------------------------------------
 DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
 
@@ -87,6 +93,16 @@ def _env_number(name: str, default: Number) -> Number:
     if value < 0:
         raise ValueError(f"{name}={text!r} is not a non-negative {kind.__name__}; fix or unset it")
     return value
+
+
+def _target() -> str:
+    target = _env(SYNC_TARGET, "duckdb").lower()
+    if target not in TARGETS:
+        raise ValueError(
+            f"{SYNC_TARGET}={target!r} is not a target: use duckdb (one DuckDB file, the default) or ducklake "
+            f"(with {SYNC_DUCKLAKE_CATALOG} and {SYNC_DUCKLAKE_DATA_PATH})"
+        )
+    return target
 
 
 def project_root() -> Path:
@@ -134,6 +150,9 @@ class Settings:
     auto_register_schema: str | None = None
     auto_register_like: str = "%"
     auto_deregister: bool = False
+    target: str = "duckdb"
+    ducklake_catalog: str = ""
+    ducklake_data_path: str = ""
 
     @property
     def mirror_path(self) -> Path:
@@ -171,4 +190,7 @@ class Settings:
             auto_register_schema=os.environ.get(SYNC_AUTO_REGISTER_SCHEMA, "").strip() or None,
             auto_register_like=_env(SYNC_AUTO_REGISTER_LIKE, "%"),
             auto_deregister=_env(SYNC_AUTO_DEREGISTER, "false").lower() in ("1", "true", "yes"),
+            target=_target(),
+            ducklake_catalog=_env(SYNC_DUCKLAKE_CATALOG, str(state / "lake.sqlite")),
+            ducklake_data_path=_env(SYNC_DUCKLAKE_DATA_PATH, str(state / "lake-data")),
         )

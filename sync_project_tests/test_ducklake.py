@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
+from sync_project.history import sync_figures
+from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
+from sync_project_tests.helpers import run_job
 from sync_project_tests.postgres import Postgres
 
 
@@ -59,3 +67,36 @@ def test_a_lake_on_a_real_postgres_commits_two_writers_at_once(postgres: Postgre
     )
     snapshots = reader.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()
     assert len(snapshots) >= 3  # the lake's first snapshot, then one per commit
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest, catalog: str
+) -> None:
+    if catalog == "postgres":
+        server: Postgres = request.getfixturevalue("postgres")
+        lake_catalog = f"postgres:{server.conninfo(server.new_database())}"
+    else:
+        lake_catalog = str(tmp_path / "lake.sqlite")
+    lake_settings = dataclasses.replace(
+        settings, target="ducklake", ducklake_catalog=lake_catalog, ducklake_data_path=str(tmp_path / "lake-data")
+    )
+    key = "WORKSPACE_833213390.ALL_TYPES"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
+        result = run_job(lake_settings, instance, SYNC_JOB, key)
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node("snowflake_table")
+        checks = result.get_asset_check_evaluations()
+        assert sorted(c.check_name for c in checks) == sorted([ROW_COUNT_CHECK, SCHEMA_CHECK])
+        assert all(c.passed for c in checks)
+        figures = sync_figures(materialization)
+        snapshot = figures["lake_snapshot_id"]
+        assert f"AT (VERSION => {snapshot})" in str(materialization.metadata["lake_snapshot"].value)
+        assert "duckdb_file" not in materialization.metadata
+        assert not (tmp_path / "sync.duckdb").exists()  # nothing went to the file target
+        publish = run_job(lake_settings, instance, PUBLISH_JOB, key)
+        assert publish.success and not (tmp_path / "mirror.duckdb").exists()  # a lake needs no published copy
+    reader = _lake(lake_catalog if catalog == "postgres" else f"sqlite:{lake_catalog}", tmp_path / "lake-data", True)
+    rows = reader.execute(f'SELECT count(*) FROM lake."WORKSPACE_833213390"."ALL_TYPES" AT (VERSION => {snapshot})')
+    assert rows.fetchone() == (figures["rows_total"],)
