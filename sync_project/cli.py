@@ -274,7 +274,14 @@ def register(
             key_columns,
         )
     done = registry.register(
-        _instance(), connect, tables, options, settings.duckdb_path, settings.lock_timeout_seconds, log=to_stderr
+        _instance(),
+        connect,
+        tables,
+        options,
+        settings.duckdb_path,
+        settings.lock_timeout_seconds,
+        log=to_stderr,
+        lake=settings.lake,
     )
     new = done.new
     for key in done.new:
@@ -303,7 +310,9 @@ def deregister(key: str, drop: bool) -> None:
     instance = _instance()
     table = _table(key, settings)
     keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
-    message = remove(instance, table, settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr)
+    message = remove(
+        instance, table, settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr, lake=settings.lake
+    )
     if table.key not in keys and "no DuckDB table" in message:
         raise not_registered(table.key, keys)  # nothing to do: most likely a typo
     click.echo(message)
@@ -323,7 +332,8 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
     instance = _instance()
     tables = [registered_table(key, settings, instance)] if key else registered_tables(instance, settings)
     reports = [
-        table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr) for t in tables
+        table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr, lake=settings.lake)
+        for t in tables
     ]
     if as_json:
         click.echo(json.dumps(reports, indent=2, default=str))
@@ -456,6 +466,7 @@ def sample(
             published=settings.mirror_path,
             log=to_stderr,
             seed=seed,
+            lake=settings.lake,
         )
     except PermanentError as e:
         if table.key not in keys:

@@ -122,6 +122,7 @@ def register_in_schema(
             duckdb.sync_options().duckdb_path,
             duckdb.lock_timeout_seconds,
             log=context.log.info,
+            lake=duckdb.lake,
         )
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None

@@ -18,9 +18,9 @@ from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.duckdb_access import Log, duckdb_session
+from sync_project.sync.duckdb_access import Log, duckdb_session, lake_session
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.load import TableState, read_table_state, table_state
+from sync_project.sync.load import TableState, lake_table_bytes, read_table_state, table_state
 from sync_project.sync.pipeline import Connect
 from sync_project.sync.publish import current_snapshot, published_default, read_mirror
 from sync_project.sync.state import (
@@ -32,6 +32,7 @@ from sync_project.sync.state import (
     write_options,
 )
 from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.target import Lake
 
 PARTITION_TAG = "dagster/partition"
 
@@ -121,6 +122,7 @@ def register(
     duckdb_path: Path | None = None,
     lock_timeout: float = 60.0,
     log: Log = lambda _: None,
+    lake: Lake | None = None,
 ) -> Registration:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
@@ -146,8 +148,8 @@ def register(
     changed: dict[str, str] = {}
     if checked:
         if duckdb_path is None:
-            raise ValueError("options need the DuckDB file they are kept in")
-        with duckdb_session(duckdb_path, lock_timeout, "saving sync options", log=log) as con:
+            raise ValueError("options need the DuckDB file (or the lake) they are kept in")
+        with duckdb_session(duckdb_path, lock_timeout, "saving sync options", log=log, lake=lake) as con:
             con.execute("BEGIN TRANSACTION")
             for table, table_options in checked:
                 before = read_state(con, table).options
@@ -166,26 +168,32 @@ def deregister(
     drop: bool,
     lock_timeout: float,
     log: Log = lambda _: None,
+    lake: Lake | None = None,
 ) -> str:
     """Remove the partition; with `drop`, the DuckDB table too. Says what happened to the DuckDB table."""
     registered = table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
     if registered:
         instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
     prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
-    state = read_table_state(duckdb_path, table, lock_timeout, log)
+    state = read_table_state(duckdb_path, table, lock_timeout, log, lake=lake)
     if not state.exists:
         return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
     if not drop:
         return f"{prefix}; the DuckDB table {table.duckdb_relation} ({state.rows:,} rows) is kept (--drop removes it)"
-    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}", log=log) as con:
+    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}", log=log, lake=lake) as con:
         con.execute(f"DROP TABLE IF EXISTS {table.duckdb_sql}")
     return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
 
 
 def _duckdb_facts(
-    duckdb_path: Path, published: Path, table: TableRef, lock_timeout: float, log: Log
+    duckdb_path: Path, published: Path, table: TableRef, lock_timeout: float, log: Log, lake: Lake | None = None
 ) -> tuple[TableState, TableSyncState, int | None, str | None]:
     """The table's rows and columns, its sync state, its size, and which file said so: one brief session."""
+    if lake is not None:
+        with lake_session(lake, read_only=True, what=f"reading {table}") as con:
+            state, progress = table_state(con, table), read_state(con, table)
+            size = lake_table_bytes(con, table) if state.exists else None
+        return state, progress, size, lake.describe()
     if not duckdb_path.exists() and current_snapshot(published) is None:
         return TableState(False, 0, {}), TableSyncState(), None, None
     with read_mirror(duckdb_path, published, lock_timeout, f"reading {table}", log) as (con, source):
@@ -208,6 +216,7 @@ def table_status(
     lock_timeout: float,
     published: Path | None = None,
     log: Log = lambda _: None,
+    lake: Lake | None = None,
 ) -> dict[str, Any]:
     """Everything `sync-project status` shows for a table, from Dagster's storage and the DuckDB file only."""
     runs = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: table.key}), limit=20)
@@ -227,7 +236,7 @@ def table_status(
     evaluation = check.event.asset_check_evaluation if check and check.event else None
     synced = last_sync(instance, table)
     state, progress, size, source = _duckdb_facts(
-        duckdb_path, published or published_default(duckdb_path), table, lock_timeout, log
+        duckdb_path, published or published_default(duckdb_path), table, lock_timeout, log, lake
     )
 
     def run_summary(record: Any) -> dict[str, Any]:

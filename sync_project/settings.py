@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sync_project.sync.target import Lake
 
 Number = TypeVar("Number", int, float)
 
@@ -160,6 +163,13 @@ class Settings:
         from sync_project.sync.publish import published_default
 
         return self.published_path or published_default(self.duckdb_path)
+
+    @property
+    def lake(self) -> Lake | None:
+        """The DuckLake tables land in (SYNC_TARGET=ducklake), or None for the DuckDB file."""
+        from sync_project.sync.target import Lake
+
+        return Lake(self.ducklake_catalog, self.ducklake_data_path) if self.target == "ducklake" else None
 
     @property
     def uses_local_snowflake(self) -> bool:

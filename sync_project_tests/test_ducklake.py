@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import dagster as dg
@@ -13,9 +14,12 @@ from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.history import sync_figures
 from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.registry import table_status
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
+from sync_project.sync.sample import write_sample
+from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import run_job
 from sync_project_tests.postgres import Postgres
 
@@ -97,6 +101,12 @@ def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
         assert not (tmp_path / "sync.duckdb").exists()  # nothing went to the file target
         publish = run_job(lake_settings, instance, PUBLISH_JOB, key)
         assert publish.success and not (tmp_path / "mirror.duckdb").exists()  # a lake needs no published copy
+        table = TableRef.from_key(key, lake_settings.snowflake_database)
+        status = table_status(instance, table, lake_settings.duckdb_path, 10, lake=lake_settings.lake)
+        assert status["duckdb"]["rows"] == figures["rows_total"] and "DuckLake" in str(status["duckdb"]["read_from"])
+        out = io.BytesIO()
+        sampled = write_sample(lake_settings.duckdb_path, table, out, rows=3, mode="random", lake=lake_settings.lake)
+        assert sampled.rows == 3 and len(out.getvalue().splitlines()) == 3
     reader = _lake(lake_catalog if catalog == "postgres" else f"sqlite:{lake_catalog}", tmp_path / "lake-data", True)
     rows = reader.execute(f'SELECT count(*) FROM lake."WORKSPACE_833213390"."ALL_TYPES" AT (VERSION => {snapshot})')
     assert rows.fetchone() == (figures["rows_total"],)

@@ -211,7 +211,7 @@ def load_table(
             con.execute("ROLLBACK")
             raise
         snapshot_id = _committed_snapshot(con, commit) if lake is not None else None
-        stored_bytes = _lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
+        stored_bytes = lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
     return LoadResult(
         rows_loaded,
         rows_total,
@@ -233,7 +233,7 @@ def _committed_snapshot(con: duckdb.DuckDBPyConnection, commit: str) -> int | No
     return int(row[0]) if row else None
 
 
-def _lake_table_bytes(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
+def lake_table_bytes(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
     """The bytes of the table's current Parquet files in the lake (what the file target reports as its size)."""
     row = con.execute(
         f"SELECT coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('{LAKE_ALIAS}', ?, schema => ?)",
