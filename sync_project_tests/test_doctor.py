@@ -33,6 +33,7 @@ from sync_project_tests.helpers import (
     snowflake_settings,
     stage_leftovers,
 )
+from sync_project_tests.postgres import Postgres
 
 SCHEMA = "WORKSPACE_833213390"
 REGISTERED = [f"{SCHEMA}.data", f"{SCHEMA}.ALL_TYPES"]
@@ -217,3 +218,19 @@ def test_the_doctor_job_puts_the_checklist_in_the_run(env: Path, monkeypatch: py
     (failure,) = [e for e in bad.all_events if e.is_step_failure]
     assert not bad.success and "disk space" in str(failure.step_failure_data.error)
     assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in bad.all_events)
+
+
+def test_on_a_lake_the_doctor_checks_the_lake_instead_of_the_file(
+    env: Path, monkeypatch: pytest.MonkeyPatch, postgres: Postgres
+) -> None:
+    monkeypatch.setenv("SYNC_TARGET", "ducklake")
+    monkeypatch.setenv("SYNC_DUCKLAKE_CATALOG", str(env / "lake.sqlite"))
+    monkeypatch.setenv("SYNC_DUCKLAKE_DATA_PATH", str(env / "lake-data"))
+    code, checks = doctor()
+    assert code == 0 and "duckdb file" not in checks, checks
+    assert checks["ducklake"]["status"] == "passed" and "attaches: 0 table(s)" in checks["ducklake"]["detail"]
+    # A PostgreSQL catalog that is not there: the line fails, names the setting, and the rest still runs.
+    monkeypatch.setenv("SYNC_DUCKLAKE_CATALOG", f"postgres:dbname=no_such_database host={postgres.host} user=postgres")
+    code, checks = doctor()
+    failed_only(checks, "ducklake")
+    assert "SYNC_DUCKLAKE_CATALOG" in checks["ducklake"]["fix"] and "no_such_database" in checks["ducklake"]["detail"]

@@ -22,10 +22,12 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import describe_table, table_figures
-from sync_project.sync.duckdb_access import duckdb_session
+from sync_project.sync.duckdb_access import duckdb_session, lake_session
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.pipeline import SyncOptions
+from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.target import LAKE_ALIAS, Lake
 
 Status = Literal["passed", "failed", "skipped"]
 ROUND_TRIP_ROWS = 1000
@@ -105,7 +107,8 @@ def run_doctor(
 ) -> DoctorReport:
     """Every check, Snowflake side then local side; `connect` returns a new connection (the caller's auth)."""
     checks, largest = _snowflake_checks(connect, target, tables, options.download_root)
-    checks += [_duckdb_file(options.duckdb_path), _download_folder(options.download_root)]
+    mirror = _duckdb_file(options.duckdb_path) if options.lake is None else _lake(options.lake)
+    checks += [mirror, _download_folder(options.download_root)]
     checks.append(_free_space(options, largest) if largest is not False else _skipped("disk space", "sign-in failed"))
     return DoctorReport(checks)
 
@@ -287,6 +290,27 @@ def _duckdb_file(path: Path) -> Check:
         opens,
         "close the process holding the file open for writing (DuckDB allows one writer), or let the sync finish",
     )
+
+
+def _lake(lake: Lake) -> Check:
+    """The lake attaches (its catalog reachable, the extensions loaded from their packages) and can be written."""
+
+    def attaches() -> str:
+        if "://" not in lake.data_path:  # a local folder; object stores need no folder made
+            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+        with lake_session(lake, what="checking the lake") as con:
+            tables = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name != ?",
+                [STATE_SCHEMA],
+            ).fetchone()
+            snapshot = con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots('{LAKE_ALIAS}')").fetchone()
+        return (
+            f"{lake.describe()} attaches: {tables[0] if tables else 0} table(s), latest snapshot "
+            f"{snapshot[0] if snapshot else 'none'}; DuckDB {duckdb.__version__}"
+        )
+
+    fix = "check SYNC_DUCKLAKE_CATALOG (a SQLite file, or postgres:dbname=... host=...) and SYNC_DUCKLAKE_DATA_PATH"
+    return _run("ducklake", attaches, fix)
 
 
 def _download_folder(root: Path) -> Check:
