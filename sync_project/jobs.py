@@ -11,6 +11,7 @@ from sync_project.metadata import human_bytes, text_table
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
+from sync_project.sync.maintenance import maintain_lake
 from sync_project.sync.publish import PublishReport, publish, remove_old_snapshots
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
@@ -270,9 +271,40 @@ def remove_old_stages_and_folders(
     )
 
 
-@dg.job(name=CLEANUP_JOB, description="Drop stages and download folders left behind more than a day ago.")
+@dg.op
+def maintain_the_lake(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource) -> None:
+    """On a DuckLake target: expire snapshots older than SYNC_DUCKLAKE_RETENTION_DAYS, merge small files, and
+    delete the files no remaining snapshot reads. Every sync adds a snapshot and files; this keeps the lake
+    from growing for ever while recent syncs stay queryable with AT (VERSION => id)."""
+    lake = duckdb.lake
+    if lake is None:
+        context.log.info("the target is the DuckDB file: it keeps no snapshots, so there is nothing to maintain")
+        return
+    done = maintain_lake(lake, duckdb.ducklake_retention_days)
+    context.log.info(
+        f"{lake.describe()}: expired {done.snapshots_expired} snapshot(s) older than "
+        f"{duckdb.ducklake_retention_days:g} day(s), merged {done.files_merged} file(s) into {done.files_written}, "
+        f"deleted {done.files_deleted} file(s) in {done.seconds:.2f}s"
+    )
+    context.add_output_metadata(
+        {
+            "snapshots_expired": done.snapshots_expired,
+            "files_merged": done.files_merged,
+            "files_written": done.files_written,
+            "files_deleted": done.files_deleted,
+        },
+        output_name="result",
+    )
+
+
+@dg.job(
+    name=CLEANUP_JOB,
+    description="Drop stages and download folders left behind more than a day ago; on a DuckLake target, "
+    "expire old snapshots and compact the lake's files.",
+)
 def cleanup_leftovers_job() -> None:
     remove_old_stages_and_folders()
+    maintain_the_lake()
 
 
 cleanup_schedule = dg.ScheduleDefinition(

@@ -159,6 +159,9 @@ class SyncDuckDBResource(DuckDBResource):
     target: str = Field(default="duckdb", description="duckdb (the one file) or ducklake (SYNC_TARGET)")
     ducklake_catalog: str = Field(default="", description="The lake's catalog: a SQLite file or postgres:...")
     ducklake_data_path: str = Field(default="", description="The folder for the lake's Parquet files")
+    ducklake_retention_days: float = Field(
+        default=env.DEFAULT_DUCKLAKE_RETENTION_DAYS, description="Snapshots younger than this stay queryable"
+    )
 
     @property
     def lake(self) -> Lake | None:
@@ -248,6 +251,7 @@ def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
         target=settings.target,
         ducklake_catalog=settings.ducklake_catalog,
         ducklake_data_path=settings.ducklake_data_path,
+        ducklake_retention_days=settings.ducklake_retention_days,
     )
 
 

@@ -62,6 +62,8 @@ DEFAULT_PUBLISH_MINUTES = 5.0
 SYNC_TARGET = "SYNC_TARGET"  # duckdb (the working file, default) or ducklake
 SYNC_DUCKLAKE_CATALOG = "SYNC_DUCKLAKE_CATALOG"  # a SQLite file, or postgres:dbname=... host=... (no password)
 SYNC_DUCKLAKE_DATA_PATH = "SYNC_DUCKLAKE_DATA_PATH"  # the folder for the lake's Parquet files
+SYNC_DUCKLAKE_RETENTION_DAYS = "SYNC_DUCKLAKE_RETENTION_DAYS"  # snapshots younger than this stay queryable
+DEFAULT_DUCKLAKE_RETENTION_DAYS = 7.0
 TARGETS = ("duckdb", "ducklake")
 
 # -- Dagster ----------------------------------------------------------------------------------
@@ -156,6 +158,7 @@ class Settings:
     target: str = "duckdb"
     ducklake_catalog: str = ""
     ducklake_data_path: str = ""
+    ducklake_retention_days: float = DEFAULT_DUCKLAKE_RETENTION_DAYS
 
     @property
     def mirror_path(self) -> Path:
@@ -203,4 +206,5 @@ class Settings:
             target=_target(),
             ducklake_catalog=_env(SYNC_DUCKLAKE_CATALOG, str(state / "lake.sqlite")),
             ducklake_data_path=_env(SYNC_DUCKLAKE_DATA_PATH, str(state / "lake-data")),
+            ducklake_retention_days=_env_number(SYNC_DUCKLAKE_RETENTION_DAYS, DEFAULT_DUCKLAKE_RETENTION_DAYS),
         )

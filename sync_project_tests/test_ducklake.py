@@ -12,7 +12,7 @@ import pytest
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.history import sync_figures
-from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
+from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import table_status
 from sync_project.settings import Settings
@@ -110,3 +110,33 @@ def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
     reader = _lake(lake_catalog if catalog == "postgres" else f"sqlite:{lake_catalog}", tmp_path / "lake-data", True)
     rows = reader.execute(f'SELECT count(*) FROM lake."WORKSPACE_833213390"."ALL_TYPES" AT (VERSION => {snapshot})')
     assert rows.fetchone() == (figures["rows_total"],)
+
+
+def test_the_daily_cleanup_expires_old_snapshots_and_compacts_the_lake(settings: Settings, tmp_path: Path) -> None:
+    catalog, data = tmp_path / "lake.sqlite", tmp_path / "lake-data"
+    lake_settings = dataclasses.replace(
+        settings, target="ducklake", ducklake_catalog=str(catalog), ducklake_data_path=str(data)
+    )
+    key = "WORKSPACE_833213390.ALL_TYPES"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
+        snapshots = []
+        for _ in range(3):
+            result = run_job(lake_settings, instance, SYNC_JOB, key)
+            (materialization,) = result.asset_materializations_for_node("snowflake_table")
+            snapshots.append(sync_figures(materialization)["lake_snapshot_id"])
+        files_before = sum(1 for _ in data.rglob("*.parquet"))
+        kept = run_job(lake_settings, instance, CLEANUP_JOB, key)  # 7 days' retention: every snapshot stays
+        assert kept.success
+        reader = _lake(f"sqlite:{catalog}", data, read_only=True)
+        relation = 'lake."WORKSPACE_833213390"."ALL_TYPES"'
+        assert reader.execute(f"SELECT count(*) FROM {relation} AT (VERSION => {snapshots[0]})").fetchone()
+        reader.close()
+        cleaned = run_job(dataclasses.replace(lake_settings, ducklake_retention_days=0), instance, CLEANUP_JOB, key)
+        assert cleaned.success
+    reader = _lake(f"sqlite:{catalog}", data, read_only=True)
+    with pytest.raises(duckdb.Error, match="snapshot"):
+        reader.execute(f"SELECT count(*) FROM {relation} AT (VERSION => {snapshots[0]})").fetchall()
+    rows = sync_figures(materialization)["rows_total"]
+    assert reader.execute(f"SELECT count(*) FROM {relation}").fetchone() == (rows,)  # the latest sync is whole
+    assert sum(1 for _ in data.rglob("*.parquet")) < files_before  # the expired snapshots' files are gone
