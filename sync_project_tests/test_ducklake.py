@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.history import sync_figures
 from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
+from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import table_status
-from sync_project.settings import Settings
+from sync_project.settings import Settings, project_root
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.sample import write_sample
 from sync_project.sync.tables import TableRef
-from sync_project_tests.helpers import run_job
+from sync_project.sync.target import Lake
+from sync_project_tests.helpers import connector, fetch, options, run_job, snowflake_settings
 from sync_project_tests.postgres import Postgres
 
 
@@ -140,3 +147,60 @@ def test_the_daily_cleanup_expires_old_snapshots_and_compacts_the_lake(settings:
     rows = sync_figures(materialization)["rows_total"]
     assert reader.execute(f"SELECT count(*) FROM {relation}").fetchone() == (rows,)  # the latest sync is whole
     assert sum(1 for _ in data.rglob("*.parquet")) < files_before  # the expired snapshots' files are gone
+
+
+READER = """
+import sys, duckdb
+sys.path.insert(0, sys.argv[3])
+from sync_project.sync.extensions import OFFLINE, load_extension
+counts, errors = [], []
+while not sys.stdin.closed:
+    try:
+        con = duckdb.connect(config=OFFLINE)
+        for name in ("sqlite_scanner", "ducklake"):
+            load_extension(con, name)
+        con.execute(f"ATTACH 'ducklake:sqlite:{sys.argv[1]}' AS lake (DATA_PATH '{sys.argv[2]}/', READ_ONLY)")
+        counts.append(con.execute('SELECT count(*), count(DISTINCT "ID") FROM lake."S"."GROWING"').fetchone())
+        con.close()
+    except Exception as e:
+        errors.append(repr(e)[:300])
+    if len(counts) + len(errors) > 5 and __import__("select").select([sys.stdin], [], [], 0)[0]:
+        break
+print(repr((counts, errors)))
+"""
+
+
+def test_a_reader_of_the_lake_during_20_syncs_sees_only_complete_snapshots(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    table = TableRef("KEBOOLA_33", "S", "GROWING")
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, "CREATE SCHEMA IF NOT EXISTS KEBOOLA_33.S")
+        fetch(conn, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), NOTE VARCHAR)")
+    catalog, data = tmp_path / "lake.sqlite", tmp_path / "lake-data"
+    opts = options(tmp_path, lake=Lake(str(catalog), str(data)))
+    synced: set[int] = set()
+
+    def grow_and_sync(round_: int) -> None:
+        with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+            fetch(
+                conn,
+                f"INSERT INTO {table.snowflake_sql} SELECT SEQ8() + {round_ * 2_000}, 'row' "
+                "FROM TABLE(GENERATOR(ROWCOUNT => 2000))",
+            )
+        synced.add(sync_table(connector(local_snowflake), table, opts).rows_total)
+
+    grow_and_sync(0)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(catalog), str(data), str(project_root())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for round_ in range(1, 20):
+        grow_and_sync(round_)
+    out, _ = reader.communicate("stop\n", timeout=120)
+    counts, errors = ast.literal_eval(out.strip())
+    assert errors == []
+    assert len(counts) > 20  # it read all along, not once
+    # Every read saw one whole sync: a row count some sync committed, every row distinct, never half a load.
+    assert {total for total, _ in counts} <= synced and all(total == distinct for total, distinct in counts)
+    assert len({total for total, _ in counts}) > 1  # and it moved on to newer snapshots while reading
