@@ -251,7 +251,8 @@ def assert_exact_copy(
             con.execute("SET TimeZone = 'UTC'")
             assert sorted_rows(con.execute(f"SELECT * FROM {table.duckdb_sql}").fetchall()) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))
-    return f"DuckDB equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
+    where = "DuckDB" if lake is None else "The DuckLake table"
+    return f"{where} equals Snowflake row for row ({len(source):,} rows, no duplicates); no stage or Parquet file left"
 
 
 def run_job(
