@@ -57,7 +57,7 @@ def test_materialize_one_partition_records_metadata_and_checks(
     assert str(metadata["table"].value).startswith(DATA) and metadata["rows"].value == f"{source_rows:,} rows in {DATA}"
     assert not any(key.startswith("dagster/") for key in metadata)
     columns = {c.name: c for c in metadata["columns"].value.columns}  # type: ignore[union-attr]
-    assert columns["id"].type == "HUGEINT" and columns["id"].description == "Snowflake NUMBER(38,0)"
+    assert columns["id"].type == "DECIMAL(38,0)" and columns["id"].description == "Snowflake NUMBER(38,0)"
     assert columns["amount"].type == "DECIMAL(12,2)"
     assert figures["files"] >= 1 and metadata["unload_query_id"].value
     assert {"describe", "unload", "download", "load", "total"} <= set(figures["seconds"])

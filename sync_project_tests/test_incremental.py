@@ -169,3 +169,25 @@ def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: 
     assert not any("20200101T000000Z_deadbeef" in k and k.startswith("sync_project/") for k in kept)
     fetch(sf, "REMOVE '@~/sync_project/'")
     fetch(sf, "REMOVE '@~/someone_elses/'")
+
+
+def test_a_mirror_from_before_keeps_syncing_its_hugeint_columns_become_decimal(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+) -> None:
+    """NUMBER(38,0) was HUGEINT before it became DECIMAL(38,0); an incremental sync of such a table widens the
+    column in its own transaction (every value fits: it came from a 38-digit NUMBER) instead of refusing."""
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    with duckdb.connect(str(opts.duckdb_path)) as con:  # the table as the old type map left it
+        con.execute(f'ALTER TABLE {table.duckdb_sql} ALTER COLUMN "ID" TYPE HUGEINT')
+        con.execute("""UPDATE _sync.tables SET columns = replace(columns, '"DECIMAL(38,0)"', '"HUGEINT"')""")
+    fetch(sf, f"UPDATE {table.snowflake_sql} SET UPDATED_AT = '2031-01-01 00:00:00' WHERE ID < 10")
+    report = sync_table(connector(local_snowflake), table, opts)
+    assert "widened ID HUGEINT -> DECIMAL(38,0)" in report.schema_changes
+    assert target(opts, table) == source(sf, table)
+    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
+        kind = con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = ? AND column_name = 'ID'", [table.name]
+        ).fetchone()
+    assert kind == ("DECIMAL(38,0)",)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError, from_snowflake
 from sync_project.sync.tables import TableRef, quote_identifier
-from sync_project.sync.types import TypeMapping, for_lake, map_type
+from sync_project.sync.types import TypeMapping, map_type
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,6 @@ class Column:
     @property
     def duckdb_type(self) -> str:
         return self.mapping.duckdb_type
-
-    def for_lake(self) -> Column:
-        """This column as a DuckLake holds it (types.LAKE_TYPES)."""
-        return dataclasses.replace(self, mapping=for_lake(self.mapping))
 
     @property
     def unload_expression(self) -> str:

@@ -205,8 +205,6 @@ def sync_table(
         with snowflake_session(connect, table) as conn:
             with _phase(report, "describe", log):
                 report.columns = describe_table(conn, table)
-                if options.lake is not None:
-                    report.columns = [c.for_lake() for c in report.columns]
                 report.source = table_figures(conn, table)
                 report.options = validate_options(table, report.columns, state.options)
             cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
