@@ -18,7 +18,7 @@ from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.duckdb_access import Log, duckdb_session, lake_session
+from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.load import TableState, lake_table_bytes, read_table_state, table_state
 from sync_project.sync.pipeline import Connect
@@ -189,17 +189,14 @@ def _duckdb_facts(
     duckdb_path: Path, published: Path, table: TableRef, lock_timeout: float, log: Log, lake: Lake | None = None
 ) -> tuple[TableState, TableSyncState, int | None, str | None]:
     """The table's rows and columns, its sync state, its size, and which file said so: one brief session."""
-    if lake is not None:
-        with lake_session(lake, read_only=True, what=f"reading {table}") as con:
-            state, progress = table_state(con, table), read_state(con, table)
-            size = lake_table_bytes(con, table) if state.exists else None
-        return state, progress, size, lake.describe()
-    if not duckdb_path.exists() and current_snapshot(published) is None:
+    if lake is None and not duckdb_path.exists() and current_snapshot(published) is None:
         return TableState(False, 0, {}), TableSyncState(), None, None
-    with read_mirror(duckdb_path, published, lock_timeout, f"reading {table}", log) as (con, source):
+    with read_mirror(duckdb_path, published, lock_timeout, f"reading {table}", log, lake) as (con, source):
         state, progress = table_state(con, table), read_state(con, table)
         if not state.exists:
             return state, progress, None, source
+        if lake is not None:
+            return state, progress, lake_table_bytes(con, table), source
         block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
         blocks = con.execute(
             "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE block_id >= 0",

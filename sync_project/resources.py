@@ -31,7 +31,7 @@ from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions
 from sync_project.sync.publish import published_default
-from sync_project.sync.target import Lake
+from sync_project.sync.target import Lake, lake_for
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:
@@ -166,7 +166,7 @@ class SyncDuckDBResource(DuckDBResource):
     @property
     def lake(self) -> Lake | None:
         """The DuckLake the tables land in, or None for the DuckDB file."""
-        return Lake(self.ducklake_catalog, self.ducklake_data_path) if self.target == "ducklake" else None
+        return lake_for(self.target, self.ducklake_catalog, self.ducklake_data_path)
 
     @property
     def mirror_path(self) -> Path:

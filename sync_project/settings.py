@@ -170,9 +170,9 @@ class Settings:
     @property
     def lake(self) -> Lake | None:
         """The DuckLake tables land in (SYNC_TARGET=ducklake), or None for the DuckDB file."""
-        from sync_project.sync.target import Lake
+        from sync_project.sync.target import lake_for
 
-        return Lake(self.ducklake_catalog, self.ducklake_data_path) if self.target == "ducklake" else None
+        return lake_for(self.target, self.ducklake_catalog, self.ducklake_data_path)
 
     @property
     def uses_local_snowflake(self) -> bool:

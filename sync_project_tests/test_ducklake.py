@@ -157,6 +157,7 @@ counts, errors = [], []
 while not sys.stdin.closed:
     try:
         con = duckdb.connect(config=OFFLINE)
+        con.execute("SET enable_progress_bar = false")  # stdout carries the result
         for name in ("sqlite_scanner", "ducklake"):
             load_extension(con, name)
         con.execute(f"ATTACH 'ducklake:sqlite:{sys.argv[1]}' AS lake (DATA_PATH '{sys.argv[2]}/', READ_ONLY)")
@@ -198,7 +199,7 @@ def test_a_reader_of_the_lake_during_20_syncs_sees_only_complete_snapshots(
     for round_ in range(1, 20):
         grow_and_sync(round_)
     out, _ = reader.communicate("stop\n", timeout=120)
-    counts, errors = ast.literal_eval(out.strip())
+    counts, errors = ast.literal_eval(out.strip().splitlines()[-1])
     assert errors == []
     assert len(counts) > 20  # it read all along, not once
     # Every read saw one whole sync: a row count some sync committed, every row distinct, never half a load.

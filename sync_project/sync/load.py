@@ -204,7 +204,7 @@ def load_table(
             preview_columns = [d[0] for d in preview.description]
             preview_rows = preview.fetchall()
             commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
-            if lake is not None:
+            if lake is not None:  # a file keeps no snapshots
                 con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('sync_project', {sql_string(commit)})")
             con.execute("COMMIT")
         except BaseException:

@@ -35,10 +35,11 @@ from typing import Any
 
 import duckdb
 
-from sync_project.sync.duckdb_access import Log, connect, duckdb_session, open_duckdb, writer_lock
+from sync_project.sync.duckdb_access import Log, connect, duckdb_session, lake_session, open_duckdb, writer_lock
 from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
+from sync_project.sync.target import Lake
 
 SNAPSHOT_SUFFIX = ".duckdb"
 REPLACED_GRACE_SECONDS = 60.0  # a replaced snapshot outlives the swap by this much, however idle
@@ -320,13 +321,18 @@ def remove_old_snapshots(published: Path, grace_seconds: float = REPLACED_GRACE_
 
 @contextlib.contextmanager
 def read_mirror(
-    working: Path, published: Path, wait: float, what: str, log: Log = lambda _: None
+    working: Path, published: Path, wait: float, what: str, log: Log = lambda _: None, lake: Lake | None = None
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """A read-only connection for a reader of the project's own (status, sample), and which file it reads.
+    """A read-only connection for a reader of the project's own (status, sample), and what it reads.
 
-    The working file if it is free this instant (it is the freshest); if a sync holds it, the published
-    copy, at once; with nothing published, the working file after waiting (bounded, and saying so).
+    A lake, read-only (it never waits). Else the working file if it is free this instant (it is the
+    freshest); if a sync holds it, the published copy, at once; with nothing published, the working file
+    after waiting (bounded, and saying so).
     """
+    if lake is not None:
+        with lake_session(lake, read_only=True, what=what) as con:
+            yield con, lake.describe()
+        return
     with contextlib.ExitStack() as stack:
         if not working.exists():
             if current_snapshot(published) is None:

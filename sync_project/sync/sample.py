@@ -10,21 +10,17 @@ and HUGEINTs stay exact number literals in JSON.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-import duckdb
-
-from sync_project.sync.duckdb_access import Log, lake_session
+from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.publish import published_default, read_mirror
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
@@ -92,19 +88,6 @@ def _write_json_lines(cursor: Any, columns: list[tuple[str, str]], stream: Binar
     return written
 
 
-@contextlib.contextmanager
-def _reader(
-    duckdb_path: Path, published: Path, lock_timeout: float, what: str, log: Log, lake: Lake | None
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """The lake, read-only (it never waits); or the working file when free, else the published copy."""
-    if lake is not None:
-        with lake_session(lake, read_only=True, what=what) as con:
-            yield con, lake.describe()
-        return
-    with read_mirror(duckdb_path, published, lock_timeout, what, log) as found:
-        yield found
-
-
 def write_sample(
     duckdb_path: Path,
     table: TableRef,
@@ -129,7 +112,7 @@ def write_sample(
     if rows < 0:
         raise PermanentError(f"sample size must be 0 or more, got {rows}")
     mirror = published or published_default(duckdb_path)
-    with _reader(duckdb_path, mirror, lock_timeout, f"sampling {table}", log, lake) as (con, read_from):
+    with read_mirror(duckdb_path, mirror, lock_timeout, f"sampling {table}", log, lake) as (con, read_from):
         con.execute("SET preserve_insertion_order = true")  # "first" means first as loaded
         columns = [
             (str(r[0]), str(r[1]))

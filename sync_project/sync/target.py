@@ -50,3 +50,8 @@ class Lake:
 
     def describe(self) -> str:
         return f"the DuckLake {self.catalog} (data in {self.data_path})"
+
+
+def lake_for(target: str, catalog: str, data_path: str) -> Lake | None:
+    """The lake SYNC_TARGET names, or None for the DuckDB file."""
+    return Lake(catalog, data_path) if target == "ducklake" else None
