@@ -541,6 +541,23 @@ def doctor(as_json: bool) -> None:
     sys.exit(0 if report.passed else 1)
 
 
+@main.command()
+@click.option("--name", default=None, help="This worker's name (default sync-<pid>); Celery adds @host.")
+@click.option(
+    "--download-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Its own download folder (default SYNC_DOWNLOAD_DIR/<name>).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, help="Runs at a time (default 1).")
+@reports_errors
+def worker(name: str | None, download_dir: Path | None, concurrency: int) -> None:
+    """Run a Celery worker of the team profile: it executes the sync runs the daemon launches."""
+    from sync_project.team.worker import run_worker, worker_plan
+
+    run_worker(worker_plan(Settings.from_env(), name, download_dir, concurrency))
+
+
 @main.command("local-snowflake")
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default LOCAL_SNOWFLAKE_PORT or 8765; 0 = free port).")

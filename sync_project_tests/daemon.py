@@ -56,9 +56,11 @@ class DagsterProcesses:
         raise TimeoutError(f"no Dagster UI on port {port}: {(self.home / log_name).read_text()[-3000:]}")
 
     def dagster(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dagster", *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        return self.run([sys.executable, "-m", "dagster", *args], timeout)
+
+    def run(self, command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """A command in this environment, to completion, its output captured."""
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
         """Stop every process group by PID, children (code servers, run workers) included."""

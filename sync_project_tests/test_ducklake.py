@@ -21,9 +21,10 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import table_status
 from sync_project.settings import Settings, project_root
+from sync_project.sync.duckdb_access import lake_session
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
-from sync_project.sync.pipeline import sync_table
+from sync_project.sync.pipeline import sync_table, sync_tables
 from sync_project.sync.sample import write_sample
 from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
@@ -205,3 +206,28 @@ def test_a_reader_of_the_lake_during_20_syncs_sees_only_complete_snapshots(
     # Every read saw one whole sync: a row count some sync committed, every row distinct, never half a load.
     assert {total for total, _ in counts} <= synced and all(total == distinct for total, distinct in counts)
     assert len({total for total, _ in counts}) > 1  # and it moved on to newer snapshots while reading
+
+
+@pytest.mark.parametrize("catalog", ["new", "existing"])
+def test_first_syncs_of_one_new_schema_commit_side_by_side(
+    local_snowflake: LocalSnowflakeProcess, postgres: Postgres, tmp_path: Path, catalog: str
+) -> None:
+    """Writers on several machines sync a new schema's tables at once. None may fail on another's creation
+    of the lake's catalog (a new one: Postgres refuses the second CREATE TABLE) or of the schema (DuckLake
+    refuses a second commit that creates the same schema)."""
+    schema, count = f"AT_ONCE_{catalog.upper()}", 6
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA KEBOOLA_33.{schema}")
+        for i in range(count):
+            fetch(
+                conn,
+                f"CREATE TABLE KEBOOLA_33.{schema}.T{i} AS SELECT SEQ8() AS ID FROM TABLE(GENERATOR(ROWCOUNT => 100))",
+            )
+    lake = Lake(f"postgres:{postgres.conninfo(postgres.new_database())}", str(tmp_path / "lake-data"))
+    tables = [TableRef("KEBOOLA_33", schema, f"T{i}") for i in range(count)]
+    if catalog == "existing":
+        with lake_session(lake):
+            pass
+    outcomes = list(sync_tables(connector(local_snowflake), tables, options(tmp_path, lake=lake), workers=count))
+    assert [str(o.error) for o in outcomes if o.error] == []
+    assert sorted(o.report.rows_loaded for o in outcomes if o.report) == [100] * count

@@ -7,6 +7,7 @@ saying who it waits for) rather than failing with "Could not set lock on file".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ import duckdb
 
 from sync_project.sync.catalog import Column
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
-from sync_project.sync.errors import PermanentError, RowCountMismatchError
-from sync_project.sync.state import Strategy, write_progress
+from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
+from sync_project.sync.state import Strategy, ensure_schema, write_progress
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import LAKE_ALIAS, Lake
 from sync_project.sync.types import duckdb_type_name, widens
@@ -164,10 +165,10 @@ def load_table(
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     waited = Waited()
     with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited, lake=lake) as con:
+        _create_schemas(con, table)
         con.execute("BEGIN TRANSACTION")
         try:
             _check_name_collision(con, table)
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}")
             if files:
                 file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
                 source = f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
@@ -207,8 +208,15 @@ def load_table(
             if lake is not None:  # a file keeps no snapshots
                 con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('sync_project', {sql_string(commit)})")
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as error:
+            with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has already ended the transaction
+                con.execute("ROLLBACK")
+            if isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower():
+                raise TransientError(
+                    f"loading {table}: another writer committed a conflicting change to the same table at the "
+                    f"same time ({str(error).splitlines()[-1]}); nothing of this load was kept, and a fresh "
+                    "attempt loads it again (transient)"
+                ) from None
             raise
         snapshot_id = _committed_snapshot(con, commit) if lake is not None else None
         stored_bytes = lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
@@ -224,6 +232,20 @@ def load_table(
         round(waited.seconds, 3),
         snapshot_id,
     )
+
+
+def _create_schemas(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
+    """The table's schema and the sync state's, each in a commit of its own: first syncs that run at once
+    on a lake each create them, and DuckLake refuses every commit but the first that creates one schema
+    (or table). Made before the load's transaction, they cannot fail it."""
+    for create in (
+        lambda: con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}"),
+        lambda: ensure_schema(con),
+    ):
+        try:
+            create()
+        except duckdb.TransactionException:
+            create()  # another writer's commit made it meanwhile; now it exists
 
 
 def _committed_snapshot(con: duckdb.DuckDBPyConnection, commit: str) -> int | None:

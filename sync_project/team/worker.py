@@ -1,0 +1,78 @@
+"""A Celery worker for the team profile: runs the sync runs the daemon launches, on any machine.
+
+The worker builds its Celery app from the instance's run launcher (DAGSTER_HOME's `dagster.yaml`), so it
+listens on exactly the broker and queue the daemon sends to; there is no second copy of that configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from sync_project.settings import SYNC_DOWNLOAD_DIR, Settings
+from sync_project.sync.errors import PermanentError
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    name: str  # Celery's node name: name@host
+    download_dir: Path
+    concurrency: int
+
+
+def worker_plan(settings: Settings, name: str | None, download_dir: Path | None, concurrency: int) -> WorkerPlan:
+    """What a worker will do, or a PermanentError that says what to set.
+
+    The mirror must be a DuckLake with a Postgres catalog: a DuckDB file (or a SQLite catalog) lives on one
+    machine and takes one writer, so runs spread over workers would each write their own copy, or wait.
+    Each worker downloads into its own folder so that two workers on one machine never reuse each other's
+    half-downloaded files.
+    """
+    lake = settings.lake
+    if lake is None or not lake.is_postgres:
+        raise PermanentError(
+            "a Celery worker writes the mirror from its own machine, so the mirror must be a DuckLake with a "
+            "PostgreSQL catalog: set SYNC_TARGET=ducklake, SYNC_DUCKLAKE_CATALOG=postgres:dbname=... host=... "
+            "and SYNC_DUCKLAKE_DATA_PATH to storage every worker mounts (README: Team deployment)"
+        )
+    name = name or f"sync-{os.getpid()}"
+    return WorkerPlan(
+        name=f"{name}@{socket.gethostname()}",
+        download_dir=download_dir or settings.download_dir / name,
+        concurrency=concurrency,
+    )
+
+
+def run_worker(plan: WorkerPlan) -> None:
+    """Serve runs until stopped (SIGTERM finishes the run in hand first, as Celery's warm shutdown does)."""
+    import dagster as dg
+    from dagster_celery.launcher import CeleryRunLauncher
+    from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+
+    instance = dg.DagsterInstance.get()
+    launcher = instance.run_launcher
+    if not isinstance(launcher, CeleryRunLauncher):
+        raise PermanentError(
+            f"DAGSTER_HOME ({instance.root_directory}) launches runs with {type(launcher).__name__}, not Celery: "
+            "copy sync_project/team/dagster.yaml there (README: Team deployment)"
+        )
+    # Runs execute in the pool's child processes, which read their settings from this environment.
+    os.environ[SYNC_DOWNLOAD_DIR] = str(plan.download_dir)
+    plan.download_dir.mkdir(parents=True, exist_ok=True)
+    app = launcher.celery
+    create_execute_job_task(app)
+    create_resume_job_task(app)
+    app.worker_main(
+        [
+            "worker",
+            f"--hostname={plan.name}",
+            f"--concurrency={plan.concurrency}",
+            f"--queues={launcher.default_queue}",
+            "--loglevel=INFO",
+            # Mingle and gossip sync state between workers at start; runs need neither, and start-up is faster.
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )

@@ -1,0 +1,227 @@
+"""The team deployment end to end: Postgres storage, a Redis broker, the webserver and daemon on the team
+profile, two Celery workers writing one DuckLake on Postgres; and what a killed worker, a restarted broker
+and a restarted Postgres do to runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import snowflake.connector
+from dagster._core.event_api import PartitionKeyFilter
+
+from sync_project.automation import CHANGE_SENSOR
+from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+from sync_project.sync.errors import PermanentError
+from sync_project.sync.tables import TableRef
+from sync_project.sync.target import Lake
+from sync_project.team.worker import worker_plan
+from sync_project_tests.daemon import BIN, DagsterProcesses
+from sync_project_tests.helpers import assert_exact_copy, fetch, snowflake_settings
+from sync_project_tests.postgres import postgres_server
+from sync_project_tests.team import WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
+
+pytestmark = pytest.mark.e2e
+TABLES = 8
+ROWS = 20_000
+DATABASE = "KEBOOLA_33"
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory, local_snowflake: LocalSnowflakeProcess) -> Iterator[Team]:
+    root = tmp_path_factory.mktemp("team")
+    with (
+        postgres_server(root / "pgdata") as postgres,
+        # The change sensor looks every 5 s here (300 by default), so the automation test waits seconds.
+        team_deployment(root, local_snowflake, postgres, SYNC_CHANGE_SENSOR_SECONDS="5") as deployment,
+    ):
+        yield deployment
+
+
+def create_tables(local_snowflake: LocalSnowflakeProcess, count: int, rows: int = ROWS) -> list[str]:
+    """`count` new tables of `rows` (+i) rows in a new schema; their partition keys, registered."""
+    schema = f"TEAM_{uuid.uuid4().hex[:6].upper()}"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA {DATABASE}.{schema}")
+        for i in range(count):
+            fetch(conn, f"CREATE TABLE {DATABASE}.{schema}.T{i} (ID NUMBER(38,0), AMOUNT NUMBER(12,2), NOTE VARCHAR)")
+            fetch(
+                conn,
+                f"INSERT INTO {DATABASE}.{schema}.T{i} SELECT SEQ8(), SEQ8() / 100, 'row ' || SEQ8() "
+                f"FROM TABLE(GENERATOR(ROWCOUNT => {rows + i}))",
+            )
+    keys = [f"{schema}.T{i}" for i in range(count)]
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    return keys
+
+
+def assert_synced(team: Team, local_snowflake: LocalSnowflakeProcess, key: str, download_root: Path) -> None:
+    """The lake's table equals Snowflake's and the row-count check passed for its partition."""
+    schema, name = key.split(".")
+    lake = Lake(team.lake_catalog, str(team.lake_data))
+    assert_exact_copy(
+        local_snowflake, team.home / "unused.duckdb", download_root, TableRef(DATABASE, schema, name), lake
+    )
+    check = dg.AssetCheckKey(dg.AssetKey("snowflake_table"), ROW_COUNT_CHECK)
+    with dg.DagsterInstance.get() as instance:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [check], partition_filter=PartitionKeyFilter(key=key)
+        )[check]
+    assert latest.event and latest.event.asset_check_evaluation and latest.event.asset_check_evaluation.passed
+
+
+def test_a_cli_backfill_runs_on_both_workers_and_lands_in_one_lake(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    keys = create_tables(local_snowflake, TABLES)
+    # Each unload stalls a second, as real ones take seconds: both workers get runs to do.
+    inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=1, count=TABLES)
+    team.backfill(keys)
+    with dg.DagsterInstance.get() as instance:
+        records = wait_for_runs(instance, TABLES, 300, team)
+        assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, team.logs()
+        assert sorted(r.dagster_run.tags["dagster/partition"] for r in records) == sorted(keys)
+        pids = {r.dagster_run.run_id: run_pids(instance, r.dagster_run.run_id) for r in records}
+        # The run history is Dagster's Postgres storage, which the webserver and daemon share.
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    stored = team.postgres.psql(f'\\c "{team.dagster_database}"\nSELECT count(*) FROM runs;')
+    assert f" {TABLES}\n" in stored
+    # Every step ran in a worker's pool (its PID in the step's events), and both workers took runs.
+    assert all(len(p) == 1 for p in pids.values()), pids
+    assert {team.worker_of(p[0]) for p in pids.values()} == {"a", "b"}, pids
+    for key in keys:
+        assert_synced(team, local_snowflake, key, team.downloads)
+
+
+def test_a_worker_killed_mid_sync_has_its_run_resumed_on_the_other(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    [key] = create_tables(local_snowflake, 1, rows=50_000)
+    # The download stalls long enough to kill the worker in the middle of the sync.
+    inject_fault(local_snowflake.base_url, "download", mode="stall", seconds=60, count=1)
+    team.backfill([key])
+    deadline = time.monotonic() + 120
+    while "download" not in fault_state(local_snowflake.base_url)["fired"]:
+        assert time.monotonic() < deadline, team.logs()
+        time.sleep(0.2)
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}))
+        run_id = record.dagster_run.run_id
+        [first_pid] = run_pids(instance, run_id)
+        victim = team.worker_of(first_pid)
+        assert victim is not None
+        team.kill_worker(victim)
+        [record] = wait_for_runs(instance, 1, 180, team, run_ids=[run_id])
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        # The same run, resumed by run monitoring: its second step start is in the other worker.
+        first, second = run_pids(instance, run_id)
+        assert first == first_pid and team.worker_of(second) not in (None, victim)
+        resumed = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+        assert any("Resuming run" in (r.event_log_entry.message or "") for r in resumed)
+    survivor = next(name for name in team.workers if name != victim)
+    assert_synced(team, local_snowflake, key, team.downloads / survivor)
+    team.start_worker(victim)  # back to two workers for the next test
+    team.wait_for_workers()
+
+
+def test_the_broker_restarting_mid_run_loses_nothing(team: Team, local_snowflake: LocalSnowflakeProcess) -> None:
+    keys = create_tables(local_snowflake, 2)
+    inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=6, count=1)
+    team.backfill(keys[:1])
+    deadline = time.monotonic() + 120
+    while "unload" not in fault_state(local_snowflake.base_url)["fired"]:
+        assert time.monotonic() < deadline, team.logs()
+        time.sleep(0.2)
+    team.redis.restart()
+    with dg.DagsterInstance.get() as instance:
+        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[0]})
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        # Workers and the daemon reconnected: the next run is taken as usual.
+        team.backfill(keys[1:])
+        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[1]})
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+    for key in keys:
+        assert_synced(team, local_snowflake, key, team.downloads)
+
+
+def test_postgres_restarting_mid_run_keeps_history_and_the_run(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    keys = create_tables(local_snowflake, 2)
+    with dg.DagsterInstance.get() as instance:
+        before = len(instance.get_run_records(dg.RunsFilter(job_name="sync_tables")))
+        # Restarted while the run waits on Snowflake: Dagster's storage and the lake's catalog both lose
+        # their server, and every client is disconnected (a fast shutdown).
+        inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=6, count=1)
+        team.backfill(keys[:1])
+        deadline = time.monotonic() + 120
+        while "unload" not in fault_state(local_snowflake.base_url)["fired"]:
+            assert time.monotonic() < deadline, team.logs()
+            time.sleep(0.2)
+        team.postgres.restart()
+        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[0]})
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        team.backfill(keys[1:])
+        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[1]})
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        assert len(instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))) == before + 2
+    for key in keys:
+        assert_synced(team, local_snowflake, key, team.downloads)
+
+
+def test_batched_syncs_and_the_change_sensor_work_unchanged_on_the_team_profile(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    keys = create_tables(local_snowflake, 3)
+    with dg.DagsterInstance.get() as instance:
+        before = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))}
+        # The many-tables path: one run covers the three tables, each still its own partition and checks.
+        queued = team.processes.run([str(BIN / "sync-project"), "sync", *keys])
+        assert queued.returncode == 0 and "3 tables" in queued.stdout, queued.stdout + queued.stderr
+        [batch] = [r for r in wait_for_runs(instance, len(before) + 1, 180, team) if r.dagster_run.run_id not in before]
+        assert batch.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        for key in keys:
+            assert_synced(team, local_snowflake, key, team.downloads)
+        # The change sensor, ticked by the daemon, syncs a table that moved in Snowflake.
+        schema, name = keys[1].split(".")
+        with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+            fetch(conn, f"INSERT INTO {DATABASE}.{schema}.{name} VALUES (-1, 1.5, 'late row')")
+        started = team.processes.dagster("sensor", "start", "-w", WORKSPACE, CHANGE_SENSOR)
+        assert started.returncode == 0, started.stdout + started.stderr
+        try:
+            records = wait_for_runs(instance, 1, 180, team, tags={"dagster/sensor_name": CHANGE_SENSOR})
+        finally:
+            team.processes.dagster("sensor", "stop", "-w", WORKSPACE, CHANGE_SENSOR)
+        assert [r.dagster_run.tags.get("dagster/partition") for r in records] == [keys[1]]
+        assert records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+    assert_synced(team, local_snowflake, keys[1], team.downloads)
+
+
+def test_a_worker_refuses_a_mirror_that_lives_on_one_machine(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(PermanentError, match="SYNC_TARGET=ducklake"):
+        worker_plan(dataclasses.replace(settings, target="duckdb"), "a", None, 1)  # the DuckDB file
+    sqlite_lake = dataclasses.replace(settings, target="ducklake", ducklake_catalog=str(tmp_path / "lake.sqlite"))
+    with pytest.raises(PermanentError, match="PostgreSQL catalog"):
+        worker_plan(sqlite_lake, "a", None, 1)
+    team_lake = dataclasses.replace(sqlite_lake, ducklake_catalog="postgres:dbname=lake host=db.internal")
+    plan = worker_plan(team_lake, "a", None, 2)
+    assert plan.name.startswith("a@") and plan.download_dir == settings.download_dir / "a" and plan.concurrency == 2
+
+
+def test_a_worker_on_an_instance_without_celery_says_which_file_to_copy(
+    dagster_processes: DagsterProcesses,
+) -> None:
+    # The single-machine dagster.yaml, with a team's lake so that only the launcher is wrong.
+    dagster_processes.env |= {"SYNC_TARGET": "ducklake", "SYNC_DUCKLAKE_CATALOG": "postgres:dbname=lake host=/nowhere"}
+    done = dagster_processes.run([str(BIN / "sync-project"), "worker", "--name", "a"], timeout=60)
+    assert done.returncode == 1 and "sync_project/team/dagster.yaml" in done.stderr, done.stdout + done.stderr
