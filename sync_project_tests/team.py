@@ -93,9 +93,9 @@ class Team:
         )
 
     def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker and its pool, as a lost machine or the OOM killer would."""
+        """SIGKILL the worker's main process alone, as `kill -9` or the OOM killer would (its pool must follow)."""
         process = self.workers[name]
-        os.killpg(process.pid, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGKILL)
         process.wait()
 
     def worker_of(self, pid: int) -> str | None:

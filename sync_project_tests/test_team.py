@@ -121,6 +121,11 @@ def test_a_worker_killed_mid_sync_has_its_run_resumed_on_the_other(
         victim = team.worker_of(first_pid)
         assert victim is not None
         team.kill_worker(victim)
+        # Its pool process, which ran the sync, dies with it: nothing goes on syncing the table unseen.
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{first_pid}").exists():
+            assert time.monotonic() < deadline, f"the pool process {first_pid} outlived its worker"
+            time.sleep(0.1)
         [record] = wait_for_runs(instance, 1, 180, team, run_ids=[run_id])
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
         # The same run, resumed by run monitoring: its second step start is in the other worker.

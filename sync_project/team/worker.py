@@ -6,13 +6,19 @@ listens on exactly the broker and queue the daemon sends to; there is no second 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from sync_project.settings import SYNC_DOWNLOAD_DIR, Settings
 from sync_project.sync.errors import PermanentError
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,24 @@ def worker_plan(settings: Settings, name: str | None, download_dir: Path | None,
     )
 
 
+def die_with_the_worker() -> None:
+    """Ask Linux to SIGKILL this pool process when the worker above it dies.
+
+    A worker killed alone (`kill -9` of its PID, the OOM killer) otherwise leaves its pool process running
+    the table, while run monitoring resumes the same run on another worker: the table would sync twice.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the worker died before the request was in place
+        os._exit(1)
+
+
 def run_worker(plan: WorkerPlan) -> None:
     """Serve runs until stopped (SIGTERM finishes the run in hand first, as Celery's warm shutdown does)."""
     import dagster as dg
+    from celery.signals import worker_process_init
     from dagster_celery.launcher import CeleryRunLauncher
     from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
@@ -61,6 +82,7 @@ def run_worker(plan: WorkerPlan) -> None:
     # Runs execute in the pool's child processes, which read their settings from this environment.
     os.environ[SYNC_DOWNLOAD_DIR] = str(plan.download_dir)
     plan.download_dir.mkdir(parents=True, exist_ok=True)
+    worker_process_init.connect(lambda **_: die_with_the_worker(), weak=False)
     app = launcher.celery
     create_execute_job_task(app)
     create_resume_job_task(app)
