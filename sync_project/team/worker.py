@@ -17,7 +17,6 @@ from pathlib import Path
 from sync_project.settings import SYNC_DOWNLOAD_DIR, Settings
 from sync_project.sync.errors import PermanentError
 
-
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
