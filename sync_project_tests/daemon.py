@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sync_project.settings import project_root
 
@@ -74,3 +76,24 @@ class DagsterProcesses:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+PARTITION_RUNS = """
+query PartitionRuns($value: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $value}], pipelineName: "sync_tables"}) {
+    ... on Runs { results { runId status } }
+  }
+}
+"""
+
+
+def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        answer: dict[str, Any] = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]  # type: ignore[no-any-return]

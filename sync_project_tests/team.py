@@ -81,6 +81,7 @@ class Team:
     lake_catalog: str
     lake_data: Path
     dagster_database: str
+    ui_port: int = field(default_factory=free_port)
     workers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
     @property
@@ -195,7 +196,7 @@ def team_deployment(
         for name in workers:
             team.start_worker(name)
         processes.start_daemon()
-        processes.start_webserver(free_port())
+        processes.start_webserver(team.ui_port)
         team.wait_for_workers()
         yield team
     finally:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from sync_project.local_snowflake import free_port
 from sync_project.local_snowflake.demo import type_table_rows
 from sync_project.settings import project_root
 from sync_project_tests.conftest import DEMO_ROWS
-from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.daemon import PARTITION_RUNS, DagsterProcesses, graphql
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = project_root() / ".local" / "test-artifacts"
@@ -44,14 +42,6 @@ query RunEvents($runId: ID!) {
 }
 """
 
-PARTITION_RUNS = """
-query PartitionRuns($value: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/partition", value: $value}], pipelineName: "sync_tables"}) {
-    ... on Runs { results { runId status } }
-  }
-}
-"""
-
 
 @pytest.fixture
 def ui(dagster_processes: DagsterProcesses) -> tuple[DagsterProcesses, int]:
@@ -59,18 +49,6 @@ def ui(dagster_processes: DagsterProcesses) -> tuple[DagsterProcesses, int]:
     dagster_processes.start_webserver(port)
     dagster_processes.start_daemon()
     return dagster_processes, port
-
-
-def graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        answer: dict[str, Any] = json.loads(response.read())
-    assert "errors" not in answer, answer
-    return answer["data"]  # type: ignore[no-any-return]
 
 
 def ensure_chromium() -> str:

@@ -25,7 +25,7 @@ from sync_project.sync.errors import PermanentError
 from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
 from sync_project.team.worker import worker_plan
-from sync_project_tests.daemon import BIN, DagsterProcesses
+from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
 from sync_project_tests.helpers import assert_exact_copy, fetch, snowflake_settings
 from sync_project_tests.postgres import postgres_server
 from sync_project_tests.team import WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
@@ -94,6 +94,10 @@ def test_a_cli_backfill_runs_on_both_workers_and_lands_in_one_lake(
         pids = {r.dagster_run.run_id: run_pids(instance, r.dagster_run.run_id) for r in records}
         # The run history is Dagster's Postgres storage, which the webserver and daemon share.
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    # The webserver on the team profile shows the same runs, each partition's run succeeded.
+    for key in keys:
+        [shown] = graphql(team.ui_port, PARTITION_RUNS, {"value": key})["runsOrError"]["results"]
+        assert shown["status"] == "SUCCESS"
     stored = team.postgres.psql(f'\\c "{team.dagster_database}"\nSELECT count(*) FROM runs;')
     assert f" {TABLES}\n" in stored
     # Every step ran in a worker's pool (its PID in the step's events), and both workers took runs.
