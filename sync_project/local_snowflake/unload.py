@@ -43,7 +43,7 @@ _WRITERS = 4
 
 
 @dataclass(frozen=True)
-class UnloadResult:
+class WrittenUnload:
     rows_unloaded: int
     input_bytes: int
     output_bytes: int
@@ -164,26 +164,19 @@ class _FileWriter:
         self.files.append(name)
 
 
-def unload_query(
-    duck: duckdb.DuckDBPyConnection,
-    duckdb_sql: str,
-    stages: StageStore,
-    stage: ObjectName,
-    folder: str,
-    prefix: str,
-    options: dict[str, OptionValue],
-    query_id: str,
-) -> UnloadResult:
-    """Write the query's rows into the stage under `folder` as encrypted `<prefix>_<a>_<b>_<c>.snappy.parquet`."""
+def _unload_options(options: dict[str, OptionValue]) -> tuple[bool, bool, int]:
+    """HEADER, OVERWRITE and MAX_FILE_SIZE, checked as Snowflake checks them."""
     _file_format(options)
-    header = bool(options.get("HEADER", False))
-    overwrite = bool(options.get("OVERWRITE", False))
     max_file_size = options.get("MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)
     if not isinstance(max_file_size, int) or not 1 <= max_file_size <= MAX_MAX_FILE_SIZE:
         raise sql_error(f"SQL compilation error:\ninvalid value {max_file_size!r} for MAX_FILE_SIZE", errno=1008)
     if options.get("SINGLE") is True:
         raise sql_error("SQL compilation error:\nSINGLE = TRUE is not supported by the local Snowflake", errno=2040)
+    return bool(options.get("HEADER", False)), bool(options.get("OVERWRITE", False)), max_file_size
 
+
+def _column_names(duck: duckdb.DuckDBPyConnection, duckdb_sql: str, header: bool) -> list[str]:
+    """The Parquet column names (the query's with HEADER, else _COL_n); refuses what Snowflake cannot unload."""
     described = duck.execute(f"DESCRIBE {duckdb_sql}").fetchall()
     for column in described:
         if str(column[1]).startswith("TIMESTAMP WITH TIME ZONE"):
@@ -194,8 +187,22 @@ def unload_query(
                 errno=100171,
                 sqlstate="22000",
             )
-    names = [str(c[0]) if header else f"_COL_{i}" for i, c in enumerate(described)]
+    return [str(c[0]) if header else f"_COL_{i}" for i, c in enumerate(described)]
 
+
+def write_unload(
+    duck: duckdb.DuckDBPyConnection,
+    duckdb_sql: str,
+    stages: StageStore,
+    stage: ObjectName,
+    folder: str,
+    prefix: str,
+    options: dict[str, OptionValue],
+    query_id: str,
+) -> WrittenUnload:
+    """Write the query's rows into the stage under `folder` as encrypted `<prefix>_<a>_<b>_<c>.snappy.parquet`."""
+    header, overwrite, max_file_size = _unload_options(options)
+    names = _column_names(duck, duckdb_sql, header)
     stage_folder = stages.location_folder(stage, folder)
     existing = sorted(p.name for p in stage_folder.glob(f"{prefix}_*.parquet")) if stage_folder.is_dir() else []
     if existing and not overwrite:
@@ -228,7 +235,7 @@ def unload_query(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files = sorted((name for w in writers for name in w.files), key=_file_order)
-    return UnloadResult(
+    return WrittenUnload(
         sum(w.rows for w in writers),
         sum(w.input_bytes for w in writers),
         sum(w.output_bytes for w in writers),

@@ -251,6 +251,7 @@ class Download:
     files: list[Path]  # every file of the unload, in the attempt's folder
     fetched: list[str]  # names downloaded now
     reused: list[str]  # names a previous try had already downloaded and verified
+    bytes: int = 0  # of all the files, on disk
 
 
 def download_files(
@@ -288,7 +289,8 @@ def download_files(
             f"(first: {failed[0]}); the files that did are kept for the next try"
         )
     save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
-    return Download([attempt.local_dir / name for name in expected], missing, reused)
+    files = [attempt.local_dir / name for name in expected]
+    return Download(files, missing, reused, sum(f.stat().st_size for f in files))
 
 
 def remove_local_files(attempt: Attempt) -> None:

@@ -20,7 +20,7 @@ from sync_project.sync import extract
 from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
 from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
-from sync_project.sync.load import LoadPlan, load_table, table_columns
+from sync_project.sync.load import LoadPlan, LoadResult, load_table, table_columns
 from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import Lake
@@ -43,31 +43,85 @@ class SyncOptions:
 
 @dataclass
 class SyncReport:
+    """What one sync did: the decisions, then each phase's own result (None until that phase has run)."""
+
     table: TableRef
-    strategy: str
+    strategy: Strategy
     strategy_reason: str = ""
     options: TableOptions = field(default_factory=TableOptions)
     columns: list[Column] = field(default_factory=list)
     # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
     source: TableStats | None = None
-    unload_query_id: str = ""
-    rows_unloaded: int = 0
-    rows_loaded: int = 0
-    rows_total: int = 0
-    rows_updated: int = 0
-    high_water_mark: str | None = None
-    schema_changes: list[str] = field(default_factory=list)
-    input_bytes: int = 0
-    output_bytes: int = 0
-    bytes_downloaded: int = 0
-    files: int = 0
-    files_reused: int = 0
+    unload: extract.UnloadResult | None = None
     resumed_unload: bool = False
-    duckdb_bytes: int = 0
-    snapshot_id: int | None = None  # on a lake: the snapshot the load committed
+    download: extract.Download | None = None
+    load: LoadResult | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
-    preview_columns: list[str] = field(default_factory=list)
-    preview_rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def unload_query_id(self) -> str:
+        return self.unload.query_id if self.unload else ""
+
+    @property
+    def rows_unloaded(self) -> int:
+        return self.unload.rows_unloaded if self.unload else 0
+
+    @property
+    def input_bytes(self) -> int:
+        return self.unload.input_bytes if self.unload else 0
+
+    @property
+    def output_bytes(self) -> int:
+        return self.unload.output_bytes if self.unload else 0
+
+    @property
+    def files(self) -> int:
+        return len(self.download.files) if self.download else 0
+
+    @property
+    def files_reused(self) -> int:
+        return len(self.download.reused) if self.download else 0
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return self.download.bytes if self.download else 0
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.load.rows_loaded if self.load else 0
+
+    @property
+    def rows_total(self) -> int:
+        return self.load.rows_total if self.load else 0
+
+    @property
+    def rows_updated(self) -> int:
+        return self.load.rows_updated if self.load else 0
+
+    @property
+    def high_water_mark(self) -> str | None:
+        return self.load.high_water_mark if self.load else None
+
+    @property
+    def schema_changes(self) -> list[str]:
+        return self.load.schema_changes if self.load else []
+
+    @property
+    def duckdb_bytes(self) -> int:
+        return self.load.duckdb_bytes if self.load else 0
+
+    @property
+    def snapshot_id(self) -> int | None:
+        """On a lake: the snapshot the load committed."""
+        return self.load.snapshot_id if self.load else None
+
+    @property
+    def preview_columns(self) -> list[str]:
+        return self.load.preview_columns if self.load else []
+
+    @property
+    def preview_rows(self) -> list[tuple[Any, ...]]:
+        return self.load.preview_rows if self.load else []
 
     @property
     def total_seconds(self) -> float:
@@ -170,6 +224,41 @@ def _cursor_predicate(column: Column, mark: str) -> str:
     return f"{quote_identifier(column.name)} >= {value}"
 
 
+class _Cleanup:
+    """The cleanup rule, stated once: an attempt's stage folder and downloaded files go when the sync ends,
+    unless a retry can resume from them (`keep_for_retry`, and a failure `keeping_on` names: a transient
+    one of the Snowflake work, whose unload and files are still good, or a load that only waited too long
+    for the DuckDB file). Any other failure starts the next try afresh."""
+
+    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool) -> None:
+        self.attempt, self.keep_for_retry, self.keep = attempt, keep_for_retry, False
+
+    @contextlib.contextmanager
+    def keeping_on(self, *resumable: type[BaseException]) -> Iterator[None]:
+        try:
+            yield
+        except resumable:
+            self.keep = self.keep_for_retry
+            raise
+
+    @contextlib.contextmanager
+    def stage(self, conn: Any) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if not self.keep:
+                with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
+                    extract.clear_location(conn, self.attempt)
+
+    @contextlib.contextmanager
+    def local_files(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if not self.keep:
+                extract.remove_local_files(self.attempt)
+
+
 def sync_table(
     connect: Connect,
     table: TableRef,
@@ -182,11 +271,11 @@ def sync_table(
     attempt_started: dt.datetime | None = None,
     keep_for_retry: bool = False,
 ) -> SyncReport:
-    """Sync one table. On any failure the previous DuckDB table and its state are untouched.
+    """Sync one table: describe, unload (or resume), download (or reuse), load. On any failure the previous
+    table and its state are untouched.
 
-    `attempt_id` ties retries of one run together: they reuse its stage and the files already
-    downloaded. With `keep_for_retry`, a transient failure keeps both for that retry; otherwise (and
-    on success) the stage and local files are removed.
+    `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
+    (see `_Cleanup` for when they are kept).
     """
     state, target = read_local_state(options, table)
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
@@ -198,101 +287,112 @@ def sync_table(
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
     attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
-    files: list[Path] = []
-    keep = False
-    try:
+    cleanup = _Cleanup(attempt, keep_for_retry)
+    with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
         with snowflake_session(connect, table) as conn:
             with _phase(report, "describe", log):
-                report.columns = describe_table(conn, table)
-                report.source = table_figures(conn, table)
-                report.options = validate_options(table, report.columns, state.options)
-            cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
-            where = None
-            if effective == "incremental" and cursor is not None and state.high_water_mark is not None:
-                where = _cursor_predicate(cursor, state.high_water_mark)
-            try:
+                _describe(report, conn, state)
+            with cleanup.stage(conn), cleanup.keeping_on(TransientError):
                 with _phase(report, "unload", log):
-                    query = extract.unload_query(table, report.columns, where)
-                    unload = extract.load_manifest(attempt, query)
-                    downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
-                    if unload is not None and downloaded is not None:
-                        report.resumed_unload = True
-                        log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
-                    elif unload is not None and (not unload.rows_unloaded or extract.staged_names(conn, attempt)):
-                        report.resumed_unload = True
-                        log(f"{table}: resuming attempt {attempt.name}: its unload is done already")
-                    else:
-                        extract.clear_location(conn, attempt)
-                        unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
-                        extract.save_manifest(attempt, unload, query)
-                report.unload_query_id = unload.query_id
-                report.rows_unloaded = unload.rows_unloaded
-                report.input_bytes, report.output_bytes = unload.input_bytes, unload.output_bytes
-                log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
+                    query = _unload_or_resume(report, conn, attempt, options, _incremental_where(report, state), log)
                 with _phase(report, "download", log):
-                    if downloaded is not None:
-                        files = downloaded
-                        report.files_reused = len(files)
-                    elif unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
-                        staged = extract.staged_names(conn, attempt)
-                        for folder, needed in _needed_space(options, unload).items():
-                            extract.check_free_space(folder, needed, f"sync {table}", options.disk_reserve)
-                        download = extract.download_files(conn, attempt, unload, query, staged, options.get_parallel)
-                        files = download.files
-                        report.files_reused = len(download.reused)
-                        log(
-                            f"{table}: downloaded {len(download.fetched)} file(s)"
-                            + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
-                        )
-                report.files = len(files)
-                report.bytes_downloaded = sum(f.stat().st_size for f in files)
-            except TransientError:
-                keep = keep_for_retry
-                raise
-            finally:
-                if not keep:
-                    with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
-                        extract.clear_location(conn, attempt)
-        with _phase(report, "load", log):
-            plan = LoadPlan(
-                strategy=effective,
-                cursor_column=report.options.cursor_column,
-                primary_key=report.options.primary_key,
-                previous_mark=state.high_water_mark if effective == "incremental" else None,
-            )
-            try:
-                loaded = load_table(
-                    options.duckdb_path,
-                    table,
-                    report.columns,
-                    files,
-                    report.rows_unloaded,
-                    options.lock_timeout,
-                    plan,
-                    log,
-                    lake=options.lake,
-                )
-            except LockTimeoutError:
-                # The files are fine; only the DuckDB file was busy. Other load failures start from scratch.
-                keep = keep_for_retry
-                raise
-        if loaded.waited_seconds:
-            # Waiting for the file is not loading: its own phase, so rows/s measure the load.
-            report.phase_seconds[WAIT_PHASE] = loaded.waited_seconds
-            report.phase_seconds["load"] = round(max(report.phase_seconds["load"] - loaded.waited_seconds, 0.0), 3)
-        report.rows_loaded = loaded.rows_loaded
-        report.rows_total = loaded.rows_total
-        report.rows_updated = loaded.rows_updated
-        report.high_water_mark = loaded.high_water_mark
-        report.schema_changes = loaded.schema_changes
-        report.duckdb_bytes = loaded.duckdb_bytes
-        report.snapshot_id = loaded.snapshot_id
-        report.preview_columns, report.preview_rows = loaded.preview_columns, loaded.preview_rows
-        return report
-    finally:
-        if not keep:
-            extract.remove_local_files(attempt)
+                    _download_or_reuse(report, conn, attempt, options, query, log)
+        with cleanup.keeping_on(LockTimeoutError), _phase(report, "load", log):
+            _load(report, options, state, log)
+    _split_wait(report)
+    return report
+
+
+def _describe(report: SyncReport, conn: Any, state: TableSyncState) -> None:
+    report.columns = describe_table(conn, report.table)
+    report.source = table_figures(conn, report.table)
+    report.options = validate_options(report.table, report.columns, state.options)
+
+
+def _incremental_where(report: SyncReport, state: TableSyncState) -> str | None:
+    """The unload's WHERE on an incremental sync: the cursor from the last high-water mark on."""
+    cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
+    if report.strategy != "incremental" or cursor is None or state.high_water_mark is None:
+        return None
+    return _cursor_predicate(cursor, state.high_water_mark)
+
+
+def _unload_or_resume(
+    report: SyncReport, conn: Any, attempt: extract.Attempt, options: SyncOptions, where: str | None, log: Log
+) -> str:
+    """Unload to the stage, or take up the attempt a failed try left (its unload, and maybe its download).
+    Returns the unload's query, which the attempt's manifest is keyed by."""
+    table = report.table
+    query = extract.unload_query(table, report.columns, where)
+    unload = extract.load_manifest(attempt, query)
+    downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
+    if unload is not None and downloaded is not None:
+        report.resumed_unload = True
+        report.download = extract.Download(downloaded, [], [f.name for f in downloaded], _size(downloaded))
+        log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
+    elif unload is not None and (not unload.rows_unloaded or extract.staged_names(conn, attempt)):
+        report.resumed_unload = True
+        log(f"{table}: resuming attempt {attempt.name}: its unload is done already")
+    else:
+        extract.clear_location(conn, attempt)
+        unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
+        extract.save_manifest(attempt, unload, query)
+    report.unload = unload
+    log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
+    return query
+
+
+def _download_or_reuse(
+    report: SyncReport, conn: Any, attempt: extract.Attempt, options: SyncOptions, query: str, log: Log
+) -> None:
+    unload = report.unload
+    if report.download is not None or unload is None:
+        return  # the attempt's files are all here already
+    if not unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
+        report.download = extract.Download([], [], [], 0)
+        return
+    staged = extract.staged_names(conn, attempt)
+    for folder, needed in _needed_space(options, unload).items():
+        extract.check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
+    download = extract.download_files(conn, attempt, unload, query, staged, options.get_parallel)
+    report.download = download
+    log(
+        f"{report.table}: downloaded {len(download.fetched)} file(s)"
+        + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
+    )
+
+
+def _load(report: SyncReport, options: SyncOptions, state: TableSyncState, log: Log) -> None:
+    plan = LoadPlan(
+        strategy=report.strategy,
+        cursor_column=report.options.cursor_column,
+        primary_key=report.options.primary_key,
+        previous_mark=state.high_water_mark if report.strategy == "incremental" else None,
+    )
+    report.load = load_table(
+        options.duckdb_path,
+        report.table,
+        report.columns,
+        report.download.files if report.download else [],
+        report.rows_unloaded,
+        options.lock_timeout,
+        plan,
+        log,
+        lake=options.lake,
+    )
+
+
+def _split_wait(report: SyncReport) -> None:
+    """Waiting for the DuckDB file is not loading: its own phase, so rows/s measure the load."""
+    waited = report.load.waited_seconds if report.load else 0.0
+    if waited:
+        report.phase_seconds[WAIT_PHASE] = waited
+        report.phase_seconds["load"] = round(max(report.phase_seconds["load"] - waited, 0.0), 3)
+
+
+def _size(files: list[Path]) -> int:
+    return sum(f.stat().st_size for f in files)
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ DESC_COLUMNS = [
 ]
 
 
-def describe_table(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[list[Any]]:
+def desc_table_rows(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[list[Any]]:
     """DESC TABLE rows, as Snowflake prints them, from declared types (or derived ones)."""
     is_view = duck.execute(
         "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",

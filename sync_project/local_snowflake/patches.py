@@ -1,0 +1,72 @@
+"""Where fakesnow answers differently from Snowflake, patched in place (each patch applied once).
+
+NULL timestamps (fakesnow returns 1970-01-01), GEOGRAPHY as WKT text (ST_ASWKT is the value itself), and
+INFORMATION_SCHEMA's figures (`table_meta.patch_fakesnow_info_schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakesnow.arrow
+import pyarrow as pa
+import pyarrow.compute as pc
+from fakesnow.cursor import FakeSnowflakeCursor
+from sqlglot import exp
+
+from sync_project.local_snowflake import table_meta
+
+
+def patch_fakesnow() -> None:
+    table_meta.patch_fakesnow_info_schema()
+    _patch_fakesnow_null_timestamps()
+    _patch_fakesnow_geography()
+
+
+def _patch_fakesnow_null_timestamps() -> None:
+    """fakesnow turns NULL timestamps into 1970-01-01 in query results; keep them NULL."""
+    original = fakesnow.arrow.timestamp_to_sf_struct
+    if getattr(original, "_keeps_nulls", False):
+        return
+
+    def timestamp_to_sf_struct(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        struct = original(pc.fill_null(ts, pa.scalar(0, ts.type)))
+        if not ts.null_count:
+            return struct
+        return pa.StructArray.from_arrays(
+            [struct.field(i) for i in range(struct.type.num_fields)],
+            fields=list(struct.type),
+            mask=pc.is_null(ts),
+        )
+
+    timestamp_to_sf_struct._keeps_nulls = True  # type: ignore[attr-defined]
+    fakesnow.arrow.timestamp_to_sf_struct = timestamp_to_sf_struct
+
+
+_AS_TEXT_FUNCTIONS = {"ST_ASWKT", "ST_ASTEXT"}
+
+
+def _geography_as_text(node: exp.Expr) -> exp.Expr:
+    """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
+    if isinstance(node, exp.Func):
+        name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+        args = [node.this] if node.this is not None and not isinstance(node, exp.Anonymous) else node.expressions
+        if name.upper() in _AS_TEXT_FUNCTIONS and len(args) == 1 and isinstance(args[0], exp.Expr):
+            return exp.cast(args[0].copy(), "VARCHAR")
+    return node
+
+
+def _patch_fakesnow_geography() -> None:
+    """Teach fakesnow's transform chain that GEOGRAPHY is WKT text here (ST_ASWKT and friends)."""
+    original = FakeSnowflakeCursor._transform
+    if getattr(original, "_geography_as_text", False):
+        return
+
+    def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
+        transformed: exp.Expr = original(self, expression.transform(_geography_as_text, copy=False), params)
+        return transformed
+
+    transform._geography_as_text = True  # type: ignore[attr-defined]
+    FakeSnowflakeCursor._transform = transform  # type: ignore[method-assign]

@@ -1,0 +1,305 @@
+"""The statements the emulator answers itself, one small handler per kind, as fakesnow's own transforms are
+one function per statement kind (`fakesnow/transforms/stage.py`).
+
+`sqltext.classify` names the kind; `HANDLERS` maps it to its handler; a handler returns a `Result` (rows the
+connector reads as JSON), a dict (GET's file-transfer answer) or None (fakesnow runs the statement after all).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from fakesnow.dialect import parse_one
+from fakesnow.fakes import FakeSnowflakeConnection
+from fakesnow.instance import FakeSnow
+from sqlglot import exp
+
+from sync_project.local_snowflake import table_meta
+from sync_project.local_snowflake.access import Session
+from sync_project.local_snowflake.gcs import PresignedStorage
+from sync_project.local_snowflake.sqltext import (
+    OptionValue,
+    matching_paren,
+    normalise_identifier,
+    parse_options,
+    parse_stage_ref,
+    resolve_name,
+    resolve_schema,
+    split_dotted,
+    sql_error,
+)
+from sync_project.local_snowflake.stages import StageStore
+from sync_project.local_snowflake.unload import new_query_id, write_unload
+
+UNLOAD_COLUMNS = [("rows_unloaded", "fixed"), ("input_bytes", "fixed"), ("output_bytes", "fixed")]
+
+
+@dataclass
+class Result:
+    """A small result set the emulator builds itself, sent as JSON rows."""
+
+    columns: list[tuple[str, str]]  # (name, "text" | "fixed")
+    rows: list[list[Any]]
+
+
+Answer = Result | dict[str, Any] | None
+
+
+@dataclass
+class Statement:
+    """One statement to answer, with what its handler may need: the session, the stages, fakesnow."""
+
+    kind: str
+    match: re.Match[str]
+    sql: str
+    token: str
+    conn: FakeSnowflakeConnection
+    base_url: str
+    session: Session
+    stages: StageStore
+    storage: PresignedStorage
+    fs: FakeSnow
+
+    @property
+    def rest(self) -> str:
+        return self.match.group("rest") if "rest" in self.match.groupdict() else ""
+
+    @property
+    def db(self) -> str | None:
+        database: str | None = self.conn.database
+        return database
+
+    @property
+    def schema(self) -> str | None:
+        schema: str | None = self.conn.schema
+        return schema
+
+    @property
+    def duck(self) -> duckdb.DuckDBPyConnection:
+        duck: duckdb.DuckDBPyConnection = self.conn._duck_conn
+        return duck
+
+
+def answer(statement: Statement) -> Answer:
+    return HANDLERS[statement.kind](statement)
+
+
+def _only_options(options: dict[str, OptionValue], allowed: set[str], statement: str) -> dict[str, OptionValue]:
+    """Snowflake refuses options a statement does not have; so does the emulator."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise sql_error(f"SQL compilation error:\ninvalid option {unknown[0]!r} for {statement}", errno=1003)
+    return options
+
+
+def _message(text: str) -> Result:
+    return Result([("status", "text")], [[text]])
+
+
+DONE = "Statement executed successfully."
+
+
+def alter_session(st: Statement) -> Result:
+    if st.match.group("verb").upper() == "SET":
+        st.session.set_parameters(parse_options(st.rest))
+    else:
+        names = [n.strip().upper() for n in st.rest.split(",") if n.strip()]
+        st.session.set_parameters(dict.fromkeys(names))
+        for name in names:
+            st.session.parameters.pop(name, None)
+    return _message(DONE)
+
+
+def use_warehouse(st: Statement) -> Result:
+    parts, _ = split_dotted(st.rest.strip())
+    st.session.use_warehouse(normalise_identifier(parts[0]) if parts else "")
+    return _message(DONE)
+
+
+def session_context(st: Statement) -> Result:
+    # Context functions run in cloud services (no warehouse needed); fakesnow has no CURRENT_WAREHOUSE.
+    names = [n.strip().split("(")[0].upper() for n in st.rest.split(",")]
+    values = {
+        "CURRENT_WAREHOUSE": st.session.warehouse,
+        "CURRENT_ROLE": st.session.role.name,
+        "CURRENT_USER": st.session.user,
+        "CURRENT_DATABASE": st.db,
+        "CURRENT_SCHEMA": st.schema if st.db else None,
+    }
+    if unknown := [n for n in names if n not in values]:
+        raise sql_error(f"SQL compilation error:\nUnknown function {unknown[0]}", errno=2140, sqlstate="42601")
+    return Result([(f"{n}()", "text") for n in names], [[values[n] for n in names]])
+
+
+def create_stage(st: Statement) -> Result:
+    parts, _ = split_dotted(st.rest.strip())
+    stage = resolve_name(parts, st.db, st.schema)
+    st.session.role.may_create_stage(stage.database, stage.schema)
+    created = st.stages.create(
+        stage,
+        session=st.token,
+        temporary=bool(st.match.group("temp")),
+        replace=bool(st.match.group("replace")),
+        if_not_exists=bool(st.match.group("ine")),
+    )
+    return _message(created)
+
+
+def drop_stage(st: Statement) -> Result:
+    parts, _ = split_dotted(st.rest.strip())
+    stage = resolve_name(parts, st.db, st.schema)
+    st.session.role.may_use(stage, "write")
+    return _message(st.stages.drop(stage, if_exists=bool(st.match.group("ie"))))
+
+
+def list_or_remove(st: Statement) -> Result:
+    ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
+    st.session.role.may_use(ref.stage, "read" if st.kind == "list" else "write")
+    pattern = _only_options(parse_options(after), {"PATTERN"}, st.kind.upper()).get("PATTERN")
+    pattern_text = pattern if isinstance(pattern, str) else None
+    if st.kind == "list":
+        return Result(
+            [("name", "text"), ("size", "fixed"), ("md5", "text"), ("last_modified", "text")],
+            st.stages.list_rows(ref, pattern_text),
+        )
+    return Result([("name", "text"), ("result", "text")], st.stages.remove(ref, pattern_text))
+
+
+def show_stages(st: Statement) -> Result:
+    scope, _ = split_dotted((st.rest or "").strip())
+    columns = ["created_on", "name", "database_name", "schema_name", "type"]
+    rows = st.stages.show_rows(resolve_schema(scope, st.db) if scope else None, st.match.group("like"))
+    return Result([(c, "text") for c in columns], rows)
+
+
+def desc_table(st: Statement) -> Result:
+    parts, _ = split_dotted(st.rest.strip())
+    obj = resolve_name(parts, st.db, st.schema)
+    return Result([(c, "text") for c in table_meta.DESC_COLUMNS], table_meta.desc_table_rows(st.duck, obj))
+
+
+def create_table(st: Statement) -> Result | None:
+    """CREATE TABLE with column definitions keeps the declared types; CTAS and the rest go to fakesnow."""
+    create = parse_one(st.sql)
+    if (
+        isinstance(create, exp.Create)
+        and isinstance(create.this, exp.Schema)
+        and any(isinstance(e, exp.ColumnDef) for e in create.this.expressions)
+        and not create.args.get("expression")
+    ):
+        return _message(table_meta.create_table(st.duck, create, st.db, st.schema))
+    return None
+
+
+def get(st: Statement) -> dict[str, Any]:
+    """GET as Snowflake answers it for a stage on cloud storage: per-file presigned URLs and the master key."""
+    ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
+    st.session.role.may_use(ref.stage, "read")
+    m = re.match(r"\s*(?:'([^']*)'|(\S+))(.*)", after, re.DOTALL)
+    if not m:
+        raise sql_error("SQL compilation error:\nGET needs a local file:// location")
+    url = m.group(1) or m.group(2)
+    if not url.lower().startswith("file://"):
+        raise sql_error(f"SQL compilation error:\nGET target {url!r} is not a file:// URL")
+    # Snowflake takes the rest of a file:// URI literally (no percent-decoding); quote it for spaces.
+    local = url[len("file://") :]
+    options = _only_options(parse_options(m.group(3)), {"PATTERN", "PARALLEL"}, "GET")
+    pattern = options.get("PATTERN")
+    parallel = options.get("PARALLEL", 10)
+    if not isinstance(parallel, int) or not 1 <= parallel <= 99:
+        raise sql_error("SQL compilation error:\nPARALLEL must be an integer between 1 and 99", errno=1008)
+    files = st.stages.files(ref, pattern if isinstance(pattern, str) else None)
+    if not files:
+        raise sql_error(
+            f"Remote file 'stage://{ref.stage.display()}/{ref.path}' was not found. There are several "
+            "potential causes. The file might not exist. The required access might not be granted.",
+            errno=253006,
+            sqlstate="02000",
+        )
+    query_id = new_query_id()
+    master = st.stages.master_key(ref.stage)
+    material = {"queryStageMasterKey": master.key, "queryId": query_id, "smkId": str(master.smk_id)}
+    return {
+        "command": "DOWNLOAD",
+        "src_locations": [f.relative for f in files],
+        "presignedUrls": [st.storage.presign(st.base_url, ref.stage, f.relative) for f in files],
+        "encryptionMaterial": [material for _ in files],
+        "stageInfo": {
+            "locationType": "GCS",
+            "location": st.storage.stage_location(ref.stage),
+            "path": ref.path,
+            "region": "us-central1",
+            "creds": {},
+            "isClientSideEncrypted": True,
+            "useRegionalUrl": False,
+            "endPoint": None,
+        },
+        "localLocation": local,
+        "parallel": parallel,
+        "overwrite": True,
+        "autoCompress": False,
+        "sourceCompression": "none",
+        "queryId": query_id,
+    }
+
+
+def _unload_source(st: Statement, after: str) -> tuple[str, str]:
+    """The query of COPY INTO <location> FROM (<query>) | <table>, and the options after it."""
+    m = re.match(r"\s*FROM\s+", after, re.IGNORECASE)
+    if not m:
+        raise sql_error("SQL compilation error:\nCOPY INTO <location> needs FROM (<query>) or FROM <table>")
+    after = after[m.end() :]
+    if after.startswith("("):
+        end = matching_paren(after, 0)
+        return after[1:end], after[end + 1 :]
+    parts, options_text = split_dotted(after)
+    table = resolve_name(parts, st.db, st.schema)
+    return f"SELECT * FROM {table_meta.qualified(table)}", options_text
+
+
+def unload(st: Statement) -> Result:
+    st.session.require_warehouse()
+    ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
+    st.session.role.may_use(ref.stage, "write")
+    query, options_text = _unload_source(st, after)
+    # fakesnow's own transforms turn the Snowflake query into DuckDB SQL.
+    duckdb_sql = st.conn.cursor()._transform(parse_one(query), None).sql(dialect="duckdb")
+    if not ref.path or ref.path.endswith("/"):
+        folder, prefix = ref.path, "data"
+    else:
+        folder, _, prefix = ref.path.rpartition("/")
+        folder = f"{folder}/" if folder else ""
+    # A cursor of its own whose current schema lets fakesnow's macros (e.g. _fs_to_timestamp) resolve
+    # even when the session has no current database.
+    with st.fs.duck_conn.cursor() as duck:
+        db = st.db or (None if ref.stage.database == "~" else ref.stage.database)
+        schema = st.schema if st.db else ref.stage.schema
+        if db:
+            duck.execute(f"USE {table_meta.quote(db)}.{table_meta.quote(schema or 'main')}")
+        written = write_unload(
+            duck, duckdb_sql, st.stages, ref.stage, folder, prefix, parse_options(options_text), new_query_id()
+        )
+    if not written.rows_unloaded:
+        # Snowflake documents no result row for an unload that wrote nothing; return none, the harder case.
+        return Result(UNLOAD_COLUMNS, [])
+    return Result(UNLOAD_COLUMNS, [[written.rows_unloaded, written.input_bytes, written.output_bytes]])
+
+
+HANDLERS: dict[str, Callable[[Statement], Answer]] = {
+    "alter_session": alter_session,
+    "use_warehouse": use_warehouse,
+    "session_context": session_context,
+    "create_stage": create_stage,
+    "drop_stage": drop_stage,
+    "list": list_or_remove,
+    "remove": list_or_remove,
+    "show_stages": show_stages,
+    "get": get,
+    "unload": unload,
+    "desc_table": desc_table,
+    "create_table": create_table,
+}
