@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,62 +163,18 @@ def load_table(
     together; any error rolls back and the previous table and state stay exactly as they were.
     """
     plan = plan or LoadPlan()
-    cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     waited = Waited()
     with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited, lake=lake) as con:
         _create_schemas(con, table)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            _check_name_collision(con, table)
-            if files:
-                file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
-                source = f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
-            else:
-                # 0 rows unloaded means no file: an empty batch with the right schema.
-                nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {quote_identifier(c.name)}" for c in columns)
-                source = f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
-            incremental = plan.strategy == "incremental" and bool(table_columns(con, table))
-            batch = "__batch" if incremental else table.duckdb_sql
-            con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {source}")
-            counted = con.execute(f"SELECT count(*) FROM {batch}").fetchone()
-            rows_loaded = int(counted[0]) if counted else -1
-            if rows_loaded != rows_unloaded:
-                raise RowCountMismatchError(
-                    f"loading {table}: DuckDB read {rows_loaded:,} rows but Snowflake unloaded "
-                    f"{rows_unloaded:,}; the previous table is kept, and a fresh attempt reads everything again"
-                )
-            mark = plan.previous_mark if incremental else None
-            if cursor is not None and rows_loaded:
-                found = con.execute(
-                    f"SELECT {_mark_expression(cursor.name, cursor.duckdb_type)} FROM {batch}"
-                ).fetchone()
-                mark = str(found[0]) if found and found[0] is not None else mark
-            changes: list[str] = []
-            replaced = 0
-            if incremental:
-                changes = _evolve_schema(con, table, columns)
-                replaced = _merge(con, table, plan, cursor.duckdb_type if cursor else None)
-                con.execute("DROP TABLE __batch")
-            total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-            rows_total = int(total[0]) if total else 0
-            write_progress(con, table, mark, rows_total, table_columns(con, table))
+        commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
+        with _transaction(con, table):
+            rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
+                con, table, columns, files, rows_unloaded, plan
+            )
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
-            preview_columns = [d[0] for d in preview.description]
-            preview_rows = preview.fetchall()
-            commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
+            preview_columns, preview_rows = [d[0] for d in preview.description], preview.fetchall()
             if lake is not None:  # a file keeps no snapshots
                 con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('sync_project', {sql_string(commit)})")
-            con.execute("COMMIT")
-        except BaseException as error:
-            with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has already ended the transaction
-                con.execute("ROLLBACK")
-            if isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower():
-                raise TransientError(
-                    f"loading {table}: another writer committed a conflicting change to the same table at the "
-                    f"same time ({str(error).splitlines()[-1]}); nothing of this load was kept, and a fresh "
-                    "attempt loads it again (transient)"
-                ) from None
-            raise
         snapshot_id = _committed_snapshot(con, commit) if lake is not None else None
         stored_bytes = lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
     return LoadResult(
@@ -232,6 +189,73 @@ def load_table(
         round(waited.seconds, 3),
         snapshot_id,
     )
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, table: TableRef) -> Iterator[None]:
+    """BEGIN ... COMMIT; any error rolls back, and a lake's commit conflict says what it is (transient)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException as error:
+        with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has already ended the transaction
+            con.execute("ROLLBACK")
+        if isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower():
+            raise TransientError(
+                f"loading {table}: another writer committed a conflicting change to the same table at the "
+                f"same time ({str(error).splitlines()[-1]}); nothing of this load was kept, and a fresh "
+                "attempt loads it again (transient)"
+            ) from None
+        raise
+
+
+def _load_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    columns: list[Column],
+    files: list[Path],
+    rows_unloaded: int,
+    plan: LoadPlan,
+) -> tuple[int, int, int, str | None, list[str]]:
+    """Build the batch, check its count, merge or swap it in, record the state: rows loaded, rows in the
+    table, rows replaced, the new high-water mark and the schema changes."""
+    _check_name_collision(con, table)
+    cursor = next((c for c in columns if c.name == plan.cursor_column), None)
+    incremental = plan.strategy == "incremental" and bool(table_columns(con, table))
+    batch = "__batch" if incremental else table.duckdb_sql
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {_source(columns, files)}")
+    counted = con.execute(f"SELECT count(*) FROM {batch}").fetchone()
+    rows_loaded = int(counted[0]) if counted else -1
+    if rows_loaded != rows_unloaded:
+        raise RowCountMismatchError(
+            f"loading {table}: DuckDB read {rows_loaded:,} rows but Snowflake unloaded "
+            f"{rows_unloaded:,}; the previous table is kept, and a fresh attempt reads everything again"
+        )
+    mark = plan.previous_mark if incremental else None
+    if cursor is not None and rows_loaded:
+        found = con.execute(f"SELECT {_mark_expression(cursor.name, cursor.duckdb_type)} FROM {batch}").fetchone()
+        mark = str(found[0]) if found and found[0] is not None else mark
+    changes: list[str] = []
+    replaced = 0
+    if incremental:
+        changes = _evolve_schema(con, table, columns)
+        replaced = _merge(con, table, plan, cursor.duckdb_type if cursor else None)
+        con.execute("DROP TABLE __batch")
+    total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
+    rows_total = int(total[0]) if total else 0
+    write_progress(con, table, mark, rows_total, table_columns(con, table))
+    return rows_loaded, rows_total, replaced, mark, changes
+
+
+def _source(columns: list[Column], files: list[Path]) -> str:
+    """The batch's SELECT over the downloaded files, each column cast to its mapped type."""
+    if files:
+        file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
+        return f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
+    # 0 rows unloaded means no file: an empty batch with the right schema.
+    nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {quote_identifier(c.name)}" for c in columns)
+    return f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
 
 
 def _create_schemas(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
