@@ -82,16 +82,8 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = None) -> dict[str, Any]:
-    """What a sync shows on its partition: text for people (thousands separated, the table named first),
-    and every number once more in `figures` for code.
-
-    None of Dagster's asset-level keys (dagster/row_count, dagster/column_schema, dagster/table_name): the
-    asset's overview would show the last-synced table's values as if they were the whole asset's, and plot
-    one table's rows against another's.
-    """
-    relation = report.table.duckdb_relation
-    schema = dg.TableSchema(
+def _table_schema(report: SyncReport) -> dg.TableSchema:
+    return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=c.name,
@@ -102,6 +94,10 @@ def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = No
             for c in report.columns
         ]
     )
+
+
+def sync_report_figures(report: SyncReport, lake: Lake | None) -> dict[str, Any]:
+    """Every number of one sync, for code (the change sensor, the checks, `status`): `history.SyncFigures`."""
     figures: dict[str, Any] = {
         "strategy": report.strategy,
         "rows_total": report.rows_total,
@@ -125,6 +121,18 @@ def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = No
         figures["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
         figures["snowflake_bytes"] = report.source.bytes if report.source.bytes is not None else -1
         figures["snowflake_last_altered"] = report.source.last_altered.isoformat() if report.source.last_altered else ""
+    return figures
+
+
+def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = None) -> dict[str, Any]:
+    """What a sync shows on its partition: text for people (thousands separated, the table named first),
+    and every number once more in `figures` for code.
+
+    None of Dagster's asset-level keys (dagster/row_count, dagster/column_schema, dagster/table_name): the
+    asset's overview would show the last-synced table's values as if they were the whole asset's, and plot
+    one table's rows against another's.
+    """
+    relation = report.table.duckdb_relation
     metadata: dict[str, Any] = {
         "table": dg.MetadataValue.text(f"{report.table.key} (Snowflake {report.table}, DuckDB {relation})"),
         "rows": dg.MetadataValue.text(f"{report.rows_total:,} rows in {relation}"),
@@ -135,13 +143,13 @@ def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = No
         ),
         "strategy_reason": report.strategy_reason,
         "preview": preview_table(report.preview_columns, report.preview_rows),
-        "columns": dg.MetadataValue.table_schema(schema),
+        "columns": dg.MetadataValue.table_schema(_table_schema(report)),
         "high_water_mark": report.high_water_mark or "",
         "cursor_column": report.options.cursor_column or "",
         "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
         "schema_changes": dg.MetadataValue.json(report.schema_changes),
         "unload_query_id": report.unload_query_id,
-        FIGURES: dg.MetadataValue.json(figures),
+        FIGURES: dg.MetadataValue.json(sync_report_figures(report, lake)),
     }
     if lake is None:
         metadata["duckdb_file"] = dg.MetadataValue.path(duckdb_path)
@@ -252,30 +260,37 @@ def snowflake_table(
         keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
     )
     for outcome in outcomes:
-        table, report = outcome.table, outcome.report
-        if report is None:
+        if outcome.report is None:
             error = outcome.error
             transient = transient or not isinstance(error, PermanentError)
-            failures[table.key] = str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
-            context.log.error(f"{table}: {failures[table.key]}")
+            failures[outcome.table.key] = (
+                str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
+            )
+            context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
             continue
-        context.log.info(
-            f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
-            f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
-            + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
-        )
-        yield dg.AssetMaterialization(
-            asset_key=SYNC_ASSET_KEY,
-            partition=table.key,
-            metadata=report_metadata(report, duckdb.database, duckdb.lake),
-        )
-        columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
-        source_rows = report.source.rows if report.source is not None else None
-        for evaluation in evaluations_after_sync(table, report.rows_total, columns, source_rows, duckdb):
-            yield evaluation
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-                failures[table.key] = str(evaluation.description)
+        yield from _recorded(context, outcome.report, duckdb, failures)
     _fail_if_any(failures, transient, context.retry_number)
+
+
+def _recorded(
+    context: dg.AssetExecutionContext, report: SyncReport, duckdb: SyncDuckDBResource, failures: dict[str, str]
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """One synced table's partition: its materialization, then its checks (a failed blocking one fails it)."""
+    table = report.table
+    context.log.info(
+        f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
+        f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
+        + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
+    )
+    yield dg.AssetMaterialization(
+        asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=report_metadata(report, duckdb.database, duckdb.lake)
+    )
+    columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
+    source_rows = report.source.rows if report.source is not None else None
+    for evaluation in evaluations_after_sync(table, report.rows_total, columns, source_rows, duckdb):
+        yield evaluation
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failures[table.key] = str(evaluation.description)
 
 
 def _fail_if_any(failures: dict[str, str], transient: bool, retry_number: int) -> None:

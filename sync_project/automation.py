@@ -12,15 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-from dagster._core.storage.tags import (
-    PARTITION_NAME_TAG as PARTITION_TAG,
-)
 
 from sync_project.assets import SYNC_BATCH_SIZE
+from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY
 from sync_project.jobs import SYNC_JOB, publish_mirror_job, sync_tables_job
 from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_project import registry
+from sync_project.dagster_api import PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY
 from sync_project.metadata import human_bytes, text_table
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
@@ -36,7 +37,7 @@ def in_process_run_tags(partition_key: str) -> dict[str, str]:
 
     Dagster tags runs launched from a workspace with their repository's label; `execute_in_process` does not.
     """
-    return {"dagster/partition": partition_key, ".dagster/repository": REPOSITORY_LABEL}
+    return {PARTITION_TAG: partition_key, ".dagster/repository": REPOSITORY_LABEL}
 
 
 sync_tables_job = dg.define_asset_job(

@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.dagster_api import PARTITION_TAG, latest_check_evaluation
 from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.load import TableState, lake_table_bytes, read_table_state, table_state
+from sync_project.sync.mirror_read import read_mirror
 from sync_project.sync.pipeline import Connect
-from sync_project.sync.publish import current_snapshot, published_default, read_mirror
+from sync_project.sync.publish import current_snapshot, published_default
 from sync_project.sync.state import (
     TableOptions,
     TableSyncState,
@@ -33,8 +34,6 @@ from sync_project.sync.state import (
 )
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.target import Lake
-
-PARTITION_TAG = "dagster/partition"
 
 
 @dataclass(frozen=True)
@@ -206,6 +205,25 @@ def _duckdb_facts(
     return state, progress, size, source
 
 
+def _run_summary(record: dg.RunRecord) -> dict[str, Any]:
+    start, end = record.start_time, record.end_time
+    return {
+        "run_id": record.dagster_run.run_id,
+        "status": record.dagster_run.status.value,
+        "started": dt.datetime.fromtimestamp(start, dt.UTC).isoformat() if start else None,
+        "seconds": round(end - start, 2) if start and end else None,
+    }
+
+
+def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """What the run's last step failure said."""
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    if failures and failures[-1].dagster_event and failures[-1].dagster_event.step_failure_data:
+        error_info = failures[-1].dagster_event.step_failure_data.error
+        return error_info.message.strip() if error_info else None
+    return None
+
+
 def table_status(
     instance: dg.DagsterInstance,
     table: TableRef,
@@ -220,30 +238,12 @@ def table_status(
     sync_runs = [r for r in runs if SYNC_ASSET_KEY in (r.dagster_run.asset_selection or {SYNC_ASSET_KEY})]
     last_run = sync_runs[0] if sync_runs else None
     last_failure = next((r for r in sync_runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE), None)
-    error = None
-    if last_failure:
-        failures = instance.all_logs(last_failure.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if failures and failures[-1].dagster_event and failures[-1].dagster_event.step_failure_data:
-            error_info = failures[-1].dagster_event.step_failure_data.error
-            error = error_info.message.strip() if error_info else None
-    check_key = dg.AssetCheckKey(SYNC_ASSET_KEY, ROW_COUNT_CHECK)
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [check_key], partition_filter=PartitionKeyFilter(key=table.key)
-    ).get(check_key)
-    evaluation = check.event.asset_check_evaluation if check and check.event else None
+    error = _failure_message(instance, last_failure.dagster_run.run_id) if last_failure else None
+    evaluation = latest_check_evaluation(instance, dg.AssetCheckKey(SYNC_ASSET_KEY, ROW_COUNT_CHECK), table.key)
     synced = last_sync(instance, table)
     state, progress, size, source = _duckdb_facts(
         duckdb_path, published or published_default(duckdb_path), table, lock_timeout, log, lake
     )
-
-    def run_summary(record: Any) -> dict[str, Any]:
-        start, end = record.start_time, record.end_time
-        return {
-            "run_id": record.dagster_run.run_id,
-            "status": record.dagster_run.status.value,
-            "started": dt.datetime.fromtimestamp(start, dt.UTC).isoformat() if start else None,
-            "seconds": round(end - start, 2) if start and end else None,
-        }
 
     return {
         "table": table.key,
@@ -252,14 +252,14 @@ def table_status(
         "registered": table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES),
         "options": describe_options(progress.options),
         "high_water_mark": progress.high_water_mark,
-        "last_run": run_summary(last_run) if last_run else None,
+        "last_run": _run_summary(last_run) if last_run else None,
         "last_successful_sync": {**asdict(synced), "at": synced.at.isoformat()} if synced else None,
         "row_count_check": (
             {"passed": evaluation.passed, "severity": evaluation.severity.value, "description": evaluation.description}
             if evaluation
             else None
         ),
-        "last_failed_run": {**run_summary(last_failure), "error": error} if last_failure else None,
+        "last_failed_run": {**_run_summary(last_failure), "error": error} if last_failure else None,
         "duckdb": {
             "exists": state.exists,
             "rows": state.rows if state.exists else None,

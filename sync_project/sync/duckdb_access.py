@@ -26,10 +26,9 @@ from pathlib import Path
 import duckdb
 import filelock
 
-from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
+from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.extensions import OFFLINE, load_extension
-from sync_project.sync.tables import sql_string
-from sync_project.sync.target import LAKE_ALIAS, Lake
+from sync_project.sync.target import LAKE_ALIAS, Lake, attach_lake
 
 Log = Callable[[str], None]
 
@@ -285,59 +284,12 @@ def lake_session(lake: Lake, read_only: bool = False, what: str = "") -> Iterato
         load_extension(con, "ducklake")
         if not lake.is_postgres:
             Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
-        _attach(con, lake, read_only, what or "opening the lake")
+        attach_lake(con, lake, read_only, what or "opening the lake")
         con.execute(f"USE {LAKE_ALIAS}")
         _session_settings(con)
         yield con
     finally:
         con.close()
-
-
-# A new Postgres catalog is created by the first attach; two writers that attach it at once race on
-# CREATE TABLE and one gets Postgres's duplicate-key error. Once the other's creation has committed, an
-# attach simply finds the catalog.
-_CATALOG_RACE = ("duplicate key value", "already exists")
-_CATALOG_RACE_RETRIES = (0.2, 0.5, 1.0, 2.0)
-# libpq's words for a server that is down, restarting or unreachable: worth another attempt later.
-_CATALOG_UNREACHABLE = (
-    "could not connect",
-    "connection refused",
-    "server closed the connection",
-    "the database system is",
-    "no such file or directory",
-    "terminating connection",
-)
-
-
-def _attach(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, what: str) -> None:
-    attach = f"ATTACH {sql_string(lake.attach_path)} AS {LAKE_ALIAS} (DATA_PATH {sql_string(lake.data_path)}"
-    for pause in (*_CATALOG_RACE_RETRIES, None):
-        try:
-            try:
-                con.execute(attach + (", READ_ONLY)" if read_only else ")"))
-            except duckdb.Error as e:
-                # A lake that was never written has no catalog yet, and a read-only attach cannot make one;
-                # an empty lake it makes is what a reader of a lake with no sync would see anyway.
-                never_written = not lake.is_postgres and not Path(lake.catalog).exists()
-                if not read_only or not (never_written or "does not exist" in str(e)):
-                    raise
-                con.execute(attach + ")")
-            return
-        except duckdb.Error as e:
-            text = str(e)
-            if pause is not None and any(s in text for s in _CATALOG_RACE):
-                time.sleep(pause)
-                continue
-            message = f"{what}: cannot attach {lake.describe()} ({text.splitlines()[0]})"
-            if lake.is_postgres and any(s in text.lower() for s in _CATALOG_UNREACHABLE):
-                raise TransientError(
-                    f"{message}. The catalog's PostgreSQL did not answer (down or restarting); the previous "
-                    "tables are untouched, and a later attempt syncs again (transient)"
-                ) from None
-            raise PermanentError(
-                f"{message}. Check SYNC_DUCKLAKE_CATALOG and SYNC_DUCKLAKE_DATA_PATH, and that the catalog "
-                "database is reachable."
-            ) from None
 
 
 def is_lake(con: duckdb.DuckDBPyConnection) -> bool:

@@ -22,7 +22,8 @@ from typing import Any, BinaryIO, Literal
 
 from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.publish import published_default, read_mirror
+from sync_project.sync.mirror_read import read_mirror
+from sync_project.sync.publish import published_default
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import Lake
 

@@ -9,9 +9,14 @@ every commit is a snapshot a reader can query later (`AT (VERSION => id)`).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from sync_project.sync.errors import PermanentError
+import duckdb
+
+from sync_project.sync.errors import PermanentError, TransientError
+from sync_project.sync.tables import sql_string
 
 LAKE_ALIAS = "lake"  # the name the lake is attached under in every session
 POSTGRES_PREFIX = "postgres:"
@@ -55,3 +60,51 @@ class Lake:
 def lake_for(target: str, catalog: str, data_path: str) -> Lake | None:
     """The lake SYNC_TARGET names, or None for the DuckDB file."""
     return Lake(catalog, data_path) if target == "ducklake" else None
+
+
+# A new Postgres catalog is created by the first attach; two writers that attach it at once race on
+# CREATE TABLE and one gets Postgres's duplicate-key error. Once the other's creation has committed, an
+# attach simply finds the catalog.
+_CATALOG_RACE = ("duplicate key value", "already exists")
+_CATALOG_RACE_RETRIES = (0.2, 0.5, 1.0, 2.0)
+# libpq's words for a server that is down, restarting or unreachable: worth another attempt later.
+_CATALOG_UNREACHABLE = (
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "the database system is",
+    "no such file or directory",
+    "terminating connection",
+)
+
+
+def attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, what: str) -> None:
+    """Attach the lake as LAKE_ALIAS; a failure is transient (the catalog's server is down) or permanent."""
+    attach = f"ATTACH {sql_string(lake.attach_path)} AS {LAKE_ALIAS} (DATA_PATH {sql_string(lake.data_path)}"
+    for pause in (*_CATALOG_RACE_RETRIES, None):
+        try:
+            try:
+                con.execute(attach + (", READ_ONLY)" if read_only else ")"))
+            except duckdb.Error as e:
+                # A lake that was never written has no catalog yet, and a read-only attach cannot make one;
+                # an empty lake it makes is what a reader of a lake with no sync would see anyway.
+                never_written = not lake.is_postgres and not Path(lake.catalog).exists()
+                if not read_only or not (never_written or "does not exist" in str(e)):
+                    raise
+                con.execute(attach + ")")
+            return
+        except duckdb.Error as e:
+            text = str(e)
+            if pause is not None and any(s in text for s in _CATALOG_RACE):
+                time.sleep(pause)
+                continue
+            message = f"{what}: cannot attach {lake.describe()} ({text.splitlines()[0]})"
+            if lake.is_postgres and any(s in text.lower() for s in _CATALOG_UNREACHABLE):
+                raise TransientError(
+                    f"{message}. The catalog's PostgreSQL did not answer (down or restarting); the previous "
+                    "tables are untouched, and a later attempt syncs again (transient)"
+                ) from None
+            raise PermanentError(
+                f"{message}. Check SYNC_DUCKLAKE_CATALOG and SYNC_DUCKLAKE_DATA_PATH, and that the catalog "
+                "database is reachable."
+            ) from None

@@ -22,14 +22,12 @@ import time
 from typing import Any
 
 from dagster import DagsterRun, Field, IntSource
-from dagster import _check as check
-from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
-from dagster._grpc.types import ResumeRunArgs
-from dagster._serdes import pack_value
 from dagster_celery.config import TASK_RESUME_JOB_NAME
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_resume_job_task
+
+from sync_project.dagster_api import CheckRunHealthResult, ResumeRunArgs, ResumeRunContext, WorkerStatus, pack_value
 
 LOST_AFTER_SECONDS = 15.0  # three monitoring polls: one missed ping on a loaded machine is not a lost worker
 PING_TIMEOUT_SECONDS = 2.0
@@ -64,8 +62,10 @@ class SyncCeleryRunLauncher(CeleryRunLauncher):
 
     def resume_run(self, context: ResumeRunContext) -> None:
         run = context.dagster_run
+        if run.job_code_origin is None:
+            raise ValueError(f"run {run.run_id} has no code origin to resume it from")
         args = ResumeRunArgs(
-            job_origin=check.not_none(run.job_code_origin),
+            job_origin=run.job_code_origin,
             run_id=run.run_id,
             instance_ref=self._instance.get_ref(),
             set_exit_code_on_failure=True,

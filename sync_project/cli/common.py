@@ -1,0 +1,105 @@
+"""What every `sync-project` command shares: the group, error reporting, the instance, table keys."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from sync_project.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from sync_project.sync.pipeline import Connect
+    from sync_project.sync.tables import TableRef
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """Turn the engine's errors into a message and exit code 1, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sync_project.sync.errors import SyncError
+
+        try:
+            return command(*args, **kwargs)
+        except SyncError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def cli_instance() -> dg.DagsterInstance:
+    import dagster as dg
+
+    from sync_project.settings import dagster_home
+
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def snowflake_connect(settings: Settings) -> Connect:
+    from sync_project.resources import snowflake_resource
+
+    resource = snowflake_resource(settings).process_config_and_initialize()
+    return resource.get_connection  # type: ignore[no-any-return]
+
+
+def table_from_key(key: str, settings: Settings) -> TableRef:
+    from sync_project.partitions import table_for_partition
+
+    return table_for_partition(key, settings)
+
+
+def to_stderr(message: str) -> None:
+    """Progress for people (waiting, for instance), kept out of stdout, which scripts read."""
+    click.echo(message, err=True)
+
+
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The registered key a mistyped one most likely meant: same letters in another case first."""
+    import difflib
+
+    by_case = {k.lower(): k for k in keys}
+    if key.lower() in by_case:
+        return by_case[key.lower()]
+    found = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def not_registered(key: str, keys: list[str]) -> click.ClickException:
+    close = closest_key(key, keys)
+    hint = (
+        f"did you mean {close}? (quoted names keep their case)"
+        if close
+        else f"`sync-project tables SCHEMA` lists a schema's tables; `sync-project register {key}` adds one"
+    )
+    return click.ClickException(f"{key} is not registered; {hint}")
+
+
+def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance) -> TableRef:
+    """The table a key names, if it is registered; otherwise exit 1 with the closest registered key."""
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    table = table_from_key(key, settings)
+    keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    if table.key not in keys:
+        raise not_registered(table.key, keys)
+    return table
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.group()
+def main() -> None:
+    """Mirror Snowflake tables into DuckDB; chores around the Dagster project."""

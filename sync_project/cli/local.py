@@ -1,0 +1,201 @@
+"""One machine's processes: the embedded Snowflake, the demo, a Celery worker of the team profile."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from sync_project.cli.common import cli_instance, main, reports_errors, snowflake_connect
+from sync_project.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+
+@main.command()
+@click.option("--name", default=None, help="This worker's name (default sync-<pid>); Celery adds @host.")
+@click.option(
+    "--download-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Its own download folder (default SYNC_DOWNLOAD_DIR/<name>).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, help="Runs at a time (default 1).")
+@reports_errors
+def worker(name: str | None, download_dir: Path | None, concurrency: int) -> None:
+    """Run a Celery worker of the team profile: it executes the sync runs the daemon launches."""
+    from sync_project.team.worker import run_worker, worker_plan
+
+    run_worker(worker_plan(Settings.from_env(), name, download_dir, concurrency))
+
+
+@main.command("local-snowflake")
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default LOCAL_SNOWFLAKE_PORT or 8765; 0 = free port).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder that keeps its state.")
+@click.option("--demo-rows", type=click.IntRange(min=0), default=None, help="Create the demo tables first.")
+def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, demo_rows: int | None) -> None:
+    """Run the embedded Snowflake in the foreground and print how to connect to it."""
+    from sync_project.local_snowflake import PortInUseError, check_port_free, connection_settings, free_port
+    from sync_project.local_snowflake.environment import emulator_command, emulator_environment
+
+    settings = Settings.from_env()
+    host = host or settings.local_host
+    port = settings.local_port if port is None else port
+    port = port or free_port(host)
+    data_dir = data_dir or settings.local_data_dir
+    try:
+        check_port_free(host, port, "the embedded Snowflake")
+    except PortInUseError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("local Snowflake listening; connect with snowflake.connector.connect(**settings):")
+    click.echo(json.dumps(connection_settings(host, port), indent=2))
+    click.echo(f"data folder: {data_dir}")
+    args = ["--data-dir", str(data_dir), "--host", host, "--port", str(port)]
+    if demo_rows is not None:
+        args += ["--demo-rows", str(demo_rows)]
+    command = emulator_command(*args)
+    sys.stdout.flush()
+    os.execve(command[0], command, emulator_environment())  # noqa: S606 - the server in its own environment, this PID
+
+
+def connect_info_lines(host: str, port: int) -> list[str]:
+    """How to reach the demo's Snowflake from a notebook, the connector, or this project's account path."""
+    from sync_project.local_snowflake import connection_settings
+    from sync_project.local_snowflake.demo import DEMO_DATABASE
+
+    settings = connection_settings(host, port) | {"database": DEMO_DATABASE}
+    return [
+        f"the demo's Snowflake (the embedded one) answers on http://{host}:{port}; from Python:",
+        "  import snowflake.connector",
+        f"  conn = snowflake.connector.connect(**{json.dumps(settings)})",
+        "or through this project's account code path:",
+        f"  export SNOWFLAKE_ACCOUNT=local SNOWFLAKE_HOST={host} SNOWFLAKE_PORT={port} SNOWFLAKE_PROTOCOL=http \\",
+        f"         SNOWFLAKE_USER={settings['user']} SNOWFLAKE_PASSWORD={settings['password']} "
+        f"SNOWFLAKE_WAREHOUSE={settings['warehouse']} SNOWFLAKE_DATABASE={DEMO_DATABASE}",
+    ]
+
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """Stop a process and everything it started (its own session): SIGTERM, then SIGKILL after `grace` s."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _stop_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both stop the demo, and its children never inherit an ignored SIGINT or SIGTERM
+    (a backgrounded `make demo` starts with SIGINT ignored, and Dagster copies that to SIGTERM)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
+    """Register the demo tables, sync each once in this process, publish the mirror for readers."""
+    from sync_project.definitions import build_definitions
+    from sync_project.jobs import SYNC_JOB, in_process_run_tags
+    from sync_project.local_snowflake.demo import DEMO_SCHEMA, DEMO_TABLES
+    from sync_project.registry import register as register_tables
+    from sync_project.sync.publish import publish as publish_mirror
+    from sync_project.sync.tables import TableRef
+
+    tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
+    register_tables(instance, snowflake_connect(settings), tables)
+    definitions = build_definitions(settings)
+    for table in tables:
+        result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
+            tags=in_process_run_tags(table.key), instance=instance, raise_on_error=False
+        )
+        click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
+    published = publish_mirror(
+        settings.duckdb_path,
+        settings.mirror_path,
+        storage_version=settings.published_storage_version,
+        lock_timeout=settings.lock_timeout_seconds,
+    )
+    click.echo(f"published the mirror for readers: {published.published_path} (open it read-only)")
+
+
+def _serve_ui(ui_port: int) -> None:
+    """`dagster dev` in the foreground, stopped with its whole process group."""
+    from sync_project.settings import project_root
+
+    click.echo("for the README's commands, in another shell from the repository's root:")
+    click.echo("  source .venv/bin/activate")
+    click.echo(f"  export DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '$PWD/.local/dagster')}")
+    click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
+    workspace = str(project_root() / "workspace.yaml")
+    dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
+    ui = subprocess.Popen(dagster, start_new_session=True)
+    try:
+        ui.wait()
+    finally:
+        _stop_group(ui)
+
+
+@main.command()
+@click.option("--rows", type=click.IntRange(min=0), default=None, help='Rows in the demo\'s "data" table.')
+@click.option("--ui-port", type=int, default=3000, show_default=True)
+@click.option("--no-ui", is_flag=True, help="Stop after the first syncs instead of serving the UI.")
+@click.option("--connect-info", is_flag=True, help="Print how to connect to the demo's Snowflake, and exit.")
+@reports_errors
+def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> None:
+    """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI.
+
+    Ctrl-C or SIGTERM stops all of it. A second demo (or anything else on its ports) is refused at once.
+    """
+    import dataclasses
+
+    from sync_project.local_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
+    from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS
+    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir
+
+    settings = Settings.from_env()
+    if connect_info:
+        for line in connect_info_lines(settings.local_host, settings.local_port):
+            click.echo(line)
+        return
+    try:
+        check_port_free(settings.local_host, settings.local_port, "the embedded Snowflake")
+        if not no_ui:
+            check_port_free("127.0.0.1", ui_port, "the Dagster UI")
+    except PortInUseError as e:
+        raise click.ClickException(str(e)) from None
+    _stop_on_sigterm()
+    instance = cli_instance()
+    snowflake = LocalSnowflakeProcess(
+        data_dir=settings.local_data_dir,
+        host=settings.local_host,
+        port=settings.local_port,
+        demo_rows=DEFAULT_DEMO_ROWS if rows is None else rows,
+        log_file=local_state_dir() / "local-snowflake.log",
+    )
+    click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
+    with contextlib.suppress(KeyboardInterrupt), snowflake:
+        os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
+        _first_syncs(dataclasses.replace(settings, local_port=snowflake.port), instance)
+        click.echo(f"the demo's Snowflake: {snowflake.base_url} (sync-project demo --connect-info says how to connect)")
+        if not no_ui:
+            _serve_ui(ui_port)
+    click.echo("stopped the Dagster UI and the local Snowflake")

@@ -1,0 +1,222 @@
+"""Syncs and the mirror: queue syncs, rebuild a table, sample it, publish, doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from sync_project.cli.common import (
+    cli_instance,
+    main,
+    not_registered,
+    registered_table,
+    reports_errors,
+    table_from_key,
+    to_stderr,
+)
+from sync_project.metadata import human_bytes
+from sync_project.settings import Settings
+
+
+def launch_syncs(keys: list[str]) -> list[list[str]]:
+    """Queue syncs of these registered tables through the instance's run queue (as the UI would), not inline:
+    runs of up to 25 tables, each table still its own partition with its own checks."""
+    from sync_project.automation import batch_tags, batches
+    from sync_project.jobs import SYNC_JOB
+    from sync_project.partitions import SNOWFLAKE_TABLES
+    from sync_project.settings import project_root
+
+    registered = list(cli_instance().get_dynamic_partitions(SNOWFLAKE_TABLES))
+    queued = []
+    for batch in batches(registered, set(keys)):
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "job", "launch", "-j", SYNC_JOB,
+             "-w", str(project_root() / "workspace.yaml"), "--tags", json.dumps(batch_tags(batch))],
+            env=os.environ, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise click.ClickException(f"could not queue a sync of {', '.join(batch)}: {done.stderr.strip()[-500:]}")
+        queued.append(batch)
+    return queued
+
+
+@main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every registered table.")
+@reports_errors
+def sync(keys: tuple[str, ...], everything: bool) -> None:
+    """Queue syncs of registered tables (KEYS, or --all) in runs of up to 25 tables for the daemon.
+
+    What `dagster job backfill` cannot do: it launches one run (one process start-up) per table.
+    """
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    if not keys and not everything:
+        raise click.UsageError("give SCHEMA.TABLE keys, or --all")
+    settings = Settings.from_env()
+    instance = cli_instance()
+    registered = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    wanted = registered if everything else [registered_table(k, settings, instance).key for k in keys]
+    if not wanted:
+        raise click.ClickException("no table is registered yet: sync-project register SCHEMA.TABLE")
+    for batch in launch_syncs(wanted):
+        what = batch[0] if len(batch) == 1 else f"{len(batch)} tables, {batch[0]} .. {batch[-1]}"
+        click.echo(f"queued a sync of {what} (see the Runs page)")
+
+
+@main.command()
+@click.argument("key")
+@reports_errors
+def rebuild(key: str) -> None:
+    """Forget a table's sync state and rebuild it with a full sync, now, in this process.
+
+    The old DuckDB table stays readable until the rebuilt one replaces it in one transaction.
+    """
+    import dagster as dg
+
+    from sync_project.definitions import build_definitions
+    from sync_project.jobs import SYNC_JOB, in_process_run_tags
+
+    settings = Settings.from_env()
+    instance = cli_instance()
+    table = registered_table(key, settings, instance)
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(SYNC_JOB)
+        .execute_in_process(
+            tags=in_process_run_tags(table.key),
+            run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+    )
+    if not result.success:
+        failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        reason = (
+            failures[-1].step_failure_data.error.message.strip()
+            if failures and failures[-1].step_failure_data and failures[-1].step_failure_data.error
+            else "see the run"
+        )
+        raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
+    from sync_project.history import sync_figures
+
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    rows = sync_figures(materialization)["rows_total"]
+    click.echo(f"rebuilt {table.key}: {rows:,} rows (run {result.run_id})")
+
+
+@main.command()
+@click.argument("key")
+@click.option("--first", "first", type=click.IntRange(min=0), default=None, help="The first N rows (default 10).")
+@click.option("--random", "random_rows", type=click.IntRange(min=0), default=None, help="N random rows (uniform).")
+@click.option("--seed", type=int, default=None, help="With --random: the same seed draws the same rows.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "parquet"]), default="json", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="File to write (default stdout).")
+@click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for a sync writing DuckDB.")
+@reports_errors
+def sample(
+    key: str, first: int | None, random_rows: int | None, seed: int | None, fmt: str, output: Path | None, wait: float
+) -> None:
+    """Rows of a synced table as JSON lines, CSV or Parquet (DuckDB types intact), streamed to a file."""
+    from sync_project.partitions import SNOWFLAKE_TABLES
+    from sync_project.sync.errors import PermanentError
+    from sync_project.sync.sample import write_sample
+
+    if first is not None and random_rows is not None:
+        raise click.UsageError("choose --first or --random, not both")
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("Parquet needs --output FILE")
+    settings = Settings.from_env()
+    table = table_from_key(key, settings)
+    keys = list(cli_instance().get_dynamic_partitions(SNOWFLAKE_TABLES))
+    sys.stdout.flush()
+    try:
+        result = write_sample(
+            settings.duckdb_path,
+            table,
+            output or sys.stdout.buffer,
+            rows=random_rows if random_rows is not None else (first if first is not None else 10),
+            mode="random" if random_rows is not None else "first",
+            fmt=fmt,  # type: ignore[arg-type]
+            lock_timeout=wait,
+            published=settings.mirror_path,
+            log=to_stderr,
+            seed=seed,
+            lake=settings.lake,
+        )
+    except PermanentError as e:
+        if table.key not in keys:
+            raise not_registered(table.key, keys) from None
+        raise click.ClickException(str(e)) from None
+    sys.stdout.flush()
+    if table.key not in keys:
+        # A deregistered table whose DuckDB table was kept: it can still be read.
+        click.echo(
+            f"note: {table.key} is not registered; this is the DuckDB table kept when it was deregistered", err=True
+        )
+    if output is not None:
+        click.echo(f"wrote {result.rows:,} rows to {output} (read from {result.source})", err=True)
+    elif "published" in result.source:
+        click.echo(f"read from {result.source}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="What was published, as JSON.")
+@reports_errors
+def publish(as_json: bool) -> None:
+    """Publish the mirror now: a new snapshot of the working file behind SYNC_PUBLISHED_PATH.
+
+    Readers that have the previous snapshot open keep it until they disconnect; new readers get this one.
+    The publish_after_syncs sensor does this after syncs; this is for an immediate one.
+    """
+    from sync_project.sync.publish import publish as publish_mirror
+
+    settings = Settings.from_env()
+    report = publish_mirror(
+        settings.duckdb_path,
+        settings.mirror_path,
+        storage_version=settings.published_storage_version,
+        lock_timeout=settings.lock_timeout_seconds,
+        log=to_stderr,
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(
+        f"published {len(report.tables)} table(s) to {report.published_path} ({human_bytes(report.bytes)}, "
+        f"storage version {report.storage_version}) in {report.seconds:.2f}s"
+    )
+    if report.still_open:
+        click.echo(f"{len(report.still_open)} older snapshot(s) stay until their readers disconnect")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The checks as JSON, for scripts.")
+def doctor(as_json: bool) -> None:
+    """Check that a sync will work from here: sign-in, warehouse, database, stage, tables, local side.
+
+    One line per check, each failed one with its fix; exit code 0 only when every check passed. Touches
+    nothing it does not clean up, and prints no secret.
+    """
+    from sync_project.doctor import diagnose, report_lines
+    from sync_project.resources import build_resources
+
+    settings = Settings.from_env()
+    resources = build_resources(settings)
+    snowflake = resources["snowflake"].process_config_and_initialize()
+    try:
+        instance = cli_instance()
+    except Exception:  # the report says what is wrong with it
+        instance = None
+    report = diagnose(instance, snowflake, resources["duckdb"])
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+    sys.exit(0 if report.passed else 1)
