@@ -235,7 +235,7 @@ def snowflake_table(
         if key in skipped:
             continue
         try:
-            tables.append(table_for_partition(key))
+            tables.append(table_for_partition(key, snowflake.sync_database))
         except PermanentError as e:
             failures[key] = str(e)
     if not syncing:  # the checks-only job: check each table against its latest sync

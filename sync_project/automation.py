@@ -16,7 +16,7 @@ import dagster as dg
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY
-from sync_project.jobs import SYNC_JOB, publish_mirror_job, sync_tables_job
+from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
 from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions
 from sync_project.registry import last_sync_metadata
 from sync_project.resources import SnowflakeResource
@@ -29,6 +29,7 @@ from sync_project.sync.tables import TableRef
 SYNC_SCHEDULE = "nightly_sync"
 PUBLISH_SENSOR = "publish_after_syncs"
 PUBLISH_SENSOR_SECONDS = 30
+CLEANUP_SCHEDULE = "daily_cleanup"
 CHANGE_SENSOR = "snowflake_change_sensor"
 AUTO_REGISTER_SENSOR = "auto_register_tables"
 
@@ -99,7 +100,7 @@ class ChangeDecision:
     run_key: str = ""
 
 
-def _figures(stats: TableStats) -> tuple[int, int, str]:
+def _stats_stamp(stats: TableStats) -> tuple[int, int, str]:
     return (
         stats.rows if stats.rows is not None else -1,
         stats.bytes if stats.bytes is not None else -1,
@@ -124,7 +125,7 @@ def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: li
                 if stats is None:
                     decisions.append(ChangeDecision(table.key, False, "not found in Snowflake (dropped or renamed?)"))
                     continue
-                now = _figures(stats)
+                now = _stats_stamp(stats)
                 run_key = f"{table.key}:{now[0]}:{now[1]}:{now[2]}"
                 seen = last_sync_metadata(instance, table)
                 if seen is None:
@@ -158,7 +159,7 @@ def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
         context: dg.SensorEvaluationContext, snowflake: SnowflakeResource
     ) -> dg.SensorResult | dg.SkipReason:
         """Sync a registered table when Snowflake's rows, bytes or LAST_ALTERED moved since its last sync."""
-        tables = registered_tables(context.instance, settings)
+        tables = registered_tables(context.instance, snowflake.sync_database)
         if not tables:
             return dg.SkipReason("no tables are registered yet")
         try:
@@ -208,7 +209,7 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
         refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         registered = {
             t.key: t
-            for t in registered_tables(context.instance, settings)
+            for t in registered_tables(context.instance, snowflake.sync_database)
             if (t.database, t.schema) == (database, schema) and matches_like(t.name, settings.auto_register_like)
         }
         added: list[str] = []
@@ -217,7 +218,7 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
             listing = list_tables(conn, database, schema, settings.auto_register_like)
             for stats in listing:
                 table = TableRef(database, schema, stats.name)
-                stamp = _figures(stats)[2]
+                stamp = _stats_stamp(stats)[2]
                 if table.key in registered:
                     continue
                 if refused_before.get(table.key) == stamp:
@@ -324,3 +325,12 @@ def build_publish_sensor(settings: Settings) -> dg.SensorDefinition:
         )
 
     return publish_after_syncs
+
+
+cleanup_schedule = dg.ScheduleDefinition(
+    name=CLEANUP_SCHEDULE,
+    job=cleanup_leftovers_job,
+    cron_schedule="30 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily: remove what failed syncs left behind.",
+)

@@ -12,9 +12,9 @@ import dagster as dg
 from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
 from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
-from sync_project.sync.catalog import table_figures
+from sync_project.sync.catalog import table_stats
 from sync_project.sync.errors import SyncError
-from sync_project.sync.load import TableState, read_table_state
+from sync_project.sync.load import MirrorTable, mirror_table
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
 
@@ -32,7 +32,7 @@ def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None
     """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
     try:
         with snowflake.get_connection() as conn:
-            figures = table_figures(conn, table)
+            figures = table_stats(conn, table)
     except SyncError:
         return None
     return figures.rows if figures else None
@@ -56,7 +56,7 @@ SCHEMA_SPEC = dg.AssetCheckSpec(
 
 
 def row_count_evaluation(
-    table: TableRef, expected: int, state: TableState, source_rows: int | None
+    table: TableRef, expected: int, state: MirrorTable, source_rows: int | None
 ) -> dg.AssetCheckEvaluation:
     # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
@@ -83,7 +83,7 @@ def row_count_evaluation(
     )
 
 
-def schema_evaluation(table: TableRef, expected: dict[str, str], state: TableState) -> dg.AssetCheckEvaluation:
+def schema_evaluation(table: TableRef, expected: dict[str, str], state: MirrorTable) -> dg.AssetCheckEvaluation:
     actual = {name: duckdb_type_name(t) for name, t in state.columns.items()}
     problems = [
         f"{name}: expected {want}, found {actual.get(name, 'nothing')}"
@@ -108,8 +108,10 @@ def evaluations_after_sync(
     Right after a sync, Snowflake's count is the one the sync read before its unload: a second query per table
     would cost a connection each in a run of many tables, and the change sensor watches for later changes.
     """
-    options = duckdb.sync_options()
-    state = read_table_state(options.duckdb_path, table, READ_LOCK_TIMEOUT_SECONDS, lake=options.lake)
+    state = MirrorTable(False, 0, {})
+    if duckdb.has_mirror():
+        with duckdb.get_connection(True, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS) as con:
+            state = mirror_table(con, table)
     return [row_count_evaluation(table, rows_total, state, source_rows), schema_evaluation(table, columns, state)]
 
 

@@ -11,10 +11,10 @@ from sync_project.automation import (
     build_change_sensor,
     build_publish_sensor,
     build_sync_schedule,
+    cleanup_schedule,
 )
 from sync_project.jobs import (
     cleanup_leftovers_job,
-    cleanup_schedule,
     discover_tables_job,
     doctor_job,
     publish_mirror_job,

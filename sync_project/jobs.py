@@ -8,7 +8,7 @@ from pydantic import Field
 from sync_project import registry
 from sync_project.dagster_api import PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY
-from sync_project.metadata import human_bytes, text_table
+from sync_project.metadata import text_table
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
@@ -24,7 +24,6 @@ VERIFY_JOB = "verify_synced_tables"
 DISCOVER_JOB = "discover_tables"
 REGISTER_JOB = "register_tables"
 CLEANUP_JOB = "cleanup_leftovers"
-CLEANUP_SCHEDULE = "daily_cleanup"
 LEFTOVER_AGE = dt.timedelta(days=1)
 
 # The code location's label as the UI filters runs by it (workspace.yaml's location_name).
@@ -59,8 +58,8 @@ verify_synced_tables_job = dg.define_asset_job(
 
 
 class DiscoverConfig(dg.Config):
-    schema_name: str
-    like: str | None = None
+    schema_name: str = Field(description="The Snowflake schema to list, as Snowflake stores its name")
+    like: str | None = Field(default=None, description="A LIKE pattern on table names (% and _)")
 
 
 def _database(snowflake: SnowflakeResource) -> str:
@@ -75,29 +74,17 @@ def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snow
     listings = registry.discover(
         context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like
     )
-    # Text cells, as the CLI prints them: thousands separated, sizes in KiB/MiB, times to the second.
-    rows = [
-        [
-            item.key,
-            item.table.kind,
-            f"{item.table.rows:,}" if item.table.rows is not None else "-",
-            human_bytes(item.table.bytes),
-            item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S") if item.table.last_altered else "-",
-            "yes" if item.registered else "no",
-            item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
-        ]
-        for item in listings
-    ]
+    rows = [item.cells() for item in listings]  # as the CLI prints them
     columns = ["table", "kind", "rows", "size", "last_altered", "registered", "last_synced"]
     context.add_output_metadata({"tables": text_table(columns, rows), "count": len(rows)}, output_name="result")
 
 
 class RegisterConfig(dg.Config):
-    schema_name: str
-    tables: list[str] = Field(default_factory=list)
-    like: str | None = None
+    schema_name: str = Field(description="The Snowflake schema of the tables, as Snowflake stores its name")
+    tables: list[str] = Field(default_factory=list, description="Table names to register (or use like)")
+    like: str | None = Field(default=None, description="Or: every table whose name matches this LIKE pattern")
     strategy: str = Field(default="full", description="full or incremental")
-    cursor_column: str | None = None
+    cursor_column: str | None = Field(default=None, description="Incremental: the column whose growth marks new rows")
     primary_key: list[str] = Field(default_factory=list, description="Default: the declared primary key")
 
 
@@ -160,23 +147,29 @@ def check_setup(context: dg.OpExecutionContext, snowflake: SnowflakeResource, du
     context.add_output_metadata(report_metadata(report), output_name="result")
 
 
-@dg.job(
-    name=DOCTOR_JOB,
-    description="Will a sync work? Sign-in, warehouse, database, a stage round trip, every registered table, "
-    "the DuckDB file, disk and the instance: each check passed or failed with its fix (see the run's metadata).",
+def chore_job(name: str, description: str, *ops: dg.OpDefinition) -> dg.JobDefinition:
+    """A job that runs its ops one after another (a chore, not a sync: no partitions, no assets)."""
+
+    @dg.job(name=name, description=description)
+    def chore() -> None:
+        for op in ops:
+            op()
+
+    return chore
+
+
+doctor_job = chore_job(
+    DOCTOR_JOB,
+    "Will a sync work? Sign-in, warehouse, database, a stage round trip, every registered table, the DuckDB "
+    "file, disk and the instance: each check passed or failed with its fix (see the run's metadata).",
+    check_setup,
 )
-def doctor_job() -> None:
-    check_setup()
-
-
-@dg.job(name=DISCOVER_JOB, description="List a schema's tables with their figures (see the run's metadata).")
-def discover_tables_job() -> None:
-    discover_schema()
-
-
-@dg.job(name=REGISTER_JOB, description="Register tables of a schema as partitions of snowflake_table.")
-def register_tables_job() -> None:
-    register_in_schema()
+discover_tables_job = chore_job(
+    DISCOVER_JOB, "List a schema's tables with their figures (see the run's metadata).", discover_schema
+)
+register_tables_job = chore_job(
+    REGISTER_JOB, "Register tables of a schema as partitions of snowflake_table.", register_in_schema
+)
 
 
 def publish_metadata(report: PublishReport) -> dict[str, dg.MetadataValue]:
@@ -235,13 +228,12 @@ def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResou
     context.add_output_metadata(publish_metadata(report), output_name="result")
 
 
-@dg.job(
-    name=PUBLISH_JOB,
-    description="Publish the mirror for readers: a new snapshot of the working file behind SYNC_PUBLISHED_PATH. "
-    "The publish_after_syncs sensor runs it after syncs; run it by hand for an immediate one.",
+publish_mirror_job = chore_job(
+    PUBLISH_JOB,
+    "Publish the mirror for readers: a new snapshot of the working file behind SYNC_PUBLISHED_PATH. The "
+    "publish_after_syncs sensor runs it after syncs; run it by hand for an immediate one.",
+    publish_working_file,
 )
-def publish_mirror_job() -> None:
-    publish_working_file()
 
 
 @dg.op
@@ -298,20 +290,10 @@ def maintain_the_lake(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource
     )
 
 
-@dg.job(
-    name=CLEANUP_JOB,
-    description="Drop stages and download folders left behind more than a day ago; on a DuckLake target, "
-    "expire old snapshots and compact the lake's files.",
-)
-def cleanup_leftovers_job() -> None:
-    remove_old_stages_and_folders()
-    maintain_the_lake()
-
-
-cleanup_schedule = dg.ScheduleDefinition(
-    name=CLEANUP_SCHEDULE,
-    job=cleanup_leftovers_job,
-    cron_schedule="30 3 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily: remove what failed syncs left behind.",
+cleanup_leftovers_job = chore_job(
+    CLEANUP_JOB,
+    "Drop stages and download folders left behind more than a day ago; on a DuckLake target, expire old "
+    "snapshots and compact the lake's files.",
+    remove_old_stages_and_folders,
+    maintain_the_lake,
 )

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from sync_project.settings import Settings
 from sync_project.sync.tables import TableRef
 
 SNOWFLAKE_TABLES = "snowflake_tables"
@@ -18,13 +17,14 @@ SNOWFLAKE_TABLES = "snowflake_tables"
 snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABLES)
 
 
-def table_for_partition(partition_key: str, settings: Settings | None = None) -> TableRef:
-    """The table a partition key names; InvalidTableNameError (permanent) for a hostile or malformed key."""
-    return TableRef.from_key(partition_key, (settings or Settings.from_env()).snowflake_database)
+def table_for_partition(partition_key: str, database: str) -> TableRef:
+    """The table a partition key names in `database` (the Snowflake resource's, at run time);
+    InvalidTableNameError (permanent) for a hostile or malformed key."""
+    return TableRef.from_key(partition_key, database)
 
 
-def registered_tables(instance: dg.DagsterInstance, settings: Settings | None = None) -> list[TableRef]:
-    return [table_for_partition(k, settings) for k in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)]
+def registered_tables(instance: dg.DagsterInstance, database: str) -> list[TableRef]:
+    return [table_for_partition(k, database) for k in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)]
 
 
 def add_tables(instance: dg.DagsterInstance, tables: Iterable[TableRef]) -> list[str]:

@@ -16,19 +16,21 @@ import dagster as dg
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.dagster_api import PARTITION_TAG, latest_check_evaluation
 from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
+from sync_project.metadata import human_bytes
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
+from sync_project.resources import SyncDuckDBResource
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.load import TableState, lake_table_bytes, read_table_state, table_state
+from sync_project.sync.load import MirrorTable, lake_table_bytes, mirror_table
 from sync_project.sync.mirror_read import read_mirror
 from sync_project.sync.pipeline import Connect
 from sync_project.sync.publish import current_snapshot, published_default
 from sync_project.sync.state import (
+    SyncState,
     TableOptions,
-    TableSyncState,
     describe_options,
-    read_state,
+    read_sync_state,
     validate_options,
     write_options,
 )
@@ -71,12 +73,28 @@ def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
     )
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
 @dataclass(frozen=True)
 class Listing:
     table: TableStats
     key: str
     registered: bool
     last_synced: dt.datetime | None
+
+    def cells(self) -> list[str]:
+        """Text cells as people read them (the CLI's table, the discover job's metadata): key, kind, rows,
+        size, last altered, registered, last synced; thousands separated, sizes in KiB/MiB, times to the second."""
+        return [
+            self.key,
+            self.table.kind,
+            f"{self.table.rows:,}" if self.table.rows is not None else "-",
+            human_bytes(self.table.bytes),
+            self.table.last_altered.strftime(TIME_FORMAT) if self.table.last_altered else "-",
+            "yes" if self.registered else "no",
+            self.last_synced.strftime(TIME_FORMAT) if self.last_synced else "-",
+        ]
 
 
 def discover(
@@ -151,7 +169,7 @@ def register(
         with duckdb_session(duckdb_path, lock_timeout, "saving sync options", log=log, lake=lake) as con:
             con.execute("BEGIN TRANSACTION")
             for table, table_options in checked:
-                before = read_state(con, table).options
+                before = read_sync_state(con, table).options
                 if before != table_options:
                     changed[table.key] = f"{_options_text(before)} -> {_options_text(table_options)}"
                 write_options(con, table, table_options)
@@ -160,38 +178,33 @@ def register(
     return Registration(new, [t.key for t in tables if t.key not in new], changed)
 
 
-def deregister(
-    instance: dg.DagsterInstance,
-    table: TableRef,
-    duckdb_path: Path,
-    drop: bool,
-    lock_timeout: float,
-    log: Log = lambda _: None,
-    lake: Lake | None = None,
-) -> str:
+def deregister(instance: dg.DagsterInstance, table: TableRef, duckdb: SyncDuckDBResource, drop: bool) -> str:
     """Remove the partition; with `drop`, the DuckDB table too. Says what happened to the DuckDB table."""
     registered = table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
     if registered:
         instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
     prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
-    state = read_table_state(duckdb_path, table, lock_timeout, log, lake=lake)
+    state = MirrorTable(False, 0, {})
+    if duckdb.has_mirror():
+        with duckdb.get_connection(True, f"reading {table}") as con:
+            state = mirror_table(con, table)
     if not state.exists:
         return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
     if not drop:
         return f"{prefix}; the DuckDB table {table.duckdb_relation} ({state.rows:,} rows) is kept (--drop removes it)"
-    with duckdb_session(duckdb_path, lock_timeout, f"dropping {table}", log=log, lake=lake) as con:
+    with duckdb.get_connection(what=f"dropping {table}") as con:
         con.execute(f"DROP TABLE IF EXISTS {table.duckdb_sql}")
     return f"{prefix}; dropped the DuckDB table {table.duckdb_relation} ({state.rows:,} rows)"
 
 
 def _duckdb_facts(
     duckdb_path: Path, published: Path, table: TableRef, lock_timeout: float, log: Log, lake: Lake | None = None
-) -> tuple[TableState, TableSyncState, int | None, str | None]:
+) -> tuple[MirrorTable, SyncState, int | None, str | None]:
     """The table's rows and columns, its sync state, its size, and which file said so: one brief session."""
     if lake is None and not duckdb_path.exists() and current_snapshot(published) is None:
-        return TableState(False, 0, {}), TableSyncState(), None, None
+        return MirrorTable(False, 0, {}), SyncState(), None, None
     with read_mirror(duckdb_path, published, lock_timeout, f"reading {table}", log, lake) as (con, source):
-        state, progress = table_state(con, table), read_state(con, table)
+        state, progress = mirror_table(con, table), read_sync_state(con, table)
         if not state.exists:
             return state, progress, None, source
         if lake is not None:

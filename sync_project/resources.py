@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from sync_project import settings as env
 from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
 from sync_project.settings import Settings
+from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions
 from sync_project.sync.publish import published_default
@@ -55,19 +57,19 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     Secret fields are left out of the repr, so printing the resource never shows them.
     """
 
-    account: str
-    user: str
-    password: str | None = Field(default=None, repr=False)
-    private_key: str | None = Field(default=None, repr=False, description="PEM text")
-    private_key_path: str | None = None
-    private_key_password: str | None = Field(default=None, repr=False)
+    account: str = Field(description="The account identifier, e.g. myorg-myaccount (SNOWFLAKE_ACCOUNT)")
+    user: str = Field(description="The user the sync signs in as (SNOWFLAKE_USER)")
+    password: str | None = Field(default=None, repr=False, description="Last resort: prefer a key pair or a token")
+    private_key: str | None = Field(default=None, repr=False, description="PEM text of a key pair's private key")
+    private_key_path: str | None = Field(default=None, description="Or the path of that PEM file")
+    private_key_password: str | None = Field(default=None, repr=False, description="The private key's passphrase")
     token: str | None = Field(default=None, repr=False, description="A programmatic access token")
-    database: str | None = None
-    role: str | None = None
-    warehouse: str | None = None
+    database: str | None = Field(default=None, description="The database partition keys name tables in")
+    role: str | None = Field(default=None, description="The role to use; default: the user's default role")
+    warehouse: str | None = Field(default=None, description="Runs the unload and the table listings")
     host: str | None = Field(default=None, description="Only for the local Snowflake")
-    port: int | None = None
-    protocol: str | None = None
+    port: int | None = Field(default=None, description="Only for the local Snowflake")
+    protocol: str | None = Field(default=None, description="https, or http for the local Snowflake")
     login_timeout: int = 60
 
     def connect_args(self) -> dict[str, Any]:
@@ -117,6 +119,13 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 f"{env.SNOWFLAKE_PRIVATE_KEY_PATH}"
             ) from None
 
+    @property
+    def sync_database(self) -> str:
+        """The database partition keys name tables in (SNOWFLAKE_DATABASE): run-time code reads it here."""
+        if not self.database:
+            raise PermanentError(f"the Snowflake resource names no database: set {env.SNOWFLAKE_DATABASE}")
+        return self.database
+
     def require_warehouse(self) -> None:
         if not self.warehouse:
             # COPY INTO and INFORMATION_SCHEMA queries need one (000606); say so now rather than after retries.
@@ -148,14 +157,20 @@ class SyncDuckDBResource(DuckDBResource):
     because DuckDB allows one writing process per file.
     """
 
-    download_dir: str
-    lock_timeout_seconds: float = env.DEFAULT_LOCK_TIMEOUT_SECONDS
-    get_parallel: int = env.DEFAULT_GET_PARALLEL
-    max_file_size: int = env.DEFAULT_MAX_FILE_SIZE
-    disk_reserve_bytes: int = env.DEFAULT_DISK_RESERVE_BYTES
+    download_dir: str = Field(description="Where GET puts the unloaded files, per table and attempt")
+    lock_timeout_seconds: float = Field(
+        default=env.DEFAULT_LOCK_TIMEOUT_SECONDS, description="How long a load waits for the DuckDB file"
+    )
+    get_parallel: int = Field(default=env.DEFAULT_GET_PARALLEL, description="GET's PARALLEL: files at a time")
+    max_file_size: int = Field(default=env.DEFAULT_MAX_FILE_SIZE, description="The unload's MAX_FILE_SIZE, bytes")
+    disk_reserve_bytes: int = Field(
+        default=env.DEFAULT_DISK_RESERVE_BYTES, description="Space a sync must leave free on each disk it writes"
+    )
     stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
     published_path: str = Field(default="", description="What readers open (SYNC_PUBLISHED_PATH); default beside it")
-    published_storage_version: str = env.DEFAULT_PUBLISHED_STORAGE_VERSION
+    published_storage_version: str = Field(
+        default=env.DEFAULT_PUBLISHED_STORAGE_VERSION, description="DuckDB storage version readers need at least"
+    )
     target: str = Field(default="duckdb", description="duckdb (the one file) or ducklake (SYNC_TARGET)")
     ducklake_catalog: str = Field(default="", description="The lake's catalog: a SQLite file or postgres:...")
     ducklake_data_path: str = Field(default="", description="The folder for the lake's Parquet files")
@@ -171,6 +186,20 @@ class SyncDuckDBResource(DuckDBResource):
     @property
     def mirror_path(self) -> Path:
         return Path(self.published_path) if self.published_path else published_default(Path(self.database))
+
+    @contextlib.contextmanager
+    def get_connection(  # type: ignore[override]
+        self, read_only: bool = False, what: str = "a query of the mirror", lock_timeout: float | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short connection to the mirror: the file through the project's writer lock (dagster-duckdb's own
+        would open it unlocked, and hold it while a sync waits), or the lake attached and in use."""
+        wait = self.lock_timeout_seconds if lock_timeout is None else lock_timeout
+        with duckdb_session(Path(self.database), wait, what, read_only=read_only, lake=self.lake) as con:
+            yield con
+
+    def has_mirror(self) -> bool:
+        """Is there anything to read yet? (A file target that never synced has no file.)"""
+        return self.lake is not None or Path(self.database).exists()
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(
@@ -237,21 +266,28 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
     return SnowflakeResource(**values, **_credentials())
 
 
+# Resource fields named as the settings they come from; the resource's `sync_options()` is the one place
+# they become the engine's options.
+_FROM_SETTINGS = (
+    "lock_timeout_seconds",
+    "get_parallel",
+    "max_file_size",
+    "disk_reserve_bytes",
+    "stage",
+    "published_storage_version",
+    "target",
+    "ducklake_catalog",
+    "ducklake_data_path",
+    "ducklake_retention_days",
+)
+
+
 def duckdb_resource(settings: Settings) -> SyncDuckDBResource:
     return SyncDuckDBResource(
         database=str(settings.duckdb_path),
         download_dir=str(settings.download_dir),
-        lock_timeout_seconds=settings.lock_timeout_seconds,
-        get_parallel=settings.get_parallel,
-        max_file_size=settings.max_file_size,
-        disk_reserve_bytes=settings.disk_reserve_bytes,
-        stage=settings.stage,
         published_path=str(settings.mirror_path),
-        published_storage_version=settings.published_storage_version,
-        target=settings.target,
-        ducklake_catalog=settings.ducklake_catalog,
-        ducklake_data_path=settings.ducklake_data_path,
-        ducklake_retention_days=settings.ducklake_retention_days,
+        **{name: getattr(settings, name) for name in _FROM_SETTINGS},
     )
 
 

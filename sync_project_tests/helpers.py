@@ -22,7 +22,7 @@ from sync_project.settings import Settings
 from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.pipeline import Connect, SyncOptions
-from sync_project.sync.state import TableOptions, read_state, write_options
+from sync_project.sync.state import TableOptions, read_sync_state, write_options
 from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
 
@@ -130,7 +130,7 @@ def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -
 def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
     """The table's high-water mark as the mirror records it."""
     with duckdb_session(opts.duckdb_path, 10, "reading the mark", read_only=True, lake=opts.lake) as con:
-        return read_state(con, table).high_water_mark
+        return read_sync_state(con, table).high_water_mark
 
 
 def synced_rows(opts: SyncOptions, relation: str) -> list[tuple[Any, ...]]:

@@ -76,7 +76,7 @@ def test_crash_between_load_and_commit_keeps_data_and_cursor(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("process died after merging, before COMMIT")
 
-    monkeypatch.setattr(load, "write_progress", crash)  # the last step inside the transaction
+    monkeypatch.setattr(load, "write_sync_state", crash)  # the last step inside the transaction
     with pytest.raises(RuntimeError):
         sync_table(connector(local_snowflake), table, opts)
     assert target(opts, table) == before_rows and mark_of(opts, table) == before_mark

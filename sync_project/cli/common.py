@@ -53,7 +53,7 @@ def snowflake_connect(settings: Settings) -> Connect:
 def table_from_key(key: str, settings: Settings) -> TableRef:
     from sync_project.partitions import table_for_partition
 
-    return table_for_partition(key, settings)
+    return table_for_partition(key, settings.snowflake_database)
 
 
 def to_stderr(message: str) -> None:

@@ -64,17 +64,7 @@ def tables(schema: str, like: str | None, as_json: bool) -> None:
         return
     print_table(
         ["TABLE", "ROWS", "SIZE", "LAST ALTERED", "REGISTERED", "LAST SYNCED"],
-        [
-            [
-                item.key,
-                f"{item.table.rows:,}" if item.table.rows is not None else "-",
-                human_bytes(item.table.bytes),
-                item.table.last_altered.strftime("%Y-%m-%d %H:%M:%S") if item.table.last_altered else "-",
-                "yes" if item.registered else "no",
-                item.last_synced.strftime("%Y-%m-%d %H:%M:%S") if item.last_synced else "-",
-            ]
-            for item in listings
-        ],
+        [[cell for i, cell in enumerate(item.cells()) if i != 1] for item in listings],  # no kind column
     )
 
 
@@ -171,14 +161,13 @@ def deregister(key: str, drop: bool) -> None:
     """Remove a table from the registry; its DuckDB table stays unless --drop."""
     from sync_project.partitions import SNOWFLAKE_TABLES
     from sync_project.registry import deregister as remove
+    from sync_project.resources import duckdb_resource
 
     settings = Settings.from_env()
     instance = cli_instance()
     table = table_from_key(key, settings)
     keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
-    message = remove(
-        instance, table, settings.duckdb_path, drop, settings.lock_timeout_seconds, to_stderr, lake=settings.lake
-    )
+    message = remove(instance, table, duckdb_resource(settings), drop)
     if table.key not in keys and "no DuckDB table" in message:
         raise not_registered(table.key, keys)  # nothing to do: most likely a typo
     click.echo(message)
@@ -196,7 +185,9 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
 
     settings = Settings.from_env()
     instance = cli_instance()
-    tables = [registered_table(key, settings, instance)] if key else registered_tables(instance, settings)
+    tables = (
+        [registered_table(key, settings, instance)] if key else registered_tables(instance, settings.snowflake_database)
+    )
     reports = [
         table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr, lake=settings.lake)
         for t in tables

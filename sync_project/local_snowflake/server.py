@@ -258,28 +258,19 @@ class LocalSnowflake:
             return JSONResponse({"data": result_data(answered, statement.conn), "success": True})
         return None
 
-    async def faults_endpoint(self, request: Request) -> Response:
-        if request.method == "POST":
-            self.faults.add(Fault(**(await request.json())))
-        elif request.method == "DELETE":
-            self.faults.clear()
-        return JSONResponse(self.faults.snapshot())
+    def _control(
+        self, define: Callable[[dict[str, Any]], None], clear: Callable[[], None], state: Callable[[], Any]
+    ) -> Callable[[Request], Any]:
+        """A test-control endpoint: POST defines one thing, DELETE clears them, every method answers the state."""
 
-    async def roles_endpoint(self, request: Request) -> Response:
-        """Tests define restricted roles: `{"name": "READER", "create_stage": false, "stages": {"DB.S.X": "read"}}`."""
-        if request.method == "POST":
-            self.access.define_role(Role(**(await request.json())))
-        elif request.method == "DELETE":
-            self.access.clear_roles()
-        return JSONResponse({"roles": sorted(self.access.roles)})
+        async def endpoint(request: Request) -> Response:
+            if request.method == "POST":
+                define(await request.json())
+            elif request.method == "DELETE":
+                clear()
+            return JSONResponse(state())
 
-    async def users_endpoint(self, request: Request) -> Response:
-        """Tests define users: `{"name": "SYNC_SERVICE", "type": "SERVICE", "rsa_public_key": PEM, "tokens": [..]}`."""
-        if request.method == "POST":
-            self.users.define(User(**(await request.json())))
-        elif request.method == "DELETE":
-            self.users.clear()
-        return JSONResponse(self.users.snapshot())
+        return endpoint
 
     def app(self) -> Starlette:
         route: Callable[..., Any] = Route
@@ -287,9 +278,27 @@ class LocalSnowflake:
             route("/session/v1/login-request", self.login, methods=["POST"]),
             route("/session", self.session, methods=["POST"]),
             route("/queries/v1/query-request", self.query, methods=["POST"]),
-            route("/_local/faults", self.faults_endpoint, methods=["GET", "POST", "DELETE"]),
-            route("/_local/roles", self.roles_endpoint, methods=["GET", "POST", "DELETE"]),
-            route("/_local/users", self.users_endpoint, methods=["GET", "POST", "DELETE"]),
+            # Tests inject faults, define restricted roles (`{"name": "READER", "create_stage": false, "stages":
+            # {"DB.S.X": "read"}}`) and users (`{"name": "SYNC_SERVICE", "type": "SERVICE", "rsa_public_key": ..}`).
+            route(
+                "/_local/faults",
+                self._control(lambda d: self.faults.add(Fault(**d)), self.faults.clear, self.faults.snapshot),
+                methods=["GET", "POST", "DELETE"],
+            ),
+            route(
+                "/_local/roles",
+                self._control(
+                    lambda d: self.access.define_role(Role(**d)),
+                    self.access.clear_roles,
+                    lambda: {"roles": sorted(self.access.roles)},
+                ),
+                methods=["GET", "POST", "DELETE"],
+            ),
+            route(
+                "/_local/users",
+                self._control(lambda d: self.users.define(User(**d)), self.users.clear, self.users.snapshot),
+                methods=["GET", "POST", "DELETE"],
+            ),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
         ]

@@ -85,7 +85,9 @@ class Statement:
 
 
 def answer(statement: Statement) -> Answer:
-    return HANDLERS[statement.kind](statement)
+    """The emulator's answer, or None for a kind it only recognises (SHOW TABLES, say): fakesnow's to run."""
+    handler = HANDLERS.get(statement.kind)
+    return handler(statement) if handler else None
 
 
 def _only_options(options: dict[str, OptionValue], allowed: set[str], statement: str) -> dict[str, OptionValue]:

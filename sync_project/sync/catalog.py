@@ -156,7 +156,7 @@ def matches_like(name: str, like: str) -> bool:
     return re.fullmatch("".join(parts), name, re.IGNORECASE | re.DOTALL) is not None
 
 
-def table_figures(conn: Any, table: TableRef) -> TableStats | None:
+def table_stats(conn: Any, table: TableRef) -> TableStats | None:
     """Snowflake's current rows, bytes and LAST_ALTERED for one table (None if it is gone)."""
     found = list_tables(conn, table.database, table.schema, name=table.name)
     return found[0] if found else None

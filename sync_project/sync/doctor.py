@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
-from sync_project.sync.catalog import describe_table, table_figures
+from sync_project.sync.catalog import describe_table, table_stats
 from sync_project.sync.duckdb_access import duckdb_session, lake_session
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.pipeline import SyncOptions
@@ -255,7 +255,7 @@ def _largest(conn: Any, tables: list[TableRef]) -> Largest:
     sizes: list[tuple[int, TableRef]] = []
     try:
         for table in tables:
-            figures = table_figures(conn, table)
+            figures = table_stats(conn, table)
             if figures is not None and figures.bytes is not None:
                 sizes.append((figures.bytes, table))
     except SyncError:

@@ -20,7 +20,7 @@ import duckdb
 from sync_project.sync.catalog import Column
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
-from sync_project.sync.state import Strategy, ensure_schema, write_progress
+from sync_project.sync.state import Strategy, ensure_schema, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import LAKE_ALIAS, Lake
 from sync_project.sync.types import duckdb_type_name, widens
@@ -244,7 +244,7 @@ def _load_in_transaction(
         con.execute("DROP TABLE __batch")
     total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
     rows_total = int(total[0]) if total else 0
-    write_progress(con, table, mark, rows_total, table_columns(con, table))
+    write_sync_state(con, table, mark, rows_total, table_columns(con, table))
     return rows_loaded, rows_total, replaced, mark, changes
 
 
@@ -289,7 +289,7 @@ def lake_table_bytes(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
 
 
 @dataclass(frozen=True)
-class TableState:
+class MirrorTable:
     """What DuckDB holds for a table right now (for checks and status)."""
 
     exists: bool
@@ -297,19 +297,9 @@ class TableState:
     columns: dict[str, str]  # name -> DuckDB type
 
 
-def table_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableState:
+def mirror_table(con: duckdb.DuckDBPyConnection, table: TableRef) -> MirrorTable:
     columns = table_columns(con, table)
     if not columns:
-        return TableState(False, 0, {})
+        return MirrorTable(False, 0, {})
     counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-    return TableState(True, int(counted[0]) if counted else 0, columns)
-
-
-def read_table_state(
-    duckdb_path: Path, table: TableRef, lock_timeout: float, log: Log | None = None, lake: Lake | None = None
-) -> TableState:
-    """Rows and column types of the synced table; waits (bounded, saying so) for a writer rather than failing."""
-    if lake is None and not duckdb_path.exists():
-        return TableState(False, 0, {})
-    with duckdb_session(duckdb_path, lock_timeout, f"reading {table}", read_only=True, log=log, lake=lake) as con:
-        return table_state(con, table)
+    return MirrorTable(True, int(counted[0]) if counted else 0, columns)

@@ -12,20 +12,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
-from sync_project.sync.catalog import Column, TableStats, describe_table, table_figures
+from sync_project.sync.catalog import Column, TableStats, describe_table, table_stats
 from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, LoadResult, load_table, table_columns
-from sync_project.sync.state import Strategy, TableOptions, TableSyncState, read_state, validate_options
+from sync_project.sync.state import Strategy, SyncState, TableOptions, read_sync_state, validate_options
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import Lake
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
+T = TypeVar("T")
 WAIT_PHASE = "wait_for_duckdb"  # time a load waited for the DuckDB file, kept apart from the load itself
 
 
@@ -39,6 +40,17 @@ class SyncOptions:
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
     stage: str = extract.USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
     lake: Lake | None = None  # set: tables land in this DuckLake, not in duckdb_path
+
+
+class _Figure(Generic[T]):
+    """A report's figure that lives in one phase's result: `report.rows_loaded` is `report.load.rows_loaded`."""
+
+    def __init__(self, phase: str, name: str, empty: T) -> None:
+        self.phase, self.name, self.empty = phase, name, empty
+
+    def __get__(self, report: object, owner: type | None = None) -> T:
+        result = getattr(report, self.phase, None)
+        return self.empty if result is None else cast(T, getattr(result, self.name))
 
 
 @dataclass
@@ -58,21 +70,21 @@ class SyncReport:
     load: LoadResult | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def unload_query_id(self) -> str:
-        return self.unload.query_id if self.unload else ""
-
-    @property
-    def rows_unloaded(self) -> int:
-        return self.unload.rows_unloaded if self.unload else 0
-
-    @property
-    def input_bytes(self) -> int:
-        return self.unload.input_bytes if self.unload else 0
-
-    @property
-    def output_bytes(self) -> int:
-        return self.unload.output_bytes if self.unload else 0
+    # The figures the shell reports, read from the phase results (their empty value until a phase has run).
+    unload_query_id = _Figure("unload", "query_id", "")
+    rows_unloaded = _Figure("unload", "rows_unloaded", 0)
+    input_bytes = _Figure("unload", "input_bytes", 0)
+    output_bytes = _Figure("unload", "output_bytes", 0)
+    bytes_downloaded = _Figure("download", "bytes", 0)
+    rows_loaded = _Figure("load", "rows_loaded", 0)
+    rows_total = _Figure("load", "rows_total", 0)
+    rows_updated = _Figure("load", "rows_updated", 0)
+    high_water_mark = _Figure[str | None]("load", "high_water_mark", None)
+    schema_changes = _Figure[list[str]]("load", "schema_changes", [])
+    duckdb_bytes = _Figure("load", "duckdb_bytes", 0)
+    snapshot_id = _Figure[int | None]("load", "snapshot_id", None)  # on a lake: the snapshot the load committed
+    preview_columns = _Figure[list[str]]("load", "preview_columns", [])
+    preview_rows = _Figure[list[tuple[Any, ...]]]("load", "preview_rows", [])
 
     @property
     def files(self) -> int:
@@ -81,47 +93,6 @@ class SyncReport:
     @property
     def files_reused(self) -> int:
         return len(self.download.reused) if self.download else 0
-
-    @property
-    def bytes_downloaded(self) -> int:
-        return self.download.bytes if self.download else 0
-
-    @property
-    def rows_loaded(self) -> int:
-        return self.load.rows_loaded if self.load else 0
-
-    @property
-    def rows_total(self) -> int:
-        return self.load.rows_total if self.load else 0
-
-    @property
-    def rows_updated(self) -> int:
-        return self.load.rows_updated if self.load else 0
-
-    @property
-    def high_water_mark(self) -> str | None:
-        return self.load.high_water_mark if self.load else None
-
-    @property
-    def schema_changes(self) -> list[str]:
-        return self.load.schema_changes if self.load else []
-
-    @property
-    def duckdb_bytes(self) -> int:
-        return self.load.duckdb_bytes if self.load else 0
-
-    @property
-    def snapshot_id(self) -> int | None:
-        """On a lake: the snapshot the load committed."""
-        return self.load.snapshot_id if self.load else None
-
-    @property
-    def preview_columns(self) -> list[str]:
-        return self.load.preview_columns if self.load else []
-
-    @property
-    def preview_rows(self) -> list[tuple[Any, ...]]:
-        return self.load.preview_rows if self.load else []
 
     @property
     def total_seconds(self) -> float:
@@ -171,18 +142,18 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
     return {download: unload.output_bytes, database: unload.input_bytes}
 
 
-def read_local_state(options: SyncOptions, table: TableRef) -> tuple[TableSyncState, dict[str, str]]:
+def state_before_sync(options: SyncOptions, table: TableRef) -> tuple[SyncState, dict[str, str]]:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
     if options.lake is None and not options.duckdb_path.exists():
-        return TableSyncState(), {}
+        return SyncState(), {}
     with duckdb_session(
         options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True, lake=options.lake
     ) as con:
-        return read_state(con, table), table_columns(con, table)
+        return read_sync_state(con, table), table_columns(con, table)
 
 
 def choose_strategy(
-    requested: Strategy | None, state: TableSyncState, target: dict[str, str], rebuild: bool
+    requested: Strategy | None, state: SyncState, target: dict[str, str], rebuild: bool
 ) -> tuple[Strategy, str]:
     """Which strategy this run uses, and why (said in logs and metadata)."""
     wanted = requested or state.options.strategy
@@ -277,7 +248,7 @@ def sync_table(
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
     (see `_Cleanup` for when they are kept).
     """
-    state, target = read_local_state(options, table)
+    state, target = state_before_sync(options, table)
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
         raise PermanentError(
             f"{table}: an incremental sync needs a cursor column; set it with "
@@ -304,13 +275,13 @@ def sync_table(
     return report
 
 
-def _describe(report: SyncReport, conn: Any, state: TableSyncState) -> None:
+def _describe(report: SyncReport, conn: Any, state: SyncState) -> None:
     report.columns = describe_table(conn, report.table)
-    report.source = table_figures(conn, report.table)
+    report.source = table_stats(conn, report.table)
     report.options = validate_options(report.table, report.columns, state.options)
 
 
-def _incremental_where(report: SyncReport, state: TableSyncState) -> str | None:
+def _incremental_where(report: SyncReport, state: SyncState) -> str | None:
     """The unload's WHERE on an incremental sync: the cursor from the last high-water mark on."""
     cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
     if report.strategy != "incremental" or cursor is None or state.high_water_mark is None:
@@ -363,7 +334,7 @@ def _download_or_reuse(
     )
 
 
-def _load(report: SyncReport, options: SyncOptions, state: TableSyncState, log: Log) -> None:
+def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log) -> None:
     plan = LoadPlan(
         strategy=report.strategy,
         cursor_column=report.options.cursor_column,

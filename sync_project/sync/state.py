@@ -49,7 +49,7 @@ class TableOptions:
 
 
 @dataclass(frozen=True)
-class TableSyncState:
+class SyncState:
     options: TableOptions = field(default_factory=TableOptions)
     high_water_mark: str | None = None  # text of the cursor's largest synced value
     rows: int | None = None
@@ -69,7 +69,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, insert: str, on_conflict: str, value
         con.execute(f"{insert} ON CONFLICT (table_id) DO UPDATE SET {on_conflict}", values)
 
 
-def read_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableSyncState:
+def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncState:
     """The table's options and progress; defaults if none were ever written (works read-only too)."""
     exists = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
@@ -77,22 +77,22 @@ def read_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> TableSyncStat
         [STATE_SCHEMA],
     ).fetchone()
     if not exists or not exists[0]:
-        return TableSyncState()
+        return SyncState()
     row = con.execute(
         f"SELECT strategy, cursor_column, primary_key, high_water_mark, rows, columns FROM {STATE_SCHEMA}.tables "
         "WHERE table_id = ?",
         [str(table)],
     ).fetchone()
     if row is None:
-        return TableSyncState()
+        return SyncState()
     options = TableOptions(row[0], row[1], tuple(json.loads(row[2])) if row[2] else ())
-    return TableSyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None)
+    return SyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None)
 
 
 def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: TableOptions) -> None:
     """Set a table's options; a changed cursor column forgets the old high-water mark."""
     ensure_schema(con)
-    current = read_state(con, table)
+    current = read_sync_state(con, table)
     keep_mark = current.options.cursor_column == options.cursor_column
     _upsert(
         con,
@@ -110,12 +110,12 @@ def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: Tabl
     )
 
 
-def write_progress(
+def write_sync_state(
     con: duckdb.DuckDBPyConnection, table: TableRef, mark: str | None, rows: int, columns: dict[str, str]
 ) -> None:
     """Record the new high-water mark, row count and table shape (inside the load's transaction)."""
     ensure_schema(con)
-    current = read_state(con, table).options
+    current = read_sync_state(con, table).options
     _upsert(
         con,
         f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
