@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
-from sync_project.history import FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
+from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.metadata import text_table
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
@@ -143,7 +143,7 @@ def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = No
         ),
         "strategy_reason": report.strategy_reason,
         "preview": preview_table(report.preview_columns, report.preview_rows),
-        "columns": dg.MetadataValue.table_schema(_table_schema(report)),
+        COLUMNS: dg.MetadataValue.table_schema(_table_schema(report)),
         "high_water_mark": report.high_water_mark or "",
         "cursor_column": report.options.cursor_column or "",
         "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),

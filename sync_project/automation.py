@@ -15,10 +15,9 @@ import dagster as dg
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
-from sync_project.history import SYNC_ASSET_KEY
+from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
 from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions
-from sync_project.registry import last_sync_metadata
 from sync_project.resources import SnowflakeResource
 from sync_project.settings import Settings
 from sync_project.sync.catalog import TableStats, describe_table, list_tables, matches_like
@@ -127,15 +126,11 @@ def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: li
                     continue
                 now = _stats_stamp(stats)
                 run_key = f"{table.key}:{now[0]}:{now[1]}:{now[2]}"
-                seen = last_sync_metadata(instance, table)
+                seen = last_sync(instance, table.key)
                 if seen is None:
                     decisions.append(ChangeDecision(table.key, True, "never synced", run_key))
                     continue
-                before = (
-                    int(seen.get("snowflake_rows", -1)),
-                    int(seen.get("snowflake_bytes", -1)),
-                    str(seen.get("snowflake_last_altered", "")),
-                )
+                before = seen.snowflake_stamp
                 if now == before:
                     decisions.append(ChangeDecision(table.key, False, "unchanged since its last sync"))
                     continue

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
+from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_stats
@@ -119,8 +119,8 @@ def evaluations_of_latest_sync(
     instance: dg.DagsterInstance, table: TableRef, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks against the table's latest sync (the checks-only job), or failures if it never synced."""
-    found = latest_sync_materialization(instance, table.key)
-    if found is None:
+    synced = last_sync(instance, table.key)
+    if synced is None:
         return [
             dg.AssetCheckEvaluation(
                 asset_key=SYNC_ASSET_KEY,
@@ -131,10 +131,5 @@ def evaluations_of_latest_sync(
             )
             for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
         ]
-    materialization = found[0]
-    schema = materialization.metadata.get("columns")
-    columns = {c.name: duckdb_type_name(c.type) for c in schema.value.columns} if schema else {}  # type: ignore[union-attr]
-    figures = sync_figures(materialization)
-    return evaluations_after_sync(
-        table, int(figures.get("rows_total", -1)), columns, _snowflake_rows(snowflake, table), duckdb
-    )
+    rows = synced.rows if synced.rows is not None else -1
+    return evaluations_after_sync(table, rows, synced.columns, _snowflake_rows(snowflake, table), duckdb)

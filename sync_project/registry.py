@@ -7,7 +7,7 @@ deregister, and report status. The registry is the dynamic partitions of
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import dagster as dg
 
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.dagster_api import PARTITION_TAG, latest_check_evaluation
-from sync_project.history import SYNC_ASSET_KEY, latest_sync_materialization, sync_figures
+from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.metadata import human_bytes
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.resources import SyncDuckDBResource
@@ -36,42 +36,6 @@ from sync_project.sync.state import (
 )
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.target import Lake
-
-
-@dataclass(frozen=True)
-class LastSync:
-    at: dt.datetime
-    rows: int | None
-    bytes: int | None
-    strategy: str | None
-    run_id: str
-
-
-def last_sync_metadata(instance: dg.DagsterInstance, table: TableRef) -> dict[str, Any] | None:
-    """The latest sync's figures (rows, bytes, Snowflake's figures it saw), or None if the table never synced."""
-    found = latest_sync_materialization(instance, table.key)
-    return sync_figures(found[0]) if found else None
-
-
-def last_sync(instance: dg.DagsterInstance, table: TableRef) -> LastSync | None:
-    found = latest_sync_materialization(instance, table.key)
-    if found is None:
-        return None
-    materialization, record = found
-    figures = sync_figures(materialization)
-
-    def number(key: str) -> int | None:
-        value = figures.get(key)
-        return int(value) if isinstance(value, int | float) else None
-
-    return LastSync(
-        at=dt.datetime.fromtimestamp(record.timestamp, dt.UTC),
-        rows=number("rows_total"),
-        bytes=number("bytes_unloaded"),
-        strategy=str(figures["strategy"]) if "strategy" in figures else None,
-        run_id=record.run_id,
-    )
-
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -107,7 +71,7 @@ def discover(
     listings = []
     for stats in found:
         table = TableRef(database, stats.schema, stats.name)
-        synced = last_sync(instance, table) if table.key in registered else None
+        synced = last_sync(instance, table.key) if table.key in registered else None
         listings.append(Listing(stats, table.key, table.key in registered, synced.at if synced else None))
     return listings
 
@@ -253,7 +217,7 @@ def table_status(
     last_failure = next((r for r in sync_runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE), None)
     error = _failure_message(instance, last_failure.dagster_run.run_id) if last_failure else None
     evaluation = latest_check_evaluation(instance, dg.AssetCheckKey(SYNC_ASSET_KEY, ROW_COUNT_CHECK), table.key)
-    synced = last_sync(instance, table)
+    synced = last_sync(instance, table.key)
     state, progress, size, source = _duckdb_facts(
         duckdb_path, published or published_default(duckdb_path), table, lock_timeout, log, lake
     )
@@ -266,7 +230,7 @@ def table_status(
         "options": describe_options(progress.options),
         "high_water_mark": progress.high_water_mark,
         "last_run": _run_summary(last_run) if last_run else None,
-        "last_successful_sync": {**asdict(synced), "at": synced.at.isoformat()} if synced else None,
+        "last_successful_sync": synced.summary() if synced else None,
         "row_count_check": (
             {"passed": evaluation.passed, "severity": evaluation.severity.value, "description": evaluation.description}
             if evaluation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -103,11 +104,11 @@ def rebuild(key: str) -> None:
             else "see the run"
         )
         raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
-    from sync_project.history import sync_figures
+    from sync_project.history import sync_of
 
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
-    rows = sync_figures(materialization)["rows_total"]
-    click.echo(f"rebuilt {table.key}: {rows:,} rows (run {result.run_id})")
+    rows = sync_of(materialization, dt.datetime.now(dt.UTC), result.run_id).rows
+    click.echo(f"rebuilt {table.key}: {rows or 0:,} rows (run {result.run_id})")
 
 
 @main.command()
