@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import snowflake.connector
 
@@ -17,6 +18,7 @@ from sync_project.local_snowflake.faults import clear_faults
 from sync_project.process import keep_final_collection
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.helpers import snowflake_settings
 from sync_project_tests.postgres import Postgres, postgres_server
 from sync_project_tests.reliability import WRITE_REPORT, write_report
 
@@ -63,6 +65,20 @@ def snowflake_conn(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture
+def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
+    """A connector connection to the session's local Snowflake, in the demo database."""
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        yield conn
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A temporary Dagster instance (SQLite storage), gone after the test."""
+    with dg.instance_for_test() as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -34,18 +34,6 @@ def schema(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
     yield name
 
 
-@pytest.fixture
-def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        yield conn
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
 def make_tables(sf: Any, schema: str, names: list[str], rows: int = 100) -> list[str]:
     for name in names:
         fetch(sf, f"CREATE TABLE {DATABASE}.{schema}.{name} (ID NUMBER(38,0), V VARCHAR)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
@@ -35,10 +34,10 @@ ALL_TYPES = "WORKSPACE_833213390.ALL_TYPES"
 
 
 @pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA, ALL_TYPES])
-        yield instance
+def instance(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """The shared test instance, with the two demo tables registered."""
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA, ALL_TYPES])
+    return instance
 
 
 def test_materialize_one_partition_records_metadata_and_checks(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
@@ -63,12 +62,6 @@ REFUSED_KEYS = {
     'WORKSPACE_833213390."unterminated': ("Partition key with an unterminated quote", "unterminated quote"),
     "no_schema": ("Partition key without a schema", "must be SCHEMA.TABLE"),
 }
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def duckdb_relations(settings: Settings) -> list[tuple[str, str]]:

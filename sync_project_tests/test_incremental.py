@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
@@ -27,18 +25,11 @@ from sync_project_tests.helpers import (
     fetch,
     mark_of,
     options,
-    snowflake_settings,
     sorted_rows,
     stage_leftovers,
 )
 
 DATABASE = "KEBOOLA_33"
-
-
-@pytest.fixture
-def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        yield conn
 
 
 @pytest.fixture

@@ -55,12 +55,6 @@ def reader_role(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
     clear_roles(local_snowflake.base_url)
 
 
-@pytest.fixture
-def sf(local_snowflake: LocalSnowflakeProcess) -> Iterator[Any]:
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        yield conn
-
-
 def _unload_sample(sf: Any, path: str, rows: int = 3000) -> None:
     fetch(
         sf,

@@ -8,7 +8,6 @@ from typing import Any
 
 import filelock
 import pytest
-import snowflake.connector
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
@@ -22,17 +21,10 @@ from sync_project_tests.helpers import (
     demo_table,
     duckdb_rows,
     options,
-    snowflake_settings,
     sorted_rows,
     stage_leftovers,
 )
 from sync_project_tests.reliability import observe
-
-
-@pytest.fixture
-def sf(local_snowflake: LocalSnowflakeProcess) -> Any:
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        yield conn
 
 
 @pytest.mark.parametrize(
