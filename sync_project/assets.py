@@ -18,7 +18,8 @@ from sync_project.metadata import text_table
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError, SyncError
-from sync_project.sync.pipeline import SyncReport, sync_tables
+from sync_project.sync.pipeline import sync_tables
+from sync_project.sync.report import SyncReport
 from sync_project.sync.target import Lake
 from sync_project.sync.types import duckdb_type_name
 

@@ -93,10 +93,12 @@ def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
 
 @dataclass(frozen=True)
 class ChangeDecision:
+    """The change sensor's verdict on one table, logged for every table it looked at."""
+
     key: str
     sync: bool
-    reason: str
-    run_key: str = ""
+    reason: str  # what moved (or why not), as the sensor's log and the run's tag say it
+    run_key: str = ""  # one per state of Snowflake's figures, so a table that did not move is not synced twice
 
 
 def _stats_stamp(stats: TableStats) -> tuple[int, int, str]:

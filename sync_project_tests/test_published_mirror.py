@@ -28,8 +28,9 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
 from sync_project.sync.duckdb_access import duckdb_session, lock_path
 from sync_project.sync.errors import LockTimeoutError
-from sync_project.sync.pipeline import WAIT_PHASE, sync_table
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.publish import current_snapshot, publish, remove_old_snapshots, snapshot_folder
+from sync_project.sync.report import WAIT_PHASE
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import (

@@ -37,10 +37,12 @@ LOCK_WAIT_SECONDS = 2.0  # the doctor reports a held file rather than waiting as
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the doctor's report."""
+
     name: str
     status: Status
-    detail: str
-    fix: str = ""
+    detail: str  # what was found, with the figure or the error
+    fix: str = ""  # what to do when it failed
 
     @property
     def passed(self) -> bool:

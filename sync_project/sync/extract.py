@@ -73,6 +73,7 @@ class Attempt:
 
     @property
     def manifest(self) -> Path:
+        """Where the attempt records its unload and the files it verified: what a retry resumes from."""
         return self.local_dir / MANIFEST
 
     @classmethod

@@ -10,24 +10,24 @@ import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
-from sync_project.sync.catalog import Column, TableStats, describe_table, table_stats
+from sync_project.sync.catalog import describe_table, table_stats
 from sync_project.sync.duckdb_access import Log, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
-from sync_project.sync.load import LoadPlan, LoadResult, load_table, table_columns
-from sync_project.sync.state import Strategy, SyncState, TableOptions, read_sync_state, validate_options
-from sync_project.sync.tables import TableRef, quote_identifier, sql_string
+from sync_project.sync.load import LoadPlan, load_table, table_columns
+from sync_project.sync.report import WAIT_PHASE, SyncReport
+from sync_project.sync.state import Strategy, SyncState, read_sync_state, validate_options
+from sync_project.sync.strategy import choose_strategy, cursor_predicate
+from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
 
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
-T = TypeVar("T")
-WAIT_PHASE = "wait_for_duckdb"  # time a load waited for the DuckDB file, kept apart from the load itself
 
 
 @dataclass(frozen=True)
@@ -40,69 +40,6 @@ class SyncOptions:
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
     stage: str = extract.USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
     lake: Lake | None = None  # set: tables land in this DuckLake, not in duckdb_path
-
-
-class _Figure(Generic[T]):
-    """A report's figure that lives in one phase's result: `report.rows_loaded` is `report.load.rows_loaded`."""
-
-    def __init__(self, phase: str, name: str, empty: T) -> None:
-        self.phase, self.name, self.empty = phase, name, empty
-
-    def __get__(self, report: object, owner: type | None = None) -> T:
-        result = getattr(report, self.phase, None)
-        return self.empty if result is None else cast(T, getattr(result, self.name))
-
-
-@dataclass
-class SyncReport:
-    """What one sync did: the decisions, then each phase's own result (None until that phase has run)."""
-
-    table: TableRef
-    strategy: Strategy
-    strategy_reason: str = ""
-    options: TableOptions = field(default_factory=TableOptions)
-    columns: list[Column] = field(default_factory=list)
-    # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
-    source: TableStats | None = None
-    unload: extract.UnloadResult | None = None
-    resumed_unload: bool = False
-    download: extract.Download | None = None
-    load: LoadResult | None = None
-    phase_seconds: dict[str, float] = field(default_factory=dict)
-
-    # The figures the shell reports, read from the phase results (their empty value until a phase has run).
-    unload_query_id = _Figure("unload", "query_id", "")
-    rows_unloaded = _Figure("unload", "rows_unloaded", 0)
-    input_bytes = _Figure("unload", "input_bytes", 0)
-    output_bytes = _Figure("unload", "output_bytes", 0)
-    bytes_downloaded = _Figure("download", "bytes", 0)
-    rows_loaded = _Figure("load", "rows_loaded", 0)
-    rows_total = _Figure("load", "rows_total", 0)
-    rows_updated = _Figure("load", "rows_updated", 0)
-    high_water_mark = _Figure[str | None]("load", "high_water_mark", None)
-    schema_changes = _Figure[list[str]]("load", "schema_changes", [])
-    duckdb_bytes = _Figure("load", "duckdb_bytes", 0)
-    snapshot_id = _Figure[int | None]("load", "snapshot_id", None)  # on a lake: the snapshot the load committed
-    preview_columns = _Figure[list[str]]("load", "preview_columns", [])
-    preview_rows = _Figure[list[tuple[Any, ...]]]("load", "preview_rows", [])
-
-    @property
-    def files(self) -> int:
-        return len(self.download.files) if self.download else 0
-
-    @property
-    def files_reused(self) -> int:
-        return len(self.download.reused) if self.download else 0
-
-    @property
-    def total_seconds(self) -> float:
-        return round(sum(self.phase_seconds.values()), 3)
-
-    @property
-    def rows_per_second(self) -> float:
-        """Rows over the time spent working: waiting for the DuckDB file does not count."""
-        working = self.total_seconds - self.phase_seconds.get(WAIT_PHASE, 0.0)
-        return round(self.rows_loaded / working, 1) if working > 0 else 0.0
 
 
 @contextlib.contextmanager
@@ -150,49 +87,6 @@ def state_before_sync(options: SyncOptions, table: TableRef) -> tuple[SyncState,
         options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True, lake=options.lake
     ) as con:
         return read_sync_state(con, table), table_columns(con, table)
-
-
-def choose_strategy(
-    requested: Strategy | None, state: SyncState, target: dict[str, str], rebuild: bool
-) -> tuple[Strategy, str]:
-    """Which strategy this run uses, and why (said in logs and metadata)."""
-    wanted = requested or state.options.strategy
-    if rebuild:
-        return "full", "rebuild requested: full sync, state reset"
-    if wanted == "full":
-        return "full", "full sync requested" if requested == "full" else "table is configured for full syncs"
-    if state.columns is None and state.high_water_mark is None:
-        return "full", "first incremental sync of this table is a full one"
-    if not target:
-        return "full", "target table is missing in DuckDB: rebuilding it with a full sync"
-    if state.columns is not None and state.columns != target:
-        return "full", "target table's columns differ from what the last sync left: rebuilding with a full sync"
-    if state.high_water_mark is None:
-        return "full", "first incremental sync of this table is a full one"
-    return "incremental", f"rows with {state.options.cursor_column} >= {state.high_water_mark}"
-
-
-# Explicit formats for the high-water mark, so the account's TIMESTAMP_INPUT_FORMAT / DATE_INPUT_FORMAT never
-# decide how it is read back (DESIGN.md, "Snowflake facts").
-_LITERAL_FORMATS = {
-    "TIMESTAMP": ("TO_TIMESTAMP_NTZ", "YYYY-MM-DD HH24:MI:SS.FF6"),
-    "TIMESTAMPTZ": ("TO_TIMESTAMP_TZ", "YYYY-MM-DD HH24:MI:SS.FF6TZH:TZM"),
-    "DATE": ("TO_DATE", "YYYY-MM-DD"),
-}
-
-
-def _cursor_predicate(column: Column, mark: str) -> str:
-    # A typed literal, never the clock: the mark is the largest value the last sync loaded.
-    literal = sql_string(mark)
-    converted = _LITERAL_FORMATS.get(column.duckdb_type)
-    if converted:
-        function, fmt = converted
-        value = f"{function}({literal}, '{fmt}')"
-        if column.snowflake_type.upper().startswith("TIMESTAMP_LTZ"):
-            value = f"{value}::TIMESTAMP_LTZ"
-    else:
-        value = f"CAST({literal} AS {column.snowflake_type})"
-    return f"{quote_identifier(column.name)} >= {value}"
 
 
 class _Cleanup:
@@ -286,7 +180,7 @@ def _incremental_where(report: SyncReport, state: SyncState) -> str | None:
     cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
     if report.strategy != "incremental" or cursor is None or state.high_water_mark is None:
         return None
-    return _cursor_predicate(cursor, state.high_water_mark)
+    return cursor_predicate(cursor, state.high_water_mark)
 
 
 def _unload_or_resume(

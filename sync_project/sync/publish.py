@@ -54,8 +54,10 @@ class PublishedTable:
 
 @dataclass
 class PublishReport:
-    published_path: Path
-    snapshot: Path
+    """What a publish made: the snapshot readers now open, its tables, and what it cost."""
+
+    published_path: Path  # the symlink readers open
+    snapshot: Path  # the file it points at
     tables: list[PublishedTable] = field(default_factory=list)
     bytes: int = 0
     seconds: float = 0.0

@@ -155,6 +155,7 @@ class TableRef:
         """`"DB"."SCHEMA"."TABLE"` for Snowflake SQL."""
         return ".".join(quote_identifier(p) for p in (self.database, self.schema, self.name))
 
+    # The mirror keeps Snowflake's names exactly (quoted in SQL), so DuckDB's schema and table are Snowflake's.
     @property
     def duckdb_schema(self) -> str:
         return self.schema
