@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
+from sync_project.dagster_api import PARTITION_TAG
 from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.metadata import text_table
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
@@ -165,9 +166,9 @@ def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = No
 
 
 NO_TABLE_MESSAGE = (
-    'this run names no table: set the run tag dagster/partition to the table\'s key (Launchpad > "Edit tags"), '
-    "e.g. dagster/partition=WORKSPACE_833213390.data, or run `dagster job launch -j verify_synced_tables "
-    '-w workspace.yaml --tags \'{"dagster/partition": "SCHEMA.TABLE"}\'`'
+    f'this run names no table: set the run tag {PARTITION_TAG} to the table\'s key (Launchpad > "Edit tags"), '
+    f"e.g. {PARTITION_TAG}=WORKSPACE_833213390.data, or run `dagster job launch -j verify_synced_tables "
+    f'-w workspace.yaml --tags \'{{"{PARTITION_TAG}": "SCHEMA.TABLE"}}\'`'
 )
 
 
