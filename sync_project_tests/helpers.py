@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -268,3 +269,19 @@ def run_job(
 
 def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
     return [e for e in result.all_events if e.event_type == kind]
+
+
+def create_numbered_tables(process: LocalSnowflakeProcess, prefix: str, count: int, rows: int) -> list[str]:
+    """Tables T0..T<count-1> of `rows` + i rows (ID, AMOUNT, NOTE) in a new schema named `prefix`_<random>;
+    their partition keys."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:6].upper()}"
+    with snowflake.connector.connect(**snowflake_settings(process)) as conn:
+        fetch(conn, f"CREATE SCHEMA KEBOOLA_33.{schema}")
+        for i in range(count):
+            fetch(conn, f"CREATE TABLE KEBOOLA_33.{schema}.T{i} (ID NUMBER(38,0), AMOUNT NUMBER(12,2), NOTE VARCHAR)")
+            fetch(
+                conn,
+                f"INSERT INTO KEBOOLA_33.{schema}.T{i} SELECT SEQ8(), SEQ8() / 100, 'row ' || SEQ8() "
+                f"FROM TABLE(GENERATOR(ROWCOUNT => {rows + i}))",
+            )
+    return [f"{schema}.T{i}" for i in range(count)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
-import snowflake.connector
 from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK
@@ -20,7 +18,7 @@ from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import project_root
 from sync_project_tests.daemon import DagsterProcesses
-from sync_project_tests.helpers import fetch, snowflake_settings
+from sync_project_tests.helpers import create_numbered_tables
 
 pytestmark = pytest.mark.e2e
 TABLES = 8
@@ -39,18 +37,8 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
     dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
 ) -> None:
-    schema = f"E2E_{uuid.uuid4().hex[:6].upper()}"
-    keys = []
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        fetch(conn, f"CREATE SCHEMA KEBOOLA_33.{schema}")
-        for i in range(TABLES):
-            fetch(conn, f"CREATE TABLE KEBOOLA_33.{schema}.T{i} (ID NUMBER(38,0), AMOUNT NUMBER(12,2), NOTE VARCHAR)")
-            fetch(
-                conn,
-                f"INSERT INTO KEBOOLA_33.{schema}.T{i} SELECT SEQ8(), SEQ8() / 100, 'row ' || SEQ8() "
-                f"FROM TABLE(GENERATOR(ROWCOUNT => {ROWS + i}))",
-            )
-            keys.append(f"{schema}.T{i}")
+    keys = create_numbered_tables(local_snowflake, "E2E", TABLES, ROWS)
+    schema = keys[0].split(".")[0]
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
     # Real unloads take seconds; so does each one here, which is when parallel runs pay off.

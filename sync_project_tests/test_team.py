@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,7 +25,7 @@ from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
 from sync_project.team.worker import worker_plan
 from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
-from sync_project_tests.helpers import assert_exact_copy, fetch, snowflake_settings
+from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings
 from sync_project_tests.postgres import postgres_server
 from sync_project_tests.team import WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
 
@@ -49,20 +48,18 @@ def team(tmp_path_factory: pytest.TempPathFactory, local_snowflake: LocalSnowfla
 
 def create_tables(local_snowflake: LocalSnowflakeProcess, count: int, rows: int = ROWS) -> list[str]:
     """`count` new tables of `rows` (+i) rows in a new schema; their partition keys, registered."""
-    schema = f"TEAM_{uuid.uuid4().hex[:6].upper()}"
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        fetch(conn, f"CREATE SCHEMA {DATABASE}.{schema}")
-        for i in range(count):
-            fetch(conn, f"CREATE TABLE {DATABASE}.{schema}.T{i} (ID NUMBER(38,0), AMOUNT NUMBER(12,2), NOTE VARCHAR)")
-            fetch(
-                conn,
-                f"INSERT INTO {DATABASE}.{schema}.T{i} SELECT SEQ8(), SEQ8() / 100, 'row ' || SEQ8() "
-                f"FROM TABLE(GENERATOR(ROWCOUNT => {rows + i}))",
-            )
-    keys = [f"{schema}.T{i}" for i in range(count)]
+    keys = create_numbered_tables(local_snowflake, "TEAM", count, rows)
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
     return keys
+
+
+def wait_until_fired(local_snowflake: LocalSnowflakeProcess, kind: str, team: Team) -> None:
+    """Return once the emulator has fired the injected fault of `kind` (the sync is in it now)."""
+    deadline = time.monotonic() + 120
+    while kind not in fault_state(local_snowflake.base_url)["fired"]:
+        assert time.monotonic() < deadline, team.logs()
+        time.sleep(0.2)
 
 
 def assert_synced(team: Team, local_snowflake: LocalSnowflakeProcess, key: str, download_root: Path) -> None:
@@ -114,10 +111,7 @@ def test_a_worker_killed_mid_sync_has_its_run_resumed_on_the_other(
     # The download stalls long enough to kill the worker in the middle of the sync.
     inject_fault(local_snowflake.base_url, "download", mode="stall", seconds=60, count=1)
     team.backfill([key])
-    deadline = time.monotonic() + 120
-    while "download" not in fault_state(local_snowflake.base_url)["fired"]:
-        assert time.monotonic() < deadline, team.logs()
-        time.sleep(0.2)
+    wait_until_fired(local_snowflake, "download", team)
     with dg.DagsterInstance.get() as instance:
         [record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}))
         run_id = record.dagster_run.run_id
@@ -143,49 +137,38 @@ def test_a_worker_killed_mid_sync_has_its_run_resumed_on_the_other(
     team.wait_for_workers()
 
 
-def test_the_broker_restarting_mid_run_loses_nothing(team: Team, local_snowflake: LocalSnowflakeProcess) -> None:
-    keys = create_tables(local_snowflake, 2)
+def restart_mid_run(
+    team: Team, local_snowflake: LocalSnowflakeProcess, keys: list[str], restart: Callable[[], None]
+) -> None:
+    """Sync keys[0], `restart` a service while its run waits on Snowflake, then sync keys[1]: both succeed."""
     inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=6, count=1)
     team.backfill(keys[:1])
-    deadline = time.monotonic() + 120
-    while "unload" not in fault_state(local_snowflake.base_url)["fired"]:
-        assert time.monotonic() < deadline, team.logs()
-        time.sleep(0.2)
-    team.redis.restart()
+    wait_until_fired(local_snowflake, "unload", team)
+    restart()
     with dg.DagsterInstance.get() as instance:
-        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[0]})
-        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
-        # Workers and the daemon reconnected: the next run is taken as usual.
-        team.backfill(keys[1:])
-        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[1]})
-        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        for i, key in enumerate(keys):
+            if i:  # the services reconnected: the next run is taken as usual
+                team.backfill([key])
+            [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": key})
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
     for key in keys:
         assert_synced(team, local_snowflake, key, team.downloads)
+
+
+def test_the_broker_restarting_mid_run_loses_nothing(team: Team, local_snowflake: LocalSnowflakeProcess) -> None:
+    restart_mid_run(team, local_snowflake, create_tables(local_snowflake, 2), team.redis.restart)
 
 
 def test_postgres_restarting_mid_run_keeps_history_and_the_run(
     team: Team, local_snowflake: LocalSnowflakeProcess
 ) -> None:
-    keys = create_tables(local_snowflake, 2)
+    """A fast shutdown while the run waits on Snowflake: Dagster's storage and the lake's catalog both lose
+    their server, and every client is disconnected."""
     with dg.DagsterInstance.get() as instance:
         before = len(instance.get_run_records(dg.RunsFilter(job_name="sync_tables")))
-        # Restarted while the run waits on Snowflake: Dagster's storage and the lake's catalog both lose
-        # their server, and every client is disconnected (a fast shutdown).
-        inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=6, count=1)
-        team.backfill(keys[:1])
-        deadline = time.monotonic() + 120
-        while "unload" not in fault_state(local_snowflake.base_url)["fired"]:
-            assert time.monotonic() < deadline, team.logs()
-            time.sleep(0.2)
-        team.postgres.restart()
-        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[0]})
-        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
-        team.backfill(keys[1:])
-        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": keys[1]})
-        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+    restart_mid_run(team, local_snowflake, create_tables(local_snowflake, 2), team.postgres.restart)
+    with dg.DagsterInstance.get() as instance:
         assert len(instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))) == before + 2
-    for key in keys:
-        assert_synced(team, local_snowflake, key, team.downloads)
 
 
 def test_batched_syncs_and_the_change_sensor_work_unchanged_on_the_team_profile(
