@@ -291,7 +291,12 @@ def download_files(
         )
     save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
     files = [attempt.local_dir / name for name in expected]
-    return Download(files, missing, reused, sum(f.stat().st_size for f in files))
+    return Download(files, missing, reused, files_size(files))
+
+
+def files_size(files: list[Path]) -> int:
+    """Bytes on disk of downloaded files."""
+    return sum(f.stat().st_size for f in files)
 
 
 def remove_local_files(attempt: Attempt) -> None:

@@ -194,7 +194,7 @@ def _unload_or_resume(
     downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
     if unload is not None and downloaded is not None:
         report.resumed_unload = True
-        report.download = extract.Download(downloaded, [], [f.name for f in downloaded], _size(downloaded))
+        report.download = extract.Download(downloaded, [], [f.name for f in downloaded], extract.files_size(downloaded))
         log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
     elif unload is not None and (not unload.rows_unloaded or extract.staged_names(conn, attempt)):
         report.resumed_unload = True
@@ -254,10 +254,6 @@ def _split_wait(report: SyncReport) -> None:
     if waited:
         report.phase_seconds[WAIT_PHASE] = waited
         report.phase_seconds["load"] = round(max(report.phase_seconds["load"] - waited, 0.0), 3)
-
-
-def _size(files: list[Path]) -> int:
-    return sum(f.stat().st_size for f in files)
 
 
 @dataclass(frozen=True)
