@@ -14,7 +14,7 @@ import pytest
 import snowflake.connector
 from dagster._core.event_api import PartitionKeyFilter
 
-from sync_project.automation import CHANGE_SENSOR
+from sync_project.automation import CHANGE_SENSOR, SYNC_SCHEDULE
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
@@ -217,3 +217,23 @@ def test_a_worker_on_an_instance_without_celery_says_which_file_to_copy(
     dagster_processes.env |= {"SYNC_TARGET": "ducklake", "SYNC_DUCKLAKE_CATALOG": "postgres:dbname=lake host=/nowhere"}
     done = dagster_processes.run([str(BIN / "sync-project"), "worker", "--name", "a"], timeout=60)
     assert done.returncode == 1 and "sync_project/team/dagster.yaml" in done.stderr, done.stdout + done.stderr
+
+
+def test_the_nightly_schedule_runs_its_batches_on_a_worker(
+    tmp_path: Path, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """The schedule's own path on the team profile: its cron every minute, the daemon ticks it, and the batch
+    run of every registered table executes on a Celery worker (a deployment of its own, so that no other
+    test's runs meet the schedule's)."""
+    with (
+        postgres_server(tmp_path / "pgdata") as postgres,
+        team_deployment(tmp_path, local_snowflake, postgres, workers=("a",), SYNC_SCHEDULE_CRON="* * * * *") as team,
+    ):
+        keys = create_tables(local_snowflake, 3)
+        with dg.DagsterInstance.get() as instance:
+            [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/schedule_name": SYNC_SCHEDULE})
+            assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+            [pid] = run_pids(instance, record.dagster_run.run_id)
+            assert team.worker_of(pid) == "a"
+        for key in keys:
+            assert_synced(team, local_snowflake, key, team.downloads)
