@@ -14,7 +14,7 @@ from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_stats
 from sync_project.sync.errors import SyncError
-from sync_project.sync.load import MirrorTable, mirror_table
+from sync_project.sync.load import MirrorTable
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
 
@@ -108,10 +108,7 @@ def evaluations_after_sync(
     Right after a sync, Snowflake's count is the one the sync read before its unload: a second query per table
     would cost a connection each in a run of many tables, and the change sensor watches for later changes.
     """
-    state = MirrorTable(False, 0, {})
-    if duckdb.has_mirror():
-        with duckdb.get_connection(True, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS) as con:
-            state = mirror_table(con, table)
+    state = duckdb.mirror_table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS)
     return [row_count_evaluation(table, rows_total, state, source_rows), schema_evaluation(table, columns, state)]
 
 

@@ -148,10 +148,7 @@ def deregister(instance: dg.DagsterInstance, table: TableRef, duckdb: SyncDuckDB
     if registered:
         instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
     prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
-    state = MirrorTable(False, 0, {})
-    if duckdb.has_mirror():
-        with duckdb.get_connection(True, f"reading {table}") as con:
-            state = mirror_table(con, table)
+    state = duckdb.mirror_table(table, f"reading {table}")
     if not state.exists:
         return f"{prefix}; no DuckDB table {table.duckdb_relation} exists"
     if not drop:

@@ -31,8 +31,10 @@ from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_US
 from sync_project.settings import Settings
 from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.load import MirrorTable, mirror_table
 from sync_project.sync.pipeline import SyncOptions
 from sync_project.sync.publish import published_default
+from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake, lake_for
 
 
@@ -197,9 +199,13 @@ class SyncDuckDBResource(DuckDBResource):
         with duckdb_session(Path(self.database), wait, what, read_only=read_only, lake=self.lake) as con:
             yield con
 
-    def has_mirror(self) -> bool:
-        """Is there anything to read yet? (A file target that never synced has no file.)"""
-        return self.lake is not None or Path(self.database).exists()
+    def mirror_table(self, table: TableRef, what: str, lock_timeout: float | None = None) -> MirrorTable:
+        """What the mirror holds for a table, read in one short read-only session (a file target that never
+        synced has no file, and holds nothing)."""
+        if self.lake is None and not Path(self.database).exists():
+            return MirrorTable(False, 0, {})
+        with self.get_connection(True, what, lock_timeout) as con:
+            return mirror_table(con, table)
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(

@@ -78,7 +78,6 @@ def backfill_wall_seconds(
     loads waited for the DuckDB file (and for how long in all)."""
     import dagster as dg
 
-    from sync_project.history import SYNC_ASSET_KEY, sync_figures
     from sync_project_tests.daemon import DagsterProcesses
 
     home = root / f"dagster-{label}-{max_concurrent_runs}"
@@ -119,18 +118,21 @@ def backfill_wall_seconds(
         failed = [r.dagster_run.run_id for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
         if failed:
             raise RuntimeError(f"runs failed: {failed}")
-        waits = [
-            float(sync_figures(r.asset_materialization).get("seconds", {}).get("wait_for_duckdb", 0.0))
-            for r in instance.fetch_materializations(SYNC_ASSET_KEY, limit=1000).records
-            if r.asset_materialization is not None
-        ]
-        return {
-            "seconds": wall,
-            "loads_that_waited": sum(1 for w in waits if w > 0),
-            "wait_seconds": round(sum(waits), 2),
-        }
+        return {"seconds": wall, **load_waits(instance)}
     finally:
         processes.stop()
+
+
+def load_waits(instance: Any) -> dict[str, float]:
+    """How many loads of the instance's syncs waited for the DuckDB file, and for how long in all."""
+    from sync_project.history import SYNC_ASSET_KEY, sync_figures
+
+    waits = [
+        float(sync_figures(r.asset_materialization).get("seconds", {}).get("wait_for_duckdb", 0.0))
+        for r in instance.fetch_materializations(SYNC_ASSET_KEY, limit=1000).records
+        if r.asset_materialization is not None
+    ]
+    return {"loads_that_waited": sum(1 for w in waits if w > 0), "wait_seconds": round(sum(waits), 2)}
 
 
 def lake_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str], runs: int) -> dict[str, float]:
@@ -155,16 +157,19 @@ def team_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -
     from sync_project_tests.team import team_deployment, wait_for_runs
 
     (root / "team").mkdir()
-    with postgres_server(root / "postgres-team") as server, team_deployment(root / "team", process, server) as team:
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("snowflake_tables", keys)
-            started = time.monotonic()
-            team.backfill(keys)
-            records = wait_for_runs(instance, len(keys), 1800, team)
-            wall = round(time.monotonic() - started, 1)
+    with (
+        postgres_server(root / "postgres-team") as server,
+        team_deployment(root / "team", process, server) as team,
+        dg.DagsterInstance.get() as instance,
+    ):
+        instance.add_dynamic_partitions("snowflake_tables", keys)
+        started = time.monotonic()
+        team.backfill(keys)
+        records = wait_for_runs(instance, len(keys), 1800, team)
+        wall = round(time.monotonic() - started, 1)
         if any(r.dagster_run.status != dg.DagsterRunStatus.SUCCESS for r in records):
             raise RuntimeError(f"team runs failed: {team.logs()}")
-        return {"seconds": wall, "loads_that_waited": 0, "wait_seconds": 0.0}
+        return {"seconds": wall, **load_waits(instance)}
 
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
