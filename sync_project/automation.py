@@ -75,7 +75,7 @@ def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
         job=sync_tables_job,
         cron_schedule=settings.schedule_cron,
         execution_timezone=settings.schedule_timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=_default_status(settings),
     )
     def nightly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         """A full sync of every registered table: runs of up to 25 tables each, every table its own partition
@@ -324,10 +324,17 @@ def build_publish_sensor(settings: Settings) -> dg.SensorDefinition:
     return publish_after_syncs
 
 
-cleanup_schedule = dg.ScheduleDefinition(
-    name=CLEANUP_SCHEDULE,
-    job=cleanup_leftovers_job,
-    cron_schedule="30 3 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily: remove what failed syncs left behind.",
-)
+def _default_status(settings: Settings) -> dg.DefaultScheduleStatus:
+    """SYNC_SCHEDULES: whether a schedule ticks before anyone starts it in the UI (the UI's choice then wins)."""
+    return dg.DefaultScheduleStatus.RUNNING if settings.schedules_running else dg.DefaultScheduleStatus.STOPPED
+
+
+def build_cleanup_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=CLEANUP_SCHEDULE,
+        job=cleanup_leftovers_job,
+        cron_schedule=settings.cleanup_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=_default_status(settings),
+        description="Daily: remove what failed syncs left behind (SYNC_CLEANUP_CRON, SYNC_SCHEDULE_TIMEZONE).",
+    )

@@ -9,9 +9,9 @@ from sync_project.assets import snowflake_table
 from sync_project.automation import (
     build_auto_register_sensor,
     build_change_sensor,
+    build_cleanup_schedule,
     build_publish_sensor,
     build_sync_schedule,
-    cleanup_schedule,
 )
 from sync_project.jobs import (
     cleanup_leftovers_job,
@@ -40,7 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             doctor_job,
             publish_mirror_job,
         ],
-        schedules=[build_sync_schedule(settings), cleanup_schedule],
+        schedules=[build_sync_schedule(settings), build_cleanup_schedule(settings)],
         sensors=[build_change_sensor(settings), build_auto_register_sensor(settings), build_publish_sensor(settings)],
         resources=build_resources(settings),
         # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own

@@ -72,6 +72,13 @@ DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dags
 # -- Automation --------------------------------------------------------------------------------
 SYNC_SCHEDULE_CRON = "SYNC_SCHEDULE_CRON"
 SYNC_SCHEDULE_TIMEZONE = "SYNC_SCHEDULE_TIMEZONE"
+SYNC_CLEANUP_CRON = "SYNC_CLEANUP_CRON"  # the daily cleanup of what failed syncs left
+# running (default) or stopped: whether the nightly sync and the cleanup tick before anyone starts them in the
+# UI. A schedule started or stopped in the UI keeps that state; a test instance runs no schedule it is not about.
+SYNC_SCHEDULES = "SYNC_SCHEDULES"
+SCHEDULE_STATES = ("running", "stopped")
+DEFAULT_SCHEDULE_CRON = "0 2 * * *"
+DEFAULT_CLEANUP_CRON = "30 3 * * *"
 SYNC_CHANGE_SENSOR_SECONDS = "SYNC_CHANGE_SENSOR_SECONDS"
 SYNC_AUTO_REGISTER_SCHEMA = "SYNC_AUTO_REGISTER_SCHEMA"  # unset: the auto-registration sensor does nothing
 SYNC_AUTO_REGISTER_LIKE = "SYNC_AUTO_REGISTER_LIKE"
@@ -108,6 +115,16 @@ def _target() -> str:
             f"(with {SYNC_DUCKLAKE_CATALOG} and {SYNC_DUCKLAKE_DATA_PATH})"
         )
     return target
+
+
+def _schedules_running() -> bool:
+    state = _env(SYNC_SCHEDULES, "running").lower()
+    if state not in SCHEDULE_STATES:
+        raise ValueError(
+            f"{SYNC_SCHEDULES}={state!r} is not a schedule state: use running (the nightly sync and the cleanup "
+            "tick by themselves, the default) or stopped (they tick once started in the UI)"
+        )
+    return state == "running"
 
 
 def project_root() -> Path:
@@ -149,8 +166,10 @@ class Settings:
     published_path: Path | None = None  # unset: mirror.duckdb beside the working file
     published_storage_version: str = DEFAULT_PUBLISHED_STORAGE_VERSION
     publish_minutes: float = DEFAULT_PUBLISH_MINUTES
-    schedule_cron: str = "0 2 * * *"
+    schedule_cron: str = DEFAULT_SCHEDULE_CRON
     schedule_timezone: str = "UTC"
+    cleanup_cron: str = DEFAULT_CLEANUP_CRON
+    schedules_running: bool = True
     change_sensor_seconds: int = 300
     auto_register_schema: str | None = None
     auto_register_like: str = "%"
@@ -197,8 +216,10 @@ class Settings:
             published_path=Path(p) if (p := os.environ.get(SYNC_PUBLISHED_PATH, "").strip()) else None,
             published_storage_version=_env(SYNC_PUBLISHED_STORAGE_VERSION, DEFAULT_PUBLISHED_STORAGE_VERSION),
             publish_minutes=_env_number(SYNC_PUBLISH_MINUTES, DEFAULT_PUBLISH_MINUTES),
-            schedule_cron=_env(SYNC_SCHEDULE_CRON, "0 2 * * *"),
+            schedule_cron=_env(SYNC_SCHEDULE_CRON, DEFAULT_SCHEDULE_CRON),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
+            cleanup_cron=_env(SYNC_CLEANUP_CRON, DEFAULT_CLEANUP_CRON),
+            schedules_running=_schedules_running(),
             change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),
             auto_register_schema=os.environ.get(SYNC_AUTO_REGISTER_SCHEMA, "").strip() or None,
             auto_register_like=_env(SYNC_AUTO_REGISTER_LIKE, "%"),

@@ -11,18 +11,29 @@ from typing import Any
 import dagster as dg
 import pytest
 import snowflake.connector
+from hypothesis import settings as hypothesis_settings
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.control import clear_roles, clear_users
 from sync_project.local_snowflake.faults import clear_faults
 from sync_project.process import keep_final_collection
-from sync_project.settings import Settings, project_root
+from sync_project.settings import SYNC_SCHEDULES, Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import snowflake_settings
 from sync_project_tests.postgres import Postgres, postgres_server
 from sync_project_tests.reliability import WRITE_REPORT, write_report
 
 DEMO_ROWS = 5_000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Dagster process a test starts inherits this environment: no schedule ticks by the wall clock unless
+    the test is about that schedule (it sets SYNC_SCHEDULES=running itself), so a test run that crosses the
+    nightly sync's or the cleanup's time, or an environment whose crons say every minute, counts no extra run.
+    Hypothesis runs without its per-example deadline: a loaded 2-core machine is slow by moments, not wrong."""
+    os.environ[SYNC_SCHEDULES] = "stopped"
+    hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

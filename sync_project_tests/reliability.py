@@ -16,7 +16,7 @@ from pathlib import Path
 REPORT = Path(__file__).with_name("RELIABILITY.md")
 WRITE_REPORT = "SYNC_WRITE_RELIABILITY"
 KINDS = ("Fault", "Hostile input", "Secrets", "Exposure")
-HEADER = "| Kind | Case | What happened | What was verified |"
+HEADER = "| Kind | Case | What happened | What was verified | Test |"
 
 PREAMBLE = """# Reliability report
 
@@ -24,6 +24,7 @@ Every row is written from what a test in `sync_project_tests/` observed, and eve
 checks that each row still matches its test's observation (`sync_project_tests/reliability.py`).
 To rewrite the report after a deliberate change: `SYNC_WRITE_RELIABILITY=1 make test`, then read
 the diff. Row counts are those of the test data (the demo table "data" has 5,000 rows in tests).
+The last column names the test that observed the row (`file::test`); `test_report.py` checks it exists.
 
 """
 
@@ -34,6 +35,7 @@ class Case:
     case: str
     happened: str
     verified: str
+    test: str = ""  # file::function of the test that observed it
 
 
 _observed: dict[str, Case] = {}
@@ -45,8 +47,8 @@ def _cell(text: str) -> str:
 
 def render(cases: list[Case]) -> str:
     ordered = sorted(cases, key=lambda c: (KINDS.index(c.kind), c.case))
-    rows = [f"| {c.kind} | {_cell(c.case)} | {_cell(c.happened)} | {_cell(c.verified)} |" for c in ordered]
-    return PREAMBLE + "\n".join([HEADER, "|---|---|---|---|", *rows]) + "\n"
+    rows = [f"| {c.kind} | {_cell(c.case)} | {_cell(c.happened)} | {_cell(c.verified)} | `{c.test}` |" for c in ordered]
+    return PREAMBLE + "\n".join([HEADER, "|---|---|---|---|---|", *rows]) + "\n"
 
 
 def read_report(path: Path = REPORT) -> dict[str, Case]:
@@ -54,10 +56,10 @@ def read_report(path: Path = REPORT) -> dict[str, Case]:
     if not path.exists():
         return cases
     for line in path.read_text().splitlines():
-        if not line.startswith("| ") or line == HEADER:
+        if not line.startswith("| ") or line.startswith("| Kind |"):
             continue
         cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        case = Case(*cells)
+        case = Case(*cells[:4], test=cells[4].strip("`") if len(cells) > 4 else "")
         cases[case.case] = case
     return cases
 
@@ -68,10 +70,17 @@ def _committed() -> dict[str, Case]:
     return read_report()
 
 
+def current_test() -> str:
+    """`file::function` of the running test, from pytest's own note (parameters left off: one function)."""
+    node = os.environ["PYTEST_CURRENT_TEST"].rsplit(" (", 1)[0]
+    path, _, name = node.partition("::")
+    return f"{Path(path).name}::{name.split('[')[0]}"
+
+
 def observe(kind: str, case: str, happened: str, verified: str) -> None:
     """Record what a test saw; unless rewriting the report, fail when the report says otherwise."""
     assert kind in KINDS, kind
-    observed = Case(kind, case, happened, verified)
+    observed = Case(kind, case, happened, verified, current_test())
     assert all("\n" not in text for text in (case, happened, verified)), observed
     _observed[case] = observed
     if os.environ.get(WRITE_REPORT):

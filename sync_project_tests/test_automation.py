@@ -13,7 +13,13 @@ import pytest
 import snowflake.connector
 
 from sync_project.assets import SYNC_BATCH_SIZE
-from sync_project.automation import build_auto_register_sensor, build_change_sensor, build_sync_schedule
+from sync_project.automation import (
+    CLEANUP_SCHEDULE,
+    SYNC_SCHEDULE,
+    build_auto_register_sensor,
+    build_change_sensor,
+    build_sync_schedule,
+)
 from sync_project.definitions import build_definitions
 from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
@@ -118,8 +124,6 @@ def test_schedule_requests_batches_of_tables_with_unique_run_keys(
     # 28 tables: one run of 25, one of 3, in registration order, covering each table once.
     assert ranges == [(keys[0], keys[SYNC_BATCH_SIZE - 1]), (keys[SYNC_BATCH_SIZE], keys[-1])]
     assert len({r.run_key for r in requests}) == 2 and all(tick.isoformat() in str(r.run_key) for r in requests)
-    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 def test_auto_registration_adds_new_and_deregisters_only_when_told(
@@ -145,3 +149,27 @@ def test_auto_registration_adds_new_and_deregisters_only_when_told(
 def test_auto_registration_is_inert_until_configured(settings: Settings, instance: dg.DagsterInstance) -> None:
     result = evaluate(build_auto_register_sensor(settings), settings, instance)
     assert isinstance(result, dg.SkipReason) and "SYNC_AUTO_REGISTER_SCHEMA" in str(result.skip_message)
+
+
+def test_schedules_follow_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shipped: the nightly sync at 02:00 UTC and the cleanup at 03:30, both running. The crons and both schedules'
+    default state come from the environment: a test instance runs no schedule by the wall clock."""
+    for name in ("SYNC_SCHEDULE_CRON", "SYNC_CLEANUP_CRON", "SYNC_SCHEDULE_TIMEZONE", "SYNC_SCHEDULES"):
+        monkeypatch.delenv(name, raising=False)
+    shipped = {s.name: s for s in build_definitions(Settings.from_env()).schedules}  # type: ignore[union-attr]
+    assert (
+        shipped[SYNC_SCHEDULE].cron_schedule == "0 2 * * *" and shipped[CLEANUP_SCHEDULE].cron_schedule == "30 3 * * *"
+    )
+    assert {s.execution_timezone for s in shipped.values()} == {"UTC"}
+    assert {s.default_status for s in shipped.values()} == {dg.DefaultScheduleStatus.RUNNING}
+    monkeypatch.setenv("SYNC_CLEANUP_CRON", "*/5 * * * *")
+    monkeypatch.setenv("SYNC_SCHEDULES", "stopped")
+    schedules = {s.name: s for s in build_definitions(Settings.from_env()).schedules}  # type: ignore[union-attr]
+    assert schedules[CLEANUP_SCHEDULE].cron_schedule == "*/5 * * * *"
+    assert {s.default_status for s in schedules.values()} == {dg.DefaultScheduleStatus.STOPPED}
+    monkeypatch.setenv("SYNC_SCHEDULES", "running")
+    running = build_definitions(Settings.from_env()).schedules or []
+    assert {s.default_status for s in running} == {dg.DefaultScheduleStatus.RUNNING}  # type: ignore[union-attr]
+    monkeypatch.setenv("SYNC_SCHEDULES", "paused")
+    with pytest.raises(ValueError, match="SYNC_SCHEDULES='paused' is not a schedule state"):
+        Settings.from_env()

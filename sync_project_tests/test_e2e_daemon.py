@@ -49,10 +49,12 @@ def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
         "--noprompt",
     )  # fmt: skip
     assert launched.returncode == 0, launched.stdout + launched.stderr
+    [backfill] = instance.get_backfills()
+    ours = dg.RunsFilter(job_name="sync_tables", tags={"dagster/backfill": backfill.backfill_id})  # its runs only
     deadline = time.monotonic() + 420
     records: Sequence[Any] = []
     while time.monotonic() < deadline:
-        records = instance.get_run_records(dg.RunsFilter(job_name="sync_tables"))
+        records = instance.get_run_records(ours)
         if len(records) == TABLES and all(r.dagster_run.is_finished for r in records):
             break
         time.sleep(2)

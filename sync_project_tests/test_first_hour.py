@@ -164,7 +164,6 @@ def test_a_busy_port_is_refused_at_once_naming_its_holder(
 ) -> None:
     port, pid = busy_port
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    started = time.monotonic()
     alone = cli("local-snowflake", "--port", str(port), "--data-dir", str(tmp_path / "sf"), "--demo-rows", "10")
     assert alone.exit_code == 1 and f"port {port}" in alone.output and f"process {pid} (" in alone.output
     monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(port))
@@ -179,7 +178,7 @@ def test_a_busy_port_is_refused_at_once_naming_its_holder(
     assert (
         refused.exit_code == 1 and "the Dagster UI" in refused.output and f"process {os.getpid()} (" in refused.output
     )
-    assert time.monotonic() - started < 30 and not (tmp_path / "sf").exists()
+    assert not (tmp_path / "sf").exists()  # refused before the server started: nothing made
 
 
 def _descendants(pid: int) -> set[int]:

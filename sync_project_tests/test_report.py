@@ -15,8 +15,20 @@ def test_every_row_of_the_report_is_observed_by_a_test() -> None:
     assert {c.kind for c in cases.values()} == set(KINDS)
 
 
+def test_every_row_names_the_test_that_observed_it() -> None:
+    """The Test column is `file::function`, and that function exists in that file."""
+    folder = Path(__file__).parent
+    missing = []
+    for case in read_report().values():
+        file, _, function = case.test.partition("::")
+        source = folder / file
+        if not function or not source.exists() or f"def {function}(" not in source.read_text():
+            missing.append((case.case, case.test))
+    assert missing == [], f"rows in {REPORT.name} whose test does not exist: {missing}"
+
+
 def test_report_round_trips(tmp_path: Path) -> None:
-    cases = [Case("Fault", "a | b", "it failed | cleanly", "x"), Case("Exposure", "c", "d", "e")]
+    cases = [Case("Fault", "a | b", "it failed | cleanly", "x", "test_a.py::test_b"), Case("Exposure", "c", "d", "e")]
     path = tmp_path / "report.md"
     path.write_text(render(cases))
     assert read_report(path) == {c.case: c for c in cases}

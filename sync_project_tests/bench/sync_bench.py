@@ -93,6 +93,7 @@ def backfill_wall_seconds(
             "LOCAL_SNOWFLAKE_PORT": str(process.port),
             "SYNC_DUCKDB_PATH": str(home / "sync.duckdb"),
             "SYNC_DOWNLOAD_DIR": str(home / "downloads"),
+            "SYNC_SCHEDULES": "stopped",  # only the backfill's runs are timed
         }
         | (target_env or {})
     )
@@ -289,6 +290,7 @@ def measure_nightly(process: LocalSnowflakeProcess, root: Path, keys: list[str])
         "SYNC_DUCKDB_PATH": str(root / "nightly.duckdb"),
         "SYNC_DOWNLOAD_DIR": str(root / "nightly-downloads"),
         "SYNC_SCHEDULE_CRON": "* * * * *",
+        "SYNC_SCHEDULES": "running",
     }
     subprocess.run(
         [sys.executable, "-c", f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
