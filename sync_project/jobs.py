@@ -24,7 +24,7 @@ VERIFY_JOB = "verify_synced_tables"
 DISCOVER_JOB = "discover_tables"
 REGISTER_JOB = "register_tables"
 CLEANUP_JOB = "cleanup_leftovers"
-LEFTOVER_AGE = dt.timedelta(days=1)
+LEFTOVER_HOURS = 24.0  # a live sync's folders are younger: a day-old one belongs to a killed or exhausted run
 
 # The code location's label as the UI filters runs by it (workspace.yaml's location_name).
 CODE_LOCATION = "sync_project"
@@ -236,11 +236,20 @@ publish_mirror_job = chore_job(
 )
 
 
+class CleanupConfig(dg.Config):
+    older_than_hours: float = Field(
+        default=LEFTOVER_HOURS,
+        description="Remove attempt folders older than this. Lower it only when no sync is running: a live "
+        "sync's folders are younger than its run",
+    )
+
+
 @dg.op
 def remove_old_stages_and_folders(
-    context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+    context: dg.OpExecutionContext, config: CleanupConfig, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
 ) -> None:
-    """Remove attempt folders (in the sync's stage and in the download folder) left behind more than a day ago.
+    """Remove attempt folders (in the sync's stage and in the download folder) left behind more than a day ago
+    (`older_than_hours`).
 
     A sync removes its own on success and on a final failure; what is left is from killed processes or
     exhausted retries. Only the stage's `sync_project/` folder is looked at, and names carry a prefix and a
@@ -248,7 +257,8 @@ def remove_old_stages_and_folders(
     """
     options = duckdb.sync_options()
     with snowflake.get_connection() as conn:
-        leftovers = remove_leftovers(conn, options.stage, options.download_root, LEFTOVER_AGE, dt.datetime.now(dt.UTC))
+        age = dt.timedelta(hours=config.older_than_hours)
+        leftovers = remove_leftovers(conn, options.stage, options.download_root, age, dt.datetime.now(dt.UTC))
     snapshots, still_open = remove_old_snapshots(duckdb.mirror_path)
     context.log.info(
         f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s), "

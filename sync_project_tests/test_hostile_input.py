@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 
 import dagster as dg
 import duckdb
@@ -36,6 +37,7 @@ from sync_project_tests.helpers import (
     options,
     run_job,
     snowflake_settings,
+    sorted_rows,
     stage_leftovers,
     synced_types,
 )
@@ -145,25 +147,47 @@ def test_a_view_is_refused_before_any_unload(
     )
 
 
-def test_a_second_table_on_the_same_duckdb_name_is_refused(settings: Settings, instance: dg.DagsterInstance) -> None:
-    # Snowflake's quoted "data" and "DATA" are two tables; DuckDB names ignore case, so they would share one.
-    # (The local Snowflake keeps its tables in DuckDB and cannot hold both, so "DATA" is made on the DuckDB side.)
-    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute('CREATE SCHEMA "WORKSPACE_833213390"')
-        con.execute('CREATE TABLE "WORKSPACE_833213390"."DATA" AS SELECT 1 AS X')
-    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, ["WORKSPACE_833213390.data"])
-    result = run_job(settings, instance, SYNC_JOB, "WORKSPACE_833213390.data")
+def test_a_second_table_on_the_same_duckdb_name_is_refused(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    # Snowflake's quoted "data" and "DATA" are two tables; DuckDB names ignore case, so they would share one. The
+    # embedded Snowflake keeps its tables in DuckDB and cannot hold both in one schema, so they are in two
+    # databases: the mirror's relation is SCHEMA.TABLE, and the two collide there exactly as in one schema.
+    schema, suffix = "CASEWS", uuid.uuid4().hex[:6].upper()
+    first, second = TableRef(f"CASE_A_{suffix}", schema, "data"), TableRef(f"CASE_B_{suffix}", schema, "DATA")
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        for ref, rows in ((first, 3), (second, 5)):
+            fetch(conn, f"CREATE DATABASE {ref.database}")
+            fetch(conn, f"CREATE SCHEMA {ref.database}.{schema}")
+            fetch(conn, f"CREATE TABLE {ref.snowflake_sql} (ID NUMBER(38,0), NOTE VARCHAR)")
+            fetch(
+                conn, f"INSERT INTO {ref.snowflake_sql} SELECT SEQ8(), 'row' FROM TABLE(GENERATOR(ROWCOUNT => {rows}))"
+            )
+    key_of = {first: f'{schema}."data"', second: f'{schema}."DATA"'}
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, list(key_of.values()))
+    synced = run_job(
+        dataclasses.replace(settings, snowflake_database=first.database), instance, SYNC_JOB, key_of[first]
+    )
+    assert synced.success
+    before = duckdb_rows(settings.duckdb_path, first.duckdb_sql)
+    result = run_job(
+        dataclasses.replace(settings, snowflake_database=second.database), instance, SYNC_JOB, key_of[second]
+    )
     assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
     (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    assert "ignore case" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        assert con.execute('SELECT * FROM "WORKSPACE_833213390"."DATA"').fetchall() == [(1,)]
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "ignore case" in message and f"{schema}.data" in message, message
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        source = sorted_rows(fetch(conn, f"SELECT * FROM {first.snowflake_sql}"))
+    after = duckdb_rows(settings.duckdb_path, first.duckdb_sql)
+    assert sorted_rows(after) == sorted_rows(before) == source and len(source) == 3
+    assert [r for r in duckdb_relations(settings) if r[0] == schema and r[1].lower() == "data"] == [(schema, "data")]
     observe(
         "Hostile input",
         "Two Snowflake tables whose names differ only in case",
-        "the second one's run failed once, without retries, saying DuckDB names ignore case",
-        "the first table's DuckDB relation is untouched",
+        'two real Snowflake tables, "data" and "DATA" (in two databases, mirrored to one DuckDB schema): '
+        "the second one's run failed once, without retries, naming the relation and saying DuckDB names ignore case",
+        f"the first table's DuckDB relation is untouched and still equals Snowflake's ({len(source)} rows)",
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,14 @@ import duckdb
 import pytest
 import snowflake.connector
 
-from sync_project.jobs import LEFTOVER_AGE, SYNC_JOB
+from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.extract import remove_leftovers
 from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import (
@@ -70,38 +71,100 @@ def synced(local_snowflake: LocalSnowflakeProcess, tmp_path: Path) -> list[Any]:
 def test_foreign_writer_longer_than_the_timeout_fails_retryably_naming_its_pid(
     settings: Settings, local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced: list[Any]
 ) -> None:
-    holder = hold_duckdb(tmp_path / "sync.duckdb", 4)  # longer than a try's 1 s wait, shorter than the retries
-    with dg.instance_for_test() as instance:
+    # The download is held inside GET, after the state read: the writer takes the file there, so the wait that
+    # times out is the load's.
+    inject_fault(local_snowflake.base_url, "download", mode="hold", seconds=120)
+    with dg.instance_for_test() as instance, ThreadPoolExecutor(1) as pool:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [ALL_TYPES.key])
-        result = run_job(dataclasses.replace(settings, lock_timeout_seconds=1.0), instance, SYNC_JOB, ALL_TYPES.key)
+        short = dataclasses.replace(settings, lock_timeout_seconds=1.0)
+        running = pool.submit(run_job, short, instance, SYNC_JOB, ALL_TYPES.key)
+        wait_until_fired(local_snowflake, "download")
+        holder = hold_duckdb(tmp_path / "sync.duckdb", 4)  # longer than a try's 1 s wait, shorter than the retries
+        release_faults(local_snowflake.base_url)
+        result = running.result(timeout=300)
     holder.wait()
     retries = events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert result.success and retries
     first = str(retries[0].event_specific_data.error.cause.message)  # type: ignore[union-attr]
-    assert f"held by process {holder.pid} (" in first and "read-write" in first
-    assert "try 1 of 4; will be retried" in first
+    assert f": loading {ALL_TYPES}: " in first and f"held by process {holder.pid} (" in first, first
+    assert "read-write" in first and "try 1 of 4; will be retried" in first
     observe(
         "Fault",
         "DuckDB file held by another writer longer than the lock timeout",
-        "the load failed with a retryable error naming the holder's PID; Dagster retried the step with backoff "
-        "and, once the holder let go, the run succeeded",
+        "the load (the writer took the file during GET) failed with a retryable error naming the holder's PID; "
+        "Dagster retried the step with backoff and, once the holder let go, the run succeeded",
         assert_exact_copy(local_snowflake, settings.duckdb_path, settings.download_dir, ALL_TYPES),
     )
 
 
-def test_foreign_writer_for_a_moment_only_delays_the_sync(
+def wait_until_fired(local_snowflake: LocalSnowflakeProcess, kind: str) -> None:
+    """Return once the emulator has fired the fault of `kind`: the sync is inside that request now."""
+    deadline = time.monotonic() + 120  # a bound for a sync that never gets there, not a timing claim
+    while kind not in fault_state(local_snowflake.base_url)["fired"]:
+        assert time.monotonic() < deadline, f"the sync never reached the {kind} fault"
+        time.sleep(0.05)
+
+
+def sync_logging(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, on_line: Callable[[str], None] = lambda _: None
+) -> tuple[SyncReport, list[str]]:
+    """sync_table of ALL_TYPES (30 s lock timeout), its log lines kept; `on_line` sees each as it is said."""
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        on_line(line)
+
+    return sync_table(connector(local_snowflake), ALL_TYPES, options(tmp_path, lock_timeout=30), log), lines
+
+
+def waits_of(lines: list[str], what: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"{what}: waiting for ")]
+
+
+def test_foreign_writer_for_a_moment_only_delays_the_load(
     local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced: list[Any]
 ) -> None:
-    holder = hold_duckdb(tmp_path / "sync.duckdb", 2)
-    started = time.monotonic()
-    report = sync_table(connector(local_snowflake), ALL_TYPES, options(tmp_path, lock_timeout=30))
-    holder.wait()
-    assert report.rows_total == len(synced) and time.monotonic() - started >= 1.0
+    holders: list[subprocess.Popen[str]] = []
+
+    def take_the_file_during_the_snowflake_work(line: str) -> None:
+        if "unloaded" in line and not holders:  # after the state read, before the load
+            holders.append(hold_duckdb(tmp_path / "sync.duckdb", 2))
+
+    report, lines = sync_logging(local_snowflake, tmp_path, take_the_file_during_the_snowflake_work)
+    holders[0].wait()
+    [loading] = waits_of(lines, f"loading {ALL_TYPES}")[:1]
+    assert (
+        f"held by process {holders[0].pid} (" in loading and waits_of(lines, f"reading the state of {ALL_TYPES}") == []
+    )
+    assert report.phase_seconds[WAIT_PHASE] > 0 and report.load is not None and report.load.waited_seconds > 0
+    # In order: the load waited, then it opened its transaction.
+    assert lines.index(loading) < next(i for i, line in enumerate(lines) if "in one transaction" in line)
     observe(
         "Fault",
         "DuckDB file held by another writer for 2 s, within the lock timeout",
-        "the load waited for the file and then ran; no error",
-        f"{report.rows_total:,} rows loaded, same as Snowflake",
+        "the load waited for the file (its wait_for_duckdb phase, logged with the holder's PID) and then ran; no error",
+        assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", ALL_TYPES),
+    )
+
+
+def test_foreign_writer_before_the_sync_delays_it_before_any_snowflake_work(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, synced: list[Any]
+) -> None:
+    holder = hold_duckdb(tmp_path / "sync.duckdb", 2)
+    report, lines = sync_logging(local_snowflake, tmp_path)
+    holder.wait()
+    [reading] = waits_of(lines, f"reading the state of {ALL_TYPES}")[:1]
+    assert f"held by process {holder.pid} (" in reading
+    # In order: the state read waited, then the Snowflake work began; the load found the file free.
+    assert lines.index(reading) < next(i for i, line in enumerate(lines) if "unloaded" in line)
+    assert waits_of(lines, f"loading {ALL_TYPES}") == [] and WAIT_PHASE not in report.phase_seconds
+    observe(
+        "Fault",
+        "DuckDB file held by another writer for 2 s when the sync starts",
+        "the sync waited at its state read, before any Snowflake work (no unload is wasted on a file it cannot "
+        "load), then ran; no error",
+        assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", ALL_TYPES),
     )
 
 
@@ -180,13 +243,12 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     run = materialize(dagster_processes, table.key)
     assert run.stdout is not None
     for line in run.stdout:
-        if "download took" in line:
+        if "in one transaction" in line:  # the load has the file and its transaction is open
             break
-    time.sleep(0.05)  # inside the load of 1.5 million rows (it takes about 0.3 s on this machine)
     os.killpg(run.pid, signal.SIGKILL)  # the whole group: the run process and anything it started
     rest = run.stdout.read()
     run.wait()
-    assert run.returncode == -signal.SIGKILL
+    assert run.returncode == -signal.SIGKILL and "in one transaction" in line
     assert "load took" not in rest  # killed inside the load, before it could finish
     with duckdb.connect(str(options.duckdb_path), read_only=True) as con:  # opens cleanly
         assert con.execute(check).fetchone() == before
@@ -196,16 +258,22 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
         (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
     assert before is not None and after == before[0] + 1
-    # The killed run could not clean up its downloaded files; the daily cleanup job removes them.
-    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
-        later = dt.datetime.now(dt.UTC) + LEFTOVER_AGE + dt.timedelta(minutes=1)
-        leftovers = remove_leftovers(conn, options.stage, options.download_root, LEFTOVER_AGE, later)
-    assert len(leftovers.folders) == 1 and not any(options.download_root.rglob("*.parquet"))
+    # The killed run could not clean up its downloaded files; the cleanup job removes them, run as an operator
+    # would run it early (its folders are minutes old, not the day the schedule waits for).
+    assert any(options.download_root.rglob("*.parquet"))
+    config = dagster_processes.home / "cleanup-now.yaml"
+    config.write_text(json.dumps({"ops": {"remove_old_stages_and_folders": {"config": {"older_than_hours": 0}}}}))
+    command = ["job", "execute", "-m", "sync_project.definitions", "-j", CLEANUP_JOB, "--config", str(config)]
+    cleanup = dagster_processes.dagster(*command)
+    assert cleanup.returncode == 0, (cleanup.stdout + cleanup.stderr)[-3000:]
+    assert "stage folder(s), 1 local folder(s)" in cleanup.stdout + cleanup.stderr  # the stage went before the load
+    assert not any(options.download_root.rglob("*.parquet"))
     observe(
         "Fault",
         "Run process (dagster asset materialize) killed with SIGKILL during the DuckDB load",
-        "the process died before the load committed; DuckDB discarded the uncommitted transaction; its "
-        "downloaded files stayed until the cleanup_leftovers job removed them",
+        "killed after the load said its transaction was open and before it finished; DuckDB discarded the "
+        "uncommitted transaction; its downloaded files stayed until the cleanup_leftovers job "
+        "(run through Dagster) removed them",
         f"previous {before[0]:,} rows intact (count, sum of ids and of amounts), the file opens cleanly, "
         f"the next run loaded all {after:,} rows",
     )

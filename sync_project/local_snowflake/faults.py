@@ -6,6 +6,8 @@ recognises (`unload`, `get`, `list`, `remove`, `desc_table`, `show_tables`,
 one request for a file on the stage's cloud storage (a presigned URL), with the
 modes `truncate` (headers and half the bytes, then the connection drops),
 `expired` (GCS's 400 ExpiredToken), `http_error` and `stall`.
+`hold` keeps the request waiting until the test releases it (`release_faults`), `seconds` at most: a test
+knows its sync is inside that request (the fault has fired) and can act then, with no race on timing.
 Tests drive it over HTTP (`POST /_local/faults`) because the server runs in
 another process.
 """
@@ -13,14 +15,18 @@ another process.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+import anyio
 
 from sync_project.local_snowflake.control import request_json
 
 PATH = "/_local/faults"
 
-FaultMode = Literal["http_error", "sql_error", "stall", "truncate", "expired"]
+FaultMode = Literal["http_error", "sql_error", "stall", "hold", "truncate", "expired"]
+RELEASE_PATH = PATH + "/release"
 
 
 @dataclass
@@ -31,13 +37,14 @@ class Fault:
     status: int = 503  # http_error
     errno: int = 603  # sql_error: Snowflake's "SQL execution internal error", a transient one
     message: str = "SQL execution internal error: injected fault"
-    seconds: float = 5.0  # stall
+    seconds: float = 5.0  # stall; hold: the longest it waits for its release
 
 
 @dataclass
 class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
     fired: list[str] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, fault: Fault) -> None:
@@ -48,6 +55,7 @@ class FaultPlan:
         with self._lock:
             self.faults.clear()
             self.fired.clear()
+            self.released.clear()
 
     def take(self, *kinds: str) -> Fault | None:
         """Consume one pending fault of any of these kinds, if there is one."""
@@ -61,6 +69,18 @@ class FaultPlan:
                     return fault
         return None
 
+    def release(self) -> None:
+        self.released.set()
+
+    async def delay(self, fault: Fault) -> None:
+        """A stall's sleep, or a hold's wait for its release (polled: the server's loop stays free)."""
+        if fault.mode == "stall":
+            await anyio.sleep(fault.seconds)
+        elif fault.mode == "hold":
+            deadline = time.monotonic() + fault.seconds
+            while not self.released.is_set() and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"pending": [asdict(f) for f in self.faults], "fired": list(self.fired)}
@@ -69,6 +89,11 @@ class FaultPlan:
 def inject_fault(base_url: str, kind: str, **options: Any) -> None:
     """Ask a running local Snowflake to fail the next request(s) of `kind`."""
     request_json(base_url, PATH, "POST", {"kind": kind, **options})
+
+
+def release_faults(base_url: str) -> None:
+    """Let every request a `hold` fault keeps waiting (and any later one) go on."""
+    request_json(base_url, RELEASE_PATH, "POST", {})
 
 
 def clear_faults(base_url: str) -> None:

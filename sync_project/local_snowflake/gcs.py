@@ -24,7 +24,6 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
@@ -83,8 +82,8 @@ class PresignedStorage:
         if bucket != BUCKET or not hmac.compare_digest(signature, self._signature(name, expires)):
             return _xml_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
         fault = self.faults.take("download")
-        if fault is not None and fault.mode == "stall":
-            await anyio.sleep(fault.seconds)
+        if fault is not None:
+            await self.faults.delay(fault)
         if expires < time.time() or (fault is not None and fault.mode == "expired"):
             return _xml_error(400, "ExpiredToken", "The provided token has expired.")
         if fault is not None and fault.mode == "http_error":

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import duckdb
 import fakesnow.server as fs_server
 from fakesnow.dialect import parse_one
@@ -136,8 +135,8 @@ class LocalSnowflake:
         if fault is None:
             return None
         logger.info("injected fault %s (%s)", fault.kind, fault.mode)
-        if fault.mode == "stall":
-            await anyio.sleep(fault.seconds)
+        if fault.mode in ("stall", "hold"):
+            await self.faults.delay(fault)
             return None
         if fault.mode == "http_error":
             return JSONResponse({"success": False, "message": fault.message}, status_code=fault.status)
@@ -284,6 +283,11 @@ class LocalSnowflake:
                 "/_local/faults",
                 self._control(lambda d: self.faults.add(Fault(**d)), self.faults.clear, self.faults.snapshot),
                 methods=["GET", "POST", "DELETE"],
+            ),
+            route(
+                "/_local/faults/release",
+                self._control(lambda _: self.faults.release(), lambda: None, self.faults.snapshot),
+                methods=["POST"],
             ),
             route(
                 "/_local/roles",

@@ -165,7 +165,7 @@ def writer_lock(
         return True
 
     took = _wait_for(
-        attempt, lambda: project_holder(duckdb_path), duckdb_path, timeout, what or "DuckDB access", log or _quiet
+        attempt, lambda: project_holder(duckdb_path), duckdb_path, timeout, what or "DuckDB access", log or quiet
     )
     if waited is not None:
         waited.seconds += took
@@ -180,7 +180,7 @@ def writer_lock(
         lock.release()
 
 
-def _quiet(_: str) -> None:
+def quiet(_: str) -> None:
     pass
 
 
@@ -226,7 +226,7 @@ def connect(
         duckdb_path,
         wait,
         what or "opening the DuckDB file",
-        log or _quiet,
+        log or quiet,
     )
     if waited is not None:
         waited.seconds += took

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from sync_project.sync.catalog import Column
-from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
+from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, quiet
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
 from sync_project.sync.state import Strategy, ensure_schema, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
@@ -168,6 +168,9 @@ def load_table(
         _create_schemas(con, table)
         commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
         with _transaction(con, table):
+            # Said once the file is ours and the transaction open: what waited before this line waited for the
+            # file, and nothing after it is visible to anyone until COMMIT.
+            (log or quiet)(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
             rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
                 con, table, columns, files, rows_unloaded, plan
             )

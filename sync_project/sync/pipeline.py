@@ -79,12 +79,14 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
     return {download: unload.output_bytes, database: unload.input_bytes}
 
 
-def state_before_sync(options: SyncOptions, table: TableRef) -> tuple[SyncState, dict[str, str]]:
-    """The table's sync state and current DuckDB columns, read briefly before any Snowflake work."""
+def state_before_sync(options: SyncOptions, table: TableRef, log: Log) -> tuple[SyncState, dict[str, str]]:
+    """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
+    holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
     if options.lake is None and not options.duckdb_path.exists():
         return SyncState(), {}
+    what = f"reading the state of {table}"
     with duckdb_session(
-        options.duckdb_path, options.lock_timeout, f"reading the state of {table}", read_only=True, lake=options.lake
+        options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, lake=options.lake
     ) as con:
         return read_sync_state(con, table), table_columns(con, table)
 
@@ -142,7 +144,7 @@ def sync_table(
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
     (see `_Cleanup` for when they are kept).
     """
-    state, target = state_before_sync(options, table)
+    state, target = state_before_sync(options, table, log)
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
         raise PermanentError(
             f"{table}: an incremental sync needs a cursor column; set it with "
