@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import snowflake.connector
 
+from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.control import define_user
@@ -265,6 +266,13 @@ def run_job(
     return definitions.resolve_job_def(job).execute_in_process(
         tags={"dagster/partition": partition}, instance=instance, raise_on_error=False, run_config=config or {}
     )
+
+
+def assert_both_checks_passed(result: dg.ExecuteInProcessResult) -> None:
+    """The run succeeded and both checks of its partition ran and passed (no evaluation at all is a failure)."""
+    checks = result.get_asset_check_evaluations()
+    assert result.success and sorted(c.check_name for c in checks) == sorted([ROW_COUNT_CHECK, SCHEMA_CHECK])
+    assert all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks]
 
 
 def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:

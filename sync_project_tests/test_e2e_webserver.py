@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import duckdb
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from sync_project.assets import ASSET_DESCRIPTION
 from sync_project.local_snowflake import free_port
 from sync_project.local_snowflake.demo import type_table_rows
 from sync_project.settings import project_root
@@ -34,7 +36,7 @@ query RunEvents($runId: ID!) {
         events {
           __typename
           ... on AssetCheckEvaluationEvent { evaluation { checkName success partition } }
-          ... on MaterializationEvent { partition metadataEntries { label } }
+          ... on MaterializationEvent { partition metadataEntries { label ... on TextMetadataEntry { text } } }
         }
       }
     }
@@ -116,8 +118,10 @@ def test_register_materialize_check_and_backfill_through_the_ui(
     page = f"http://127.0.0.1:{port}/assets/snowflake_table?view=partitions&partition={KEY}"
     dom = chromium(browser, tmp_path / "chromium-dom", "--dump-dom", page).stdout
     assert KEY in dom
-    for label in ("rows", "sync", "unload_query_id", "table", "preview", "figures"):
-        assert label in dom, label
+    # This run's own values, not words every page holds: the sync's summary line and Snowflake's query id.
+    texts = {m["label"]: m.get("text") for m in materialized["metadataEntries"]}
+    for label in ("table", "sync", "unload_query_id"):
+        assert texts[label] and html.escape(texts[label], quote=False) in dom, (label, texts[label])
     # The table's own row count, with a thousands separator, as text on its partition page.
     assert f"{type_table_rows(DEMO_ROWS):,} rows in {KEY}" in dom
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,7 @@ def test_register_materialize_check_and_backfill_through_the_ui(
         assert shot.stat().st_size > 10_000, name  # kept as the test's artifacts
     # The overview no longer presents one table's row count or columns as the whole asset's.
     overview = chromium(browser, tmp_path / "chromium-overview", "--dump-dom", pages["asset-overview.png"]).stdout
+    assert ASSET_DESCRIPTION.splitlines()[0] in overview  # the page rendered, and it is this asset's
     assert "dagster/row_count" not in overview and "dagster/column_schema" not in overview
 
     backfill = processes.dagster(

@@ -28,6 +28,7 @@ from sync_project.settings import Settings
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project_tests.helpers import (
     FQ,
+    assert_both_checks_passed,
     assert_exact_copy,
     connector,
     demo_table,
@@ -214,7 +215,7 @@ def test_a_table_with_a_thousand_columns(
         fetch(conn, f"INSERT INTO {table.snowflake_sql} SELECT {values} FROM TABLE(GENERATOR(ROWCOUNT => 50))")
     register(instance, connector(local_snowflake), [table])
     result = run_job(settings, instance, SYNC_JOB, table.key)
-    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    assert_both_checks_passed(result)
     opts = options(settings.duckdb_path.parent, duckdb_path=settings.duckdb_path, lake=settings.lake)
     types = list(synced_types(opts, table.schema, table.name).values())
     assert types[:4] == ["DECIMAL(38,0)", "VARCHAR", "DECIMAL(12,2)", "TIMESTAMP"] and len(types) == 1000
@@ -244,7 +245,7 @@ def test_a_table_of_every_type_with_only_nulls(
             fetch(conn, f"INSERT INTO {table.snowflake_sql} VALUES ({nulls}), ({nulls})")
         register(instance, connector(local_snowflake), [table])
         result = run_job(settings, instance, SYNC_JOB, table.key)
-        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        assert_both_checks_passed(result)
         assert duckdb_rows(settings.duckdb_path, table.duckdb_sql) == [(None,) * width] * 2
         widths.append(width)
     observe(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ import pytest
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
-from sync_project.sync import extract, load
+from sync_project.sync import extract
 from sync_project.sync.errors import TransientError
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.state import TableOptions
@@ -25,6 +29,7 @@ from sync_project_tests.helpers import (
     fetch,
     mark_of,
     options,
+    snowflake_settings,
     sorted_rows,
     stage_leftovers,
 )
@@ -51,27 +56,47 @@ def target(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
 MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
 
 
+KILLED_BEFORE_COMMIT = """
+import contextlib, json, os, signal, sys
+from pathlib import Path
+import snowflake.connector
+from sync_project.sync import load
+from sync_project.sync.pipeline import sync_table
+from sync_project.sync.tables import TableRef
+from sync_project_tests.helpers import options
+
+settings, database, schema, name, folder = json.loads(sys.argv[1])
+
+def die(*args, **kwargs):  # the last step inside the transaction: the merge is done, COMMIT not yet sent
+    print("merged; dying before COMMIT", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+load.write_sync_state = die
+
+@contextlib.contextmanager
+def connect():
+    with snowflake.connector.connect(**settings) as conn:
+        yield conn
+
+sync_table(connect, TableRef(database, schema, name), options(Path(folder)))
+"""
+
+
 def test_crash_between_load_and_commit_keeps_data_and_cursor(
-    local_snowflake: LocalSnowflakeProcess,
-    sf: Any,
-    table: TableRef,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
 ) -> None:
+    """The run process really dies (SIGKILL, no exception handler runs) after merging and before COMMIT."""
     opts = options(tmp_path)
     configure(opts, table, MERGE)
     sync_table(connector(local_snowflake), table, opts)
     before_rows, before_mark = target(opts, table), mark_of(opts, table)
     fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (9000, 2.00, 'x', '2025-01-01 00:00:00')")
-
-    def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("process died after merging, before COMMIT")
-
-    monkeypatch.setattr(load, "write_sync_state", crash)  # the last step inside the transaction
-    with pytest.raises(RuntimeError):
-        sync_table(connector(local_snowflake), table, opts)
-    assert target(opts, table) == before_rows and mark_of(opts, table) == before_mark
-    monkeypatch.undo()
+    arguments = [snowflake_settings(local_snowflake), table.database, table.schema, table.name, str(tmp_path)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_COMMIT, json.dumps(arguments)], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL and "dying before COMMIT" in killed.stdout, killed.stderr[-3000:]
+    assert target(opts, table) == before_rows and mark_of(opts, table) == before_mark  # the file opens, as before
     sync_table(connector(local_snowflake), table, opts)
     assert target(opts, table) == source(sf, table)
 

@@ -127,7 +127,7 @@ def test_key_pair_from_a_file_with_a_passphrase(
     assert resource.auth_mode == "key-pair"
     conn = resource.connect()
     try:
-        assert conn.cursor().execute("SELECT CURRENT_USER()").fetchone()[0] is not None
+        assert conn.cursor().execute("SELECT CURRENT_USER()").fetchone()[0] == ACCOUNT_USER  # the key's own user
     finally:
         conn.close()
 

@@ -11,7 +11,6 @@ import pytest
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
-from sync_project.sync import extract
 from sync_project.sync.duckdb_access import lock_path
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
 from sync_project.sync.pipeline import sync_table
@@ -73,28 +72,29 @@ def test_snowflake_failure_leaves_previous_table_and_nothing_behind(
 
 
 def test_load_failure_inside_the_transaction_rolls_back(
-    local_snowflake: LocalSnowflakeProcess,
-    sf: Any,
-    tmp_path: Path,
-    synced_once: list[Any],
-    monkeypatch: pytest.MonkeyPatch,
+    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, synced_once: list[Any]
 ) -> None:
-    real_download = extract.download_files
+    removed: list[Path] = []
 
-    def lose_one_file(*args: Any, **kwargs: Any) -> extract.Download:
-        download = real_download(*args, **kwargs)
-        return extract.Download(download.files[1:], download.fetched, download.reused)
+    def remove_one_file_from_disk(message: str) -> None:
+        if "download took" in message:  # the files are on disk; the load has not begun
+            removed.append(sorted((tmp_path / "downloads").rglob("*.parquet"))[0])
+            removed[0].unlink()
 
-    monkeypatch.setattr(extract, "download_files", lose_one_file)
-    with pytest.raises(TransientError, match="Snowflake unloaded"):
-        sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path, max_file_size=20_000))
+    with pytest.raises(TransientError) as error:
+        sync_table(
+            connector(local_snowflake), demo_table("data"), options(tmp_path, max_file_size=20_000),
+            remove_one_file_from_disk,
+        )  # fmt: skip
+    assert removed and removed[0].name in str(error.value) and "download" in str(error.value), error.value
     assert _snapshot(tmp_path / "sync.duckdb") == synced_once
     assert list((tmp_path / "downloads").iterdir()) == []
     assert stage_leftovers(sf) == []
     observe(
         "Fault",
         "A downloaded file goes missing before the load",
-        "the load counted fewer rows than Snowflake unloaded and rolled back (a retryable error)",
+        "one Parquet file deleted from disk between GET and the load: the load failed with a retryable error "
+        "naming the file, and rolled back",
         f"previous {len(synced_once):,} rows intact; stage dropped; download folder empty",
     )
 

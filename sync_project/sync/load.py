@@ -73,6 +73,18 @@ def _check_name_collision(con: duckdb.DuckDBPyConnection, table: TableRef) -> No
         )
 
 
+def _check_files_present(table: TableRef, files: list[Path]) -> None:
+    """A downloaded file gone before the load (a tmp cleaner, a full disk, a person): say which, and retry from a
+    fresh attempt, rather than fail on DuckDB's bare "No files found"."""
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise RowCountMismatchError(
+            f"loading {table}: {len(missing)} downloaded file(s) vanished from {files[0].parent} before the load "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the previous table is kept, and a "
+            "fresh attempt downloads everything again"
+        )
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
     """Column name -> DuckDB type of a table in the file ({} if there is no such table)."""
     return {
@@ -224,6 +236,7 @@ def _load_in_transaction(
     """Build the batch, check its count, merge or swap it in, record the state: rows loaded, rows in the
     table, rows replaced, the new high-water mark and the schema changes."""
     _check_name_collision(con, table)
+    _check_files_present(table, files)
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     incremental = plan.strategy == "incremental" and bool(table_columns(con, table))
     batch = "__batch" if incremental else table.duckdb_sql

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -352,6 +353,14 @@ def measure_by_hand(process: LocalSnowflakeProcess, table: TableRef, work: Path)
     return timings
 
 
+def seconds_line(output: str, label: str) -> float:
+    """The figure a subprocess printed as `label N`, whatever else it printed around it."""
+    found = re.search(rf"^{re.escape(label)} ([0-9.]+)$", output, re.MULTILINE)
+    if found is None:
+        raise ValueError(f"no '{label} N' line in the output: {output[-500:]!r}")
+    return float(found.group(1))
+
+
 def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
     """The fastest path physically available here: DuckDB unloads the emulator's own table to Parquet,
     the files are copied, and DuckDB builds a table from them. The emulator must be stopped (it holds the file)."""
@@ -364,24 +373,27 @@ def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
     copied.mkdir(parents=True)
     # The emulator's file is written by its own DuckDB (fakesnow's, in the emulator's environment), so that
     # DuckDB unloads it; the project's DuckDB builds the table.
+    # No progress bar (a query past 2 s draws one on stdout), and the figure on a line of its own.
     unload = (
         "import sys, time, duckdb\n"
         "started = time.monotonic()\n"
         "with duckdb.connect(sys.argv[1], read_only=True) as con:\n"
+        "    con.execute('SET enable_progress_bar = false')\n"
         f'    con.execute(\'COPY (SELECT * FROM "{DEMO_SCHEMA}"."data") TO \' + repr(sys.argv[2]) + '
         "' (FORMAT PARQUET, COMPRESSION SNAPPY, FILE_SIZE_BYTES \\'64MB\\')')\n"
-        "print(time.monotonic() - started)\n"
+        "print('unload seconds', time.monotonic() - started)\n"
     )
     done = subprocess.run(
         [str(emulator_python()), "-c", unload, str(source), str(unloaded)], check=True, capture_output=True, text=True
     )
-    unload_seconds = float(done.stdout.strip())
+    unload_seconds = seconds_line(done.stdout, "unload seconds")
     started = time.monotonic()
     for file in sorted(unloaded.glob("*.parquet")):
         shutil.copyfile(file, copied / file.name)
     copy_seconds = time.monotonic() - started
     started = time.monotonic()
     with duckdb.connect(str(work / "floor.duckdb")) as con:
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE TABLE data AS SELECT * FROM read_parquet('{copied}/*.parquet')")
     load_seconds = time.monotonic() - started
     return {
