@@ -34,9 +34,9 @@ Each partition is one registered table (`SCHEMA.TABLE`). A sync unloads it throu
 SYNC_STAGE) as Parquet (`COPY INTO @stage` with an explicit, aliased projection), downloads the files with `GET`,
 and loads them in one DuckDB transaction that replaces the old table only if the row count equals what Snowflake
 unloaded. A failed sync leaves the previous table untouched. Types follow the type map: NUMBER stays exact
-(BIGINT, or DECIMAL up to Snowflake's 38 digits), TIMESTAMP_TZ/LTZ become TIMESTAMPTZ, VARIANT/OBJECT/ARRAY become JSON. A run from the
-UI syncs one table; backfills and the nightly schedule sync up to 25 per run, each still its own partition with
-its own materialization and checks."""
+(BIGINT, or DECIMAL up to Snowflake's 38 digits), TIMESTAMP_TZ/LTZ become TIMESTAMPTZ, VARIANT/OBJECT/ARRAY
+become JSON. A run from the UI syncs one table; backfills and the nightly schedule sync up to 25 per run, each
+still its own partition with its own materialization and checks."""
 PREVIEW_CELL_CHARS = 40
 
 # Transient failures (network, Snowflake hiccups, a busy DuckDB file) get 3 more tries with backoff;
