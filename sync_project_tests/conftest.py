@@ -20,6 +20,7 @@ from sync_project.process import keep_final_collection
 from sync_project.settings import SYNC_SCHEDULES, Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import snowflake_settings
+from sync_project_tests.leftovers import kill_all, left_behind
 from sync_project_tests.postgres import Postgres, postgres_server
 from sync_project_tests.reliability import WRITE_REPORT, write_report
 
@@ -34,6 +35,18 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[SYNC_SCHEDULES] = "stopped"
     hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
     hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Set up first, so torn down last: once every other fixture has stopped its servers, no process that names
+    this session's temporary folder may still run (also when a test failed). Any that does is killed, and the
+    session fails naming it."""
+    basetemp = tmp_path_factory.getbasetemp()
+    yield
+    leftovers = left_behind(basetemp)
+    kill_all(leftovers)
+    assert leftovers == {}, f"processes left running after the tests: {leftovers}"
 
 
 @pytest.fixture(scope="session")

