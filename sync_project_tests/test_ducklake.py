@@ -7,6 +7,8 @@ import dataclasses
 import io
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -21,14 +23,15 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import table_status
 from sync_project.settings import Settings, project_root
 from sync_project.sync.duckdb_access import lake_session
-from sync_project.sync.errors import PermanentError
+from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
 from sync_project.sync.pipeline import sync_table, sync_tables
 from sync_project.sync.sample import write_sample
 from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
+from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.helpers import assert_both_checks_passed, connector, fetch, options, run_job, snowflake_settings
-from sync_project_tests.postgres import Postgres
+from sync_project_tests.postgres import Postgres, postgres_server
 
 
 def test_the_lake_extensions_load_from_their_packages_with_downloads_off(tmp_path: Path) -> None:
@@ -227,3 +230,69 @@ def test_first_syncs_of_one_new_schema_commit_side_by_side(
     outcomes = list(sync_tables(connector(local_snowflake), tables, options(tmp_path, lake=lake), workers=count))
     assert [str(o.error) for o in outcomes if o.error] == []
     assert sorted(o.report.rows_loaded for o in outcomes if o.report) == [100] * count
+
+
+def test_writers_attaching_a_new_catalog_at_once_race_and_each_retries(postgres: Postgres, tmp_path: Path) -> None:
+    """The race the first syncs of a new lake meet, made to happen: six writers attach one new PostgreSQL
+    catalog at the same instant; those that lose Postgres's CREATE TABLE race say so, attach again, and all
+    end attached to one catalog."""
+    lake = Lake(f"postgres:{postgres.conninfo(postgres.new_database())}", str(tmp_path / "lake-data"))
+    writers = 6
+    start = threading.Barrier(writers)
+    said: list[str] = []
+
+    def attach(i: int) -> int:
+        start.wait()
+        with lake_session(lake, what=f"writer {i}", log=said.append) as con:
+            return len(con.execute("SELECT * FROM ducklake_snapshots('lake')").fetchall())
+
+    with ThreadPoolExecutor(writers) as pool:
+        snapshots = list(pool.map(attach, range(writers)))
+    assert snapshots == [1] * writers  # one catalog, made once
+    retried = [line for line in said if "is creating" in line]
+    assert retried, "no writer met another's catalog creation: the race this test is about did not happen"
+
+
+def test_a_conflicting_commit_during_the_load_is_a_transient_error(
+    local_snowflake: LocalSnowflakeProcess, postgres: Postgres, tmp_path: Path
+) -> None:
+    """Another writer replaces the same table (think: a second run of it) while our load's transaction is open:
+    DuckLake refuses our COMMIT, which the sync reports as transient; the lake keeps the other writer's commit and
+    nothing of ours. (A concurrent DELETE, INSERT or ADD COLUMN does not conflict with a replace: DuckLake
+    commits both, ours last.)"""
+    lake = Lake(f"postgres:{postgres.conninfo(postgres.new_database())}", str(tmp_path / "lake-data"))
+    table = TableRef("KEBOOLA_33", "WORKSPACE_833213390", "data")
+    opts = options(tmp_path, lake=lake)
+    sync_table(connector(local_snowflake), table, opts)
+    count = f"SELECT count(*) FROM {table.duckdb_sql}"
+    with lake_session(lake) as con:
+        (before,) = con.execute(count).fetchone() or (0,)
+
+    def commit_alongside(line: str) -> None:
+        if "committing" in line:  # our load's transaction has replaced the table, and is about to commit
+            with lake_session(lake) as other:
+                other.execute(f"CREATE OR REPLACE TABLE {table.duckdb_sql} AS SELECT * FROM {table.duckdb_sql} LIMIT 7")
+
+    with pytest.raises(TransientError, match="another writer committed a conflicting change") as error:
+        sync_table(connector(local_snowflake), table, opts, commit_alongside)
+    assert str(table) in str(error.value)
+    with lake_session(lake) as con:
+        assert con.execute(count).fetchone() == (7,)  # the other writer's commit, none of ours
+    sync_table(connector(local_snowflake), table, opts)  # the retry
+    with lake_session(lake) as con:
+        assert con.execute(count).fetchone() == (before,)
+
+
+def test_a_catalog_that_does_not_answer_fails_the_sync_as_transient(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """The catalog's PostgreSQL stopped (not misconfigured): transient, so the step's policy retries it."""
+    table = TableRef("KEBOOLA_33", "WORKSPACE_833213390", "data")
+    with postgres_server(tmp_path / "pgdata", databases=("lake",)) as server:
+        lake = Lake(f"postgres:{server.conninfo('lake')}", str(tmp_path / "lake-data"))
+        sync_table(connector(local_snowflake), table, options(tmp_path, lake=lake))
+    with pytest.raises(TransientError, match="did not answer") as error:
+        sync_table(connector(local_snowflake), table, options(tmp_path, lake=lake))
+    assert "cannot attach" in str(error.value) and not isinstance(error.value, PermanentError)
+    with postgres_server(tmp_path / "pgdata") as server, lake_session(lake, read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() == (DEMO_ROWS,)  # untouched

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import redis
 import snowflake.connector
 from dagster._core.event_api import PartitionKeyFilter
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from sync_project.automation import CHANGE_SENSOR, SYNC_SCHEDULE
 from sync_project.checks import ROW_COUNT_CHECK
@@ -27,7 +30,7 @@ from sync_project.team.worker import worker_plan
 from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
 from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings
 from sync_project_tests.postgres import postgres_server
-from sync_project_tests.team import WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
+from sync_project_tests.team import BROKER_QUEUE, WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
 
 pytestmark = pytest.mark.e2e
 TABLES = 8
@@ -157,6 +160,38 @@ def restart_mid_run(
 
 def test_the_broker_restarting_mid_run_loses_nothing(team: Team, local_snowflake: LocalSnowflakeProcess) -> None:
     restart_mid_run(team, local_snowflake, create_tables(local_snowflake, 2), team.redis.restart)
+
+
+def test_a_run_waiting_in_the_broker_survives_its_restart_and_runs_once(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """A run sent to Redis while no worker can take it sits in the broker's queue; Redis restarts (its data on
+    disk, `appendonly yes`), the workers come back, and the run executes exactly once."""
+    [key] = create_tables(local_snowflake, 1)
+    broker = redis.Redis.from_url(team.redis.url)
+    for name in list(team.workers):
+        team.stop_worker(name)
+    try:
+        team.backfill([key])
+        deadline = time.monotonic() + 120
+        while broker.llen(BROKER_QUEUE) == 0:  # the daemon has launched the run: its task waits in Redis
+            assert time.monotonic() < deadline, team.logs()
+            time.sleep(0.2)
+        team.redis.restart()
+        broker = redis.Redis.from_url(
+            team.redis.url, retry=Retry(ExponentialBackoff(cap=2, base=0.1), 15)
+        )  # while it loads
+        assert broker.llen(BROKER_QUEUE) == 1  # still there after the restart
+    finally:
+        for name in list(team.workers):
+            team.start_worker(name)
+        team.wait_for_workers()
+    with dg.DagsterInstance.get() as instance:
+        [record] = wait_for_runs(instance, 1, 180, team, tags={"dagster/partition": key})
+        assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, team.logs()
+        assert len(run_pids(instance, record.dagster_run.run_id)) == 1  # one step start: it ran once
+    assert broker.llen(BROKER_QUEUE) == 0
+    assert_synced(team, local_snowflake, key, team.downloads)
 
 
 def test_postgres_restarting_mid_run_keeps_history_and_the_run(

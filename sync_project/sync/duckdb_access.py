@@ -272,7 +272,9 @@ def _session_settings(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextlib.contextmanager
-def lake_session(lake: Lake, read_only: bool = False, what: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
+def lake_session(
+    lake: Lake, read_only: bool = False, what: str = "", log: Log | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short connection with the lake attached and in use: tables and `_sync` live in it, as in the file.
 
     No project lock: DuckLake commits concurrent transactions with snapshot isolation, so loads of
@@ -284,7 +286,7 @@ def lake_session(lake: Lake, read_only: bool = False, what: str = "") -> Iterato
         load_extension(con, "ducklake")
         if not lake.is_postgres:
             Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
-        attach_lake(con, lake, read_only, what or "opening the lake")
+        attach_lake(con, lake, read_only, what or "opening the lake", log or quiet)
         con.execute(f"USE {LAKE_ALIAS}")
         _session_settings(con)
         yield con
@@ -311,7 +313,7 @@ def duckdb_session(
     """The project's way into the mirror: for the file, our lock, then a short connection, both bounded; for a
     lake, a short connection to it."""
     if lake is not None:
-        with lake_session(lake, read_only, what) as con:
+        with lake_session(lake, read_only, what, log) as con:
             yield con
         return
     with (

@@ -186,6 +186,7 @@ def load_table(
             rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
                 con, table, columns, files, rows_unloaded, plan
             )
+            (log or quiet)(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns, preview_rows = [d[0] for d in preview.description], preview.fetchall()
             if lake is not None:  # a file keeps no snapshots

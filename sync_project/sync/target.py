@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,9 @@ _CATALOG_UNREACHABLE = (
 )
 
 
-def attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, what: str) -> None:
+def attach_lake(
+    con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, what: str, log: Callable[[str], None]
+) -> None:
     """Attach the lake as LAKE_ALIAS; a failure is transient (the catalog's server is down) or permanent."""
     attach = f"ATTACH {sql_string(lake.attach_path)} AS {LAKE_ALIAS} (DATA_PATH {sql_string(lake.data_path)}"
     for pause in (*_CATALOG_RACE_RETRIES, None):
@@ -96,6 +99,7 @@ def attach_lake(con: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, wha
         except duckdb.Error as e:
             text = str(e)
             if pause is not None and any(s in text for s in _CATALOG_RACE):
+                log(f"{what}: another writer is creating {lake.describe()}'s catalog; attaching again in {pause}s")
                 time.sleep(pause)
                 continue
             message = f"{what}: cannot attach {lake.describe()} ({text.splitlines()[0]})"
