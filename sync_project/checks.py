@@ -13,6 +13,7 @@ from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_stats
+from sync_project.sync.duckdb_access import Waited
 from sync_project.sync.errors import SyncError
 from sync_project.sync.load import MirrorTable
 from sync_project.sync.tables import TableRef
@@ -24,6 +25,7 @@ warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec
 ROW_COUNT_CHECK = "row_count_matches_snowflake"
 SCHEMA_CHECK = "schema_matches_type_map"
 
+WAIT_METADATA = "wait_for_duckdb_seconds"
 # Readers wait for a sync that is writing, but not for long.
 READ_LOCK_TIMEOUT_SECONDS = 60.0
 
@@ -56,7 +58,7 @@ SCHEMA_SPEC = dg.AssetCheckSpec(
 
 
 def row_count_evaluation(
-    table: TableRef, expected: int, state: MirrorTable, source_rows: int | None
+    table: TableRef, expected: int, state: MirrorTable, source_rows: int | None, waited: float = 0.0
 ) -> dg.AssetCheckEvaluation:
     # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
@@ -64,6 +66,8 @@ def row_count_evaluation(
         "duckdb_rows": f"{state.rows:,}",
         "rows_expected": f"{expected:,}",
         "snowflake_rows": f"{source_rows:,}" if source_rows is not None else "unknown",
+        # Seconds the checks' read waited for the DuckDB file (another run's load held it).
+        WAIT_METADATA: f"{waited:.2f}",
     }
     passed, severity, description = True, dg.AssetCheckSeverity.ERROR, None
     if not state.exists or state.rows != expected:
@@ -108,8 +112,12 @@ def evaluations_after_sync(
     Right after a sync, Snowflake's count is the one the sync read before its unload: a second query per table
     would cost a connection each in a run of many tables, and the change sensor watches for later changes.
     """
-    state = duckdb.mirror_table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS)
-    return [row_count_evaluation(table, rows_total, state, source_rows), schema_evaluation(table, columns, state)]
+    waited = Waited()
+    state = duckdb.mirror_table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
+    return [
+        row_count_evaluation(table, rows_total, state, source_rows, waited.seconds),
+        schema_evaluation(table, columns, state),
+    ]
 
 
 def evaluations_of_latest_sync(

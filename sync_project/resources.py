@@ -29,7 +29,7 @@ from pydantic import Field
 from sync_project import settings as env
 from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
 from sync_project.settings import Settings
-from sync_project.sync.duckdb_access import duckdb_session
+from sync_project.sync.duckdb_access import Waited, duckdb_session
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.load import MirrorTable, mirror_table
 from sync_project.sync.pipeline import SyncOptions
@@ -191,20 +191,26 @@ class SyncDuckDBResource(DuckDBResource):
 
     @contextlib.contextmanager
     def get_connection(  # type: ignore[override]
-        self, read_only: bool = False, what: str = "a query of the mirror", lock_timeout: float | None = None
+        self,
+        read_only: bool = False,
+        what: str = "a query of the mirror",
+        lock_timeout: float | None = None,
+        waited: Waited | None = None,
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short connection to the mirror: the file through the project's writer lock (dagster-duckdb's own
         would open it unlocked, and hold it while a sync waits), or the lake attached and in use."""
         wait = self.lock_timeout_seconds if lock_timeout is None else lock_timeout
-        with duckdb_session(Path(self.database), wait, what, read_only=read_only, lake=self.lake) as con:
+        with duckdb_session(Path(self.database), wait, what, read_only=read_only, waited=waited, lake=self.lake) as con:
             yield con
 
-    def mirror_table(self, table: TableRef, what: str, lock_timeout: float | None = None) -> MirrorTable:
+    def mirror_table(
+        self, table: TableRef, what: str, lock_timeout: float | None = None, waited: Waited | None = None
+    ) -> MirrorTable:
         """What the mirror holds for a table, read in one short read-only session (a file target that never
         synced has no file, and holds nothing)."""
         if self.lake is None and not Path(self.database).exists():
             return MirrorTable(False, 0, {})
-        with self.get_connection(True, what, lock_timeout) as con:
+        with self.get_connection(True, what, lock_timeout, waited) as con:
             return mirror_table(con, table)
 
     def sync_options(self) -> SyncOptions:

@@ -22,10 +22,12 @@ import duckdb
 import pytest
 import snowflake.connector
 
+from sync_project.checks import ROW_COUNT_CHECK, WAIT_METADATA, evaluations_after_sync
 from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import duckdb_resource
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.pipeline import SyncOptions, sync_table
@@ -158,7 +160,8 @@ def test_foreign_writer_before_the_sync_delays_it_before_any_snowflake_work(
     assert f"held by process {holder.pid} (" in reading
     # In order: the state read waited, then the Snowflake work began; the load found the file free.
     assert lines.index(reading) < next(i for i, line in enumerate(lines) if "unloaded" in line)
-    assert waits_of(lines, f"loading {ALL_TYPES}") == [] and WAIT_PHASE not in report.phase_seconds
+    assert waits_of(lines, f"loading {ALL_TYPES}") == [] and report.load is not None and not report.load.waited_seconds
+    assert report.phase_seconds[WAIT_PHASE] > 0  # the state read's wait, counted as waiting
     observe(
         "Fault",
         "DuckDB file held by another writer for 2 s when the sync starts",
@@ -309,3 +312,22 @@ def test_too_little_disk_fails_before_downloading_and_leaves_nothing(
         "the run failed once, before GET, naming the bytes needed and the bytes free; no retry",
         f"no file in the download folder, no stage left, previous {len(before):,} rows intact",
     )
+
+
+def test_the_checks_record_how_long_their_read_waited_for_the_file(
+    settings: Settings, local_snowflake: LocalSnowflakeProcess, synced: list[Any]
+) -> None:
+    """What the benchmark counts as a check's wait: another process's load holds the file when the checks read."""
+    path = settings.duckdb_path
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from sync_project.sync.duckdb_access import writer_lock\n"
+         f"with writer_lock(Path({str(path)!r}), 5, 'loading another table'):\n"
+         "    print('held', flush=True)\n    time.sleep(1)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    evaluations = evaluations_after_sync(ALL_TYPES, len(synced), {}, None, duckdb_resource(settings))
+    holder.wait()
+    (row_count,) = [e for e in evaluations if e.check_name == ROW_COUNT_CHECK]
+    assert row_count.passed and float(row_count.metadata[WAIT_METADATA].value) > 0  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import describe_table, table_stats
-from sync_project.sync.duckdb_access import Log, duckdb_session
+from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.report import WAIT_PHASE, SyncReport
@@ -79,14 +79,16 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
     return {download: unload.output_bytes, database: unload.input_bytes}
 
 
-def state_before_sync(options: SyncOptions, table: TableRef, log: Log) -> tuple[SyncState, dict[str, str]]:
+def state_before_sync(
+    options: SyncOptions, table: TableRef, log: Log, waited: Waited
+) -> tuple[SyncState, dict[str, str]]:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
     holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
     if options.lake is None and not options.duckdb_path.exists():
         return SyncState(), {}
     what = f"reading the state of {table}"
     with duckdb_session(
-        options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, lake=options.lake
+        options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, waited=waited, lake=options.lake
     ) as con:
         return read_sync_state(con, table), table_columns(con, table)
 
@@ -144,7 +146,8 @@ def sync_table(
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
     (see `_Cleanup` for when they are kept).
     """
-    state, target = state_before_sync(options, table, log)
+    state_wait = Waited()
+    state, target = state_before_sync(options, table, log, state_wait)
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
         raise PermanentError(
             f"{table}: an incremental sync needs a cursor column; set it with "
@@ -167,7 +170,7 @@ def sync_table(
                     _download_or_reuse(report, conn, attempt, options, query, log)
         with cleanup.keeping_on(LockTimeoutError), _phase(report, "load", log):
             _load(report, options, state, log)
-    _split_wait(report)
+    _split_wait(report, state_wait.seconds)
     return report
 
 
@@ -250,11 +253,12 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log) 
     )
 
 
-def _split_wait(report: SyncReport) -> None:
-    """Waiting for the DuckDB file is not loading: its own phase, so rows/s measure the load."""
+def _split_wait(report: SyncReport, before: float) -> None:
+    """Waiting for the DuckDB file is not loading: its own phase (the state read's wait and the load's), so
+    rows/s measure the load."""
     waited = report.load.waited_seconds if report.load else 0.0
-    if waited:
-        report.phase_seconds[WAIT_PHASE] = waited
+    if waited or before:
+        report.phase_seconds[WAIT_PHASE] = round(before + waited, 3)
         report.phase_seconds["load"] = round(max(report.phase_seconds["load"] - waited, 0.0), 3)
 
 
