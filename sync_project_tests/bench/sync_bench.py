@@ -417,6 +417,26 @@ def measure_floor(snowflake_dir: Path, work: Path) -> dict[str, float]:
     }
 
 
+def machine() -> dict[str, Any]:
+    """When and on what the figures were measured: the README quotes them with this line."""
+    from importlib.metadata import version
+
+    packages = ("duckdb", "dagster", "snowflake-connector-python", "pyarrow")
+    emulator = subprocess.run(
+        [str(emulator_python()), "-c",
+         "from importlib.metadata import version as v; print(v('duckdb'), v('fakesnow'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **{name: version(name) for name in packages},
+        "emulator duckdb": emulator[0],
+        "fakesnow": emulator[1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -469,7 +489,7 @@ def main() -> None:
                     )
                 parallel["team profile: 2 Celery workers, ducklake on postgres"] = team_backfill(root, process, keys)
     result = {
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "rows": args.rows,
         "floor": floor,
         "by_hand_through_the_emulator": by_hand,
@@ -497,7 +517,7 @@ def main() -> None:
         "dagster_asset_materialize": round(cli["seconds"] / by_hand["total"], 2),
     }
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"machine: {os.cpu_count()} cores; {args.rows:,} rows")
+    print(f"{args.rows:,} rows; " + "; ".join(f"{k} {v}" for k, v in result["machine"].items()))
     print(f"{'what':<34}{'seconds':>10}{'rows/s':>14}{'peak RSS MiB':>14}{'x floor':>10}")
     floor_rate, engine_rate = args.rows / floor["total"], report.rows_per_second
     print(f"{'floor (DuckDB unload+copy+CTAS)':<34}{floor['total']:>10.2f}{floor_rate:>14,.0f}{'':>14}{1:>10.2f}")
