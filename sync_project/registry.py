@@ -14,14 +14,19 @@ from typing import Any
 import dagster as dg
 
 from sync_project.checks import ROW_COUNT_CHECK
-from sync_project.dagster_api import PARTITION_TAG, latest_check_evaluation
+from sync_project.dagster_api import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    latest_check_evaluation,
+)
 from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.metadata import human_bytes
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.resources import SyncDuckDBResource
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.duckdb_access import Log, duckdb_session
-from sync_project.sync.errors import PermanentError
+from sync_project.sync.errors import PermanentError, SyncError, TableNotFoundError
 from sync_project.sync.load import MirrorTable, lake_table_bytes, mirror_table
 from sync_project.sync.mirror_read import read_mirror
 from sync_project.sync.pipeline import Connect
@@ -120,6 +125,8 @@ def register(
                 columns = describe_table(conn, table)
                 if options is not None:
                     checked.append((table, validate_options(table, columns, options)))
+            except TableNotFoundError as e:
+                refusals.append(str(e) + _did_you_mean(conn, table))
             except PermanentError as e:
                 refusals.append(str(e))
     if refusals:
@@ -140,6 +147,16 @@ def register(
             con.execute("COMMIT")
     new = add_tables(instance, tables)
     return Registration(new, [t.key for t in tables if t.key not in new], changed)
+
+
+def _did_you_mean(conn: Any, table: TableRef) -> str:
+    """The schema's table whose name differs only in case (a quoted name typed unquoted, or the reverse)."""
+    try:
+        names = [t.name for t in list_tables(conn, table.database, table.schema)]
+    except SyncError:
+        return ""
+    same = [n for n in names if n.lower() == table.name.lower() and n != table.name]
+    return f" Did you mean {TableRef(table.database, table.schema, same[0]).key}?" if same else ""
 
 
 def deregister(instance: dg.DagsterInstance, table: TableRef, duckdb: SyncDuckDBResource, drop: bool) -> str:
@@ -198,6 +215,25 @@ def _failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
+def runs_of(instance: dg.DagsterInstance, key: str, limit: int = 20) -> list[dg.RunRecord]:
+    """The latest runs that synced a table, newest first: its own runs (one partition) and the runs of many
+    tables whose partition range covers it (`sync --all`, the nightly schedule, the change sensor, backfills)."""
+    from sync_project.jobs import SYNC_JOB  # jobs.py imports this module
+
+    own = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: key}), limit=limit)
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))}
+
+    def covers(run: dg.DagsterRun) -> bool:
+        start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+        return start in order and end in order and key in order and order[start] <= order[key] <= order[end]
+
+    ranges = [r for r in instance.get_run_records(dg.RunsFilter(job_name=SYNC_JOB), limit=200) if covers(r.dagster_run)]
+    runs = sorted(
+        {r.dagster_run.run_id: r for r in [*own, *ranges]}.values(), key=lambda r: -r.create_timestamp.timestamp()
+    )
+    return [r for r in runs if SYNC_ASSET_KEY in (r.dagster_run.asset_selection or {SYNC_ASSET_KEY})][:limit]
+
+
 def table_status(
     instance: dg.DagsterInstance,
     table: TableRef,
@@ -208,11 +244,14 @@ def table_status(
     lake: Lake | None = None,
 ) -> dict[str, Any]:
     """Everything `sync-project status` shows for a table, from Dagster's storage and the DuckDB file only."""
-    runs = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: table.key}), limit=20)
-    sync_runs = [r for r in runs if SYNC_ASSET_KEY in (r.dagster_run.asset_selection or {SYNC_ASSET_KEY})]
+    sync_runs = runs_of(instance, table.key)
     last_run = sync_runs[0] if sync_runs else None
-    last_failure = next((r for r in sync_runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE), None)
-    error = _failure_message(instance, last_failure.dagster_run.run_id) if last_failure else None
+    failed = (r for r in sync_runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE)
+    # A run of many tables fails when any of them does; it is this table's failure if its error names it.
+    failures = ((r, _failure_message(instance, r.dagster_run.run_id)) for r in failed)
+    last_failure, error = next(
+        ((r, e) for r, e in failures if PARTITION_TAG in r.dagster_run.tags or (e and table.key in e)), (None, None)
+    )
     evaluation = latest_check_evaluation(instance, dg.AssetCheckKey(SYNC_ASSET_KEY, ROW_COUNT_CHECK), table.key)
     synced = last_sync(instance, table.key)
     state, progress, size, source = _duckdb_facts(
@@ -229,7 +268,12 @@ def table_status(
         "last_run": _run_summary(last_run) if last_run else None,
         "last_successful_sync": synced.summary() if synced else None,
         "row_count_check": (
-            {"passed": evaluation.passed, "severity": evaluation.severity.value, "description": evaluation.description}
+            {
+                "passed": evaluation.passed,
+                # A severity belongs to a failure: a passed check's stored ERROR would read as one in scripts.
+                "severity": None if evaluation.passed else evaluation.severity.value,
+                "description": evaluation.description,
+            }
             if evaluation
             else None
         ),

@@ -117,6 +117,17 @@ def _target() -> str:
     return target
 
 
+def _database() -> str:
+    """SNOWFLAKE_DATABASE; the demo's database only for the embedded Snowflake: an account has no KEBOOLA_33."""
+    database = os.environ.get(SNOWFLAKE_DATABASE, "").strip()
+    if not database and os.environ.get(SNOWFLAKE_ACCOUNT, "").strip():
+        raise ValueError(
+            f"{SNOWFLAKE_ACCOUNT} is set but {SNOWFLAKE_DATABASE} is not: set it to the database whose tables you "
+            f"sync (partition keys are SCHEMA.TABLE in it); only the embedded Snowflake defaults to {DEFAULT_DATABASE}"
+        )
+    return database or DEFAULT_DATABASE
+
+
 def _schedules_running() -> bool:
     state = _env(SYNC_SCHEDULES, "running").lower()
     if state not in SCHEDULE_STATES:
@@ -202,7 +213,7 @@ class Settings:
         state = local_state_dir()
         return cls(
             snowflake_account=os.environ.get(SNOWFLAKE_ACCOUNT, "").strip() or None,
-            snowflake_database=_env(SNOWFLAKE_DATABASE, DEFAULT_DATABASE),
+            snowflake_database=_database(),
             local_host=_env(LOCAL_SNOWFLAKE_HOST, DEFAULT_LOCAL_HOST),
             local_port=_env_number(LOCAL_SNOWFLAKE_PORT, DEFAULT_LOCAL_PORT),
             local_data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(state / "snowflake"))),

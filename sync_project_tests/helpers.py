@@ -64,6 +64,7 @@ def account_environment(process: LocalSnowflakeProcess, tmp_path: Path) -> dict[
         "SNOWFLAKE_ACCOUNT": "acme-prod",
         "SNOWFLAKE_USER": ACCOUNT_USER,
         "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
+        "SNOWFLAKE_DATABASE": "KEBOOLA_33",
         "SNOWFLAKE_HOST": "127.0.0.1",
         "SNOWFLAKE_PORT": str(process.port),
         "SNOWFLAKE_PROTOCOL": "http",

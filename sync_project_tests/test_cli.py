@@ -140,6 +140,7 @@ def test_status_follows_success_failure_success(env: Path, local_snowflake: Loca
     assert sync(key)
     first = status()
     assert first["last_run"]["status"] == "SUCCESS" and first["row_count_check"]["passed"] is True
+    assert first["row_count_check"]["severity"] is None  # a passed check has no severity to report
     assert first["last_successful_sync"]["rows"] == first["duckdb"]["rows"] > 0
     assert first["duckdb"]["bytes"] > 0 and first["last_failed_run"] is None
     inject_fault(local_snowflake.base_url, "desc_table", errno=2003, message="Object does not exist")
@@ -274,3 +275,31 @@ def test_register_with_options_status_and_rebuild(env: Path, local_snowflake: Lo
     assert rebuilt.exit_code == 0 and f"rebuilt {key}: {DEMO_ROWS:,} rows" in rebuilt.output
     unregistered = cli("rebuild", f"{SCHEMA}.ALL_TYPES")
     assert unregistered.exit_code == 1 and "not registered" in unregistered.output
+
+
+def test_status_sees_runs_of_many_tables_and_blames_only_the_table_that_failed(
+    env: Path, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """`sync --all`, the nightly schedule, the change sensor and backfills sync tables in runs of many."""
+    from sync_project.automation import batch_tags
+
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE OR REPLACE TABLE {FQ}.DOOMED AS SELECT 1 AS ID")
+    keys = [f"{SCHEMA}.ALL_TYPES", f"{SCHEMA}.DOOMED", DATA]
+    assert cli("register", *keys).exit_code == 0
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"DROP TABLE {FQ}.DOOMED")  # gone since it was registered: its part of the run fails
+    definitions = build_definitions(Settings.from_env())
+    batch = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
+        tags=batch_tags(keys), instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+    assert not batch.success
+
+    def status(key: str) -> dict[str, Any]:
+        (report,) = json.loads(cli("status", key, "--json").output)
+        return report  # type: ignore[no-any-return]
+
+    synced, doomed = status(DATA), status(f"{SCHEMA}.DOOMED")
+    assert synced["last_run"]["run_id"] == doomed["last_run"]["run_id"] == batch.run_id
+    assert synced["last_successful_sync"] is not None and synced["last_failed_run"] is None
+    assert doomed["last_failed_run"]["run_id"] == batch.run_id and "DOOMED" in doomed["last_failed_run"]["error"]

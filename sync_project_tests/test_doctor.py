@@ -232,3 +232,17 @@ def test_on_a_lake_the_doctor_checks_the_lake_instead_of_the_file(
     code, checks = doctor()
     failed_only(checks, "ducklake")
     assert "SYNC_DUCKLAKE_CATALOG" in checks["ducklake"]["fix"] and "no_such_database" in checks["ducklake"]["detail"]
+
+
+@pytest.mark.parametrize("command", [["tables", SCHEMA], ["register", f"{SCHEMA}.data"]])
+def test_a_refused_sign_in_is_one_line_with_the_fix_in_every_command(
+    env: Path, local_snowflake: LocalSnowflakeProcess, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    allow_sign_in(local_snowflake, "password", "the-real-one")
+    for name, value in (account_environment(local_snowflake, env) | {"SNOWFLAKE_PASSWORD": "not-it"}).items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, command, catch_exceptions=False)  # a traceback would raise here
+    assert result.exit_code == 1, result.output
+    assert "390100" in result.output and "SNOWFLAKE_PASSWORD" in result.output and "doctor" in result.output
+    assert "Traceback" not in result.output and "not-it" not in result.output
+    assert len(result.output.strip().splitlines()) <= 2, result.output

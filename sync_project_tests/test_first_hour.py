@@ -197,16 +197,37 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def test_make_demo_stops_on_sigterm_with_every_process(dagster_processes: DagsterProcesses, tmp_path: Path) -> None:
-    ui_port = free_port()
+def test_make_demo_on_other_ports_works_from_a_second_shell_and_stops_on_sigterm(
+    dagster_processes: DagsterProcesses, tmp_path: Path
+) -> None:
+    """`make demo DEMO_ARGS="--snowflake-port N --ui-port M"`; a second shell runs the lines the demo printed and
+    reaches that Snowflake (status, connect-info); SIGTERM to make then ends every process."""
+    ui_port, snowflake_port = free_port(), free_port()
+    env_without_port = {k: v for k, v in dagster_processes.env.items() if k != "LOCAL_SNOWFLAKE_PORT"}
+    dagster_processes.env = env_without_port
     demo = dagster_processes.spawn(
         ["make", "--no-print-directory", "-C", str(project_root()), "demo",
-         f"DEMO_ARGS=--rows 1000 --ui-port {ui_port}"],
+         f"DEMO_ARGS=--rows 1000 --ui-port {ui_port} --snowflake-port {snowflake_port}"],
         "make-demo.log",
-        LOCAL_SNOWFLAKE_PORT=str(free_port()),
         LOCAL_SNOWFLAKE_DATA_DIR=str(tmp_path / "snowflake"),
     )  # fmt: skip
     dagster_processes.wait_for_ui(demo, ui_port, "make-demo.log")
+    printed = (dagster_processes.home / "make-demo.log").read_text().splitlines()
+    first = printed.index("for the README's commands, in another shell from the repository's root:")
+    second_shell = [line.strip() for line in printed[first + 1 :] if line.startswith("  ")][:3]
+    assert f"export LOCAL_SNOWFLAKE_PORT={snowflake_port}" in second_shell
+    commands = [*second_shell, "sync-project status WORKSPACE_833213390.data", "sync-project demo --connect-info"]
+    shell = subprocess.run(
+        ["bash", "-c", " && ".join(commands)], cwd=project_root(), env=env_without_port,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+    assert f"http://127.0.0.1:{snowflake_port}" in shell.stdout
+    plain = subprocess.run(  # a shell that ran none of those lines still learns the running demo's port
+        [str(BIN / "sync-project"), "demo", "--connect-info"], env=env_without_port,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert f"http://127.0.0.1:{snowflake_port}" in plain.stdout, plain.stdout + plain.stderr
     family = _descendants(demo.pid)
     assert len(family) >= 4  # the demo, the embedded Snowflake, dagster dev and its webserver, daemon, ...
     os.kill(demo.pid, signal.SIGTERM)  # make only, as `kill <pid>` or a service manager would
@@ -258,3 +279,12 @@ def test_check_metadata_is_text_and_rebuild_runs_belong_to_the_job(env: Path) ->
     for evaluation in evaluations:
         values = [v.value for v in evaluation.metadata.values()]  # type: ignore[union-attr]
         assert values and all(isinstance(v, str) for v in values)  # nothing for Dagster to plot across tables
+
+
+def test_register_with_the_wrong_case_says_which_name_was_meant(env: Path) -> None:
+    """ "data" is a quoted, lower-case name: typed unquoted it means DATA, which does not exist."""
+    wrong = cli("register", f"{SCHEMA}.DATA", f'{SCHEMA}."All_Types"')
+    assert wrong.exit_code == 1
+    assert f'Did you mean {SCHEMA}."data"?' in wrong.output and f"Did you mean {SCHEMA}.ALL_TYPES?" in wrong.output
+    nothing_close = cli("register", f"{SCHEMA}.NOPE_ONE")
+    assert nothing_close.exit_code == 1 and "Did you mean" not in nothing_close.output

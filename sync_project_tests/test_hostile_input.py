@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -281,3 +282,19 @@ def test_config_values_of_the_wrong_type_are_refused_before_running(
         "a non-numeric SYNC_GET_PARALLEL is refused naming the variable",
         "no run step executed; no DuckDB file made",
     )
+
+
+def test_an_unwritable_duckdb_path_fails_once_before_any_unload_naming_the_setting(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """A folder nobody may create (/sys refuses even root): a permanent error naming SYNC_DUCKDB_PATH and the
+    fix, no retries, and no unload spent on a table that cannot be loaded."""
+    unwritable = dataclasses.replace(settings, duckdb_path=Path("/sys/sync-project/sync.duckdb"))
+    inject_fault(local_snowflake.base_url, "unload", count=1)  # a tripwire for COPY INTO
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [f"{FQ.split('.')[1]}.ALL_TYPES"])
+    result = run_job(unwritable, instance, SYNC_JOB, f"{FQ.split('.')[1]}.ALL_TYPES")
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "SYNC_DUCKDB_PATH" in message and "/sys/sync-project" in message and "Traceback" not in message
+    assert fault_state(local_snowflake.base_url)["fired"] == []

@@ -22,6 +22,7 @@ def resolved(monkeypatch: pytest.MonkeyPatch, **env: str) -> SnowflakeResource:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "acme-prod")
     monkeypatch.setenv("SNOWFLAKE_USER", "SYNC_SERVICE")
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "ANALYTICS")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     resource = snowflake_resource(Settings.from_env())
@@ -82,3 +83,13 @@ def test_no_account_means_the_local_snowflake(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", "18123")
     args = snowflake_resource(Settings.from_env()).connect_args()
     assert (args["host"], args["port"], args["protocol"]) == ("127.0.0.1", 18123, "http")
+
+
+def test_an_account_without_a_database_is_refused_naming_both_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's database is no default for a real account (its tables would silently be looked up there)."""
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "acme-prod")
+    monkeypatch.delenv("SNOWFLAKE_DATABASE", raising=False)
+    with pytest.raises(ValueError, match="SNOWFLAKE_ACCOUNT is set but SNOWFLAKE_DATABASE is not"):
+        Settings.from_env()
+    monkeypatch.delenv("SNOWFLAKE_ACCOUNT")
+    assert Settings.from_env().snowflake_database == "KEBOOLA_33"  # the embedded Snowflake's demo database

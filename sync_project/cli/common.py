@@ -20,16 +20,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(command: F) -> F:
-    """Turn the engine's errors into a message and exit code 1, without a traceback."""
+    """Turn the engine's errors, and the connector's own (Snowflake unreachable, a refused sign-in), into a
+    message and exit code 1, without a traceback; the message says what to check, as the doctor does."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sync_project.sync.errors import SyncError
+        from sync_project.sync.errors import SyncError, from_snowflake
 
         try:
             return command(*args, **kwargs)
         except SyncError as e:
             raise click.ClickException(str(e)) from None
+        except Exception as e:
+            from snowflake.connector.errors import Error as SnowflakeError
+
+            if not isinstance(e, SnowflakeError):
+                raise
+            said = from_snowflake(e, "reaching Snowflake")
+            raise click.ClickException(f"{said}. `sync-project doctor` checks every setting.") from None
 
     return wrapper  # type: ignore[return-value]
 

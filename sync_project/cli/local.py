@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,30 @@ def connect_info_lines(host: str, port: int) -> list[str]:
     ]
 
 
+DEMO_PORTS = (
+    "demo.json"  # in DAGSTER_HOME, while a demo runs: its Snowflake's port, for --connect-info in another shell
+)
+
+
+@contextlib.contextmanager
+def _announced(path: Path, snowflake_port: int) -> Iterator[None]:
+    path.write_text(json.dumps({"pid": os.getpid(), "snowflake_port": snowflake_port}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _running_demo_port(path: Path) -> int | None:
+    """The port of the demo that wrote `path`, if that demo still runs."""
+    try:
+        note = json.loads(path.read_text())
+        os.kill(int(note["pid"]), 0)
+        return int(note["snowflake_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """Stop a process and everything it started (its own session): SIGTERM, then SIGKILL after `grace` s."""
     import signal
@@ -137,13 +162,14 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     click.echo(f"published the mirror for readers: {published.published_path} (open it read-only)")
 
 
-def _serve_ui(ui_port: int) -> None:
+def _serve_ui(ui_port: int, snowflake_port: int) -> None:
     """`dagster dev` in the foreground, stopped with its whole process group."""
-    from sync_project.settings import project_root
+    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, project_root
 
     click.echo("for the README's commands, in another shell from the repository's root:")
     click.echo("  source .venv/bin/activate")
     click.echo(f"  export DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '$PWD/.local/dagster')}")
+    click.echo(f"  export {LOCAL_SNOWFLAKE_PORT}={snowflake_port}")
     click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
     workspace = str(project_root() / "workspace.yaml")
     dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
@@ -157,10 +183,18 @@ def _serve_ui(ui_port: int) -> None:
 @main.command()
 @click.option("--rows", type=click.IntRange(min=0), default=None, help='Rows in the demo\'s "data" table.')
 @click.option("--ui-port", type=int, default=3000, show_default=True)
+@click.option(
+    "--snowflake-port",
+    type=int,
+    default=None,
+    help="The embedded Snowflake's port (default LOCAL_SNOWFLAKE_PORT or 8765).",
+)
 @click.option("--no-ui", is_flag=True, help="Stop after the first syncs instead of serving the UI.")
-@click.option("--connect-info", is_flag=True, help="Print how to connect to the demo's Snowflake, and exit.")
+@click.option(
+    "--connect-info", is_flag=True, help="Print how to connect to the running demo's Snowflake (or the configured one)."
+)
 @reports_errors
-def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> None:
+def demo(rows: int | None, ui_port: int, snowflake_port: int | None, no_ui: bool, connect_info: bool) -> None:
     """Embedded Snowflake with demo data, demo tables registered and synced once, then the Dagster UI.
 
     Ctrl-C or SIGTERM stops all of it. A second demo (or anything else on its ports) is refused at once.
@@ -169,11 +203,16 @@ def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> Non
 
     from sync_project.local_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
     from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS
-    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir
+    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, dagster_home, local_state_dir
 
     settings = Settings.from_env()
+    if snowflake_port is not None:
+        settings = dataclasses.replace(settings, local_port=snowflake_port)
+    running = dagster_home() / DEMO_PORTS
     if connect_info:
-        for line in connect_info_lines(settings.local_host, settings.local_port):
+        # The running demo's own port, whichever shell asks (it may have been started with --snowflake-port).
+        port = _running_demo_port(running) if snowflake_port is None else None
+        for line in connect_info_lines(settings.local_host, port or settings.local_port):
             click.echo(line)
         return
     try:
@@ -192,10 +231,10 @@ def demo(rows: int | None, ui_port: int, no_ui: bool, connect_info: bool) -> Non
         log_file=local_state_dir() / "local-snowflake.log",
     )
     click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
-    with contextlib.suppress(KeyboardInterrupt), snowflake:
+    with contextlib.suppress(KeyboardInterrupt), snowflake, _announced(running, snowflake.port):
         os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
         _first_syncs(dataclasses.replace(settings, local_port=snowflake.port), instance)
         click.echo(f"the demo's Snowflake: {snowflake.base_url} (sync-project demo --connect-info says how to connect)")
         if not no_ui:
-            _serve_ui(ui_port)
+            _serve_ui(ui_port, snowflake.port)
     click.echo("stopped the Dagster UI and the local Snowflake")

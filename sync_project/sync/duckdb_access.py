@@ -316,8 +316,28 @@ def duckdb_session(
         with lake_session(lake, read_only, what, log) as con:
             yield con
         return
-    with (
-        writer_lock(duckdb_path, lock_timeout, what, log, waited),
-        open_duckdb(duckdb_path, read_only, lock_timeout, what, log, waited) as con,
-    ):
+    with contextlib.ExitStack() as opened:
+        try:
+            opened.enter_context(writer_lock(duckdb_path, lock_timeout, what, log, waited))
+            con = opened.enter_context(open_duckdb(duckdb_path, read_only, lock_timeout, what, log, waited))
+        except PermissionError as e:  # no retry makes a folder writable
+            raise unwritable(duckdb_path, what, e) from None
         yield con
+
+
+def unwritable(duckdb_path: Path, what: str, error: OSError) -> PermanentError:
+    return PermanentError(
+        f"{what}: cannot write beside the DuckDB file {duckdb_path} ({error.strerror}: {error.filename}). Point "
+        "SYNC_DUCKDB_PATH at a file in a folder this user can write, or give this user that folder"
+    )
+
+
+def ensure_writable_folder(duckdb_path: Path, what: str) -> None:
+    """The DuckDB file's folder exists and this user may write there: checked before any Snowflake work, so a
+    wrong SYNC_DUCKDB_PATH costs no unload."""
+    try:
+        duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as e:
+        raise unwritable(duckdb_path, what, e) from None
+    if not os.access(duckdb_path.parent, os.W_OK):
+        raise unwritable(duckdb_path, what, PermissionError(13, "Permission denied", str(duckdb_path.parent)))

@@ -18,7 +18,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
 from sync_project.sync.catalog import describe_table, table_stats
-from sync_project.sync.duckdb_access import Log, Waited, duckdb_session
+from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, ensure_writable_folder
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.report import WAIT_PHASE, SyncReport
@@ -84,9 +84,10 @@ def state_before_sync(
 ) -> tuple[SyncState, dict[str, str]]:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
     holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
-    if options.lake is None and not options.duckdb_path.exists():
-        return SyncState(), {}
     what = f"reading the state of {table}"
+    if options.lake is None and not options.duckdb_path.exists():
+        ensure_writable_folder(options.duckdb_path, what)
+        return SyncState(), {}
     with duckdb_session(
         options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, waited=waited, lake=options.lake
     ) as con:

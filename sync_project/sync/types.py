@@ -44,10 +44,7 @@ def _number(match: re.Match[str]) -> TypeMapping:
 
 
 # NUMBER(p,0) with p > 18 (and INT, which is NUMBER(38,0)) is DECIMAL(38,0): exactly Snowflake's 38 digits, where
-# HUGEINT would allow 39. It was HUGEINT until the DuckLake target: DuckLake's specification has no 128-bit integer
-# (DuckDB 1.5.5 accepts a HUGEINT column in a lake and keeps it as a double: 38 nines came back as
-# 99999999999999997748809823456034029568), and DuckDB 1.5.5 casts the Parquet files' DECIMAL(38,0) to HUGEINT 3.4x
-# slower than 2.0.1 did (1.25 s per 10,000,000 values), where DECIMAL(38,0) needs no conversion at all.
+# HUGEINT would allow 39, and the type Snowflake's Parquet files carry, so the load converts nothing.
 WIDE_INTEGER = "DECIMAL(38,0)"
 
 
