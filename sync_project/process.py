@@ -1,17 +1,21 @@
-"""How a Python process that loads our definitions ends.
+"""How our processes end: a Python process that loads our definitions, and the Dagster processes a demo starts.
 
 Every Dagster process (a run, the code server, a CLI call) holds millions of objects once Dagster,
 SQLAlchemy and the connector are imported. At exit, CPython runs a last cyclic garbage collection
-over all of them: 0.4 s of every run's wall time on this 2-core machine, measured from the last
-`atexit` handler to the process's end (`python -c "import dagster, sync_project.definitions"`).
-Nothing needs that collection: the operating system frees the memory, and the sync closes its
-DuckDB and Snowflake connections itself instead of leaving them to finalizers.
+over all of them, a noticeable part of a short run's wall time. Nothing needs that collection: the
+operating system frees the memory, and the sync closes its DuckDB and Snowflake connections itself
+instead of leaving them to finalizers.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
+import os
+import signal
+import time
+from pathlib import Path
 
 
 def skip_final_collection() -> None:
@@ -28,3 +32,32 @@ def keep_final_collection() -> None:
     test session): their pooled SQLite connections are only finalized by that last collection, and
     SQLAlchemy complains at teardown without it."""
     atexit.unregister(gc.freeze)
+
+
+def dagster_processes_of(home: Path) -> list[int]:
+    """Other processes running Dagster for the instance in `home` (its path is in their command line: code
+    servers carry the instance's reference there)."""
+    needle, found = str(home).encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes()
+            if needle in cmdline and b"dagster" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def stop_dagster_processes_of(home: Path, grace: float = 10.0) -> None:
+    """End what a stopped `dagster dev` leaves: a code server it restarted while shutting down runs on until
+    its heartbeat times out. SIGTERM, then SIGKILL after `grace` seconds."""
+    deadline = time.monotonic() + grace
+    sent: set[int] = set()
+    while (pids := dagster_processes_of(home)) and time.monotonic() < deadline + grace:
+        how = signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM
+        for pid in pids:
+            if how == signal.SIGKILL or pid not in sent:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, how)
+                sent.add(pid)
+        time.sleep(0.2)

@@ -285,6 +285,6 @@ def test_register_with_the_wrong_case_says_which_name_was_meant(env: Path) -> No
     """ "data" is a quoted, lower-case name: typed unquoted it means DATA, which does not exist."""
     wrong = cli("register", f"{SCHEMA}.DATA", f'{SCHEMA}."All_Types"')
     assert wrong.exit_code == 1
-    assert f'Did you mean {SCHEMA}."data"?' in wrong.output and f"Did you mean {SCHEMA}.ALL_TYPES?" in wrong.output
+    assert f"Did you mean {SCHEMA}.data?" in wrong.output and f"Did you mean {SCHEMA}.ALL_TYPES?" in wrong.output
     nothing_close = cli("register", f"{SCHEMA}.NOPE_ONE")
     assert nothing_close.exit_code == 1 and "Did you mean" not in nothing_close.output

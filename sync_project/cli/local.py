@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import click
 
 from sync_project.cli.common import cli_instance, main, reports_errors, snowflake_connect
-from sync_project.settings import Settings
+from sync_project.process import stop_dagster_processes_of
+from sync_project.settings import Settings, dagster_home
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -178,6 +179,7 @@ def _serve_ui(ui_port: int, snowflake_port: int) -> None:
         ui.wait()
     finally:
         _stop_group(ui)
+        stop_dagster_processes_of(dagster_home())
 
 
 @main.command()
@@ -203,7 +205,7 @@ def demo(rows: int | None, ui_port: int, snowflake_port: int | None, no_ui: bool
 
     from sync_project.local_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
     from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS
-    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, dagster_home, local_state_dir
+    from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir
 
     settings = Settings.from_env()
     if snowflake_port is not None:
