@@ -59,7 +59,8 @@ def read_report(path: Path = REPORT) -> dict[str, Case]:
         if not line.startswith("| ") or line.startswith("| Kind |"):
             continue
         cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        case = Case(*cells[:4], test=cells[4].strip("`") if len(cells) > 4 else "")
+        test = cells[4].strip("`") if len(cells) > 4 else ""
+        case = Case(cells[0], cells[1], cells[2], cells[3], test)
         cases[case.case] = case
     return cases
 

@@ -151,25 +151,29 @@ def test_auto_registration_is_inert_until_configured(settings: Settings, instanc
     assert isinstance(result, dg.SkipReason) and "SYNC_AUTO_REGISTER_SCHEMA" in str(result.skip_message)
 
 
+def shipped_schedules() -> dict[str, dg.ScheduleDefinition]:
+    """The schedules the definitions built from the current environment hold, by name."""
+    schedules = build_definitions(Settings.from_env()).schedules or []
+    return {s.name: s for s in schedules if isinstance(s, dg.ScheduleDefinition)}
+
+
 def test_schedules_follow_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shipped: the nightly sync at 02:00 UTC and the cleanup at 03:30, both running. The crons and both schedules'
     default state come from the environment: a test instance runs no schedule by the wall clock."""
     for name in ("SYNC_SCHEDULE_CRON", "SYNC_CLEANUP_CRON", "SYNC_SCHEDULE_TIMEZONE", "SYNC_SCHEDULES"):
         monkeypatch.delenv(name, raising=False)
-    shipped = {s.name: s for s in build_definitions(Settings.from_env()).schedules}  # type: ignore[union-attr]
-    assert (
-        shipped[SYNC_SCHEDULE].cron_schedule == "0 2 * * *" and shipped[CLEANUP_SCHEDULE].cron_schedule == "30 3 * * *"
-    )
+    shipped = shipped_schedules()
+    assert shipped[SYNC_SCHEDULE].cron_schedule == "0 2 * * *"
+    assert shipped[CLEANUP_SCHEDULE].cron_schedule == "30 3 * * *"
     assert {s.execution_timezone for s in shipped.values()} == {"UTC"}
     assert {s.default_status for s in shipped.values()} == {dg.DefaultScheduleStatus.RUNNING}
     monkeypatch.setenv("SYNC_CLEANUP_CRON", "*/5 * * * *")
     monkeypatch.setenv("SYNC_SCHEDULES", "stopped")
-    schedules = {s.name: s for s in build_definitions(Settings.from_env()).schedules}  # type: ignore[union-attr]
+    schedules = shipped_schedules()
     assert schedules[CLEANUP_SCHEDULE].cron_schedule == "*/5 * * * *"
     assert {s.default_status for s in schedules.values()} == {dg.DefaultScheduleStatus.STOPPED}
     monkeypatch.setenv("SYNC_SCHEDULES", "running")
-    running = build_definitions(Settings.from_env()).schedules or []
-    assert {s.default_status for s in running} == {dg.DefaultScheduleStatus.RUNNING}  # type: ignore[union-attr]
+    assert {s.default_status for s in shipped_schedules().values()} == {dg.DefaultScheduleStatus.RUNNING}
     monkeypatch.setenv("SYNC_SCHEDULES", "paused")
     with pytest.raises(ValueError, match="SYNC_SCHEDULES='paused' is not a schedule state"):
         Settings.from_env()

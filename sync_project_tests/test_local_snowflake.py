@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from snowflake.connector.errors import DatabaseError, OperationalError, Programm
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA, type_table_rows
-from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
 from sync_project_tests.conftest import DEMO_ROWS
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
@@ -266,11 +267,19 @@ def test_login_fault_and_stall(local_snowflake: LocalSnowflakeProcess) -> None:
     inject_fault(local_snowflake.base_url, "login", mode="sql_error", errno=390100, message="Incorrect user")
     with pytest.raises(DatabaseError):
         snowflake.connector.connect(**local_snowflake.connection_settings())
-    inject_fault(local_snowflake.base_url, "query", mode="stall", seconds=1.0)
-    with snowflake.connector.connect(**local_snowflake.connection_settings()) as conn:
-        started = time.monotonic()
-        assert fetch(conn, "SELECT 1") == [(1,)]
-        assert time.monotonic() - started >= 1.0
+    # A held query answers only once released: in order, the fault fired, the query still waited, then it answered.
+    with (
+        snowflake.connector.connect(**local_snowflake.connection_settings()) as conn,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        inject_fault(local_snowflake.base_url, "query", mode="hold", seconds=120)
+        answer = pool.submit(fetch, conn, "SELECT 1")
+        while "query" not in fault_state(local_snowflake.base_url)["fired"]:
+            assert not answer.done(), answer.result()
+            time.sleep(0.05)
+        assert not answer.done()  # held: nothing can answer it before the release
+        release_faults(local_snowflake.base_url)
+        assert answer.result(timeout=60) == [(1,)]
 
 
 def test_state_persists_across_restarts(tmp_path: Path) -> None:

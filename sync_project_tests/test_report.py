@@ -57,7 +57,11 @@ def test_a_postgres_restarted_mid_test_is_stopped_with_its_fixture(tmp_path: Pat
 
 
 def test_the_leftover_check_sees_a_process_by_its_environment(tmp_path: Path) -> None:
-    sleeper = subprocess.Popen(["sleep", "60"], env={"SOME_HOME": str(tmp_path / "home")})
+    sleeper = subprocess.Popen(
+        ["/bin/sh", "-c", "echo ready; exec sleep 60"], env={"SOME_HOME": str(tmp_path / "home")},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert sleeper.stdout is not None and sleeper.stdout.readline().strip() == "ready"  # exec'd with its own env
     try:
         assert sleeper.pid in processes_naming(tmp_path)
     finally:
