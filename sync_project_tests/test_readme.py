@@ -78,5 +78,7 @@ def test_every_readme_command_block_runs_against_a_live_demo(
     ran = done.stdout.count("::: README line")
     assert done.returncode == 0, f"{done.stderr[-4000:]}\n{done.stdout[-2000:]}"
     assert ran == len(blocks), (ran, len(blocks))
-    assert (checkout / "sample.parquet").exists() and (checkout / "samples.jsonl").read_text().count("\n") == 10
+    # Samples land in .local/ (ignored by git), never in the repository's root.
+    assert (state / "sample.parquet").exists() and (state / "samples.jsonl").read_text().count("\n") == 10
+    assert not (checkout / "sample.parquet").exists() and not (checkout / "samples.jsonl").exists()
     assert "WORKSPACE_833213390.data" in done.stdout and "every check passed" in done.stdout
