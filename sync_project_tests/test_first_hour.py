@@ -288,3 +288,12 @@ def test_register_with_the_wrong_case_says_which_name_was_meant(env: Path) -> No
     assert f"Did you mean {SCHEMA}.data?" in wrong.output and f"Did you mean {SCHEMA}.ALL_TYPES?" in wrong.output
     nothing_close = cli("register", f"{SCHEMA}.NOPE_ONE")
     assert nothing_close.exit_code == 1 and "Did you mean" not in nothing_close.output
+
+
+def test_rebuild_prints_the_syncs_lines_not_dagsters_debug_log(env: Path, dagster_processes: DagsterProcesses) -> None:
+    assert cli("register", DATA).exit_code == 0
+    done = dagster_processes.run([str(BIN / "sync-project"), "rebuild", DATA], timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert f"rebuilt {DATA}" in said and "load took" in said  # the sync's own lines stay
+    assert " - DEBUG - " not in said, said[-3000:]  # Dagster's event log (STEP_START, HANDLED_OUTPUT, ...) does not

@@ -91,7 +91,11 @@ def rebuild(key: str) -> None:
         .resolve_job_def(SYNC_JOB)
         .execute_in_process(
             tags=in_process_run_tags(table.key),
-            run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}},
+            run_config={
+                "ops": {"snowflake_table": {"config": {"rebuild": True}}},
+                # The sync's own lines (phases, rows), not Dagster's event log at DEBUG: the run page has that.
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
             instance=instance,
             raise_on_error=False,
         )
