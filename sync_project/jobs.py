@@ -36,7 +36,9 @@ def in_process_run_tags(partition_key: str) -> dict[str, str]:
 
     Dagster tags runs launched from a workspace with their repository's label; `execute_in_process` does not.
     """
-    return {PARTITION_TAG: partition_key, ".dagster/repository": REPOSITORY_LABEL}
+    from sync_project.automation import tables_tag  # automation.py imports this module
+
+    return {PARTITION_TAG: partition_key, ".dagster/repository": REPOSITORY_LABEL} | tables_tag([partition_key])
 
 
 sync_tables_job = dg.define_asset_job(

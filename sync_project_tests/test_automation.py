@@ -124,6 +124,8 @@ def test_schedule_requests_batches_of_tables_with_unique_run_keys(
     # 28 tables: one run of 25, one of 3, in registration order, covering each table once.
     assert ranges == [(keys[0], keys[SYNC_BATCH_SIZE - 1]), (keys[SYNC_BATCH_SIZE], keys[-1])]
     assert len({r.run_key for r in requests}) == 2 and all(tick.isoformat() in str(r.run_key) for r in requests)
+    # The runs list shows each run's tables by name (it cuts the long partition keys in the middle).
+    assert [r.tags["tables"] for r in requests] == ["T00 .. T24 (25)", "T25 .. c.d (3)"]
 
 
 def test_auto_registration_adds_new_and_deregisters_only_when_told(
