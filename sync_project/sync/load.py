@@ -78,7 +78,7 @@ def _check_files_present(table: TableRef, files: list[Path]) -> None:
     fresh attempt, rather than fail on DuckDB's bare "No files found"."""
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise RowCountMismatchError(
+        raise TransientError(
             f"loading {table}: {len(missing)} downloaded file(s) vanished from {files[0].parent} before the load "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the previous table is kept, and a "
             "fresh attempt downloads everything again"
