@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sync_project_tests.helpers import (
     connector,
     demo_table,
     duckdb_rows,
+    fetch,
     options,
     sorted_rows,
     stage_leftovers,
@@ -141,3 +143,24 @@ def test_not_enough_disk_fails_before_download(local_snowflake: LocalSnowflakePr
         sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path, disk_reserve=10**18))
     assert "1,000,000,000,000,000,000 bytes kept free (SYNC_DISK_RESERVE_BYTES)" in str(error.value)
     assert list((tmp_path / "downloads").iterdir()) == []
+
+
+def test_a_changed_database_setting_is_refused_naming_both_until_a_rebuild(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, synced_once: list[Any]
+) -> None:
+    """Partition keys are SCHEMA.TABLE in SNOWFLAKE_DATABASE: pointing it elsewhere must not silently re-point a
+    synced table to another database's table of the same name."""
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    fetch(sf, f"CREATE DATABASE {other}")
+    fetch(sf, f"CREATE SCHEMA {other}.WORKSPACE_833213390")
+    fetch(sf, f'CREATE TABLE {other}.WORKSPACE_833213390."data" AS SELECT 1 AS "id"')
+    moved = TableRef(other, "WORKSPACE_833213390", "data")
+    with pytest.raises(PermanentError) as error:
+        sync_table(connector(local_snowflake), moved, options(tmp_path))
+    said = str(error.value)
+    assert "synced from database KEBOOLA_33" in said and other in said and "sync-project rebuild" in said
+    assert _snapshot(tmp_path / "sync.duckdb") == synced_once  # untouched
+    rebuilt = sync_table(connector(local_snowflake), moved, options(tmp_path), rebuild=True)
+    assert rebuilt.rows_total == 1
+    with pytest.raises(PermanentError, match=f"synced from database {other}"):  # and the way back is refused too
+        sync_table(connector(local_snowflake), demo_table("data"), options(tmp_path))

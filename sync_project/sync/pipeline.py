@@ -22,7 +22,13 @@ from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, ensure_
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.report import WAIT_PHASE, SyncReport
-from sync_project.sync.state import Strategy, SyncState, read_sync_state, validate_options
+from sync_project.sync.state import (
+    Strategy,
+    SyncState,
+    read_sync_state,
+    synced_from_another_database,
+    validate_options,
+)
 from sync_project.sync.strategy import choose_strategy, cursor_predicate
 from sync_project.sync.tables import TableRef
 from sync_project.sync.target import Lake
@@ -81,17 +87,17 @@ def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Pa
 
 def state_before_sync(
     options: SyncOptions, table: TableRef, log: Log, waited: Waited
-) -> tuple[SyncState, dict[str, str]]:
+) -> tuple[SyncState, dict[str, str], str | None]:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
     holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
     what = f"reading the state of {table}"
     if options.lake is None and not options.duckdb_path.exists():
         ensure_writable_folder(options.duckdb_path, what)
-        return SyncState(), {}
+        return SyncState(), {}, None
     with duckdb_session(
         options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, waited=waited, lake=options.lake
     ) as con:
-        return read_sync_state(con, table), table_columns(con, table)
+        return read_sync_state(con, table), table_columns(con, table), synced_from_another_database(con, table)
 
 
 class _Cleanup:
@@ -148,7 +154,13 @@ def sync_table(
     (see `_Cleanup` for when they are kept).
     """
     state_wait = Waited()
-    state, target = state_before_sync(options, table, log, state_wait)
+    state, target, elsewhere = state_before_sync(options, table, log, state_wait)
+    if elsewhere and not rebuild:
+        raise PermanentError(
+            f"{table.key} was last synced from database {elsewhere}, and SNOWFLAKE_DATABASE now names "
+            f"{table.database}: set SNOWFLAKE_DATABASE={elsewhere} back, or run `sync-project rebuild {table.key}` "
+            f"to mirror {table} in its place"
+        )
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:
         raise PermanentError(
             f"{table}: an incremental sync needs a cursor column; set it with "

@@ -69,14 +69,32 @@ def _upsert(con: duckdb.DuckDBPyConnection, insert: str, on_conflict: str, value
         con.execute(f"{insert} ON CONFLICT (table_id) DO UPDATE SET {on_conflict}", values)
 
 
-def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncState:
-    """The table's options and progress; defaults if none were ever written (works read-only too)."""
+def _has_state(con: duckdb.DuckDBPyConnection) -> bool:
     exists = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
         "AND table_name = 'tables'",
         [STATE_SCHEMA],
     ).fetchone()
-    if not exists or not exists[0]:
+    return bool(exists and exists[0])
+
+
+def synced_from_another_database(con: duckdb.DuckDBPyConnection, table: TableRef) -> str | None:
+    """The database the mirror's table was last synced from, if not `table.database`: the same key (SCHEMA.TABLE)
+    synced while SNOWFLAKE_DATABASE named another database. Keys do not carry the database, so a changed setting
+    would otherwise re-point every table silently."""
+    if not _has_state(con):
+        return None
+    row = con.execute(
+        f"SELECT table_id FROM {STATE_SCHEMA}.tables WHERE table_id <> ? AND ends_with(table_id, ?) "
+        "AND synced_at IS NOT NULL ORDER BY synced_at DESC LIMIT 1",
+        [str(table), f".{table.key}"],
+    ).fetchone()
+    return str(row[0])[: -len(table.key) - 1] if row else None
+
+
+def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncState:
+    """The table's options and progress; defaults if none were ever written (works read-only too)."""
+    if not _has_state(con):
         return SyncState()
     row = con.execute(
         f"SELECT strategy, cursor_column, primary_key, high_water_mark, rows, columns FROM {STATE_SCHEMA}.tables "
@@ -130,6 +148,11 @@ def write_sync_state(
             rows,
             json.dumps(columns),
         ],
+    )
+    # The mirror's table now comes from this database: forget the same key's state from another one.
+    con.execute(
+        f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id <> ? AND ends_with(table_id, ?)",
+        [str(table), f".{table.key}"],
     )
 
 
