@@ -56,15 +56,17 @@ TABLES_TAG = "tables"
 def tables_tag(batch: list[str]) -> dict[str, str]:
     """A short tag naming a run's table(s) by table name, which the runs list shows in full (it cuts the long
     partition keys in the middle, so every run of one schema read alike)."""
-    names = [TableRef.from_key(key, "DB").name for key in batch]
+    names = [TableRef.from_key(key, "ANY").name for key in batch]  # the key's own parts; the database is not shown
     return {TABLES_TAG: names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)})"}
 
 
 def batch_tags(batch: list[str]) -> dict[str, str]:
     """Run tags for one batch: a single partition, or the range from its first key to its last; and its tables."""
     if len(batch) == 1:
-        return {PARTITION_TAG: batch[0]} | tables_tag(batch)
-    return {ASSET_PARTITION_RANGE_START_TAG: batch[0], ASSET_PARTITION_RANGE_END_TAG: batch[-1]} | tables_tag(batch)
+        partitions = {PARTITION_TAG: batch[0]}
+    else:
+        partitions = {ASSET_PARTITION_RANGE_START_TAG: batch[0], ASSET_PARTITION_RANGE_END_TAG: batch[-1]}
+    return partitions | tables_tag(batch)
 
 
 def batch_run_request(batch: list[str], run_key: str, tags: dict[str, str] | None = None) -> dg.RunRequest:

@@ -15,6 +15,7 @@ import gc
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -34,18 +35,24 @@ def keep_final_collection() -> None:
     atexit.unregister(gc.freeze)
 
 
-def dagster_processes_of(home: Path) -> list[int]:
-    """Other processes running Dagster for the instance in `home` (its path is in their command line: code
-    servers carry the instance's reference there)."""
-    needle, found = str(home).encode(), []
+def other_processes() -> Iterator[tuple[int, bytes, bytes]]:
+    """(PID, command line, environment) of every other live process whose /proc entries can be read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes()
-            if needle in cmdline and b"dagster" in cmdline:
-                found.append(int(entry.name))
-    return found
+        try:
+            cmdline, environ = (entry / "cmdline").read_bytes(), (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, a kernel thread, or another user's
+            continue
+        if cmdline:
+            yield int(entry.name), cmdline, environ
+
+
+def dagster_processes_of(home: Path) -> list[int]:
+    """Other processes running Dagster for the instance in `home` (its path is in their command line: code
+    servers carry the instance's reference there)."""
+    needle = str(home).encode()
+    return [pid for pid, cmdline, _ in other_processes() if needle in cmdline and b"dagster" in cmdline]
 
 
 def stop_dagster_processes_of(home: Path, grace: float = 10.0) -> None:

@@ -10,22 +10,17 @@ import signal
 import time
 from pathlib import Path
 
+from sync_project.process import other_processes
+
 
 def processes_naming(folder: Path) -> dict[int, str]:
     """PID -> command line of every other live process whose command line or environment names `folder`."""
     needle = str(folder).encode()
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone meanwhile, or a kernel thread
-            continue
-        if cmdline and (needle in cmdline or needle in environ):
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
-    return found
+    return {
+        pid: cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+        for pid, cmdline, environ in other_processes()
+        if needle in cmdline or needle in environ
+    }
 
 
 def left_behind(folder: Path, grace: float = 15.0) -> dict[int, str]:

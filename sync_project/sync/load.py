@@ -174,7 +174,7 @@ def load_table(
     the old high-water mark) after adding or widening columns. Data, high-water mark and row count commit
     together; any error rolls back and the previous table and state stay exactly as they were.
     """
-    plan = plan or LoadPlan()
+    plan, say = plan or LoadPlan(), log or quiet
     waited = Waited()
     with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited, lake=lake) as con:
         _create_schemas(con, table)
@@ -182,11 +182,11 @@ def load_table(
         with _transaction(con, table):
             # Said once the file is ours and the transaction open: what waited before this line waited for the
             # file, and nothing after it is visible to anyone until COMMIT.
-            (log or quiet)(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
+            say(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
             rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
                 con, table, columns, files, rows_unloaded, plan
             )
-            (log or quiet)(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
+            say(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns, preview_rows = [d[0] for d in preview.description], preview.fetchall()
             if lake is not None:  # a file keeps no snapshots
