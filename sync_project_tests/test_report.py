@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,11 +58,13 @@ def test_a_postgres_restarted_mid_test_is_stopped_with_its_fixture(tmp_path: Pat
 
 
 def test_the_leftover_check_sees_a_process_by_its_environment(tmp_path: Path) -> None:
+    # The child says "ready" from the program it stays (no exec after it), so its /proc entries are settled
+    # by then: a shell that exec'd after echoing was read mid-exec once and looked like no process at all.
     sleeper = subprocess.Popen(
-        ["/bin/sh", "-c", "echo ready; exec sleep 60"], env={"SOME_HOME": str(tmp_path / "home")},
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        env={"SOME_HOME": str(tmp_path / "home")}, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert sleeper.stdout is not None and sleeper.stdout.readline().strip() == "ready"  # exec'd with its own env
+    assert sleeper.stdout is not None and sleeper.stdout.readline().strip() == "ready"
     try:
         assert sleeper.pid in processes_naming(tmp_path)
     finally:
