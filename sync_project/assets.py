@@ -18,6 +18,7 @@ from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_m
 from sync_project.metadata import text_table
 from sync_project.partitions import snowflake_tables_partitions, table_for_partition
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.report import SyncReport
@@ -38,6 +39,7 @@ unloaded. A failed sync leaves the previous table untouched. Types follow the ty
 become JSON. A run from the UI syncs one table; backfills and the nightly schedule sync up to 25 per run, each
 still its own partition with its own materialization and checks."""
 PREVIEW_CELL_CHARS = 40
+INTERRUPTED = "interrupted"  # how a stopped sync's failure begins (the CLI exits 130 on it)
 
 # Transient failures (network, Snowflake hiccups, a busy DuckDB file) get 3 more tries with backoff;
 # permanent ones raise Failure(allow_retries=False) and stop at once.
@@ -261,16 +263,25 @@ def snowflake_table(
         attempt_started=root.create_timestamp if root else None,
         keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
     )
-    for outcome in outcomes:
-        if outcome.report is None:
-            error = outcome.error
-            transient = transient or not isinstance(error, PermanentError)
-            failures[outcome.table.key] = (
-                str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
-            )
-            context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
-            continue
-        yield from _recorded(context, outcome.report, duckdb, failures)
+    try:
+        for outcome in outcomes:
+            if outcome.report is None:
+                error = outcome.error
+                transient = transient or not isinstance(error, PermanentError | Interrupted)
+                failures[outcome.table.key] = (
+                    str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
+                )
+                context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
+                continue
+            yield from _recorded(context, outcome.report, duckdb, failures)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        # Dagster would retry an interrupt under the retry policy; a person who pressed Ctrl-C (or terminated
+        # the run) wants it stopped. The engine has cancelled what was in flight and cleaned up after it.
+        raise dg.Failure(
+            description=f"{INTERRUPTED}: the sync of {', '.join(t.key for t in tables)} was stopped (Ctrl-C, "
+            "SIGTERM or Terminate); tables not yet loaded keep their previous DuckDB table; not retried",
+            allow_retries=False,
+        ) from None
     _fail_if_any(failures, transient, context.retry_number)
 
 

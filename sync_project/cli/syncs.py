@@ -80,33 +80,36 @@ def rebuild(key: str) -> None:
     """
     import dagster as dg
 
+    from sync_project.assets import INTERRUPTED
+    from sync_project.cli.in_process import EXIT_INTERRUPTED, sigterm_as_ctrl_c, sync_lines_logger
     from sync_project.definitions import build_definitions
     from sync_project.jobs import SYNC_JOB, in_process_run_tags
 
     settings = Settings.from_env()
     instance = cli_instance()
     table = registered_table(key, settings, instance)
-    result = (
-        build_definitions(settings)
-        .resolve_job_def(SYNC_JOB)
-        .execute_in_process(
-            tags=in_process_run_tags(table.key),
-            run_config={
-                "ops": {"snowflake_table": {"config": {"rebuild": True}}},
-                # The sync's own lines (phases, rows), not Dagster's event log at DEBUG: the run page has that.
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            },
-            instance=instance,
-            raise_on_error=False,
+    with sigterm_as_ctrl_c():
+        result = (
+            build_definitions(settings)
+            .resolve_job_def(SYNC_JOB)
+            .with_logger_defs({"sync_lines": sync_lines_logger})
+            .execute_in_process(
+                tags=in_process_run_tags(table.key),
+                run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}, "loggers": {"sync_lines": {}}},
+                instance=instance,
+                raise_on_error=False,
+            )
         )
-    )
     if not result.success:
         failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         reason = (
             failures[-1].step_failure_data.error.message.strip()
             if failures and failures[-1].step_failure_data and failures[-1].step_failure_data.error
             else "see the run"
-        )
+        ).removeprefix("dagster._core.definitions.events.Failure: ")
+        if reason.startswith(INTERRUPTED):
+            to_stderr(f"rebuild of {table.key} {reason} (run {result.run_id})")
+            sys.exit(EXIT_INTERRUPTED)
         raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
     from sync_project.history import sync_of
 

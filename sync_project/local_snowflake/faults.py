@@ -44,6 +44,7 @@ class Fault:
 class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
     fired: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # kinds whose held request a cancel ended
     released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,6 +56,7 @@ class FaultPlan:
         with self._lock:
             self.faults.clear()
             self.fired.clear()
+            self.cancelled.clear()
             self.released.clear()
 
     def take(self, *kinds: str) -> Fault | None:
@@ -72,18 +74,28 @@ class FaultPlan:
     def release(self) -> None:
         self.released.set()
 
-    async def delay(self, fault: Fault) -> None:
-        """A stall's sleep, or a hold's wait for its release (polled: the server's loop stays free)."""
+    async def delay(self, fault: Fault, cancelled: threading.Event | None = None) -> bool:
+        """A stall's sleep, or a hold's wait for its release (polled: the server's loop stays free). True if the
+        statement was cancelled meanwhile (a held one stops waiting at once)."""
+        cancelled = cancelled or threading.Event()
         if fault.mode == "stall":
             await anyio.sleep(fault.seconds)
         elif fault.mode == "hold":
             deadline = time.monotonic() + fault.seconds
-            while not self.released.is_set() and time.monotonic() < deadline:
+            while not self.released.is_set() and not cancelled.is_set() and time.monotonic() < deadline:
                 await anyio.sleep(0.05)
+        if cancelled.is_set():
+            with self._lock:
+                self.cancelled.append(fault.kind)
+        return cancelled.is_set()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"pending": [asdict(f) for f in self.faults], "fired": list(self.fired)}
+            return {
+                "pending": [asdict(f) for f in self.faults],
+                "fired": list(self.fired),
+                "cancelled": list(self.cancelled),
+            }
 
 
 def inject_fault(base_url: str, kind: str, **options: Any) -> None:

@@ -37,6 +37,7 @@ from sync_project.local_snowflake.gcs import ROUTE as GCS_ROUTE
 from sync_project.local_snowflake.gcs import PresignedStorage
 from sync_project.local_snowflake.patches import patch_fakesnow
 from sync_project.local_snowflake.responses import error_response, login_refusal, result_data
+from sync_project.local_snowflake.running import Running, RunningQueries, canceled_error
 from sync_project.local_snowflake.signin import SignInRefused, User, Users
 from sync_project.local_snowflake.sqltext import classify, normalise_identifier, sql_error
 from sync_project.local_snowflake.stages import StageStore
@@ -91,6 +92,7 @@ class LocalSnowflake:
         self.storage = PresignedStorage(self.stages, self.faults)
         self.access = Access()
         self.users = Users()
+        self.queries = RunningQueries()
         self.ready = True
 
     @staticmethod
@@ -130,13 +132,14 @@ class LocalSnowflake:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    async def _apply_fault(self, *kinds: str) -> Response | None:
+    async def _apply_fault(self, *kinds: str, running: Running | None = None) -> Response | None:
         fault = self.faults.take(*kinds)
         if fault is None:
             return None
         logger.info("injected fault %s (%s)", fault.kind, fault.mode)
         if fault.mode in ("stall", "hold"):
-            await self.faults.delay(fault)
+            if await self.faults.delay(fault, running.cancelled if running else None):
+                return error_response(canceled_error())
             return None
         if fault.mode == "http_error":
             return JSONResponse({"success": False, "message": fault.message}, status_code=fault.status)
@@ -168,6 +171,8 @@ class LocalSnowflake:
             self.access.open(token, user, role, request.query_params.get("warehouse"))
             # Without a master token the connector never logs out, and temporary stages would outlive sessions.
             answer["data"]["masterToken"] = f"master-{token}"
+            # The connector's `session_id`, which SYSTEM$CANCEL_ALL_QUERIES takes.
+            answer["data"]["sessionId"] = self.queries.open_session(token, user)
             response = JSONResponse(answer, status_code=response.status_code)
         conn = fs_server.sessions.get(token) if token else None
         if conn is not None and not conn.database:
@@ -196,6 +201,7 @@ class LocalSnowflake:
             token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
             self.stages.end_session(token)
             self.access.close(token)
+            self.queries.close_session(token)
         response: Response = await fs_server.session(request)
         return response
 
@@ -204,18 +210,38 @@ class LocalSnowflake:
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         sql = json.loads(body)["sqlText"]
-        kind, match = classify(sql)
-        if failure := await self._apply_fault("query", *([kind] if kind else [])):
-            return failure
         try:
             token = fs_server.to_token(request)
             conn = fs_server.to_conn(token)
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
+        with self.queries.running(token, request.query_params.get("requestId", "")) as running:
+            response = await self._run(request, sql, token, conn, running)
+            # However far it got, a cancelled statement answers as Snowflake's does.
+            return error_response(canceled_error()) if running.cancelled.is_set() else response
+
+    async def abort(self, request: Request) -> Response:
+        """The connector's abort request (sent on Ctrl-C in its main thread): cancel that statement."""
+        body = await request.body()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        try:
+            token = fs_server.to_token(request)
+        except fs_server.ServerError as e:
+            return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
+        found = self.queries.cancel_request(token, str(json.loads(body).get("requestId", "")))
+        return JSONResponse({"data": None, "success": found})
+
+    async def _run(
+        self, request: Request, sql: str, token: str, conn: FakeSnowflakeConnection, running: Running
+    ) -> Response:
+        kind, match = classify(sql)
+        if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
+            return failure
         if kind and match:
             statement = Statement(
                 kind, match, sql, token, conn, str(request.base_url).rstrip("/"), self.access.session(token),
-                self.stages, self.storage, self.fs,
+                self.stages, self.storage, self.fs, self.queries, running,
             )  # fmt: skip
             answered = await self._answer(statement)
             if answered is not None:
@@ -277,6 +303,7 @@ class LocalSnowflake:
             route("/session/v1/login-request", self.login, methods=["POST"]),
             route("/session", self.session, methods=["POST"]),
             route("/queries/v1/query-request", self.query, methods=["POST"]),
+            route("/queries/v1/abort-request", self.abort, methods=["POST"]),
             # Tests inject faults, define restricted roles (`{"name": "READER", "create_stage": false, "stages":
             # {"DB.S.X": "read"}}`) and users (`{"name": "SYNC_SERVICE", "type": "SERVICE", "rsa_public_key": ..}`).
             route(
@@ -306,6 +333,6 @@ class LocalSnowflake:
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
         ]
-        own = {"/session/v1/login-request", "/session", "/queries/v1/query-request"}
+        own = {"/session/v1/login-request", "/session", "/queries/v1/query-request", "/queries/v1/abort-request"}
         routes += [r for r in fs_server.routes if getattr(r, "path", None) not in own]
         return Starlette(routes=routes)

@@ -240,6 +240,7 @@ _F = re.IGNORECASE | re.DOTALL
 STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
     ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
+    ("cancel_all_queries", re.compile(r"SELECT\s+SYSTEM\$CANCEL_ALL_QUERIES\(\s*'?(?P<session>\d+)'?\s*\)", _F)),
     (
         "session_context",
         re.compile(r"SELECT\s+(?P<rest>CURRENT_\w+\(\s*\)(\s*,\s*CURRENT_\w+\(\s*\))*)\s*;?", _F),

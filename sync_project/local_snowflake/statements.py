@@ -21,6 +21,7 @@ from sqlglot import exp
 from sync_project.local_snowflake import table_meta
 from sync_project.local_snowflake.access import Session
 from sync_project.local_snowflake.gcs import PresignedStorage
+from sync_project.local_snowflake.running import Running, RunningQueries
 from sync_project.local_snowflake.sqltext import (
     OptionValue,
     matching_paren,
@@ -63,6 +64,8 @@ class Statement:
     stages: StageStore
     storage: PresignedStorage
     fs: FakeSnow
+    queries: RunningQueries
+    running: Running  # this statement: a cancel sets it and interrupts what it runs
 
     @property
     def rest(self) -> str:
@@ -282,16 +285,26 @@ def unload(st: Statement) -> Result:
         schema = st.schema if st.db else ref.stage.schema
         if db:
             duck.execute(f"USE {table_meta.quote(db)}.{table_meta.quote(schema or 'main')}")
-        written = write_unload(
-            duck, duckdb_sql, st.stages, ref.stage, folder, prefix, parse_options(options_text), new_query_id()
-        )
+        with st.running.interruptible(duck):
+            written = write_unload(
+                duck, duckdb_sql, st.stages, ref.stage, folder, prefix, parse_options(options_text), new_query_id(),
+                st.running.cancelled,
+            )  # fmt: skip
     if not written.rows_unloaded:
         # Snowflake documents no result row for an unload that wrote nothing; return none, the harder case.
         return Result(UNLOAD_COLUMNS, [])
     return Result(UNLOAD_COLUMNS, [[written.rows_unloaded, written.input_bytes, written.output_bytes]])
 
 
+def cancel_all_queries(st: Statement) -> Result:
+    """SYSTEM$CANCEL_ALL_QUERIES(<session_id>): the session's other statements answer 604; says "<n> cancelled."."""
+    session_id = int(st.match.group("session"))
+    cancelled = st.queries.cancel_session(session_id, st.session.user, caller=st.running)
+    return Result([(f"SYSTEM$CANCEL_ALL_QUERIES({session_id})", "text")], [[f"{cancelled} cancelled."]])
+
+
 HANDLERS: dict[str, Callable[[Statement], Answer]] = {
+    "cancel_all_queries": cancel_all_queries,
     "alter_session": alter_session,
     "use_warehouse": use_warehouse,
     "session_context": session_context,

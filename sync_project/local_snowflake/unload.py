@@ -33,6 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sync_project.local_snowflake.running import canceled_error
 from sync_project.local_snowflake.sqltext import ObjectName, OptionValue, sql_error
 from sync_project.local_snowflake.stages import StageStore
 
@@ -98,14 +99,17 @@ class _SharedReader:
     """The query's record batches, handed out one at a time to whichever writer asks; None at the end,
     and after any writer failed (so the others stop too)."""
 
-    def __init__(self, reader: Any) -> None:
+    def __init__(self, reader: Any, cancelled: threading.Event) -> None:
         self._reader = reader
+        self._cancelled = cancelled
         self._lock = threading.Lock()
         self.failed = False
 
     def next(self) -> pa.RecordBatch | None:
         with self._lock:
             while not self.failed:
+                if self._cancelled.is_set():  # SYSTEM$CANCEL_ALL_QUERIES or an abort request: stop between batches
+                    raise canceled_error()
                 try:
                     batch: pa.RecordBatch = self._reader.read_next_batch()
                 except StopIteration:
@@ -199,6 +203,7 @@ def write_unload(
     prefix: str,
     options: dict[str, OptionValue],
     query_id: str,
+    cancelled: threading.Event | None = None,
 ) -> WrittenUnload:
     """Write the query's rows into the stage under `folder` as encrypted `<prefix>_<a>_<b>_<c>.snappy.parquet`."""
     header, overwrite, max_file_size = _unload_options(options)
@@ -221,7 +226,7 @@ def write_unload(
     )
     scratch = Path(tempfile.mkdtemp(prefix=".unload-", dir=stages.root))
     writers = [_FileWriter(i, scratch, arrow_schema, batch_rows, max_file_size, prefix) for i in range(_WRITERS)]
-    batches = _SharedReader(reader)
+    batches = _SharedReader(reader, cancelled or threading.Event())
 
     def store(plain: Path, name: str) -> int:
         return stages.store(stage, f"{folder}{name}", plain, query_id)

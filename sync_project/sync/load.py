@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from sync_project.sync.cancel import Cancellation
 from sync_project.sync.catalog import Column
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, quiet
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
@@ -167,6 +168,7 @@ def load_table(
     plan: LoadPlan | None = None,
     log: Log | None = None,
     lake: Lake | None = None,
+    cancellation: Cancellation | None = None,
 ) -> LoadResult:
     """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
 
@@ -183,9 +185,11 @@ def load_table(
             # Said once the file is ours and the transaction open: what waited before this line waited for the
             # file, and nothing after it is visible to anyone until COMMIT.
             say(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
-            rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
-                con, table, columns, files, rows_unloaded, plan
-            )
+            # Interruptible up to COMMIT, never during it: an interrupted sync must not have replaced the table.
+            with cancellation.duckdb(con) if cancellation else contextlib.nullcontext():
+                rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
+                    con, table, columns, files, rows_unloaded, plan
+                )
             say(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns, preview_rows = [d[0] for d in preview.description], preview.fetchall()

@@ -17,6 +17,7 @@ from typing import Any
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync import extract
+from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import describe_table, table_stats
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, ensure_writable_folder
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
@@ -59,8 +60,9 @@ def _phase(report: SyncReport, name: str, log: Log) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def snowflake_session(connect: Connect, table: TableRef) -> Iterator[Any]:
-    """A connector connection; login failures become transient/permanent errors naming the table."""
+def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellation | None = None) -> Iterator[Any]:
+    """A connector connection; login failures become transient/permanent errors naming the table. With a
+    cancellation, a cancel asks Snowflake to stop what the session runs."""
     try:
         manager = connect()
         conn = manager.__enter__()
@@ -68,7 +70,8 @@ def snowflake_session(connect: Connect, table: TableRef) -> Iterator[Any]:
         raise from_snowflake(e, f"connecting to Snowflake to sync {table}") from None
     try:
         extract.configure_session(conn)
-        yield conn
+        with cancellation.snowflake(conn) if cancellation else contextlib.nullcontext():
+            yield conn
     finally:
         with contextlib.suppress(Exception):  # closing a broken connection must not hide the real error
             manager.__exit__(None, None, None)
@@ -106,15 +109,17 @@ class _Cleanup:
     one of the Snowflake work, whose unload and files are still good, or a load that only waited too long
     for the DuckDB file). Any other failure starts the next try afresh."""
 
-    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool) -> None:
+    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool, cancellation: Cancellation) -> None:
         self.attempt, self.keep_for_retry, self.keep = attempt, keep_for_retry, False
+        self.cancellation = cancellation
 
     @contextlib.contextmanager
     def keeping_on(self, *resumable: type[BaseException]) -> Iterator[None]:
         try:
             yield
         except resumable:
-            self.keep = self.keep_for_retry
+            # An interrupted sync is not retried: the error its cancelled statement raised resumes nothing.
+            self.keep = self.keep_for_retry and not self.cancellation.is_set
             raise
 
     @contextlib.contextmanager
@@ -146,13 +151,47 @@ def sync_table(
     attempt_id: str | None = None,
     attempt_started: dt.datetime | None = None,
     keep_for_retry: bool = False,
+    cancellation: Cancellation | None = None,
 ) -> SyncReport:
     """Sync one table: describe, unload (or resume), download (or reuse), load. On any failure the previous
     table and its state are untouched.
 
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
-    (see `_Cleanup` for when they are kept).
+    (see `_Cleanup` for when they are kept). A set `cancellation` stops it with `Interrupted` (`cancel.py`).
     """
+    cancellation = cancellation or Cancellation()
+    phase = ["before it started"]
+    try:
+        return _sync_table(
+            connect, table, options, log, strategy, rebuild, attempt_id, attempt_started, keep_for_retry,
+            cancellation, phase,
+        )  # fmt: skip
+    except Interrupted:
+        raise
+    except Exception:
+        if cancellation.is_set:  # the cancelled statement's error, or the interrupted load's
+            raise cancellation.interrupted(table, phase[0]) from None
+        raise
+
+
+def _sync_table(
+    connect: Connect,
+    table: TableRef,
+    options: SyncOptions,
+    log: Log,
+    strategy: Strategy | None,
+    rebuild: bool,
+    attempt_id: str | None,
+    attempt_started: dt.datetime | None,
+    keep_for_retry: bool,
+    cancellation: Cancellation,
+    phase: list[str],
+) -> SyncReport:
+    def entering(name: str) -> contextlib.AbstractContextManager[None]:
+        cancellation.raise_if_set(table, f"before its {name}")
+        phase[0] = f"during its {name}"
+        return _phase(report, name, log)
+
     state_wait = Waited()
     state, target, elsewhere = state_before_sync(options, table, log, state_wait)
     if elsewhere and not rebuild:
@@ -170,19 +209,19 @@ def sync_table(
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
     attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
-    cleanup = _Cleanup(attempt, keep_for_retry)
+    cleanup = _Cleanup(attempt, keep_for_retry, cancellation)
     with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
-        with snowflake_session(connect, table) as conn:
-            with _phase(report, "describe", log):
+        with snowflake_session(connect, table, cancellation) as conn:
+            with entering("describe"):
                 _describe(report, conn, state)
             with cleanup.stage(conn), cleanup.keeping_on(TransientError):
-                with _phase(report, "unload", log):
+                with entering("unload"):
                     query = _unload_or_resume(report, conn, attempt, options, _incremental_where(report, state), log)
-                with _phase(report, "download", log):
+                with entering("download"):
                     _download_or_reuse(report, conn, attempt, options, query, log)
-        with cleanup.keeping_on(LockTimeoutError), _phase(report, "load", log):
-            _load(report, options, state, log)
+        with cleanup.keeping_on(LockTimeoutError), entering("load"):
+            _load(report, options, state, log, cancellation)
     _split_wait(report, state_wait.seconds)
     return report
 
@@ -246,7 +285,7 @@ def _download_or_reuse(
     )
 
 
-def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log) -> None:
+def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, cancellation: Cancellation) -> None:
     plan = LoadPlan(
         strategy=report.strategy,
         cursor_column=report.options.cursor_column,
@@ -263,6 +302,7 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log) 
         plan,
         log,
         lake=options.lake,
+        cancellation=cancellation,
     )
 
 
@@ -296,14 +336,27 @@ def sync_tables(
 
     Up to `workers` tables are in flight at once: their Snowflake work (DESC, COPY INTO, GET) mostly waits on
     Snowflake and overlaps, while their DuckDB loads still take the writer lock one at a time.
+
+    An interrupt (KeyboardInterrupt, SIGTERM made one, Dagster's termination) arrives in the thread iterating
+    this: it cancels every table in flight (`cancel.py`), starts no other, waits for their cleanup, and goes on.
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync") as pool:
-        futures = {pool.submit(sync_table, connect, t, options, log, **per_table): t for t in tables}
+    cancellation = Cancellation()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync")
+    try:
+        futures = {
+            pool.submit(sync_table, connect, t, options, log, cancellation=cancellation, **per_table): t for t in tables
+        }
         for future in as_completed(futures):
             table = futures[future]
             try:
                 yield TableOutcome(table, report=future.result())
             except Exception as e:  # each table's failure is its own outcome, reported with its table
                 yield TableOutcome(table, error=e)
+    except BaseException:
+        log(f"interrupted: cancelling the sync of {len(tables)} table(s)")
+        cancellation.cancel(log)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,194 @@
+"""Ctrl-C and SIGTERM stop a sync at once: Snowflake's statement cancelled, nothing retried, nothing left behind,
+the previous DuckDB table untouched, exit code 130.
+
+The sync is caught inside its unload by the emulator's `hold` fault (no timing: the test acts once the fault
+has fired), and the hold is never released, so the sync can only end by being cancelled.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pytest
+import snowflake.connector
+
+from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
+from sync_project.partitions import table_for_partition
+from sync_project.settings import Settings
+from sync_project.sync.cancel import Cancellation, Interrupted
+from sync_project.sync.pipeline import sync_table
+from sync_project_tests.daemon import BIN, DagsterProcesses
+from sync_project_tests.helpers import (
+    connector,
+    demo_table,
+    duckdb_rows,
+    fetch,
+    options,
+    snowflake_settings,
+    stage_leftovers,
+)
+from sync_project_tests.test_first_hour import DATA, cli, register_and_sync
+
+HELD = 600.0  # the hold's own limit, far beyond any wait below: only a cancel ends it
+
+
+def wait_until_held(base_url: str, kind: str = "unload") -> None:
+    deadline = time.monotonic() + 300  # a bound for a sync that never gets there, not a timing claim
+    while kind not in fault_state(base_url)["fired"]:
+        assert time.monotonic() < deadline, f"the sync never reached its {kind}"
+        time.sleep(0.1)
+
+
+def test_cancel_all_queries_stops_a_running_statement_of_ones_own_session(
+    local_snowflake: LocalSnowflakeProcess,
+) -> None:
+    base = local_snowflake.base_url
+    inject_fault(base, "unload", mode="hold", seconds=HELD)
+    settings = snowflake_settings(local_snowflake)
+    with snowflake.connector.connect(**settings) as busy, snowflake.connector.connect(**settings) as other:
+        failure: list[BaseException] = []
+
+        def unload() -> None:
+            try:
+                fetch(busy, "COPY INTO '@~/cancel_test/' FROM (SELECT 1 AS N) FILE_FORMAT = (TYPE = PARQUET)")
+            except BaseException as e:
+                failure.append(e)
+
+        worker = threading.Thread(target=unload)
+        worker.start()
+        wait_until_held(base)
+        assert fetch(other, f"SELECT SYSTEM$CANCEL_ALL_QUERIES({busy.session_id})") == [("1 cancelled.",)]
+        worker.join(60)
+        assert not worker.is_alive()
+        (error,) = failure
+        assert getattr(error, "errno", None) == 604 and "SQL execution canceled" in str(error)
+        assert fault_state(base)["cancelled"] == ["unload"]
+        # Nothing running now: nothing to cancel; and no session of anyone else's (nor an unknown one).
+        assert fetch(other, f"SELECT SYSTEM$CANCEL_ALL_QUERIES({busy.session_id})") == [("0 cancelled.",)]
+        with pytest.raises(snowflake.connector.ProgrammingError, match="does not exist or not authorized"):
+            fetch(other, "SELECT SYSTEM$CANCEL_ALL_QUERIES(1)")
+
+
+@pytest.mark.parametrize(("held", "phase"), [("unload", "unload"), ("get", "download")])
+def test_a_cancelled_sync_is_interrupted_not_retried_and_leaves_nothing(
+    held: str, phase: str, local_snowflake: LocalSnowflakeProcess, tmp_path: Path, snowflake_conn: object
+) -> None:
+    """Held in its GET, the sync has unloaded files to the stage and written its manifest: what a retry would
+    resume from, and what an interrupted sync must remove all the same."""
+    base = local_snowflake.base_url
+    opts = options(tmp_path)
+    table = demo_table("ALL_TYPES")
+    sync_table(connector(local_snowflake), table, opts)
+    before = duckdb_rows(opts.duckdb_path, table.duckdb_relation)
+    inject_fault(base, held, mode="hold", seconds=HELD)
+    cancellation = Cancellation()
+    outcome: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            # keep_for_retry: what a run with retries left asks; an interrupt must keep nothing all the same.
+            sync_table(
+                connector(local_snowflake), table, opts, cancellation=cancellation, keep_for_retry=True,
+                attempt_id="interrupted-run",
+            )  # fmt: skip
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=sync)
+    worker.start()
+    wait_until_held(base, held)
+    if held == "get":
+        assert stage_leftovers(snowflake_conn)  # the unload's files, which the interrupted sync must remove
+    cancellation.cancel()
+    worker.join(60)
+    assert not worker.is_alive()
+    (error,) = outcome
+    assert isinstance(error, Interrupted) and f"interrupted during its {phase}" in str(error)
+    assert fault_state(base)["cancelled"] == [held]
+    assert duckdb_rows(opts.duckdb_path, table.duckdb_relation) == before
+    assert stage_leftovers(snowflake_conn) == []
+    assert not any(opts.download_root.rglob("*"))
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_a_rebuild_at_once_with_exit_130_and_the_table_intact(
+    how: signal.Signals, local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
+    base = local_snowflake.base_url
+    register_and_sync(DATA)
+    settings = Settings.from_env()
+    relation = table_for_partition(DATA, settings.snowflake_database).duckdb_relation
+    before = duckdb_rows(settings.duckdb_path, relation)
+    inject_fault(base, "unload", mode="hold", seconds=HELD)
+    rebuild = subprocess.Popen(
+        [str(BIN / "sync-project"), "rebuild", DATA], env=dagster_processes.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_held(base)
+        rebuild.send_signal(how)
+        out, err = rebuild.communicate(timeout=120)
+    finally:
+        release_faults(base)
+        if rebuild.poll() is None:
+            rebuild.kill()
+    said = out + err
+    assert rebuild.returncode == 130, said[-3000:]
+    assert "interrupted" in err and "Traceback" not in said, said[-3000:]
+    state = fault_state(base)
+    assert state["cancelled"] == ["unload"] and state["fired"].count("unload") == 1  # cancelled, not retried
+    (run, synced) = dg.DagsterInstance.get().get_runs(limit=2)  # the rebuild's, after register_and_sync's
+    assert synced.status == dg.DagsterRunStatus.SUCCESS
+    assert run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        assert stage_leftovers(conn) == []
+    assert not any(settings.download_dir.rglob("*.parquet"))
+    assert duckdb_rows(settings.duckdb_path, relation) == before
+    assert cli("status", DATA).exit_code == 0
+
+
+def test_a_cancel_interrupts_the_duckdb_statement_of_a_load_in_flight() -> None:
+    """What the load registers (its connection, up to COMMIT) a cancel interrupts: a statement that would never end
+    (it counts an endless stream) ends with DuckDB's interrupt. The stream says when DuckDB first reads it,
+    before the cancel comes, so nothing depends on timing."""
+    cancellation = Cancellation()
+    started = threading.Event()
+    outcome: list[BaseException] = []
+    with duckdb.connect() as con:
+
+        def endless() -> Iterator[pa.RecordBatch]:
+            started.set()  # DuckDB asks for the first rows: the statement runs
+            while True:
+                yield pa.record_batch([pa.array(range(2048))], names=["n"])
+
+        rows = pa.RecordBatchReader.from_batches(pa.schema([("n", pa.int64())]), endless())
+        con.register("rows", rows)
+
+        def load() -> None:
+            try:
+                with cancellation.duckdb(con):
+                    con.execute("SELECT count(*) FROM rows").fetchall()
+            except BaseException as e:
+                outcome.append(e)
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        assert started.wait(60)
+        cancellation.cancel()
+        worker.join(60)
+        stuck = worker.is_alive()
+        if stuck:  # the cancel did not reach it: stop it here, so the failure is reported rather than hanging
+            con.interrupt()
+            worker.join()
+    assert not stuck, "the cancel did not interrupt the statement"
+    (error,) = outcome
+    assert isinstance(error, duckdb.InterruptException)
