@@ -8,8 +8,8 @@ has fired), and the hold is never released, so the sync can only end by being ca
 from __future__ import annotations
 
 import signal
-import sys
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
