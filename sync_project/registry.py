@@ -25,7 +25,7 @@ from sync_project.metadata import human_bytes
 from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
 from sync_project.resources import SyncDuckDBResource
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
-from sync_project.sync.duckdb_access import Log, duckdb_session
+from sync_project.sync.duckdb_access import Log, duckdb_session, ensure_writable_folder
 from sync_project.sync.errors import PermanentError, SyncError, TableNotFoundError
 from sync_project.sync.load import MirrorTable, lake_table_bytes, mirror_table
 from sync_project.sync.mirror_read import read_mirror
@@ -283,5 +283,15 @@ def table_status(
             "rows": state.rows if state.exists else None,
             "bytes": size,
             "read_from": source,
+            "problem": None if lake is not None else _unwritable(duckdb_path, table),
         },
     }
+
+
+def _unwritable(duckdb_path: Path, table: TableRef) -> str | None:
+    """Why a sync could not write the DuckDB file, if it could not: what its next sync would fail on."""
+    try:
+        ensure_writable_folder(duckdb_path, f"syncing {table.key}")
+    except PermanentError as e:
+        return str(e)
+    return None

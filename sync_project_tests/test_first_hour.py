@@ -297,3 +297,16 @@ def test_rebuild_prints_the_syncs_lines_not_dagsters_debug_log(env: Path, dagste
     said = done.stdout + done.stderr
     assert f"rebuilt {DATA}" in said and "load took" in said  # the sync's own lines stay
     assert " - DEBUG - " not in said, said[-3000:]  # Dagster's event log (STEP_START, HANDLED_OUTPUT, ...) does not
+
+
+def test_status_says_when_the_duckdb_file_cannot_be_written(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "no table" and exit 0: what the next sync would fail on, naming the setting, and exit code 1."""
+    assert cli("register", DATA).exit_code == 0
+    readable = cli("status", DATA)
+    assert readable.exit_code == 0 and "problem:" not in readable.output
+    monkeypatch.setenv("SYNC_DUCKDB_PATH", "/sys/sync-project/sync.duckdb")  # /sys refuses even root
+    shown = cli("status", DATA)
+    assert shown.exit_code == 1, shown.output
+    assert "problem:" in shown.output and "SYNC_DUCKDB_PATH" in shown.output and "/sys/sync-project" in shown.output
+    as_json = cli("status", DATA, "--json")
+    assert as_json.exit_code == 1 and "SYNC_DUCKDB_PATH" in json.loads(as_json.output)[0]["duckdb"]["problem"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -179,7 +180,9 @@ def deregister(key: str, drop: bool) -> None:
 @click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for a sync writing DuckDB.")
 @reports_errors
 def status(key: str | None, as_json: bool, wait: float) -> None:
-    """Last run, last successful sync, check result, last error and DuckDB figures of registered tables."""
+    """Last run, last successful sync, check result, last error and DuckDB figures of registered tables.
+
+    Exit code 1 when the next sync could not write the DuckDB file (SYNC_DUCKDB_PATH), naming why."""
     from sync_project.partitions import registered_tables
     from sync_project.registry import table_status
 
@@ -194,10 +197,12 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
     ]
     if as_json:
         click.echo(json.dumps(reports, indent=2, default=str))
-        return
-    for report in reports:
-        for line in status_lines(report):
-            click.echo(line)
+    else:
+        for report in reports:
+            for line in status_lines(report):
+                click.echo(line)
+    if any(r["duckdb"]["problem"] for r in reports):  # the next sync would fail: say so to scripts too
+        sys.exit(1)
 
 
 def status_lines(report: dict[str, Any]) -> list[str]:
@@ -242,4 +247,6 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     )
     if duck.get("read_from"):
         lines.append(f"  read from:    {duck['read_from']}")
+    if duck.get("problem"):
+        lines.append(f"  problem:      {duck['problem']}")
     return lines
