@@ -16,7 +16,12 @@ from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_s
 from sync_project.dagster_api import PARTITION_TAG
 from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
 from sync_project.metadata import text_table
-from sync_project.partitions import snowflake_tables_partitions, table_for_partition
+from sync_project.partitions import (
+    SNOWFLAKE_TABLES,
+    not_registered_message,
+    snowflake_tables_partitions,
+    table_for_partition,
+)
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
@@ -228,6 +233,7 @@ def snowflake_table(
     the DuckDB lock one at a time."""
     if not (context.has_partition_key or context.has_partition_key_range):
         raise dg.Failure(NO_TABLE_MESSAGE, allow_retries=False)
+    _fail_unless_registered(context)
     keys = list(context.partition_keys)
     syncing = SYNC_ASSET_KEY in context.selected_asset_keys
     skipped = already_synced(context.instance, context.run, keys) if syncing else set()
@@ -283,6 +289,24 @@ def snowflake_table(
             allow_retries=False,
         ) from None
     _fail_if_any(failures, transient, context.retry_number)
+
+
+def _fail_unless_registered(context: dg.AssetExecutionContext) -> None:
+    """A run of a key nobody registered (`dagster job launch` takes any tag) fails at once saying which key was
+    meant, instead of with Dagster's error from deep inside `partition_keys`."""
+    registered = list(context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    named = (
+        [context.partition_key]
+        if context.has_partition_key
+        else [context.partition_key_range.start, context.partition_key_range.end]
+    )
+    unknown = [key for key in named if key not in registered]
+    if unknown:
+        raise dg.Failure(
+            "; ".join(not_registered_message(key, registered) for key in unknown)
+            + ". `sync-project sync KEY` checks the key before it queues a run.",
+            allow_retries=False,
+        )
 
 
 def _recorded(

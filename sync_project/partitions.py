@@ -17,6 +17,27 @@ SNOWFLAKE_TABLES = "snowflake_tables"
 snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABLES)
 
 
+def closest_key(key: str, keys: list[str]) -> str | None:
+    """The registered key a mistyped one most likely meant: same letters in another case first."""
+    import difflib
+
+    by_case = {k.lower(): k for k in keys}
+    if key.lower() in by_case:
+        return by_case[key.lower()]
+    found = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def not_registered_message(key: str, keys: list[str]) -> str:
+    close = closest_key(key, keys)
+    hint = (
+        f"did you mean {close}? (quoted names keep their case)"
+        if close
+        else f"`sync-project tables SCHEMA` lists a schema's tables; `sync-project register {key}` adds one"
+    )
+    return f"{key} is not registered; {hint}"
+
+
 def table_for_partition(partition_key: str, database: str) -> TableRef:
     """The table a partition key names in `database` (the Snowflake resource's, at run time);
     InvalidTableNameError (permanent) for a hostile or malformed key."""

@@ -310,3 +310,21 @@ def test_status_says_when_the_duckdb_file_cannot_be_written(env: Path, monkeypat
     assert "problem:" in shown.output and "SYNC_DUCKDB_PATH" in shown.output and "/sys/sync-project" in shown.output
     as_json = cli("status", DATA, "--json")
     assert as_json.exit_code == 1 and "SYNC_DUCKDB_PATH" in json.loads(as_json.output)[0]["duckdb"]["problem"]
+
+
+def test_a_run_of_an_unregistered_key_says_which_key_was_meant(env: Path) -> None:
+    """`dagster job launch` queues a run for any tag (and exits 0: Dagster's); the run then fails at once, naming
+    the key meant, not retried. `sync-project sync` refuses the key before queuing anything."""
+    assert cli("register", DATA).exit_code == 0
+    mistyped = f"{SCHEMA}.DATA"
+    job = build_definitions(Settings.from_env()).resolve_job_def("sync_tables")
+    result = job.execute_in_process(
+        tags={"dagster/partition": mistyped}, instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message  # type: ignore[union-attr]
+    assert f"{mistyped} is not registered; did you mean {DATA}?" in message and "sync-project sync" in message
+    refused = cli("sync", mistyped)
+    assert refused.exit_code == 1 and f"did you mean {DATA}?" in refused.output

@@ -69,25 +69,10 @@ def to_stderr(message: str) -> None:
     click.echo(message, err=True)
 
 
-def closest_key(key: str, keys: list[str]) -> str | None:
-    """The registered key a mistyped one most likely meant: same letters in another case first."""
-    import difflib
-
-    by_case = {k.lower(): k for k in keys}
-    if key.lower() in by_case:
-        return by_case[key.lower()]
-    found = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def not_registered(key: str, keys: list[str]) -> click.ClickException:
-    close = closest_key(key, keys)
-    hint = (
-        f"did you mean {close}? (quoted names keep their case)"
-        if close
-        else f"`sync-project tables SCHEMA` lists a schema's tables; `sync-project register {key}` adds one"
-    )
-    return click.ClickException(f"{key} is not registered; {hint}")
+    from sync_project.partitions import not_registered_message
+
+    return click.ClickException(not_registered_message(key, keys))
 
 
 def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance) -> TableRef:

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 from sync_project.cli.common import (
     cli_instance,
-    closest_key,
     main,
     not_registered,
     print_table,
@@ -76,6 +75,8 @@ def _explain_empty_listing(connect: Connect, database: str, schema: str, like: s
     with connect() as conn:
         schemas = [str(r[1]) for r in conn.cursor().execute(f"SHOW SCHEMAS IN DATABASE {quote_identifier(database)}")]
     if schema not in schemas:
+        from sync_project.partitions import closest_key
+
         close = closest_key(schema, [s for s in schemas if s.upper() != "INFORMATION_SCHEMA"])
         hint = f"did you mean {close}? (names are case-sensitive here, as Snowflake stores them)" if close else ""
         raise click.ClickException(f"{database} has no schema {schema} that this role can see; {hint}".rstrip("; "))
