@@ -8,6 +8,7 @@ in a settings object, a log line or a repr.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -147,9 +148,24 @@ def local_state_dir() -> Path:
     return project_root() / ".local"
 
 
+# Settings that name a local file or folder: a relative one means relative to the directory it was set in.
+PATH_SETTINGS = (
+    SNOWFLAKE_PRIVATE_KEY_PATH, LOCAL_SNOWFLAKE_DATA_DIR, SYNC_DUCKDB_PATH, SYNC_DOWNLOAD_DIR, SYNC_PUBLISHED_PATH,
+    SYNC_DUCKLAKE_DATA_PATH, DAGSTER_HOME,
+)  # fmt: skip
+
+
+def absolute_paths(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a process started in another directory: path settings made absolute (from here)."""
+    return {
+        name: str(Path(value).absolute()) if name in PATH_SETTINGS and value and "://" not in value else value
+        for name, value in environ.items()
+    }
+
+
 def dagster_home() -> Path:
     """DAGSTER_HOME, or the demo's `.local/dagster`, made ready with the project's dagster.yaml."""
-    home = Path(os.environ.get(DAGSTER_HOME) or local_state_dir() / "dagster")
+    home = Path(os.environ.get(DAGSTER_HOME) or local_state_dir() / "dagster").absolute()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

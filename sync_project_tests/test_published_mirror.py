@@ -159,8 +159,10 @@ def test_readers_and_syncs_never_block_each_other(
     last = publish_now(tmp_path)
     assert first.snapshot.exists()
     removed, still_open = remove_old_snapshots(published, grace_seconds=0)
-    assert first.snapshot.name in removed and not first.snapshot.exists() and still_open == []
-    assert [p.name for p in snapshot_folder(published).iterdir()] == [last.snapshot.name]  # no WAL, no leftovers
+    assert first.snapshot.parent.name in removed and not first.snapshot.exists() and still_open == []
+    # No WAL, no leftover folder: the last snapshot's folder alone, holding its file alone.
+    assert [p.name for p in snapshot_folder(published).iterdir()] == [last.snapshot.parent.name]
+    assert list(last.snapshot.parent.iterdir()) == [last.snapshot]
     assert current_snapshot(published) == last.snapshot.resolve()
 
 
@@ -205,6 +207,25 @@ def test_an_old_duckdb_reads_every_type_of_the_published_copy(
             expected = con.execute(f"SELECT * FROM {table.duckdb_sql} ORDER BY ID").fetchall()
             assert len(rows) == len(expected) >= 1000
             assert [tuple(map(comparable, r)) for r in rows] == [tuple(map(comparable, r)) for r in expected]
+
+
+def test_the_published_copys_catalog_keeps_its_name_across_publishes(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """An analyst's saved query that names the catalog (`mirror.SCHEMA.TABLE`) works after every publish: DuckDB
+    names the catalog by the resolved file name, and each snapshot keeps the published file's name."""
+    table = demo_table("ALL_TYPES")
+    rows = sync_table(connector(local_snowflake), table, options(tmp_path)).rows_total
+    published = tmp_path / "mirror.duckdb"
+    query = f"SELECT count(*) FROM mirror.{table.duckdb_relation}"
+    seen = []
+    for _ in range(2):
+        snapshot = publish_now(tmp_path).snapshot
+        with duckdb.connect(str(published), read_only=True) as con:
+            seen.append((snapshot, con.execute("SELECT current_database()").fetchone(), con.execute(query).fetchone()))
+    (first, *_), (second, *_) = seen
+    assert first != second and first.exists() and second.exists()  # two snapshots, so a reader moved on
+    assert rows > 0 and [(name, count) for _, name, count in seen] == [(("mirror",), (rows,))] * 2
 
 
 def test_waiting_for_a_read_only_holder_says_so_and_is_not_the_load(

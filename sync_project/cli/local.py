@@ -15,7 +15,7 @@ import click
 
 from sync_project.cli.common import cli_instance, main, reports_errors, snowflake_connect
 from sync_project.process import stop_dagster_processes_of
-from sync_project.settings import Settings, dagster_home
+from sync_project.settings import Settings, absolute_paths, dagster_home
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -139,8 +139,7 @@ def _stop_on_sigterm() -> None:
 
 def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     """Register the demo tables, sync each once in this process, publish the mirror for readers."""
-    from sync_project.definitions import build_definitions
-    from sync_project.jobs import SYNC_JOB, in_process_run_tags
+    from sync_project.cli.in_process import sync_in_process
     from sync_project.local_snowflake.demo import DEMO_SCHEMA, DEMO_TABLES
     from sync_project.registry import register as register_tables
     from sync_project.sync.publish import publish as publish_mirror
@@ -148,11 +147,8 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
 
     tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
     register_tables(instance, snowflake_connect(settings), tables)
-    definitions = build_definitions(settings)
     for table in tables:
-        result = definitions.resolve_job_def(SYNC_JOB).execute_in_process(
-            tags=in_process_run_tags(table.key), instance=instance, raise_on_error=False
-        )
+        result = sync_in_process(settings, instance, table.key)
         click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
     published = publish_mirror(
         settings.duckdb_path,
@@ -174,7 +170,10 @@ def _serve_ui(ui_port: int, snowflake_port: int) -> None:
     click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
     workspace = str(project_root() / "workspace.yaml")
     dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
-    ui = subprocess.Popen(dagster, start_new_session=True)
+    # Started in DAGSTER_HOME: from the repository's root, `dagster dev` warns on every start that the
+    # dagster.yaml there (the template copied into DAGSTER_HOME) is not the instance's. Paths it inherits are
+    # made absolute first, so a relative SYNC_DUCKDB_PATH still means what it meant here.
+    ui = subprocess.Popen(dagster, start_new_session=True, cwd=dagster_home(), env=absolute_paths(os.environ))
     try:
         ui.wait()
     finally:

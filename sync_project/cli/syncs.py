@@ -81,25 +81,13 @@ def rebuild(key: str) -> None:
     import dagster as dg
 
     from sync_project.assets import INTERRUPTED
-    from sync_project.cli.in_process import EXIT_INTERRUPTED, sigterm_as_ctrl_c, sync_lines_logger
-    from sync_project.definitions import build_definitions
-    from sync_project.jobs import SYNC_JOB, in_process_run_tags
+    from sync_project.cli.in_process import EXIT_INTERRUPTED, sigterm_as_ctrl_c, sync_in_process
 
     settings = Settings.from_env()
     instance = cli_instance()
     table = registered_table(key, settings, instance)
     with sigterm_as_ctrl_c():
-        result = (
-            build_definitions(settings)
-            .resolve_job_def(SYNC_JOB)
-            .with_logger_defs({"sync_lines": sync_lines_logger})
-            .execute_in_process(
-                tags=in_process_run_tags(table.key),
-                run_config={"ops": {"snowflake_table": {"config": {"rebuild": True}}}, "loggers": {"sync_lines": {}}},
-                instance=instance,
-                raise_on_error=False,
-            )
-        )
+        result = sync_in_process(settings, instance, table.key, rebuild=True)
     if not result.success:
         failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         reason = (

@@ -8,8 +8,11 @@ beside the others, proves the copy opens, and swaps the symlink in one rename.
 Why a symlink to per-snapshot files and not a rename over one file: DuckDB finds a file's WAL by
 name (`<file>.wal`). A reader that opened the published file read-write and wrote anything leaves a
 WAL beside it; after a plain rename, the next reader of the new file would replay that WAL against
-the wrong database and fail. DuckDB resolves the symlink first, so every snapshot has its own name
-and every holder's WAL stays with its own snapshot. A reader that has a snapshot open keeps reading
+the wrong database and fail. DuckDB resolves the symlink first, so every snapshot has its own path
+and every holder's WAL stays with its own snapshot. Each snapshot is a file of the published file's own name
+in a folder of its own (`mirror.duckdb.snapshots/<stamp>/mirror.duckdb`): DuckDB names a file's catalog by
+its resolved file name, so readers' queries that name the catalog (`mirror.SCHEMA.TABLE`) keep working
+across publishes. A reader that has a snapshot open keeps reading
 it, consistent, for as long as it likes; a new reader gets the latest. An old snapshot is removed
 once no process holds it (DuckDB holds a POSIX lock on every file it has open), never before.
 
@@ -190,7 +193,8 @@ def publish(
     folder = snapshot_folder(published)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    snapshot = folder / f"{published.stem}-{stamp}-{secrets.token_hex(2)}{SNAPSHOT_SUFFIX}"
+    snapshot = folder / f"{stamp}-{secrets.token_hex(2)}" / published.name
+    snapshot.parent.mkdir()
     partial = snapshot.with_name(snapshot.name + ".partial")
     report = PublishReport(published, snapshot, storage_version=storage_version)
     with writer_lock(working, lock_timeout, "publishing the mirror", log):
@@ -301,7 +305,9 @@ def remove_old_snapshots(published: Path, grace_seconds: float = REPLACED_GRACE_
     before the swap may not have opened the file yet, and DuckDB resolves and opens in two steps.
     """
     current = current_snapshot(published)
-    snapshots = sorted(snapshot_folder(published).glob(f"*{SNAPSHOT_SUFFIX}"))  # names sort by publish time
+    folder = snapshot_folder(published)
+    # Folders sort by publish time; snapshots of the earlier layout (files directly in the folder) come first.
+    snapshots = sorted(folder.glob(f"*{SNAPSHOT_SUFFIX}")) + sorted(folder.glob(f"*/{published.name}"))
     removed, still_open = [], []
     now = time.time()
     for older, newer in itertools.pairwise(snapshots):
@@ -309,11 +315,20 @@ def remove_old_snapshots(published: Path, grace_seconds: float = REPLACED_GRACE_
             continue
         if now - newer.stat().st_mtime < grace_seconds:
             continue
+        name = snapshot_name(older, published)
         if in_use(older):
-            still_open.append(older.name)
+            still_open.append(name)
             continue
         for path in (older.with_name(older.name + ".wal"), older):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        removed.append(older.name)
+        if older.parent != folder:
+            with contextlib.suppress(OSError):  # a reader's leftover beside it keeps the folder; harmless
+                older.parent.rmdir()
+        removed.append(name)
     return removed, still_open
+
+
+def snapshot_name(snapshot: Path, published: Path) -> str:
+    """How a snapshot is named to people: its folder (its publish time), or the file of the earlier layout."""
+    return snapshot.parent.name if snapshot.parent != snapshot_folder(published) else snapshot.name
