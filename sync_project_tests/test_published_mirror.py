@@ -213,7 +213,8 @@ def test_the_published_copys_catalog_keeps_its_name_across_publishes(
     local_snowflake: LocalSnowflakeProcess, tmp_path: Path
 ) -> None:
     """An analyst's saved query that names the catalog (`mirror.SCHEMA.TABLE`) works after every publish: DuckDB
-    names the catalog by the resolved file name, and each snapshot keeps the published file's name."""
+    names the catalog by the resolved file name, and each snapshot keeps the published file's name. The DuckDB
+    CLI the README points analysts to is in the virtualenv."""
     table = demo_table("ALL_TYPES")
     rows = sync_table(connector(local_snowflake), table, options(tmp_path)).rows_total
     published = tmp_path / "mirror.duckdb"
@@ -226,6 +227,12 @@ def test_the_published_copys_catalog_keeps_its_name_across_publishes(
     (first, *_), (second, *_) = seen
     assert first != second and first.exists() and second.exists()  # two snapshots, so a reader moved on
     assert rows > 0 and [(name, count) for _, name, count in seen] == [(("mirror",), (rows,))] * 2
+    # The README's way in, the DuckDB CLI from the virtualenv, read-only, sees the same under the same name.
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "duckdb"), "-readonly", "-csv", "-noheader", str(published), "-c", query],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0 and cli.stdout.strip() == str(rows), cli.stdout + cli.stderr
 
 
 def test_waiting_for_a_read_only_holder_says_so_and_is_not_the_load(
