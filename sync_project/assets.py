@@ -18,9 +18,11 @@ from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_m
 from sync_project.metadata import text_table
 from sync_project.partitions import (
     SNOWFLAKE_TABLES,
+    TABLES_TAG,
     not_registered_message,
     snowflake_tables_partitions,
     table_for_partition,
+    tables_tag,
 )
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.cancel import Interrupted
@@ -235,6 +237,8 @@ def snowflake_table(
         raise dg.Failure(NO_TABLE_MESSAGE, allow_retries=False)
     _fail_unless_registered(context)
     keys = list(context.partition_keys)
+    if TABLES_TAG not in context.run.tags:  # launched from the UI's partition picker or `dagster job launch`
+        context.instance.add_run_tags(context.run_id, tables_tag(keys))
     syncing = SYNC_ASSET_KEY in context.selected_asset_keys
     skipped = already_synced(context.instance, context.run, keys) if syncing else set()
     if skipped:

@@ -17,7 +17,7 @@ from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
-from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions
+from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions, tables_tag
 from sync_project.resources import SnowflakeResource
 from sync_project.settings import Settings
 from sync_project.sync.catalog import TableStats, describe_table, list_tables, matches_like
@@ -48,16 +48,6 @@ def batches(registered: list[str], wanted: set[str], size: int = SYNC_BATCH_SIZE
     if current:
         found.append(current)
     return found
-
-
-TABLES_TAG = "tables"
-
-
-def tables_tag(batch: list[str]) -> dict[str, str]:
-    """A short tag naming a run's table(s) by table name, which the runs list shows in full (it cuts the long
-    partition keys in the middle, so every run of one schema read alike)."""
-    names = [TableRef.from_key(key, "ANY").name for key in batch]  # the key's own parts; the database is not shown
-    return {TABLES_TAG: names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)})"}
 
 
 def batch_tags(batch: list[str]) -> dict[str, str]:

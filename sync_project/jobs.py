@@ -9,6 +9,7 @@ from sync_project import registry
 from sync_project.dagster_api import PARTITION_TAG
 from sync_project.history import SYNC_ASSET_KEY
 from sync_project.metadata import text_table
+from sync_project.partitions import tables_tag
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.extract import remove_leftovers
@@ -36,8 +37,6 @@ def in_process_run_tags(partition_key: str) -> dict[str, str]:
 
     Dagster tags runs launched from a workspace with their repository's label; `execute_in_process` does not.
     """
-    from sync_project.automation import tables_tag  # automation.py imports this module
-
     return {PARTITION_TAG: partition_key, ".dagster/repository": REPOSITORY_LABEL} | tables_tag([partition_key])
 
 

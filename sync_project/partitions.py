@@ -15,6 +15,14 @@ from sync_project.sync.tables import TableRef
 SNOWFLAKE_TABLES = "snowflake_tables"
 
 snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABLES)
+TABLES_TAG = "tables"
+
+
+def tables_tag(batch: list[str]) -> dict[str, str]:
+    """A short tag naming a run's table(s) by table name, which the runs list shows in full (it cuts the long
+    partition keys in the middle, so every run of one schema read alike)."""
+    names = [TableRef.from_key(key, "ANY").name for key in batch]  # the key's own parts; the database is not shown
+    return {TABLES_TAG: names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)})"}
 
 
 def closest_key(key: str, keys: list[str]) -> str | None:

@@ -333,3 +333,11 @@ def test_a_run_of_an_unregistered_key_says_which_key_was_meant(env: Path) -> Non
     assert f"{mistyped} is not registered; did you mean {DATA}?" in message and "sync-project sync" in message
     refused = cli("sync", mistyped)
     assert refused.exit_code == 1 and f"did you mean {DATA}?" in refused.output
+
+
+def test_a_run_launched_with_only_its_partition_gets_the_short_tables_tag(env: Path) -> None:
+    """The UI's partition picker and `dagster job launch` tag only `dagster/partition` (which the runs list cuts in
+    the middle); the run adds the short `tables` tag itself, so every run's table reads in the list."""
+    register_and_sync(DATA)  # tags: dagster/partition only
+    (run,) = dg.DagsterInstance.get().get_runs(limit=1)
+    assert run.tags.get("dagster/partition") == DATA and run.tags.get("tables") == "data"
