@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
 from sync_project.jobs import DOCTOR_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.local_snowflake.control import define_role, sign_in_attempts
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
@@ -246,3 +246,14 @@ def test_a_refused_sign_in_is_one_line_with_the_fix_in_every_command(
     assert "390100" in result.output and "SNOWFLAKE_PASSWORD" in result.output and "doctor" in result.output
     assert "Traceback" not in result.output and "not-it" not in result.output
     assert len(result.output.strip().splitlines()) <= 2, result.output
+
+
+@pytest.mark.parametrize("command", [["tables", SCHEMA], ["register", f"{SCHEMA}.data"]])
+def test_an_unreachable_snowflake_is_one_line_with_what_to_check(
+    env: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_SNOWFLAKE_PORT", str(free_port()))  # nothing listens there
+    result = CliRunner().invoke(main, command, catch_exceptions=False)  # a traceback would raise here
+    assert result.exit_code == 1, result.output
+    assert "250001" in result.output and "SNOWFLAKE_ACCOUNT" in result.output and "doctor" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2, result.output
