@@ -18,10 +18,18 @@ snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABL
 TABLES_TAG = "tables"
 
 
+def _table_name(key: str) -> str:
+    """The key's table part (the database is not shown); a malformed key as it is, for the run to refuse."""
+    try:
+        return TableRef.from_key(key, "ANY").name
+    except ValueError:  # InvalidTableNameError; the sync names it properly
+        return key[:60]
+
+
 def tables_tag(batch: list[str]) -> dict[str, str]:
     """A short tag naming a run's table(s) by table name, which the runs list shows in full (it cuts the long
     partition keys in the middle, so every run of one schema read alike)."""
-    names = [TableRef.from_key(key, "ANY").name for key in batch]  # the key's own parts; the database is not shown
+    names = [_table_name(key) for key in batch]
     return {TABLES_TAG: names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]} ({len(names)})"}
 
 

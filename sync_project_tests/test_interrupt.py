@@ -7,6 +7,7 @@ has fired), and the hold is never released, so the sync can only end by being ca
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import snowflake.connector
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
 from sync_project.partitions import table_for_partition
-from sync_project.settings import Settings
+from sync_project.settings import Settings, project_root
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.pipeline import sync_table
 from sync_project_tests.daemon import BIN, DagsterProcesses
@@ -211,3 +212,43 @@ def test_a_cancel_interrupts_the_duckdb_statement_of_a_load_in_flight() -> None:
     assert not stuck, "the cancel did not interrupt the statement"
     (error,) = outcome
     assert isinstance(error, duckdb.InterruptException)
+
+
+def test_terminate_stops_a_daemon_launched_sync_and_the_run_is_canceled(
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
+    """Terminate (the run page's button, `run_launcher.terminate`) reaches the run's step as the same interrupt:
+    the unload is cancelled, nothing is retried, and the run ends CANCELED with the table as it was."""
+    base = local_snowflake.base_url
+    register_and_sync(DATA)
+    settings = Settings.from_env()
+    relation = table_for_partition(DATA, settings.snowflake_database).duckdb_relation
+    before = duckdb_rows(settings.duckdb_path, relation)
+    instance = dg.DagsterInstance.get()
+    inject_fault(base, "unload", mode="hold", seconds=HELD)
+    dagster_processes.start_daemon()
+    try:
+        launched = dagster_processes.dagster(
+            "job", "launch", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables",
+            "--tags", json.dumps({"dagster/partition": DATA}),
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        wait_until_held(base)
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="sync_tables"), limit=1)  # not the sensor's publish
+        assert run.status == dg.DagsterRunStatus.STARTED
+        assert instance.run_launcher.terminate(run.run_id)
+        deadline = time.monotonic() + 120  # a bound for a run that never ends, not a timing claim
+        while not (ended := instance.get_run_by_id(run.run_id)) or not ended.is_finished:
+            assert time.monotonic() < deadline, (dagster_processes.home / "daemon.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        release_faults(base)
+    assert ended.status == dg.DagsterRunStatus.CANCELED
+    failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    assert failures and "interrupted" in str(failures[-1].dagster_event.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert not instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    state = fault_state(base)
+    assert state["cancelled"] == ["unload"] and state["fired"].count("unload") == 1
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        assert stage_leftovers(conn) == []
+    assert duckdb_rows(settings.duckdb_path, relation) == before

@@ -354,8 +354,10 @@ def sync_tables(
                 yield TableOutcome(table, report=future.result())
             except Exception as e:  # each table's failure is its own outcome, reported with its table
                 yield TableOutcome(table, error=e)
-    except BaseException:
-        log(f"interrupted: cancelling the sync of {len(tables)} table(s)")
+    except BaseException as stop:
+        # An interrupt, or the consumer stopped reading (GeneratorExit): nothing still running is wanted.
+        why = "the caller stopped reading" if isinstance(stop, GeneratorExit) else "interrupted"
+        log(f"{why}: cancelling the syncs still running of {len(tables)} table(s)")
         cancellation.cancel(log)
         raise
     finally:
