@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,13 @@ from sync_project_tests.helpers import (
 from sync_project_tests.test_first_hour import DATA, cli, register_and_sync
 
 HELD = 600.0  # the hold's own limit, far beyond any wait below: only a cancel ends it
+
+
+@pytest.fixture(autouse=True)
+def no_hold_outlives_the_test(local_snowflake: LocalSnowflakeProcess) -> Iterator[None]:
+    """A failing test's held request is let go, so its thread ends rather than keep the session waiting."""
+    yield
+    release_faults(local_snowflake.base_url)
 
 
 def wait_until_held(base_url: str, kind: str = "unload") -> None:
@@ -74,10 +82,43 @@ def test_cancel_all_queries_stops_a_running_statement_of_ones_own_session(
         (error,) = failure
         assert getattr(error, "errno", None) == 604 and "SQL execution canceled" in str(error)
         assert fault_state(base)["cancelled"] == ["unload"]
-        # Nothing running now: nothing to cancel; and no session of anyone else's (nor an unknown one).
+        # Nothing running now: nothing to cancel; and an unknown session is refused.
         assert fetch(other, f"SELECT SYSTEM$CANCEL_ALL_QUERIES({busy.session_id})") == [("0 cancelled.",)]
         with pytest.raises(snowflake.connector.ProgrammingError, match="does not exist or not authorized"):
             fetch(other, "SELECT SYSTEM$CANCEL_ALL_QUERIES(1)")
+
+
+def test_the_connectors_abort_request_stops_that_statement_and_cancelling_needs_a_warehouse(
+    local_snowflake: LocalSnowflakeProcess,
+) -> None:
+    """What the connector sends on Ctrl-C in its main thread (`_cancel_query`: the statement's SQL and request
+    id), sent here from another thread while the statement is held."""
+    base = local_snowflake.base_url
+    inject_fault(base, "unload", mode="hold", seconds=HELD)
+    sql = "COPY INTO '@~/abort_test/' FROM (SELECT 1 AS N) FILE_FORMAT = (TYPE = PARQUET)"
+    request_id = str(uuid.uuid4())
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        failure: list[BaseException] = []
+
+        def unload() -> None:
+            try:
+                conn.cursor().execute(sql, _statement_params={"requestId": request_id})
+            except BaseException as e:
+                failure.append(e)
+
+        worker = threading.Thread(target=unload)
+        worker.start()
+        wait_until_held(base)
+        conn._cancel_query(sql, uuid.UUID(request_id))
+        worker.join(60)
+        assert not worker.is_alive()
+        (error,) = failure
+        assert getattr(error, "errno", None) == 604 and fault_state(base)["cancelled"] == ["unload"]
+    without_warehouse = {k: v for k, v in snowflake_settings(local_snowflake).items() if k != "warehouse"}
+    with snowflake.connector.connect(**without_warehouse) as conn:
+        with pytest.raises(snowflake.connector.ProgrammingError) as refused:
+            fetch(conn, f"SELECT SYSTEM$CANCEL_ALL_QUERIES({conn.session_id})")
+        assert refused.value.errno == 606
 
 
 @pytest.mark.parametrize(("held", "phase"), [("unload", "unload"), ("get", "download")])

@@ -4,7 +4,8 @@ Two ways in, both Snowflake's own: `SELECT SYSTEM$CANCEL_ALL_QUERIES(<session_id
 their own sessions' statements and gets "<n> cancelled.") and the connector's abort request
 (`POST /queries/v1/abort-request` with the statement's `requestId`, what it sends on Ctrl-C). A cancelled
 statement answers 000604 (57014) "SQL execution canceled", the text the connector itself looks for
-(`cursor.py`), whatever it was doing: waiting on a held fault, reading rows for an unload, or in fakesnow.
+(`cursor.py`), when it stops: a held fault stops waiting, an unload stops between batches (its DuckDB query
+interrupted). A statement fakesnow runs cannot be stopped, so it finishes and answers as it finished.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Running:
             self._ducks.append(duck)
         try:
             yield
+        except duckdb.Error:
+            self.raise_if_cancelled()  # DuckDB's InterruptException is the cancel: say it as Snowflake does
+            raise
         finally:
             with self._lock:
                 self._ducks.remove(duck)

@@ -216,9 +216,7 @@ class LocalSnowflake:
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
         with self.queries.running(token, request.query_params.get("requestId", "")) as running:
-            response = await self._run(request, sql, token, conn, running)
-            # However far it got, a cancelled statement answers as Snowflake's does.
-            return error_response(canceled_error()) if running.cancelled.is_set() else response
+            return await self._run(request, sql, token, conn, running)
 
     async def abort(self, request: Request) -> Response:
         """The connector's abort request (sent on Ctrl-C in its main thread): cancel that statement."""

@@ -298,6 +298,9 @@ def unload(st: Statement) -> Result:
 
 def cancel_all_queries(st: Statement) -> Result:
     """SYSTEM$CANCEL_ALL_QUERIES(<session_id>): the session's other statements answer 604; says "<n> cancelled."."""
+    # Stricter than may be needed: Snowflake does not say whether a system function needs a warehouse; a sync's
+    # session always has one.
+    st.session.require_warehouse()
     session_id = int(st.match.group("session"))
     cancelled = st.queries.cancel_session(session_id, st.session.user, caller=st.running)
     return Result([(f"SYSTEM$CANCEL_ALL_QUERIES({session_id})", "text")], [[f"{cancelled} cancelled."]])

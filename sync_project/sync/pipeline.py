@@ -60,6 +60,22 @@ def _phase(report: SyncReport, name: str, log: Log) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _step(report: SyncReport, name: str, log: Log, cancellation: Cancellation) -> Iterator[None]:
+    """One timed phase that a cancellation stops: none starts once it is set, and a failure while it is set (the
+    cancelled statement's error, the interrupted load's) is `Interrupted`, so nothing keeps its files for a retry."""
+    cancellation.raise_if_set(report.table, f"before its {name}")
+    try:
+        with _phase(report, name, log):
+            yield
+    except Interrupted:
+        raise
+    except Exception:
+        if cancellation.is_set:
+            raise cancellation.interrupted(report.table, f"during its {name}") from None
+        raise
+
+
+@contextlib.contextmanager
 def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellation | None = None) -> Iterator[Any]:
     """A connector connection; login failures become transient/permanent errors naming the table. With a
     cancellation, a cancel asks Snowflake to stop what the session runs."""
@@ -109,17 +125,15 @@ class _Cleanup:
     one of the Snowflake work, whose unload and files are still good, or a load that only waited too long
     for the DuckDB file). Any other failure starts the next try afresh."""
 
-    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool, cancellation: Cancellation) -> None:
+    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool) -> None:
         self.attempt, self.keep_for_retry, self.keep = attempt, keep_for_retry, False
-        self.cancellation = cancellation
 
     @contextlib.contextmanager
     def keeping_on(self, *resumable: type[BaseException]) -> Iterator[None]:
         try:
             yield
         except resumable:
-            # An interrupted sync is not retried: the error its cancelled statement raised resumes nothing.
-            self.keep = self.keep_for_retry and not self.cancellation.is_set
+            self.keep = self.keep_for_retry
             raise
 
     @contextlib.contextmanager
@@ -160,37 +174,9 @@ def sync_table(
     (see `_Cleanup` for when they are kept). A set `cancellation` stops it with `Interrupted` (`cancel.py`).
     """
     cancellation = cancellation or Cancellation()
-    phase = ["before it started"]
-    try:
-        return _sync_table(
-            connect, table, options, log, strategy, rebuild, attempt_id, attempt_started, keep_for_retry,
-            cancellation, phase,
-        )  # fmt: skip
-    except Interrupted:
-        raise
-    except Exception:
-        if cancellation.is_set:  # the cancelled statement's error, or the interrupted load's
-            raise cancellation.interrupted(table, phase[0]) from None
-        raise
 
-
-def _sync_table(
-    connect: Connect,
-    table: TableRef,
-    options: SyncOptions,
-    log: Log,
-    strategy: Strategy | None,
-    rebuild: bool,
-    attempt_id: str | None,
-    attempt_started: dt.datetime | None,
-    keep_for_retry: bool,
-    cancellation: Cancellation,
-    phase: list[str],
-) -> SyncReport:
     def entering(name: str) -> contextlib.AbstractContextManager[None]:
-        cancellation.raise_if_set(table, f"before its {name}")
-        phase[0] = f"during its {name}"
-        return _phase(report, name, log)
+        return _step(report, name, log, cancellation)
 
     state_wait = Waited()
     state, target, elsewhere = state_before_sync(options, table, log, state_wait)
@@ -209,7 +195,7 @@ def _sync_table(
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
     attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
-    cleanup = _Cleanup(attempt, keep_for_retry, cancellation)
+    cleanup = _Cleanup(attempt, keep_for_retry)
     with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
         with snowflake_session(connect, table, cancellation) as conn:
