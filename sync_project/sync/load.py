@@ -21,7 +21,7 @@ from sync_project.sync.cancel import Cancellation
 from sync_project.sync.catalog import Column
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, quiet
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
-from sync_project.sync.state import Strategy, ensure_schema, write_sync_state
+from sync_project.sync.state import Strategy, schema_statements, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.target import LAKE_ALIAS, Lake
 from sync_project.sync.types import duckdb_type_name, widens
@@ -280,17 +280,17 @@ def _source(columns: list[Column], files: list[Path]) -> str:
 
 
 def _create_schemas(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
-    """The table's schema and the sync state's, each in a commit of its own: first syncs that run at once
-    on a lake each create them, and DuckLake refuses every commit but the first that creates one schema
-    (or table). Made before the load's transaction, they cannot fail it."""
-    for create in (
-        lambda: con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}"),
-        lambda: ensure_schema(con),
-    ):
+    """The table's schema and the sync state's schema and table, each statement in a commit of its own:
+    first syncs that run at once on a lake each create them, and DuckLake refuses every commit but the first
+    that creates one schema (or table). One statement that lost has met the one object another writer made,
+    so its single retry finds it; two statements in one retry could meet a second race. Made before the
+    load's transaction, they cannot fail it."""
+    create_table_schema = f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}"
+    for statement in [create_table_schema, *schema_statements(con)]:
         try:
-            create()
+            con.execute(statement)
         except duckdb.TransactionException:
-            create()  # another writer's commit made it meanwhile; now it exists
+            con.execute(statement)  # another writer's commit made it meanwhile; now it exists
 
 
 def _committed_snapshot(con: duckdb.DuckDBPyConnection, commit: str) -> int | None:

@@ -34,9 +34,10 @@ _COLUMNS = """
     columns VARCHAR  -- JSON object: column name to DuckDB type, as the last sync left the table
 """
 # The file keys the table by table_id; DuckLake has no keys, so there a row is replaced by delete + insert.
-_DDL = f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}; CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables ("
-_FILE_DDL = _DDL + f"table_id VARCHAR PRIMARY KEY, {_COLUMNS});"
-_LAKE_DDL = _DDL + f"table_id VARCHAR NOT NULL, {_COLUMNS});"
+_CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}"
+_CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables ("
+_FILE_TABLE = _CREATE_TABLE + f"table_id VARCHAR PRIMARY KEY, {_COLUMNS})"
+_LAKE_TABLE = _CREATE_TABLE + f"table_id VARCHAR NOT NULL, {_COLUMNS})"
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,15 @@ class SyncState:
     columns: dict[str, str] | None = None  # as the last sync left the DuckDB table
 
 
+def schema_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The state's DDL, one statement each: on a lake, writers that create the schema and the table at once
+    conflict on each separately, so each is retried on its own (see `load._create_schemas`)."""
+    return [_CREATE_SCHEMA, _LAKE_TABLE if is_lake(con) else _FILE_TABLE]
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(_LAKE_DDL if is_lake(con) else _FILE_DDL)
+    for statement in schema_statements(con):
+        con.execute(statement)
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, insert: str, on_conflict: str, values: list[Any]) -> None:
