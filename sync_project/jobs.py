@@ -12,7 +12,7 @@ from sync_project.metadata import text_table
 from sync_project.partitions import tables_tag
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.extract import remove_leftovers
+from sync_project.sync.leftovers import remove_leftovers
 from sync_project.sync.maintenance import maintain_lake
 from sync_project.sync.publish import PublishReport, publish, remove_old_snapshots
 from sync_project.sync.state import TableOptions

@@ -21,8 +21,8 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.control import define_user
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.settings import Settings
+from sync_project.sync.attempt import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.duckdb_access import duckdb_session
-from sync_project.sync.extract import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.pipeline import Connect, SyncOptions
 from sync_project.sync.state import TableOptions, read_sync_state, write_options
 from sync_project.sync.tables import TableRef

@@ -16,8 +16,9 @@ import pytest
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
-from sync_project.sync import extract
+from sync_project.sync.attempt import Attempt
 from sync_project.sync.errors import TransientError
+from sync_project.sync.leftovers import remove_leftovers
 from sync_project.sync.pipeline import SyncOptions, sync_table
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
@@ -138,7 +139,7 @@ def test_failed_get_resumes_with_only_the_missing_files(
     logs: list[str] = []
     with pytest.raises(TransientError):
         sync_table(connector(local_snowflake), table, opts, logs.append, keep_for_retry=True, **attempt)
-    folder = extract.Attempt.new(table, opts.download_root, "run-1234", attempt["attempt_started"]).local_dir
+    folder = Attempt.new(table, opts.download_root, "run-1234", attempt["attempt_started"]).local_dir
     arrived = sorted(p.name for p in folder.glob("data_*.parquet"))
     assert len(arrived) >= 2  # the stage and the files that arrived are kept for the retry
     report = sync_table(connector(local_snowflake), table, opts, logs.append, keep_for_retry=True, **attempt)
@@ -176,7 +177,7 @@ def test_cleanup_removes_only_old_leftovers(sf: Any, table: TableRef, tmp_path: 
     for folder in (old, young):
         folder.mkdir(parents=True)
         (folder / "data_0_0_0.snappy.parquet").write_bytes(b"x")
-    leftovers = extract.remove_leftovers(sf, "~", tmp_path / "downloads", dt.timedelta(days=1), dt.datetime.now(dt.UTC))
+    leftovers = remove_leftovers(sf, "~", tmp_path / "downloads", dt.timedelta(days=1), dt.datetime.now(dt.UTC))
     assert leftovers.stage_folders == ["@~/sync_project/SYNC_PROJECT_20200101T000000Z_deadbeef/"]
     assert leftovers.folders == [old] and not old.exists() and young.exists()
     kept = sorted(str(r[0]).rsplit("/", 1)[0] for r in fetch(sf, "LIST @~"))

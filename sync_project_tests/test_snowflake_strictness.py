@@ -278,7 +278,7 @@ def test_no_warehouse_with_an_account_fails_at_once_naming_the_setting(
 
 
 def test_sync_stage_must_be_a_plain_stage_name() -> None:
-    from sync_project.sync.extract import validate_stage
+    from sync_project.sync.attempt import validate_stage
 
     assert validate_stage("@~") == "~"
     assert validate_stage('MYDB."Sync".MIRROR') == 'MYDB."Sync".MIRROR'

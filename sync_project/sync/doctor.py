@@ -20,11 +20,19 @@ import duckdb
 import pyarrow.parquet as pq
 from snowflake.connector.errors import Error as SnowflakeError
 
-from sync_project.sync import extract
+from sync_project.sync.attempt import USER_STAGE, Attempt
 from sync_project.sync.catalog import describe_table, table_stats
+from sync_project.sync.disk import check_free_space
 from sync_project.sync.duckdb_access import duckdb_session, lake_session
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.pipeline import SyncOptions
+from sync_project.sync.stage import (
+    clear_location,
+    configure_session,
+    download_files,
+    staged_names,
+    unload_query_to_stage,
+)
 from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.target import LAKE_ALIAS, Lake
@@ -62,7 +70,7 @@ class Target:
     stage: str
 
     def describe(self) -> str:
-        stage = "@~ (the user stage)" if self.stage == extract.USER_STAGE else f"@{self.stage}"
+        stage = "@~ (the user stage)" if self.stage == USER_STAGE else f"@{self.stage}"
         return (
             f"{self.snowflake}; user {self.user}, role {self.role or '(the user default)'}, warehouse "
             f"{self.warehouse or '(none)'}, database {self.database}, auth {self.auth_mode}, stage {stage}"
@@ -150,7 +158,7 @@ _STAGE_FIX = (
 
 
 def _signed_in(conn: Any) -> str:
-    extract.configure_session(conn)
+    configure_session(conn)
     row = conn.cursor().execute("SELECT CURRENT_USER(), CURRENT_ROLE()").fetchone()
     return f"signed in as {row[0]} with role {row[1]}; the session takes the sync's settings"
 
@@ -208,22 +216,20 @@ def _stage_round_trip(conn: Any, target: Target, download_root: Path) -> str:
     download_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="doctor-", dir=download_root) as folder:
         # An attempt like a sync's: the daily cleanup removes it should the doctor be killed half way.
-        attempt = extract.Attempt.new(
-            TableRef(target.database, "sync_project", "doctor"), Path(folder), stage=target.stage
-        )
+        attempt = Attempt.new(TableRef(target.database, "sync_project", "doctor"), Path(folder), stage=target.stage)
         try:
-            unload = extract.unload_query_to_stage(conn, attempt, query, ROUND_TRIP_FILE_SIZE)
-            names = extract.staged_names(conn, attempt)
+            unload = unload_query_to_stage(conn, attempt, query, ROUND_TRIP_FILE_SIZE)
+            names = staged_names(conn, attempt)
             if not names:
                 raise SyncError(f"COPY INTO reported {unload.rows_unloaded} rows, but LIST shows no file")
-            download = extract.download_files(conn, attempt, unload, query, names, parallel=4)
+            download = download_files(conn, attempt, unload, query, names, parallel=4)
             numbers = pq.read_table(download.files).column("N").to_pylist()
             if sorted(int(n) for n in numbers) != list(range(ROUND_TRIP_ROWS)):
                 raise SyncError(f"GET brought back {len(numbers)} rows that are not the {ROUND_TRIP_ROWS} unloaded")
             size = sum(f.stat().st_size for f in download.files)
         finally:
             with contextlib.suppress(SyncError):
-                extract.clear_location(conn, attempt)
+                clear_location(conn, attempt)
     return (
         f"COPY INTO {attempt.location}, LIST and GET brought {ROUND_TRIP_ROWS:,} rows back intact "
         f"({len(names)} file(s), {size:,} bytes); removed again"
@@ -330,7 +336,7 @@ def _free_space(options: SyncOptions, largest: tuple[int, TableRef] | None) -> C
 
     def probe() -> str:
         purpose = f"sync the largest registered table, {table}" if table else "sync (no table registered yet)"
-        extract.check_free_space(options.download_root, size, purpose, options.disk_reserve)
+        check_free_space(options.download_root, size, purpose, options.disk_reserve)
         free = shutil.disk_usage(options.download_root).free
         what = f"the largest registered table ({table}, {size:,} bytes in Snowflake)" if table else "no table yet"
         return f"{free:,} bytes free: room for {what} and {options.disk_reserve:,} kept free (SYNC_DISK_RESERVE_BYTES)"

@@ -16,13 +16,31 @@ from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
-from sync_project.sync import extract
+from sync_project.sync.attempt import (
+    USER_STAGE,
+    Attempt,
+    UnloadResult,
+    downloaded_files,
+    load_manifest,
+    remove_local_files,
+    save_manifest,
+)
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import describe_table, table_stats
+from sync_project.sync.disk import check_free_space, files_size
 from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, ensure_writable_folder
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table, table_columns
 from sync_project.sync.report import WAIT_PHASE, SyncReport
+from sync_project.sync.stage import (
+    Download,
+    clear_location,
+    configure_session,
+    download_files,
+    staged_names,
+    unload_query,
+    unload_to_stage,
+)
 from sync_project.sync.state import (
     Strategy,
     SyncState,
@@ -45,7 +63,7 @@ class SyncOptions:
     get_parallel: int = 10
     max_file_size: int = 64 * 1024 * 1024
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
-    stage: str = extract.USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
+    stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
     lake: Lake | None = None  # set: tables land in this DuckLake, not in duckdb_path
 
 
@@ -85,7 +103,7 @@ def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellat
     except SnowflakeError as e:
         raise from_snowflake(e, f"connecting to Snowflake to sync {table}") from None
     try:
-        extract.configure_session(conn)
+        configure_session(conn)
         with cancellation.snowflake(conn) if cancellation else contextlib.nullcontext():
             yield conn
     finally:
@@ -93,7 +111,7 @@ def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellat
             manager.__exit__(None, None, None)
 
 
-def _needed_space(options: SyncOptions, unload: extract.UnloadResult) -> dict[Path, int]:
+def _needed_space(options: SyncOptions, unload: UnloadResult) -> dict[Path, int]:
     """Download needs output_bytes; the DuckDB file grows by about the uncompressed size. Same disk: add up."""
     download = options.download_root
     database = options.duckdb_path.parent
@@ -125,7 +143,7 @@ class _Cleanup:
     one of the Snowflake work, whose unload and files are still good, or a load that only waited too long
     for the DuckDB file). Any other failure starts the next try afresh."""
 
-    def __init__(self, attempt: extract.Attempt, keep_for_retry: bool) -> None:
+    def __init__(self, attempt: Attempt, keep_for_retry: bool) -> None:
         self.attempt, self.keep_for_retry, self.keep = attempt, keep_for_retry, False
 
     @contextlib.contextmanager
@@ -143,7 +161,7 @@ class _Cleanup:
         finally:
             if not self.keep:
                 with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
-                    extract.clear_location(conn, self.attempt)
+                    clear_location(conn, self.attempt)
 
     @contextlib.contextmanager
     def local_files(self) -> Iterator[None]:
@@ -151,7 +169,7 @@ class _Cleanup:
             yield
         finally:
             if not self.keep:
-                extract.remove_local_files(self.attempt)
+                remove_local_files(self.attempt)
 
 
 def sync_table(
@@ -194,7 +212,7 @@ def sync_table(
     effective, reason = choose_strategy(strategy, state, target, rebuild)
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
-    attempt = extract.Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
+    attempt = Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
     cleanup = _Cleanup(attempt, keep_for_retry)
     with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
@@ -227,43 +245,43 @@ def _incremental_where(report: SyncReport, state: SyncState) -> str | None:
 
 
 def _unload_or_resume(
-    report: SyncReport, conn: Any, attempt: extract.Attempt, options: SyncOptions, where: str | None, log: Log
+    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, where: str | None, log: Log
 ) -> str:
     """Unload to the stage, or take up the attempt a failed try left (its unload, and maybe its download).
     Returns the unload's query, which the attempt's manifest is keyed by."""
     table = report.table
-    query = extract.unload_query(table, report.columns, where)
-    unload = extract.load_manifest(attempt, query)
-    downloaded = extract.downloaded_files(attempt, query) if unload is not None else None
+    query = unload_query(table, report.columns, where)
+    unload = load_manifest(attempt, query)
+    downloaded = downloaded_files(attempt, query) if unload is not None else None
     if unload is not None and downloaded is not None:
         report.resumed_unload = True
-        report.download = extract.Download(downloaded, [], [f.name for f in downloaded], extract.files_size(downloaded))
+        report.download = Download(downloaded, [], [f.name for f in downloaded], files_size(downloaded))
         log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
-    elif unload is not None and (not unload.rows_unloaded or extract.staged_names(conn, attempt)):
+    elif unload is not None and (not unload.rows_unloaded or staged_names(conn, attempt)):
         report.resumed_unload = True
         log(f"{table}: resuming attempt {attempt.name}: its unload is done already")
     else:
-        extract.clear_location(conn, attempt)
-        unload = extract.unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
-        extract.save_manifest(attempt, unload, query)
+        clear_location(conn, attempt)
+        unload = unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
+        save_manifest(attempt, unload, query)
     report.unload = unload
     log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
     return query
 
 
 def _download_or_reuse(
-    report: SyncReport, conn: Any, attempt: extract.Attempt, options: SyncOptions, query: str, log: Log
+    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, query: str, log: Log
 ) -> None:
     unload = report.unload
     if report.download is not None or unload is None:
         return  # the attempt's files are all here already
     if not unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
-        report.download = extract.Download([], [], [], 0)
+        report.download = Download([], [], [], 0)
         return
-    staged = extract.staged_names(conn, attempt)
+    staged = staged_names(conn, attempt)
     for folder, needed in _needed_space(options, unload).items():
-        extract.check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
-    download = extract.download_files(conn, attempt, unload, query, staged, options.get_parallel)
+        check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
+    download = download_files(conn, attempt, unload, query, staged, options.get_parallel)
     report.download = download
     log(
         f"{report.table}: downloaded {len(download.fetched)} file(s)"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
-from sync_project.sync import extract
+from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.catalog import Column, TableStats
 from sync_project.sync.load import LoadResult
+from sync_project.sync.stage import Download
 from sync_project.sync.state import Strategy, TableOptions
 from sync_project.sync.tables import TableRef
 
@@ -37,9 +38,9 @@ class SyncReport:
     columns: list[Column] = field(default_factory=list)
     # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
     source: TableStats | None = None
-    unload: extract.UnloadResult | None = None
+    unload: UnloadResult | None = None
     resumed_unload: bool = False
-    download: extract.Download | None = None
+    download: Download | None = None
     load: LoadResult | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
 

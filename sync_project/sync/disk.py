@@ -1,0 +1,26 @@
+"""The local disk a sync writes to: is there room, and how much did the files take."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sync_project.sync.errors import NotEnoughDiskError
+
+
+def check_free_space(folder: Path, needed: int, purpose: str, reserve: int = 0) -> None:
+    """Refuse before downloading when the files (plus the space to leave free) would not fit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed + reserve:
+        kept = f" and {reserve:,} bytes kept free (SYNC_DISK_RESERVE_BYTES)" if reserve else ""
+        raise NotEnoughDiskError(
+            f"not enough disk to {purpose}: it needs about {needed:,} bytes in {folder} "
+            f"(download plus DuckDB growth){kept} but only {free:,} are free. Free some space or point "
+            "SYNC_DOWNLOAD_DIR / SYNC_DUCKDB_PATH at a larger disk."
+        )
+
+
+def files_size(files: list[Path]) -> int:
+    """Bytes on disk of downloaded files."""
+    return sum(f.stat().st_size for f in files)

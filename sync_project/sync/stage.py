@@ -1,0 +1,151 @@
+"""The Snowflake statements of a sync: the session's settings, COPY INTO a stage folder, LIST, GET verified by
+what GET reports, REMOVE.
+
+Everything here takes an open connector connection; nothing opens DuckDB.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from snowflake.connector.errors import Error as SnowflakeError
+
+from sync_project.sync.attempt import (
+    USER_STAGE,
+    Attempt,
+    StagedFile,
+    UnloadResult,
+    save_manifest,
+    verified_files,
+)
+from sync_project.sync.catalog import Column
+from sync_project.sync.disk import files_size
+from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
+from sync_project.sync.tables import TableRef
+
+# Session settings the sync relies on, whatever the account or user has set: exact quoted names, and one logical
+# Parquet schema for every file of an unload (DESIGN.md, "Snowflake facts").
+SESSION_SETTINGS = "QUOTED_IDENTIFIERS_IGNORE_CASE = FALSE ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE"
+
+
+# Snowflake's answers when a role may not use a stage: no privilege on it at all (it is invisible), or not enough.
+_STAGE_PRIVILEGE_ERRNOS = {2003, 3001}
+
+
+def execute(conn: Any, sql: str, what: str, on_stage: Attempt | None = None, **kwargs: Any) -> Any:
+    """Run one statement; a failure becomes a transient or permanent error saying `what` failed.
+
+    With `on_stage`, a stage the role cannot use (SYNC_STAGE) fails permanently, naming it and the privilege.
+    """
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, **kwargs)
+        return cur
+    except SnowflakeError as e:
+        if on_stage is not None and on_stage.stage != USER_STAGE and e.errno in _STAGE_PRIVILEGE_ERRNOS:
+            raise PermanentError(
+                f"{on_stage.table}: the stage {on_stage.stage} (SYNC_STAGE) cannot be used by this role: an "
+                "internal stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE "
+                f"to unload through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: "
+                f"{e.raw_msg})"
+            ) from None
+        raise from_snowflake(e, what) from None
+
+
+def configure_session(conn: Any) -> None:
+    """Set what the sync relies on, so an account's defaults cannot change how names or files come out."""
+    execute(conn, f"ALTER SESSION SET {SESSION_SETTINGS}", "configuring the Snowflake session")
+
+
+def staged_names(conn: Any, attempt: Attempt) -> list[str]:
+    """The attempt's files in the stage (names only: LIST's sizes are of the encrypted objects)."""
+    cur = execute(conn, f"LIST {attempt.location}", f"listing unloaded files of {attempt.table}", attempt)
+    return sorted({str(r[0]).rsplit("/", 1)[-1] for r in cur.fetchall()})
+
+
+def unload_query(table: TableRef, columns: list[Column], where: str | None = None) -> str:
+    """The explicit projection: every column converted as the type map says and aliased by its exact name."""
+    projection = ", ".join(c.unload_expression for c in columns)
+    return f"SELECT {projection} FROM {table.snowflake_sql}" + (f" WHERE {where}" if where else "")
+
+
+def clear_location(conn: Any, attempt: Attempt) -> None:
+    """Remove the attempt's files from the stage: after the sync, and before an unload, because OVERWRITE
+    replaces only files of the same name and an earlier try may have left others."""
+    execute(conn, f"REMOVE {attempt.location}", f"clearing the stage folder of {attempt.table}", attempt)
+
+
+def unload_to_stage(
+    conn: Any, attempt: Attempt, columns: list[Column], max_file_size: int, where: str | None = None
+) -> UnloadResult:
+    return unload_query_to_stage(conn, attempt, unload_query(attempt.table, columns, where), max_file_size)
+
+
+def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size: int) -> UnloadResult:
+    """COPY INTO the attempt's stage folder as Parquet, with the column names of the query's projection."""
+    sql = (
+        f"COPY INTO {attempt.location} FROM ({query}) "
+        f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"
+    )
+    cur = execute(conn, sql, f"unloading {attempt.table}", attempt)
+    found = cur.fetchone()
+    if found is None:  # an unload that wrote nothing may answer with no row at all
+        return UnloadResult(query_id=str(cur.sfqid), rows_unloaded=0, input_bytes=0, output_bytes=0)
+    names = [d[0].lower() for d in cur.description]
+    row = dict(zip(names, found, strict=True))
+    return UnloadResult(
+        query_id=str(cur.sfqid),
+        rows_unloaded=int(row["rows_unloaded"]),
+        input_bytes=int(row["input_bytes"]),
+        output_bytes=int(row["output_bytes"]),
+    )
+
+
+@dataclass(frozen=True)
+class Download:
+    files: list[Path]  # every file of the unload, in the attempt's folder
+    fetched: list[str]  # names downloaded now
+    reused: list[str]  # names a previous try had already downloaded and verified
+    bytes: int = 0  # of all the files, on disk
+
+
+def download_files(
+    conn: Any, attempt: Attempt, unload: UnloadResult, query: str, expected: list[str], parallel: int
+) -> Download:
+    """GET the unloaded files not already here; verify each by the status and size GET reports for it.
+
+    Verified files are recorded as they arrive, so a retry after a broken download fetches only the rest.
+    """
+    attempt.local_dir.mkdir(parents=True, exist_ok=True)
+    verified = {name: size for name, size in verified_files(attempt, query).items() if name in expected}
+    reused = sorted(verified)
+    missing = [name for name in expected if name not in verified]
+    if missing:
+        target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
+        pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
+        cur = execute(
+            conn,
+            f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)} PATTERN = '.*({pattern})'",
+            f"downloading {attempt.table}",
+            attempt,
+            # Report each file's outcome rather than raising on the first broken one, so the others count.
+            _raise_put_get_error=False,
+        )
+        for file, size, status, *_ in cur.fetchall():
+            name = str(file).replace("\\", "/").rsplit("/", 1)[-1]
+            path = attempt.local_dir / name
+            if str(status).upper() == "DOWNLOADED" and path.is_file() and path.stat().st_size == int(size):
+                verified[name] = int(size)
+        save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)])
+    failed = [name for name in expected if name not in verified]
+    if failed:
+        raise TransientError(
+            f"downloading {attempt.table}: {len(failed)} of {len(expected)} files did not arrive intact "
+            f"(first: {failed[0]}); the files that did are kept for the next try"
+        )
+    save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
+    files = [attempt.local_dir / name for name in expected]
+    return Download(files, missing, reused, files_size(files))
