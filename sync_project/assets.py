@@ -6,16 +6,13 @@ tables still missing.
 """
 
 from collections.abc import Iterator
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
 from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
 from sync_project.dagster_api import PARTITION_TAG
-from sync_project.history import COLUMNS, FIGURES, SYNC_ASSET_KEY, latest_sync_materialization
-from sync_project.metadata import text_table
 from sync_project.partitions import (
     SNOWFLAKE_TABLES,
     TABLES_TAG,
@@ -29,8 +26,9 @@ from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.report import SyncReport
-from sync_project.sync.target import Lake
+from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
+from sync_project.sync_record import SYNC_ASSET_KEY, latest_sync_materialization, to_metadata
 
 SYNC_GROUP = "snowflake_mirror"
 # A backfill or the nightly schedule syncs this many tables per run: one process start-up for all of them.
@@ -45,7 +43,6 @@ unloaded. A failed sync leaves the previous table untouched. Types follow the ty
 (BIGINT, or DECIMAL up to Snowflake's 38 digits), TIMESTAMP_TZ/LTZ become TIMESTAMPTZ, VARIANT/OBJECT/ARRAY
 become JSON. A run from the UI syncs one table; backfills and the nightly schedule sync up to 25 per run, each
 still its own partition with its own materialization and checks."""
-PREVIEW_CELL_CHARS = 40
 INTERRUPTED = "interrupted"  # how a stopped sync's failure begins (the CLI exits 130 on it)
 
 # Transient failures (network, Snowflake hiccups, a busy DuckDB file) get 3 more tries with backoff;
@@ -69,109 +66,6 @@ class SyncConfig(dg.Config):
         description="`table`: the strategy the table was registered with; `full` forces a full sync.",
     )
     rebuild: bool = Field(default=False, description="Forget the table's sync state and rebuild it with a full sync.")
-
-
-def preview_cell(value: Any) -> str:
-    """One cell of the preview as people read it: exact decimals, hex bytes, short."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bytes | bytearray):
-        text = "0x" + bytes(value).hex()
-    elif isinstance(value, Decimal):
-        text = format(value, "f")  # 0E-10 is 0.0000000000
-    else:
-        text = str(value)
-    text = text.replace("\n", "⏎").replace("\r", "")
-    return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
-
-
-def preview_table(columns: list[str], rows: list[tuple[Any, ...]]) -> dg.TableMetadataValue:
-    return text_table(columns, [[preview_cell(v) for v in row] for row in rows])
-
-
-def _count(n: int) -> str:
-    return f"{n:,}"
-
-
-def _table_schema(report: SyncReport) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=c.name,
-                type=c.duckdb_type,
-                description=f"Snowflake {c.snowflake_type}",
-                constraints=dg.TableColumnConstraints(nullable=c.nullable),
-            )
-            for c in report.columns
-        ]
-    )
-
-
-def sync_report_figures(report: SyncReport, lake: Lake | None) -> dict[str, Any]:
-    """Every number of one sync, for code (the change sensor, the checks, `status`): `history.SyncFigures`."""
-    figures: dict[str, Any] = {
-        "strategy": report.strategy,
-        "rows_total": report.rows_total,
-        "rows_unloaded": report.rows_unloaded,
-        "rows_updated": report.rows_updated,
-        "rows_inserted": report.rows_loaded - report.rows_updated,
-        "input_bytes": report.input_bytes,
-        "bytes_unloaded": report.output_bytes,
-        "bytes_downloaded": report.bytes_downloaded,
-        "files": report.files,
-        "files_reused": report.files_reused,
-        "resumed_unload": report.resumed_unload,
-        ("lake_table_bytes" if lake else "duckdb_file_bytes"): report.duckdb_bytes,
-        "rows_per_second": report.rows_per_second,
-        "seconds": dict(report.phase_seconds, total=report.total_seconds),
-    }
-    if report.snapshot_id is not None:
-        figures["lake_snapshot_id"] = report.snapshot_id
-    if report.source is not None:
-        # What the change sensor compares against: Snowflake's figures as of this sync.
-        figures["snowflake_rows"] = report.source.rows if report.source.rows is not None else -1
-        figures["snowflake_bytes"] = report.source.bytes if report.source.bytes is not None else -1
-        figures["snowflake_last_altered"] = report.source.last_altered.isoformat() if report.source.last_altered else ""
-    return figures
-
-
-def report_metadata(report: SyncReport, duckdb_path: str, lake: Lake | None = None) -> dict[str, Any]:
-    """What a sync shows on its partition: text for people (thousands separated, the table named first),
-    and every number once more in `figures` for code.
-
-    None of Dagster's asset-level keys (dagster/row_count, dagster/column_schema, dagster/table_name): the
-    asset's overview would show the last-synced table's values as if they were the whole asset's, and plot
-    one table's rows against another's.
-    """
-    relation = report.table.duckdb_relation
-    metadata: dict[str, Any] = {
-        "table": dg.MetadataValue.text(f"{report.table.key} (Snowflake {report.table}, DuckDB {relation})"),
-        "rows": dg.MetadataValue.text(f"{report.rows_total:,} rows in {relation}"),
-        "sync": dg.MetadataValue.text(
-            f"{report.strategy}: {_count(report.rows_unloaded)} rows unloaded, {_count(report.rows_updated)} "
-            f"updated, {_count(report.files)} file(s) ({_count(report.output_bytes)} bytes), "
-            f"{report.total_seconds:.2f}s at {report.rows_per_second:,.0f} rows/s"
-        ),
-        "strategy_reason": report.strategy_reason,
-        "preview": preview_table(report.preview_columns, report.preview_rows),
-        COLUMNS: dg.MetadataValue.table_schema(_table_schema(report)),
-        "high_water_mark": report.high_water_mark or "",
-        "cursor_column": report.options.cursor_column or "",
-        "primary_key": dg.MetadataValue.json(list(report.options.primary_key)),
-        "schema_changes": dg.MetadataValue.json(report.schema_changes),
-        "unload_query_id": report.unload_query_id,
-        FIGURES: dg.MetadataValue.json(sync_report_figures(report, lake)),
-    }
-    if lake is None:
-        metadata["duckdb_file"] = dg.MetadataValue.path(duckdb_path)
-    else:
-        metadata["lake"] = dg.MetadataValue.text(lake.describe())
-        if report.snapshot_id is not None:
-            metadata["lake_snapshot"] = dg.MetadataValue.text(
-                f"snapshot {report.snapshot_id}; this sync's rows, whatever came later: "
-                f"SELECT * FROM {report.table.duckdb_sql} AT (VERSION => {report.snapshot_id})"
-            )
-    return metadata
 
 
 NO_TABLE_MESSAGE = (
@@ -236,22 +130,8 @@ def snowflake_table(
     if not (context.has_partition_key or context.has_partition_key_range):
         raise dg.Failure(NO_TABLE_MESSAGE, allow_retries=False)
     _fail_unless_registered(context)
-    keys = list(context.partition_keys)
-    if TABLES_TAG not in context.run.tags:  # launched from the UI's partition picker or `dagster job launch`
-        context.instance.add_run_tags(context.run_id, tables_tag(keys))
     syncing = SYNC_ASSET_KEY in context.selected_asset_keys
-    skipped = already_synced(context.instance, context.run, keys) if syncing else set()
-    if skipped:
-        context.log.info(f"{len(skipped)} table(s) were synced by an earlier try of this run: {sorted(skipped)}")
-    failures: dict[str, str] = {}
-    tables = []
-    for key in keys:
-        if key in skipped:
-            continue
-        try:
-            tables.append(table_for_partition(key, snowflake.sync_database))
-        except PermanentError as e:
-            failures[key] = str(e)
+    tables, failures = _tables_of_the_run(context, snowflake.sync_database, syncing)
     if not syncing:  # the checks-only job: check each table against its latest sync
         for table in tables:
             yield from evaluations_of_latest_sync(context.instance, table, snowflake, duckdb)
@@ -295,6 +175,29 @@ def snowflake_table(
     _fail_if_any(failures, transient, context.retry_number)
 
 
+def _tables_of_the_run(
+    context: dg.AssetExecutionContext, database: str, syncing: bool
+) -> tuple[list[TableRef], dict[str, str]]:
+    """The run's tables still to do (an earlier try of the run may have synced some), and the keys that name
+    no table. Tags the run with its tables if whoever launched it did not."""
+    keys = list(context.partition_keys)
+    if TABLES_TAG not in context.run.tags:  # launched from the UI's partition picker or `dagster job launch`
+        context.instance.add_run_tags(context.run.run_id, tables_tag(keys))
+    skipped = already_synced(context.instance, context.run, keys) if syncing else set()
+    if skipped:
+        context.log.info(f"{len(skipped)} table(s) were synced by an earlier try of this run: {sorted(skipped)}")
+    failures: dict[str, str] = {}
+    tables = []
+    for key in keys:
+        if key in skipped:
+            continue
+        try:
+            tables.append(table_for_partition(key, database))
+        except PermanentError as e:
+            failures[key] = str(e)
+    return tables, failures
+
+
 def _fail_unless_registered(context: dg.AssetExecutionContext) -> None:
     """A run of a key nobody registered (`dagster job launch` takes any tag) fails at once saying which key was
     meant, instead of with Dagster's error from deep inside `partition_keys`."""
@@ -324,7 +227,7 @@ def _recorded(
         + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
     )
     yield dg.AssetMaterialization(
-        asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=report_metadata(report, duckdb.database, duckdb.lake)
+        asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=to_metadata(report, duckdb.mirror)
     )
     columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
     source_rows = report.source.rows if report.source is not None else None

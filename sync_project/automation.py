@@ -1,6 +1,6 @@
 """Schedules and sensors: keep DuckDB fresh without anyone clicking.
 
-Defaults (see the README): the nightly schedule runs; the change sensor and the
+Defaults (see sync_project/README.md, "Automatic syncs"): the nightly schedule runs; the change sensor and the
 auto-registration sensor are off until switched on in the UI's Automation page,
 because on a real account each tick of the change sensor runs an
 INFORMATION_SCHEMA query, which wakes a warehouse.
@@ -15,15 +15,15 @@ import dagster as dg
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
-from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
 from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions, tables_tag
 from sync_project.resources import SnowflakeResource
 from sync_project.settings import Settings
-from sync_project.sync.catalog import TableStats, describe_table, list_tables, matches_like
+from sync_project.sync.catalog import describe_table, list_tables, matches_like
 from sync_project.sync.errors import PermanentError, SyncError
-from sync_project.sync.pipeline import Connect
+from sync_project.sync.options import Connect
 from sync_project.sync.tables import TableRef
+from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
 
 SYNC_SCHEDULE = "nightly_sync"
 PUBLISH_SENSOR = "publish_after_syncs"
@@ -103,14 +103,6 @@ class ChangeDecision:
     run_key: str = ""  # one per state of Snowflake's figures, so a table that did not move is not synced twice
 
 
-def _stats_stamp(stats: TableStats) -> tuple[int, int, str]:
-    return (
-        stats.rows if stats.rows is not None else -1,
-        stats.bytes if stats.bytes is not None else -1,
-        stats.last_altered.isoformat() if stats.last_altered else "",
-    )
-
-
 def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: list[TableRef]) -> list[ChangeDecision]:
     """For each table: sync it if Snowflake's rows, bytes or LAST_ALTERED moved since its last sync.
 
@@ -128,13 +120,13 @@ def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: li
                 if stats is None:
                     decisions.append(ChangeDecision(table.key, False, "not found in Snowflake (dropped or renamed?)"))
                     continue
-                now = _stats_stamp(stats)
+                now = stats.stamp
                 run_key = f"{table.key}:{now[0]}:{now[1]}:{now[2]}"
                 seen = last_sync(instance, table.key)
                 if seen is None:
                     decisions.append(ChangeDecision(table.key, True, "never synced", run_key))
                     continue
-                before = seen.snowflake_stamp
+                before = seen.record.snowflake
                 if now == before:
                     decisions.append(ChangeDecision(table.key, False, "unchanged since its last sync"))
                     continue
@@ -217,7 +209,7 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
             listing = list_tables(conn, database, schema, settings.auto_register_like)
             for stats in listing:
                 table = TableRef(database, schema, stats.name)
-                stamp = _stats_stamp(stats)[2]
+                stamp = stats.stamp.last_altered
                 if table.key in registered:
                     continue
                 if refused_before.get(table.key) == stamp:
@@ -301,7 +293,7 @@ def build_publish_sensor(settings: Settings) -> dg.SensorDefinition:
 
         A backfill of 200 tables publishes a few times, not 200; each publish is one file copy.
         """
-        if settings.target == "ducklake":
+        if not settings.mirror.has_published_copy:
             return dg.SkipReason("the target is a DuckLake: readers attach it read-only and never wait for syncs")
         cursor = json.loads(context.cursor) if context.cursor else {}
         latest = context.instance.fetch_materializations(SYNC_ASSET_KEY, limit=1).records

@@ -9,15 +9,15 @@ from typing import Any
 
 import dagster as dg
 
-from sync_project.history import SYNC_ASSET_KEY, last_sync
 from sync_project.partitions import snowflake_tables_partitions
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_stats
-from sync_project.sync.duckdb_access import Waited
 from sync_project.sync.errors import SyncError
-from sync_project.sync.load import MirrorTable
+from sync_project.sync.mirror import MirrorTable
+from sync_project.sync.mirror.access import Waited
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
+from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
 
 # Partitioned asset checks are a preview feature; we rely on them knowingly (history per table).
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
@@ -113,7 +113,7 @@ def evaluations_after_sync(
     would cost a connection each in a run of many tables, and the change sensor watches for later changes.
     """
     waited = Waited()
-    state = duckdb.mirror_table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
+    state = duckdb.mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
     return [
         row_count_evaluation(table, rows_total, state, source_rows, waited.seconds),
         schema_evaluation(table, columns, state),
@@ -136,5 +136,5 @@ def evaluations_of_latest_sync(
             )
             for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
         ]
-    rows = synced.rows if synced.rows is not None else -1
-    return evaluations_after_sync(table, rows, synced.columns, _snowflake_rows(snowflake, table), duckdb)
+    rows = synced.record.rows if synced.record.rows is not None else -1
+    return evaluations_after_sync(table, rows, synced.record.columns, _snowflake_rows(snowflake, table), duckdb)

@@ -7,16 +7,16 @@ from pydantic import Field
 
 from sync_project import registry
 from sync_project.dagster_api import PARTITION_TAG
-from sync_project.history import SYNC_ASSET_KEY
 from sync_project.metadata import text_table
 from sync_project.partitions import tables_tag
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.leftovers import remove_leftovers
-from sync_project.sync.maintenance import maintain_lake
-from sync_project.sync.publish import PublishReport, publish, remove_old_snapshots
+from sync_project.sync.mirror import NothingToDo
+from sync_project.sync.mirror.publish import PublishReport
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
+from sync_project.sync_record import SYNC_ASSET_KEY
 
 SYNC_JOB = "sync_tables"
 DOCTOR_JOB = "doctor"
@@ -109,10 +109,8 @@ def register_in_schema(
             snowflake.get_connection,
             tables,
             options,
-            duckdb.sync_options().duckdb_path,
-            duckdb.lock_timeout_seconds,
+            duckdb.mirror,
             log=context.log.info,
-            lake=duckdb.lake,
         )
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None
@@ -209,21 +207,11 @@ def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResou
     Readers open the published path and are never blocked by syncs; a reader that has an older snapshot
     open keeps it, consistent, until it disconnects. See the run's metadata for the tables it holds.
     """
-    options = duckdb.sync_options()
-    if options.lake is not None:
-        context.log.info(
-            f"nothing to publish: the target is {options.lake.describe()}; readers attach it read-only "
-            "(ATTACH 'ducklake:...' AS lake (READ_ONLY)) and see every committed sync at once"
-        )
-        return
     try:
-        report = publish(
-            options.duckdb_path,
-            duckdb.mirror_path,
-            storage_version=duckdb.published_storage_version,
-            lock_timeout=options.lock_timeout,
-            log=context.log.info,
-        )
+        report = duckdb.mirror.publish(duckdb.published_storage_version, context.log.info)
+    except NothingToDo as e:
+        context.log.info(str(e))
+        return
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None
     context.add_output_metadata(publish_metadata(report), output_name="result")
@@ -260,7 +248,7 @@ def remove_old_stages_and_folders(
     with snowflake.get_connection() as conn:
         age = dt.timedelta(hours=config.older_than_hours)
         leftovers = remove_leftovers(conn, options.stage, options.download_root, age, dt.datetime.now(dt.UTC))
-    snapshots, still_open = remove_old_snapshots(duckdb.mirror_path)
+    snapshots, still_open = duckdb.mirror.remove_old_snapshots()
     context.log.info(
         f"removed {len(leftovers.stage_folders)} stage folder(s), {len(leftovers.folders)} local folder(s), "
         f"{len(snapshots)} old published snapshot(s) ({len(still_open)} still open by readers)"
@@ -280,13 +268,14 @@ def maintain_the_lake(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource
     """On a DuckLake target: expire snapshots older than SYNC_DUCKLAKE_RETENTION_DAYS, merge small files, and
     delete the files no remaining snapshot reads. Every sync adds a snapshot and files; this keeps the lake
     from growing for ever while recent syncs stay queryable with AT (VERSION => id)."""
-    lake = duckdb.lake
-    if lake is None:
-        context.log.info("the target is the DuckDB file: it keeps no snapshots, so there is nothing to maintain")
+    mirror = duckdb.mirror
+    try:
+        done = mirror.maintain(duckdb.ducklake_retention_days)
+    except NothingToDo as e:
+        context.log.info(str(e))
         return
-    done = maintain_lake(lake, duckdb.ducklake_retention_days)
     context.log.info(
-        f"{lake.describe()}: expired {done.snapshots_expired} snapshot(s) older than "
+        f"{mirror.describe()}: expired {done.snapshots_expired} snapshot(s) older than "
         f"{duckdb.ducklake_retention_days:g} day(s), merged {done.files_merged} file(s) into {done.files_written}, "
         f"deleted {done.files_deleted} file(s) in {done.seconds:.2f}s"
     )

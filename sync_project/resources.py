@@ -29,13 +29,12 @@ from pydantic import Field
 from sync_project import settings as env
 from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
 from sync_project.settings import Settings
-from sync_project.sync.duckdb_access import Waited, duckdb_session
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.load import MirrorTable, mirror_table
-from sync_project.sync.pipeline import SyncOptions
-from sync_project.sync.publish import published_default
-from sync_project.sync.tables import TableRef
-from sync_project.sync.target import Lake, lake_for
+from sync_project.sync.mirror import Mirror, mirror_for
+from sync_project.sync.mirror.access import Waited
+from sync_project.sync.mirror.lake import lake_for
+from sync_project.sync.mirror.publish import published_default
+from sync_project.sync.options import SyncOptions
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:
@@ -181,13 +180,11 @@ class SyncDuckDBResource(DuckDBResource):
     )
 
     @property
-    def lake(self) -> Lake | None:
-        """The DuckLake the tables land in, or None for the DuckDB file."""
-        return lake_for(self.target, self.ducklake_catalog, self.ducklake_data_path)
-
-    @property
-    def mirror_path(self) -> Path:
-        return Path(self.published_path) if self.published_path else published_default(Path(self.database))
+    def mirror(self) -> Mirror:
+        """Where the tables land: the DuckDB file (with its published copy) or, with target=ducklake, the lake."""
+        published = Path(self.published_path) if self.published_path else published_default(Path(self.database))
+        lake = lake_for(self.target, self.ducklake_catalog, self.ducklake_data_path)
+        return mirror_for(Path(self.database), published, self.lock_timeout_seconds, lake)
 
     @contextlib.contextmanager
     def get_connection(  # type: ignore[override]
@@ -199,30 +196,17 @@ class SyncDuckDBResource(DuckDBResource):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short connection to the mirror: the file through the project's writer lock (dagster-duckdb's own
         would open it unlocked, and hold it while a sync waits), or the lake attached and in use."""
-        wait = self.lock_timeout_seconds if lock_timeout is None else lock_timeout
-        with duckdb_session(Path(self.database), wait, what, read_only=read_only, waited=waited, lake=self.lake) as con:
+        with self.mirror.session(what, read_only=read_only, wait=lock_timeout, waited=waited) as con:
             yield con
-
-    def mirror_table(
-        self, table: TableRef, what: str, lock_timeout: float | None = None, waited: Waited | None = None
-    ) -> MirrorTable:
-        """What the mirror holds for a table, read in one short read-only session (a file target that never
-        synced has no file, and holds nothing)."""
-        if self.lake is None and not Path(self.database).exists():
-            return MirrorTable(False, 0, {})
-        with self.get_connection(True, what, lock_timeout, waited) as con:
-            return mirror_table(con, table)
 
     def sync_options(self) -> SyncOptions:
         return SyncOptions(
-            duckdb_path=Path(self.database),
+            mirror=self.mirror,
             download_root=Path(self.download_dir),
-            lock_timeout=self.lock_timeout_seconds,
             get_parallel=self.get_parallel,
             max_file_size=self.max_file_size,
             disk_reserve=self.disk_reserve_bytes,
             stage=self.stage,
-            lake=self.lake,
         )
 
 

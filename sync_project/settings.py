@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from sync_project.sync.target import Lake
+    from sync_project.sync.mirror import Mirror
+    from sync_project.sync.mirror.lake import Lake
 
 Number = TypeVar("Number", int, float)
 
@@ -209,16 +210,23 @@ class Settings:
     @property
     def mirror_path(self) -> Path:
         """What readers open: SYNC_PUBLISHED_PATH, or mirror.duckdb beside the working file."""
-        from sync_project.sync.publish import published_default
+        from sync_project.sync.mirror.publish import published_default
 
         return self.published_path or published_default(self.duckdb_path)
 
     @property
     def lake(self) -> Lake | None:
         """The DuckLake tables land in (SYNC_TARGET=ducklake), or None for the DuckDB file."""
-        from sync_project.sync.target import lake_for
+        from sync_project.sync.mirror.lake import lake_for
 
         return lake_for(self.target, self.ducklake_catalog, self.ducklake_data_path)
+
+    @property
+    def mirror(self) -> Mirror:
+        """Where the tables land, as every reader and writer reaches it (see `sync/mirror`)."""
+        from sync_project.sync.mirror import mirror_for
+
+        return mirror_for(self.duckdb_path, self.mirror_path, self.lock_timeout_seconds, self.lake)
 
     @property
     def uses_local_snowflake(self) -> bool:

@@ -22,11 +22,12 @@ from sync_project.local_snowflake.control import define_user
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.settings import Settings
 from sync_project.sync.attempt import STAGE_FOLDER, USER_STAGE
-from sync_project.sync.duckdb_access import duckdb_session
-from sync_project.sync.pipeline import Connect, SyncOptions
+from sync_project.sync.mirror import FileMirror, LakeMirror, mirror_for
+from sync_project.sync.mirror.lake import Lake
+from sync_project.sync.mirror.publish import published_default
+from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.state import TableOptions, read_sync_state, write_options
 from sync_project.sync.tables import TableRef
-from sync_project.sync.target import Lake
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
 
@@ -97,14 +98,24 @@ def allow_sign_in(
     )
 
 
-def options(tmp_path: Path, **overrides: Any) -> SyncOptions:
-    values: dict[str, Any] = {
-        "duckdb_path": tmp_path / "sync.duckdb",
-        "download_root": tmp_path / "downloads",
-        "lock_timeout": 30.0,
-        "get_parallel": 4,
-    } | overrides
-    return SyncOptions(**values)
+def options(
+    tmp_path: Path,
+    duckdb_path: Path | None = None,
+    lake: Lake | None = None,
+    lock_timeout: float = 30.0,
+    **overrides: Any,
+) -> SyncOptions:
+    """A sync's options for a test: the mirror a file in `tmp_path` (or `duckdb_path`), or `lake`."""
+    path = duckdb_path or tmp_path / "sync.duckdb"
+    mirror = mirror_for(path, published_default(path), lock_timeout, lake)
+    values: dict[str, Any] = {"download_root": tmp_path / "downloads", "get_parallel": 4} | overrides
+    return SyncOptions(mirror=mirror, **values)
+
+
+def file_of(opts: SyncOptions) -> Path:
+    """The DuckDB file a file-target test's syncs write."""
+    assert isinstance(opts.mirror, FileMirror), opts.mirror
+    return opts.mirror.path
 
 
 def create_orders(conn: Any, ref: TableRef) -> TableRef:
@@ -125,28 +136,29 @@ def create_orders(conn: Any, ref: TableRef) -> TableRef:
 
 def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -> None:
     """Set a table's sync options in the mirror, as `register --strategy` does."""
-    opts.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb_session(opts.duckdb_path, 10, "configuring", lake=opts.lake) as con:
+    if isinstance(opts.mirror, FileMirror):
+        opts.mirror.path.parent.mkdir(parents=True, exist_ok=True)
+    with opts.mirror.session("configuring", wait=10) as con:
         write_options(con, table, table_options)
 
 
 def mark_of(opts: SyncOptions, table: TableRef) -> str | None:
     """The table's high-water mark as the mirror records it."""
-    with duckdb_session(opts.duckdb_path, 10, "reading the mark", read_only=True, lake=opts.lake) as con:
+    with opts.mirror.session("reading the mark", read_only=True, wait=10) as con:
         return read_sync_state(con, table).high_water_mark
 
 
 def synced_rows(opts: SyncOptions, relation: str) -> list[tuple[Any, ...]]:
     """Every row of a synced table, read the way the project reads its mirror (the file or the lake)."""
-    with duckdb_session(opts.duckdb_path, 10, "reading rows", read_only=True, lake=opts.lake) as con:
+    with opts.mirror.session("reading rows", read_only=True, wait=10) as con:
         return con.execute(f"SELECT * FROM {relation}").fetchall()
 
 
 def mirror_tables(opts: SyncOptions) -> list[tuple[str, str]]:
     """(schema, table) of every table in the mirror, the sync's own state aside; [] if nothing was written."""
-    if opts.lake is None and not opts.duckdb_path.exists():
+    if opts.mirror.is_empty():
         return []
-    with duckdb_session(opts.duckdb_path, 10, "listing tables", read_only=True, lake=opts.lake) as con:
+    with opts.mirror.session("listing tables", read_only=True, wait=10) as con:
         return [
             (str(r[0]), str(r[1]))
             for r in con.execute(
@@ -157,7 +169,7 @@ def mirror_tables(opts: SyncOptions) -> list[tuple[str, str]]:
 
 
 def synced_types(opts: SyncOptions, schema: str, table: str) -> dict[str, str]:
-    with duckdb_session(opts.duckdb_path, 10, "reading types", read_only=True, lake=opts.lake) as con:
+    with opts.mirror.session("reading types", read_only=True, wait=10) as con:
         return dict(
             con.execute(
                 "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
@@ -250,7 +262,7 @@ def assert_exact_copy(
     if lake is None:
         assert sorted_rows(duckdb_rows(duckdb_path, table.duckdb_sql)) == source
     else:
-        with duckdb_session(duckdb_path, 10, "comparing", read_only=True, lake=lake) as con:
+        with LakeMirror(lake).session("comparing", read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
             assert sorted_rows(con.execute(f"SELECT * FROM {table.duckdb_sql}").fetchall()) == source
     assert stages == [] and not any(download_root.rglob("*.parquet"))

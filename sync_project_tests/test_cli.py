@@ -24,7 +24,7 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
-from sync_project.sync.duckdb_access import lock_path
+from sync_project.sync.mirror.access import lock_path
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings

@@ -16,21 +16,30 @@ import duckdb
 import pytest
 import snowflake.connector
 
-from sync_project.history import sync_figures
 from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
-from sync_project.registry import table_status
 from sync_project.settings import Settings, project_root
-from sync_project.sync.duckdb_access import lake_session
+from sync_project.status import table_status
 from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
+from sync_project.sync.mirror.access import lake_session
+from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.pipeline import sync_table, sync_tables
 from sync_project.sync.sample import write_sample
+from sync_project.sync.state import TableOptions, read_sync_state
 from sync_project.sync.tables import TableRef
-from sync_project.sync.target import Lake
+from sync_project.sync_record import sync_figures
 from sync_project_tests.conftest import DEMO_ROWS
-from sync_project_tests.helpers import assert_both_checks_passed, connector, fetch, options, run_job, snowflake_settings
+from sync_project_tests.helpers import (
+    assert_both_checks_passed,
+    configure,
+    connector,
+    fetch,
+    options,
+    run_job,
+    snowflake_settings,
+)
 from sync_project_tests.postgres import Postgres, postgres_server
 
 
@@ -109,10 +118,10 @@ def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
         publish = run_job(lake_settings, instance, PUBLISH_JOB, key)
         assert publish.success and not (tmp_path / "mirror.duckdb").exists()  # a lake needs no published copy
         table = TableRef.from_key(key, lake_settings.snowflake_database)
-        status = table_status(instance, table, lake_settings.duckdb_path, 10, lake=lake_settings.lake)
+        status = table_status(instance, table, lake_settings.mirror, 10).as_json()
         assert status["duckdb"]["rows"] == figures["rows_total"] and "DuckLake" in str(status["duckdb"]["read_from"])
         out = io.BytesIO()
-        sampled = write_sample(lake_settings.duckdb_path, table, out, rows=3, mode="random", lake=lake_settings.lake)
+        sampled = write_sample(lake_settings.mirror, table, out, rows=3, mode="random")
         assert sampled.rows == 3 and len(out.getvalue().splitlines()) == 3
     reader = _lake(lake_catalog if catalog == "postgres" else f"sqlite:{lake_catalog}", tmp_path / "lake-data", True)
     rows = reader.execute(f'SELECT count(*) FROM lake."WORKSPACE_833213390"."ALL_TYPES" AT (VERSION => {snapshot})')
@@ -296,3 +305,24 @@ def test_a_catalog_that_does_not_answer_fails_the_sync_as_transient(
     assert "cannot attach" in str(error.value) and not isinstance(error.value, PermanentError)
     with postgres_server(tmp_path / "pgdata") as server, lake_session(lake, read_only=True) as con:
         assert con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() == (DEMO_ROWS,)  # untouched
+
+
+@pytest.mark.parametrize("target", ["file", "lake"])
+def test_changing_a_tables_options_keeps_what_its_last_sync_recorded(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, target: str
+) -> None:
+    """Registering a table again with other options changes those, and nothing else of its state: the shape and
+    the time its last sync left stay (on a lake they used to be lost, which the state's row replaced whole)."""
+    table = TableRef("KEBOOLA_33", "WORKSPACE_833213390", "ALL_TYPES")
+    lake = Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data")) if target == "lake" else None
+    opts = options(tmp_path, lake=lake)
+    report = sync_table(connector(local_snowflake), table, opts)
+    with opts.mirror.session("reading the state", read_only=True) as con:
+        before = read_sync_state(con, table)
+    configure(opts, table, TableOptions("incremental", "ID", ("ID",)))
+    with opts.mirror.session("reading the state", read_only=True) as con:
+        after = read_sync_state(con, table)
+    assert before.columns and after.columns == before.columns and after.rows == report.rows_total
+    assert after.options == TableOptions("incremental", "ID", ("ID",)) and before.options.strategy == "full"
+    with opts.mirror.session("reading when it synced", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM _sync.tables WHERE synced_at IS NOT NULL").fetchone() == (1,)

@@ -3,6 +3,7 @@ a demo that refuses to start twice and stops when told."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -18,14 +19,19 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner, Result
 
-from sync_project.cli import main, status_lines
+from sync_project.cli import main
 from sync_project.definitions import build_definitions
 from sync_project.jobs import VERIFY_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
+from sync_project.status import RunSummary, TableStatus
+from sync_project.sync.mirror import MirrorTable, TableFacts
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.sample import write_sample
+from sync_project.sync.state import SyncState
+from sync_project.sync.tables import TableRef
+from sync_project.sync_record import LastSync, SyncRecord
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import BIN, DagsterProcesses
 from sync_project_tests.helpers import connector, demo_table, options
@@ -55,14 +61,14 @@ def test_random_rows_are_uniform_over_the_table(local_snowflake: LocalSnowflakeP
     ids: list[int] = []
     for seed in range(150):  # DuckDB's reservoir sample gave only ids from the first fifth for N = 3
         out = io.BytesIO()
-        write_sample(tmp_path / "sync.duckdb", table, out, rows=3, mode="random", seed=seed)
+        write_sample(options(tmp_path).mirror, table, out, rows=3, mode="random", seed=seed)
         ids += [json.loads(line)["id"] for line in out.getvalue().decode().splitlines()]
     tenths = Counter(min(int(i) * 10 // DEMO_ROWS, 9) for i in ids)
     assert len(ids) == 450 and all(20 <= tenths[t] <= 80 for t in range(10)), tenths  # about 45 each
     again = io.BytesIO()
-    write_sample(tmp_path / "sync.duckdb", table, again, rows=3, mode="random", seed=7)
+    write_sample(options(tmp_path).mirror, table, again, rows=3, mode="random", seed=7)
     other = io.BytesIO()
-    write_sample(tmp_path / "sync.duckdb", table, other, rows=3, mode="random", seed=7)
+    write_sample(options(tmp_path).mirror, table, other, rows=3, mode="random", seed=7)
     assert again.getvalue() == other.getvalue()  # a seed draws the same rows
 
 
@@ -113,19 +119,19 @@ def test_a_kept_table_can_still_be_sampled_after_deregister(env: Path) -> None:
 
 
 def test_status_says_a_run_is_going_rather_than_none() -> None:
-    report = {
-        "table": DATA,
-        "registered": True,
-        "options": {"strategy": "full", "cursor_column": None, "primary_key": []},
-        "high_water_mark": None,
-        "last_run": {"run_id": "r1", "status": "STARTED", "started": "2026-12-01T10:00:00+00:00", "seconds": None},
-        "last_successful_sync": {"at": "2026-12-01T09:00:00", "rows": 100001, "bytes": 2048, "strategy": "full"},
-        "row_count_check": None,
-        "last_failed_run": None,
-        "duckdb_relation": DATA,
-        "duckdb": {"exists": False, "rows": None, "bytes": None, "read_from": None},
-    }
-    text = "\n".join(status_lines(report))
+    status = TableStatus(
+        table=TableRef.from_key(DATA, "KEBOOLA_33"),
+        registered=True,
+        last_run=RunSummary("r1", "STARTED", "2026-12-01T10:00:00+00:00", None),
+        last_sync=LastSync(
+            dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC), "r0", SyncRecord(strategy="full", rows=100001, bytes=2048)
+        ),
+        row_count_check=None,
+        last_failure=None,
+        mirror=TableFacts(MirrorTable(False, 0, {}), SyncState(), None, None),
+        problem=None,
+    )
+    text = "\n".join(status.lines())
     assert "(still going)" in text and "None" not in text
     assert "the table had 100,001 rows after it; it unloaded 2.0 KiB of Parquet" in text
 
@@ -262,7 +268,7 @@ def test_commands_print_no_beta_warning(env: Path) -> None:
 def test_preview_cells_read_as_people_expect() -> None:
     from decimal import Decimal
 
-    from sync_project.assets import preview_cell
+    from sync_project.sync_record import preview_cell
 
     assert preview_cell(b"\x00\xff\x10") == "0x00ff10"
     assert preview_cell(Decimal("0E-10")) == "0.0000000000" and preview_cell(Decimal("12.50")) == "12.50"

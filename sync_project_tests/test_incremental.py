@@ -19,7 +19,8 @@ from sync_project.local_snowflake.faults import inject_fault
 from sync_project.sync.attempt import Attempt
 from sync_project.sync.errors import TransientError
 from sync_project.sync.leftovers import remove_leftovers
-from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.options import SyncOptions
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (
@@ -28,6 +29,7 @@ from sync_project_tests.helpers import (
     create_orders,
     duckdb_rows,
     fetch,
+    file_of,
     mark_of,
     options,
     snowflake_settings,
@@ -51,7 +53,7 @@ def source(sf: Any, table: TableRef) -> list[tuple[Any, ...]]:
 
 
 def target(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
-    return sorted_rows(duckdb_rows(opts.duckdb_path, table.duckdb_sql))
+    return sorted_rows(duckdb_rows(file_of(opts), table.duckdb_sql))
 
 
 MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
@@ -108,12 +110,12 @@ def test_missing_or_damaged_target_rebuilds_and_says_so(
     opts = options(tmp_path)
     configure(opts, table, MERGE)
     sync_table(connector(local_snowflake), table, opts)
-    with duckdb.connect(str(opts.duckdb_path)) as con:
+    with duckdb.connect(str(file_of(opts))) as con:
         con.execute(f"ALTER TABLE {table.duckdb_sql} DROP COLUMN STATUS")
     damaged = sync_table(connector(local_snowflake), table, opts)
     assert damaged.strategy == "full" and "differ" in damaged.strategy_reason
     assert target(opts, table) == source(sf, table)
-    with duckdb.connect(str(opts.duckdb_path)) as con:
+    with duckdb.connect(str(file_of(opts))) as con:
         con.execute(f"DROP TABLE {table.duckdb_sql}")
     missing = sync_table(connector(local_snowflake), table, opts)
     assert missing.strategy == "full" and "missing" in missing.strategy_reason
@@ -196,14 +198,14 @@ def test_a_mirror_from_before_keeps_syncing_its_hugeint_columns_become_decimal(
     opts = options(tmp_path)
     configure(opts, table, MERGE)
     sync_table(connector(local_snowflake), table, opts)
-    with duckdb.connect(str(opts.duckdb_path)) as con:  # the table as the old type map left it
+    with duckdb.connect(str(file_of(opts))) as con:  # the table as the old type map left it
         con.execute(f'ALTER TABLE {table.duckdb_sql} ALTER COLUMN "ID" TYPE HUGEINT')
         con.execute("""UPDATE _sync.tables SET columns = replace(columns, '"DECIMAL(38,0)"', '"HUGEINT"')""")
     fetch(sf, f"UPDATE {table.snowflake_sql} SET UPDATED_AT = '2031-01-01 00:00:00' WHERE ID < 10")
     report = sync_table(connector(local_snowflake), table, opts)
     assert "widened ID HUGEINT -> DECIMAL(38,0)" in report.schema_changes
     assert target(opts, table) == source(sf, table)
-    with duckdb.connect(str(opts.duckdb_path), read_only=True) as con:
+    with duckdb.connect(str(file_of(opts)), read_only=True) as con:
         kind = con.execute(
             "SELECT data_type FROM duckdb_columns() WHERE table_name = ? AND column_name = 'ID'", [table.name]
         ).fetchone()

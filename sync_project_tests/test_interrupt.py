@@ -35,6 +35,7 @@ from sync_project_tests.helpers import (
     demo_table,
     duckdb_rows,
     fetch,
+    file_of,
     options,
     snowflake_settings,
     stage_leftovers,
@@ -131,7 +132,7 @@ def test_a_cancelled_sync_is_interrupted_not_retried_and_leaves_nothing(
     opts = options(tmp_path)
     table = demo_table("ALL_TYPES")
     sync_table(connector(local_snowflake), table, opts)
-    before = duckdb_rows(opts.duckdb_path, table.duckdb_relation)
+    before = duckdb_rows(file_of(opts), table.duckdb_relation)
     inject_fault(base, held, mode="hold", seconds=HELD)
     cancellation = Cancellation()
     outcome: list[BaseException] = []
@@ -157,7 +158,7 @@ def test_a_cancelled_sync_is_interrupted_not_retried_and_leaves_nothing(
     (error,) = outcome
     assert isinstance(error, Interrupted) and f"interrupted during its {phase}" in str(error)
     assert fault_state(base)["cancelled"] == [held]
-    assert duckdb_rows(opts.duckdb_path, table.duckdb_relation) == before
+    assert duckdb_rows(file_of(opts), table.duckdb_relation) == before
     assert stage_leftovers(snowflake_conn) == []
     assert not any(opts.download_root.rglob("*"))
 

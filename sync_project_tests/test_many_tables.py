@@ -13,13 +13,13 @@ import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
-from sync_project.history import SYNC_ASSET_KEY
 from sync_project.jobs import SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES, snowflake_tables_partitions
 from sync_project.settings import Settings
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.tables import TableRef
+from sync_project.sync_record import SYNC_ASSET_KEY
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.helpers import connector, duckdb_rows, fetch, options, snowflake_settings
 

@@ -25,10 +25,10 @@ from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
-from sync_project.sync.duckdb_access import duckdb_session, lock_path
 from sync_project.sync.errors import LockTimeoutError
+from sync_project.sync.mirror.access import duckdb_session, lock_path
+from sync_project.sync.mirror.publish import current_snapshot, publish, remove_old_snapshots, snapshot_folder
 from sync_project.sync.pipeline import sync_table
-from sync_project.sync.publish import current_snapshot, publish, remove_old_snapshots, snapshot_folder
 from sync_project.sync.report import WAIT_PHASE
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
@@ -282,7 +282,7 @@ def test_lock_messages_name_the_holder_and_its_access(tmp_path: Path, holder_rea
 def test_a_project_process_holding_the_lock_is_named_with_what_it_does(tmp_path: Path) -> None:
     path = tmp_path / "sync.duckdb"
     code = (
-        "import sys, time\nfrom pathlib import Path\nfrom sync_project.sync.duckdb_access import writer_lock\n"
+        "import sys, time\nfrom pathlib import Path\nfrom sync_project.sync.mirror.access import writer_lock\n"
         f"with writer_lock(Path({str(path)!r}), 5, 'loading KEBOOLA_33.S.BIG'):\n"
         "    print('ready', flush=True)\n    time.sleep(30)\n"
     )
@@ -310,7 +310,7 @@ def test_status_and_sample_read_the_published_copy_while_a_sync_holds_the_workin
     assert run_job(settings, dg.DagsterInstance.get(), SYNC_JOB, key).success
     publish_now(home)
     code = (
-        "import time\nfrom pathlib import Path\nfrom sync_project.sync.duckdb_access import writer_lock\n"
+        "import time\nfrom pathlib import Path\nfrom sync_project.sync.mirror.access import writer_lock\n"
         f"with writer_lock(Path({str(home / 'sync.duckdb')!r}), 5, 'loading a big table'):\n"
         "    print('ready', flush=True)\n    time.sleep(60)\n"
     )

@@ -30,7 +30,10 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import duckdb_resource
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.mirror import FileMirror
+from sync_project.sync.mirror.publish import published_default
+from sync_project.sync.options import SyncOptions
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
@@ -41,6 +44,7 @@ from sync_project_tests.helpers import (
     duckdb_rows,
     events_of,
     fetch,
+    file_of,
     options,
     run_job,
     snowflake_settings,
@@ -218,8 +222,9 @@ def materialize(processes: DagsterProcesses, key: str, **env: str) -> subprocess
 
 def engine_options(processes: DagsterProcesses) -> SyncOptions:
     """The engine's view of the same DuckDB file and download folder the Dagster processes use."""
+    path = Path(processes.env["SYNC_DUCKDB_PATH"])
     return SyncOptions(
-        duckdb_path=Path(processes.env["SYNC_DUCKDB_PATH"]), download_root=Path(processes.env["SYNC_DOWNLOAD_DIR"])
+        mirror=FileMirror(path, published_default(path)), download_root=Path(processes.env["SYNC_DOWNLOAD_DIR"])
     )
 
 
@@ -241,7 +246,7 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
         fetch(conn, f"INSERT INTO {table.snowflake_sql} VALUES (-1, 'new', 0)")
     dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
     check = f"SELECT count(*), sum(ID), sum(AMOUNT) FROM {table.duckdb_sql}"
-    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
+    with duckdb.connect(str(file_of(options)), read_only=True) as con:
         before = con.execute(check).fetchone()
     run = materialize(dagster_processes, table.key)
     assert run.stdout is not None
@@ -253,12 +258,12 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     run.wait()
     assert run.returncode == -signal.SIGKILL and "in one transaction" in line
     assert "load took" not in rest  # killed inside the load, before it could finish
-    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:  # opens cleanly
+    with duckdb.connect(str(file_of(options)), read_only=True) as con:  # opens cleanly
         assert con.execute(check).fetchone() == before
     again = materialize(dagster_processes, table.key)
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output[-3000:]
-    with duckdb.connect(str(options.duckdb_path), read_only=True) as con:
+    with duckdb.connect(str(file_of(options)), read_only=True) as con:
         (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
     assert before is not None and after == before[0] + 1
     # The killed run could not clean up its downloaded files; the cleanup job removes them, run as an operator
@@ -288,7 +293,7 @@ def test_too_little_disk_fails_before_downloading_and_leaves_nothing(
     table = demo_table("data")
     options = engine_options(dagster_processes)
     sync_table(connector(local_snowflake), table, options)
-    before = sorted_rows(duckdb_rows(options.duckdb_path, table.duckdb_sql))
+    before = sorted_rows(duckdb_rows(file_of(options), table.duckdb_sql))
     dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
     reserve = 10**15  # a petabyte to keep free: no disk has that, so the download cannot fit
     inject_fault(local_snowflake.base_url, "get", count=1)  # a tripwire: it fires if a GET is ever sent
@@ -305,7 +310,7 @@ def test_too_little_disk_fails_before_downloading_and_leaves_nothing(
     assert [p for p in options.download_root.rglob("*") if p.is_file()] == []
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         assert stage_leftovers(conn) == []
-    assert sorted_rows(duckdb_rows(options.duckdb_path, table.duckdb_sql)) == before
+    assert sorted_rows(duckdb_rows(file_of(options), table.duckdb_sql)) == before
     observe(
         "Fault",
         "Download disk too small (SYNC_DISK_RESERVE_BYTES asks to keep 1 PB free)",
@@ -321,7 +326,7 @@ def test_the_checks_record_how_long_their_read_waited_for_the_file(
     path = settings.duckdb_path
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from sync_project.sync.duckdb_access import writer_lock\n"
+         "from sync_project.sync.mirror.access import writer_lock\n"
          f"with writer_lock(Path({str(path)!r}), 5, 'loading another table'):\n"
          "    print('held', flush=True)\n    time.sleep(1)\n"],
         stdout=subprocess.PIPE, text=True,

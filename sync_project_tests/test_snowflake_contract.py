@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from sync_project.local_snowflake.demo import DEMO_DATABASE, create_tables_in
-from sync_project.sync.duckdb_access import duckdb_session
 from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError
-from sync_project.sync.pipeline import Connect, SyncOptions, sync_table
+from sync_project.sync.mirror.lake import Lake
+from sync_project.sync.options import Connect, SyncOptions
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef, quote_identifier
-from sync_project.sync.target import Lake
 from sync_project_tests.contract import BACKEND
 from sync_project_tests.helpers import (
     configure,
@@ -342,12 +342,12 @@ def test_each_sync_of_a_lake_is_a_snapshot_to_query_later(mirror: Mirror, backen
     backend.sql(f"INSERT INTO {table.snowflake_sql} SELECT SEQ8() FROM TABLE(GENERATOR(ROWCOUNT => 50))")
     second = sync_table(backend.connect, table, opts)
     assert (first.rows_total, second.rows_total) == (100, 150)
-    if opts.lake is None:
+    if opts.mirror.has_published_copy:
         assert first.snapshot_id is None and second.snapshot_id is None  # a DuckDB file keeps no history
         return
     assert first.snapshot_id is not None and second.snapshot_id is not None
     assert second.snapshot_id > first.snapshot_id
-    with duckdb_session(opts.duckdb_path, 10, "time travel", read_only=True, lake=opts.lake) as con:
+    with opts.mirror.session("time travel", read_only=True, wait=10) as con:
         at = f"SELECT count(*) FROM {table.duckdb_sql} AT (VERSION => {first.snapshot_id})"
         assert con.execute(at).fetchone() == (100,)
         assert con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() == (150,)

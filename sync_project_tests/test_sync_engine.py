@@ -12,8 +12,8 @@ import pytest
 
 from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.faults import fault_state, inject_fault
-from sync_project.sync.duckdb_access import lock_path
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
+from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.tables import TableRef
 from sync_project_tests.helpers import (

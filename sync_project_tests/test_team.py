@@ -24,8 +24,8 @@ from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.tables import TableRef
-from sync_project.sync.target import Lake
 from sync_project.team.worker import worker_plan
 from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
 from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings

@@ -6,9 +6,8 @@ on: 0 ok, 1 failure (the message says what to do), 2 usage. One module per kind 
 
 from sync_project.cli import local, syncs, tables  # noqa: F401 - each adds its commands to `main`
 from sync_project.cli.common import main
-from sync_project.cli.tables import status_lines
 
-__all__ = ["main", "status_lines"]
+__all__ = ["main"]
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from sync_project.settings import Settings
 if TYPE_CHECKING:
     import dagster as dg
 
-    from sync_project.sync.pipeline import Connect
+    from sync_project.sync.options import Connect
     from sync_project.sync.tables import TableRef
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -142,7 +142,7 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     from sync_project.cli.in_process import sync_in_process
     from sync_project.local_snowflake.demo import DEMO_SCHEMA, DEMO_TABLES
     from sync_project.registry import register as register_tables
-    from sync_project.sync.publish import publish as publish_mirror
+    from sync_project.sync.mirror import NothingToDo
     from sync_project.sync.tables import TableRef
 
     tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
@@ -150,12 +150,11 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     for table in tables:
         result = sync_in_process(settings, instance, table.key)
         click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
-    published = publish_mirror(
-        settings.duckdb_path,
-        settings.mirror_path,
-        storage_version=settings.published_storage_version,
-        lock_timeout=settings.lock_timeout_seconds,
-    )
+    try:
+        published = settings.mirror.publish(settings.published_storage_version)
+    except NothingToDo as e:
+        click.echo(str(e))
+        return
     click.echo(f"published the mirror for readers: {published.published_path} (open it read-only)")
 
 

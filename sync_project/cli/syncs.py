@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -99,10 +98,10 @@ def rebuild(key: str) -> None:
             to_stderr(f"rebuild of {table.key} {reason} (run {result.run_id})")
             sys.exit(EXIT_INTERRUPTED)
         raise click.ClickException(f"rebuild of {table.key} failed (run {result.run_id}): {reason}")
-    from sync_project.history import sync_of
+    from sync_project.sync_record import SyncRecord
 
     (materialization,) = result.asset_materializations_for_node("snowflake_table")
-    rows = sync_of(materialization, dt.datetime.now(dt.UTC), result.run_id).rows
+    rows = SyncRecord.from_materialization(materialization).rows
     click.echo(f"rebuilt {table.key}: {rows or 0:,} rows (run {result.run_id})")
 
 
@@ -133,17 +132,15 @@ def sample(
     sys.stdout.flush()
     try:
         result = write_sample(
-            settings.duckdb_path,
+            settings.mirror,
             table,
             output or sys.stdout.buffer,
             rows=random_rows if random_rows is not None else (first if first is not None else 10),
             mode="random" if random_rows is not None else "first",
             fmt=fmt,  # type: ignore[arg-type]
-            lock_timeout=wait,
-            published=settings.mirror_path,
+            wait=wait,
             log=to_stderr,
             seed=seed,
-            lake=settings.lake,
         )
     except PermanentError as e:
         if table.key not in keys:
@@ -170,16 +167,14 @@ def publish(as_json: bool) -> None:
     Readers that have the previous snapshot open keep it until they disconnect; new readers get this one.
     The publish_after_syncs sensor does this after syncs; this is for an immediate one.
     """
-    from sync_project.sync.publish import publish as publish_mirror
+    from sync_project.sync.mirror import NothingToDo
 
     settings = Settings.from_env()
-    report = publish_mirror(
-        settings.duckdb_path,
-        settings.mirror_path,
-        storage_version=settings.published_storage_version,
-        lock_timeout=settings.lock_timeout_seconds,
-        log=to_stderr,
-    )
+    try:
+        report = settings.mirror.publish(settings.published_storage_version, log=to_stderr)
+    except NothingToDo as e:
+        click.echo(str(e), err=True)
+        return
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

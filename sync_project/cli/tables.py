@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from sync_project.metadata import human_bytes
 from sync_project.settings import Settings
 
 if TYPE_CHECKING:
-    from sync_project.sync.pipeline import Connect
+    from sync_project.sync.options import Connect
 
 from sync_project.cli.common import (
     cli_instance,
@@ -70,10 +69,10 @@ def tables(schema: str, like: str | None, as_json: bool) -> None:
 
 def _explain_empty_listing(connect: Connect, database: str, schema: str, like: str | None) -> None:
     """Nothing listed: say why. A schema that is not there exits 1 with the closest one; no match, a hint."""
-    from sync_project.sync.tables import quote_identifier
+    from sync_project.sync.catalog import list_schemas
 
     with connect() as conn:
-        schemas = [str(r[1]) for r in conn.cursor().execute(f"SHOW SCHEMAS IN DATABASE {quote_identifier(database)}")]
+        schemas = list_schemas(conn, database)
     if schema not in schemas:
         from sync_project.partitions import closest_key
 
@@ -136,10 +135,8 @@ def register(
         connect,
         tables,
         options,
-        settings.duckdb_path,
-        settings.lock_timeout_seconds,
+        settings.mirror,
         log=to_stderr,
-        lake=settings.lake,
     )
     new = done.new
     for key in done.new:
@@ -185,69 +182,19 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
 
     Exit code 1 when the next sync could not write the DuckDB file (SYNC_DUCKDB_PATH), naming why."""
     from sync_project.partitions import registered_tables
-    from sync_project.registry import table_status
+    from sync_project.status import table_status
 
     settings = Settings.from_env()
     instance = cli_instance()
     tables = (
         [registered_table(key, settings, instance)] if key else registered_tables(instance, settings.snowflake_database)
     )
-    reports = [
-        table_status(instance, t, settings.duckdb_path, wait, settings.mirror_path, log=to_stderr, lake=settings.lake)
-        for t in tables
-    ]
+    reports = [table_status(instance, t, settings.mirror, wait, log=to_stderr) for t in tables]
     if as_json:
-        click.echo(json.dumps(reports, indent=2, default=str))
+        click.echo(json.dumps([r.as_json() for r in reports], indent=2, default=str))
     else:
         for report in reports:
-            for line in status_lines(report):
+            for line in report.lines():
                 click.echo(line)
-    if any(r["duckdb"]["problem"] for r in reports):  # the next sync would fail: say so to scripts too
+    if any(r.problem for r in reports):  # the next sync would fail: say so to scripts too
         sys.exit(1)
-
-
-def status_lines(report: dict[str, Any]) -> list[str]:
-    """The human view of one table's status report."""
-    lines = [report["table"] + ("" if report["registered"] else "  (not registered)")]
-    options = report["options"]
-    how = options["strategy"]
-    if options["strategy"] == "incremental":
-        key = ", ".join(options["primary_key"]) or "none (append)"
-        how += f" on {options['cursor_column']}, key {key}, high-water mark {report['high_water_mark'] or '-'}"
-    lines.append(f"  strategy:     {how}")
-    run = report["last_run"]
-    if run:
-        took = f"{run['seconds']}s" if run["seconds"] is not None else "still going"
-        started = run["started"] or "not started yet"
-        lines.append(f"  last run:     {run['status']} {started} ({took}) {run['run_id']}")
-    else:
-        lines.append("  last run:     none")
-    synced = report["last_successful_sync"]
-    if synced:
-        rows = f"{synced['rows']:,}" if synced["rows"] is not None else "?"
-        lines.append(
-            f"  last synced:  {synced['at']}, {synced['strategy']}: the table had {rows} rows after it; "
-            f"it unloaded {human_bytes(synced['bytes'])} of Parquet"
-        )
-    else:
-        lines.append("  last synced:  never")
-    check = report["row_count_check"]
-    if check:
-        verdict = "passed" if check["passed"] else f"FAILED ({check['severity']})"
-        lines.append(f"  row count:    {verdict} {check['description'] or ''}".rstrip())
-    else:
-        lines.append("  row count:    not checked")
-    failed = report["last_failed_run"]
-    if failed:
-        lines.append(f"  last failure: {failed['started']} {failed['run_id']}: {failed['error']}")
-    duck = report["duckdb"]
-    lines.append(
-        f"  duckdb:       {report['duckdb_relation']}, {duck['rows']:,} rows, {human_bytes(duck['bytes'])}"
-        if duck["exists"]
-        else "  duckdb:       no table"
-    )
-    if duck.get("read_from"):
-        lines.append(f"  read from:    {duck['read_from']}")
-    if duck.get("problem"):
-        lines.append(f"  problem:      {duck['problem']}")
-    return lines

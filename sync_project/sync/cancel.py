@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import SyncError
+from sync_project.sync.mirror.access import Log
 from sync_project.sync.tables import TableRef
 
 # How long the interrupting thread waits for Snowflake to confirm the cancels: an unreachable Snowflake must

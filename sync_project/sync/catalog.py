@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from snowflake.connector.errors import Error as SnowflakeError
 
@@ -43,6 +43,24 @@ class TableStats:
     rows: int | None
     bytes: int | None
     last_altered: dt.datetime | None
+
+    @property
+    def stamp(self) -> SnowflakeStamp:
+        """Its figures as the change sensor compares them."""
+        return SnowflakeStamp(
+            self.rows if self.rows is not None else -1,
+            self.bytes if self.bytes is not None else -1,
+            self.last_altered.isoformat() if self.last_altered else "",
+        )
+
+
+class SnowflakeStamp(NamedTuple):
+    """Snowflake's rows, bytes and LAST_ALTERED of a table at one moment (-1, -1, "" when unknown): a table
+    whose stamp moved since its last sync changed."""
+
+    rows: int = -1
+    bytes: int = -1
+    last_altered: str = ""
 
 
 def _is_view(conn: Any, table: TableRef) -> bool:
@@ -102,7 +120,8 @@ def describe_table(conn: Any, table: TableRef) -> list[Column]:
         # Name every such column at once, so one fix round is enough.
         raise UnsupportedTypeError(
             f"table {table}: column(s) {', '.join(refused)} have types the sync cannot copy exactly. "
-            "Exclude the table, or change the columns to supported types (see the type map in the README)."
+            "Exclude the table, or change the columns to supported types "
+            "(see the type map in sync_project/sync/README.md)."
         )
     return columns
 
@@ -154,6 +173,14 @@ def matches_like(name: str, like: str) -> bool:
         else:
             parts.append(re.escape(ch))
     return re.fullmatch("".join(parts), name, re.IGNORECASE | re.DOTALL) is not None
+
+
+def list_schemas(conn: Any, database: str) -> list[str]:
+    """The database's schemas this role can see, as Snowflake stores their names."""
+    cur = conn.cursor()
+    cur.execute(f"SHOW SCHEMAS IN DATABASE {quote_identifier(database)}")
+    names = [d[0].lower() for d in cur.description]
+    return [str(dict(zip(names, r, strict=True))["name"]) for r in cur.fetchall()]
 
 
 def table_stats(conn: Any, table: TableRef) -> TableStats | None:

@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import USER_STAGE, Attempt
-from sync_project.sync.catalog import describe_table, table_stats
+from sync_project.sync.catalog import describe_table, list_schemas, table_stats
 from sync_project.sync.disk import check_free_space
-from sync_project.sync.duckdb_access import duckdb_session, lake_session
 from sync_project.sync.errors import SyncError, from_snowflake
-from sync_project.sync.pipeline import SyncOptions
+from sync_project.sync.mirror import Mirror
+from sync_project.sync.options import SyncOptions
 from sync_project.sync.stage import (
     clear_location,
     configure_session,
@@ -33,9 +33,7 @@ from sync_project.sync.stage import (
     staged_names,
     unload_query_to_stage,
 )
-from sync_project.sync.state import STATE_SCHEMA
-from sync_project.sync.tables import TableRef, quote_identifier
-from sync_project.sync.target import LAKE_ALIAS, Lake
+from sync_project.sync.tables import TableRef
 
 Status = Literal["passed", "failed", "skipped"]
 ROUND_TRIP_ROWS = 1000
@@ -117,7 +115,7 @@ def run_doctor(
 ) -> DoctorReport:
     """Every check, Snowflake side then local side; `connect` returns a new connection (the caller's auth)."""
     checks, largest = _snowflake_checks(connect, target, tables, options.download_root)
-    mirror = _duckdb_file(options.duckdb_path) if options.lake is None else _lake(options.lake)
+    mirror = _mirror(options.mirror)
     checks += [mirror, _download_folder(options.download_root)]
     checks.append(_free_space(options, largest) if largest is not False else _skipped("disk space", "sign-in failed"))
     return DoctorReport(checks)
@@ -193,8 +191,7 @@ def _database(conn: Any, target: Target, tables: list[TableRef]) -> Check:
         current = _scalar(conn, "SELECT CURRENT_DATABASE()")
         if current is None:
             raise SyncError(f"the session has no database: {target.database} does not exist or this role cannot see it")
-        rows = conn.cursor().execute(f"SHOW SCHEMAS IN DATABASE {quote_identifier(target.database)}").fetchall()
-        visible = {str(r[1]) for r in rows}
+        visible = set(list_schemas(conn, target.database))
         wanted = sorted({t.schema for t in tables})
         if missing := [s for s in wanted if s not in visible]:
             raise SyncError(f"schema(s) {', '.join(missing)} of registered tables are not visible in {current}")
@@ -271,54 +268,9 @@ def _largest(conn: Any, tables: list[TableRef]) -> Largest:
     return max(sizes, key=lambda s: s[0], default=None)
 
 
-def _duckdb_file(path: Path) -> Check:
-    if not path.exists():
-
-        def creatable() -> str:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent):
-                pass
-            return f"{path} does not exist yet; the first sync creates it (DuckDB {duckdb.__version__})"
-
-        return _run("duckdb file", creatable, f"make {path.parent} writable, or set SYNC_DUCKDB_PATH")
-
-    def opens() -> str:
-        with duckdb_session(path, LOCK_WAIT_SECONDS, "opening the DuckDB file", read_only=True) as con:
-            version = con.execute(
-                "SELECT tags['storage_version'] FROM duckdb_databases() WHERE NOT internal LIMIT 1"
-            ).fetchone()
-            tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT internal").fetchone()
-        return (
-            f"{path} opens: storage version {version[0] if version else 'unknown'}, "
-            f"{tables[0] if tables else 0} table(s); this DuckDB is {duckdb.__version__}"
-        )
-
-    return _run(
-        "duckdb file",
-        opens,
-        "close the process holding the file open for writing (DuckDB allows one writer), or let the sync finish",
-    )
-
-
-def _lake(lake: Lake) -> Check:
-    """The lake attaches (its catalog reachable, the extensions loaded from their packages) and can be written."""
-
-    def attaches() -> str:
-        if "://" not in lake.data_path:  # a local folder; object stores need no folder made
-            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
-        with lake_session(lake, what="checking the lake") as con:
-            tables = con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name != ?",
-                [STATE_SCHEMA],
-            ).fetchone()
-            snapshot = con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots('{LAKE_ALIAS}')").fetchone()
-        return (
-            f"{lake.describe()} attaches: {tables[0] if tables else 0} table(s), latest snapshot "
-            f"{snapshot[0] if snapshot else 'none'}; DuckDB {duckdb.__version__}"
-        )
-
-    fix = "check SYNC_DUCKLAKE_CATALOG (a SQLite file, or postgres:dbname=... host=...) and SYNC_DUCKLAKE_DATA_PATH"
-    return _run("ducklake", attaches, fix)
+def _mirror(mirror: Mirror) -> Check:
+    """The mirror opens as a sync would open it (a file: under the lock; a lake: attached and written)."""
+    return _run(mirror.check_name, lambda: mirror.probe(LOCK_WAIT_SECONDS), mirror.probe_fix())
 
 
 def _download_folder(root: Path) -> Check:

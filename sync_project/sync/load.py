@@ -1,14 +1,13 @@
 """DuckDB side of a sync: one transaction, atomic replace, checked row count.
 
 Connections are short: opened only after Snowflake's work is done, under the
-project's lock (duckdb_access.py), which a second sync waits on (bounded, and
+project's lock (mirror/access.py), which a second sync waits on (bounded, and
 saying who it waits for) rather than failing with "Could not set lock on file".
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ import duckdb
 
 from sync_project.sync.cancel import Cancellation
 from sync_project.sync.catalog import Column
-from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, quiet
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
+from sync_project.sync.mirror import Mirror, table_columns
+from sync_project.sync.mirror.access import Log, Waited, quiet
 from sync_project.sync.state import Strategy, schema_statements, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
-from sync_project.sync.target import LAKE_ALIAS, Lake
 from sync_project.sync.types import duckdb_type_name, widens
 
 PREVIEW_ROWS = 10
@@ -84,18 +83,6 @@ def _check_files_present(table: TableRef, files: list[Path]) -> None:
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the previous table is kept, and a "
             "fresh attempt downloads everything again"
         )
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
-    """Column name -> DuckDB type of a table in the file ({} if there is no such table)."""
-    return {
-        str(r[0]): str(r[1])
-        for r in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = ? AND table_name = ? ORDER BY column_index",
-            [table.duckdb_schema, table.duckdb_table],
-        ).fetchall()
-    }
 
 
 def _mark_expression(column: str, duckdb_type: str) -> str:
@@ -159,15 +146,13 @@ def _merge(con: duckdb.DuckDBPyConnection, table: TableRef, plan: LoadPlan, curs
 
 
 def load_table(
-    duckdb_path: Path,
+    mirror: Mirror,
     table: TableRef,
     columns: list[Column],
     files: list[Path],
     rows_unloaded: int,
-    lock_timeout: float,
     plan: LoadPlan | None = None,
     log: Log | None = None,
-    lake: Lake | None = None,
     cancellation: Cancellation | None = None,
 ) -> LoadResult:
     """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
@@ -178,7 +163,7 @@ def load_table(
     """
     plan, say = plan or LoadPlan(), log or quiet
     waited = Waited()
-    with duckdb_session(duckdb_path, lock_timeout, f"loading {table}", log=log, waited=waited, lake=lake) as con:
+    with mirror.session(f"loading {table}", log=say, waited=waited) as con:
         _create_schemas(con, table)
         commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
         with _transaction(con, table):
@@ -193,10 +178,9 @@ def load_table(
             say(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
             preview = con.execute(f"SELECT * FROM {table.duckdb_sql} LIMIT {PREVIEW_ROWS}")
             preview_columns, preview_rows = [d[0] for d in preview.description], preview.fetchall()
-            if lake is not None:  # a file keeps no snapshots
-                con.execute(f"CALL {LAKE_ALIAS}.set_commit_message('sync_project', {sql_string(commit)})")
-        snapshot_id = _committed_snapshot(con, commit) if lake is not None else None
-        stored_bytes = lake_table_bytes(con, table) if lake is not None else os.path.getsize(duckdb_path)
+            mirror.label_commit(con, commit)
+        snapshot_id = mirror.committed_snapshot(con, commit)
+        stored_bytes = mirror.bytes_after_load(con, table)
     return LoadResult(
         rows_loaded,
         rows_total,
@@ -286,41 +270,8 @@ def _create_schemas(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
     so its single retry finds it; two statements in one retry could meet a second race. Made before the
     load's transaction, they cannot fail it."""
     create_table_schema = f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}"
-    for statement in [create_table_schema, *schema_statements(con)]:
+    for statement in [create_table_schema, *schema_statements()]:
         try:
             con.execute(statement)
         except duckdb.TransactionException:
             con.execute(statement)  # another writer's commit made it meanwhile; now it exists
-
-
-def _committed_snapshot(con: duckdb.DuckDBPyConnection, commit: str) -> int | None:
-    row = con.execute(
-        f"SELECT snapshot_id FROM ducklake_snapshots('{LAKE_ALIAS}') WHERE commit_message = ?", [commit]
-    ).fetchone()
-    return int(row[0]) if row else None
-
-
-def lake_table_bytes(con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
-    """The bytes of the table's current Parquet files in the lake (what the file target reports as its size)."""
-    row = con.execute(
-        f"SELECT coalesce(sum(data_file_size_bytes), 0) FROM ducklake_list_files('{LAKE_ALIAS}', ?, schema => ?)",
-        [table.duckdb_table, table.duckdb_schema],
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-@dataclass(frozen=True)
-class MirrorTable:
-    """What DuckDB holds for a table right now (for checks and status)."""
-
-    exists: bool
-    rows: int
-    columns: dict[str, str]  # name -> DuckDB type
-
-
-def mirror_table(con: duckdb.DuckDBPyConnection, table: TableRef) -> MirrorTable:
-    columns = table_columns(con, table)
-    if not columns:
-        return MirrorTable(False, 0, {})
-    counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-    return MirrorTable(True, int(counted[0]) if counted else 0, columns)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,21 @@ from typing import Any
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import (
-    USER_STAGE,
     Attempt,
     UnloadResult,
     downloaded_files,
     load_manifest,
-    remove_local_files,
     save_manifest,
 )
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import describe_table, table_stats
+from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.disk import check_free_space, files_size
-from sync_project.sync.duckdb_access import Log, Waited, duckdb_session, ensure_writable_folder
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
-from sync_project.sync.load import LoadPlan, load_table, table_columns
+from sync_project.sync.load import LoadPlan, load_table
+from sync_project.sync.mirror import table_columns
+from sync_project.sync.mirror.access import Log, Waited
+from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.stage import (
     Download,
@@ -50,21 +51,6 @@ from sync_project.sync.state import (
 )
 from sync_project.sync.strategy import choose_strategy, cursor_predicate
 from sync_project.sync.tables import TableRef
-from sync_project.sync.target import Lake
-
-Connect = Callable[[], contextlib.AbstractContextManager[Any]]
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    duckdb_path: Path
-    download_root: Path
-    lock_timeout: float = 600.0
-    get_parallel: int = 10
-    max_file_size: int = 64 * 1024 * 1024
-    disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
-    stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
-    lake: Lake | None = None  # set: tables land in this DuckLake, not in duckdb_path
 
 
 @contextlib.contextmanager
@@ -114,9 +100,11 @@ def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellat
 def _needed_space(options: SyncOptions, unload: UnloadResult) -> dict[Path, int]:
     """Download needs output_bytes; the DuckDB file grows by about the uncompressed size. Same disk: add up."""
     download = options.download_root
-    database = options.duckdb_path.parent
-    database.mkdir(parents=True, exist_ok=True)
     download.mkdir(parents=True, exist_ok=True)
+    database = options.mirror.growth_folder()
+    if database is None:  # the lake's files are not on this machine
+        return {download: unload.output_bytes}
+    database.mkdir(parents=True, exist_ok=True)
     if download.stat().st_dev == database.stat().st_dev:
         return {download: unload.output_bytes + unload.input_bytes}
     return {download: unload.output_bytes, database: unload.input_bytes}
@@ -128,48 +116,12 @@ def state_before_sync(
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
     holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
     what = f"reading the state of {table}"
-    if options.lake is None and not options.duckdb_path.exists():
-        ensure_writable_folder(options.duckdb_path, what)
+    if problem := options.mirror.writable_problem(what):
+        raise PermanentError(problem)
+    if options.mirror.is_empty():
         return SyncState(), {}, None
-    with duckdb_session(
-        options.duckdb_path, options.lock_timeout, what, read_only=True, log=log, waited=waited, lake=options.lake
-    ) as con:
+    with options.mirror.session(what, read_only=True, log=log, waited=waited) as con:
         return read_sync_state(con, table), table_columns(con, table), synced_from_another_database(con, table)
-
-
-class _Cleanup:
-    """The cleanup rule, stated once: an attempt's stage folder and downloaded files go when the sync ends,
-    unless a retry can resume from them (`keep_for_retry`, and a failure `keeping_on` names: a transient
-    one of the Snowflake work, whose unload and files are still good, or a load that only waited too long
-    for the DuckDB file). Any other failure starts the next try afresh."""
-
-    def __init__(self, attempt: Attempt, keep_for_retry: bool) -> None:
-        self.attempt, self.keep_for_retry, self.keep = attempt, keep_for_retry, False
-
-    @contextlib.contextmanager
-    def keeping_on(self, *resumable: type[BaseException]) -> Iterator[None]:
-        try:
-            yield
-        except resumable:
-            self.keep = self.keep_for_retry
-            raise
-
-    @contextlib.contextmanager
-    def stage(self, conn: Any) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            if not self.keep:
-                with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
-                    clear_location(conn, self.attempt)
-
-    @contextlib.contextmanager
-    def local_files(self) -> Iterator[None]:
-        try:
-            yield
-        finally:
-            if not self.keep:
-                remove_local_files(self.attempt)
 
 
 def sync_table(
@@ -189,7 +141,7 @@ def sync_table(
     table and its state are untouched.
 
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
-    (see `_Cleanup` for when they are kept). A set `cancellation` stops it with `Interrupted` (`cancel.py`).
+    (see `AttemptCleanup` for when they are kept). A set `cancellation` stops it with `Interrupted` (`cancel.py`).
     """
     cancellation = cancellation or Cancellation()
 
@@ -213,7 +165,7 @@ def sync_table(
     report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
     log(f"{table}: {effective} sync ({reason})")
     attempt = Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
-    cleanup = _Cleanup(attempt, keep_for_retry)
+    cleanup = AttemptCleanup(attempt, keep_for_retry)
     with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
         with snowflake_session(connect, table, cancellation) as conn:
@@ -297,15 +249,13 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, 
         previous_mark=state.high_water_mark if report.strategy == "incremental" else None,
     )
     report.load = load_table(
-        options.duckdb_path,
+        options.mirror,
         report.table,
         report.columns,
         report.download.files if report.download else [],
         report.rows_unloaded,
-        options.lock_timeout,
         plan,
         log,
-        lake=options.lake,
         cancellation=cancellation,
     )
 

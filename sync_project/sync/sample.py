@@ -20,12 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from sync_project.sync.duckdb_access import Log
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.mirror_read import read_mirror
-from sync_project.sync.publish import published_default
+from sync_project.sync.mirror import Mirror
+from sync_project.sync.mirror.access import Log
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
-from sync_project.sync.target import Lake
 
 SampleFormat = Literal["json", "csv", "parquet"]
 SampleMode = Literal["first", "random"]
@@ -90,18 +88,16 @@ def _write_json_lines(cursor: Any, columns: list[tuple[str, str]], stream: Binar
 
 
 def write_sample(
-    duckdb_path: Path,
+    mirror: Mirror,
     table: TableRef,
     output: Path | BinaryIO,
     *,
     rows: int,
     mode: SampleMode = "first",
     fmt: SampleFormat = "json",
-    lock_timeout: float = 60.0,
-    published: Path | None = None,
+    wait: float | None = None,
     log: Log = lambda _: None,
     seed: int | None = None,
-    lake: Lake | None = None,
 ) -> SampleResult:
     """Write up to `rows` rows of the synced table to `output`: a file, or a stream such as stdout.
 
@@ -112,8 +108,7 @@ def write_sample(
     """
     if rows < 0:
         raise PermanentError(f"sample size must be 0 or more, got {rows}")
-    mirror = published or published_default(duckdb_path)
-    with read_mirror(duckdb_path, mirror, lock_timeout, f"sampling {table}", log, lake) as (con, read_from):
+    with mirror.read(f"sampling {table}", log, wait) as (con, read_from):
         con.execute("SET preserve_insertion_order = true")  # "first" means first as loaded
         columns = [
             (str(r[0]), str(r[1]))

@@ -7,6 +7,7 @@ or the rows without the cursor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +15,6 @@ from typing import Any, Literal
 import duckdb
 
 from sync_project.sync.catalog import Column
-from sync_project.sync.duckdb_access import is_lake
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.tables import TableRef
 
@@ -33,11 +33,12 @@ _COLUMNS = """
     synced_at TIMESTAMPTZ,
     columns VARCHAR  -- JSON object: column name to DuckDB type, as the last sync left the table
 """
-# The file keys the table by table_id; DuckLake has no keys, so there a row is replaced by delete + insert.
-_CREATE_SCHEMA = f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}"
-_CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables ("
-_FILE_TABLE = _CREATE_TABLE + f"table_id VARCHAR PRIMARY KEY, {_COLUMNS})"
-_LAKE_TABLE = _CREATE_TABLE + f"table_id VARCHAR NOT NULL, {_COLUMNS})"
+# No key: DuckLake has none, so a file and a lake keep the same table and a row is replaced by delete + insert.
+# (Files made before this carry a PRIMARY KEY on table_id, which the same statements satisfy.)
+_STATEMENTS = (
+    f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
+    f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (table_id VARCHAR NOT NULL, {_COLUMNS})",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class TableOptions:
     cursor_column: str | None = None
     primary_key: tuple[str, ...] = ()
 
+    def __str__(self) -> str:
+        """As people read them: `full`, or `incremental on UPDATED_AT, key ID`."""
+        if self.strategy == "full":
+            return "full"
+        return f"incremental on {self.cursor_column}, key {', '.join(self.primary_key) or 'none (append)'}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """As scripts read them (`status --json`)."""
+        return {"strategy": self.strategy, "cursor_column": self.cursor_column, "primary_key": list(self.primary_key)}
+
 
 @dataclass(frozen=True)
 class SyncState:
@@ -57,24 +68,28 @@ class SyncState:
     columns: dict[str, str] | None = None  # as the last sync left the DuckDB table
 
 
-def schema_statements(con: duckdb.DuckDBPyConnection) -> list[str]:
+def schema_statements() -> tuple[str, ...]:
     """The state's DDL, one statement each: on a lake, writers that create the schema and the table at once
     conflict on each separately, so each is retried on its own (see `load._create_schemas`)."""
-    return [_CREATE_SCHEMA, _LAKE_TABLE if is_lake(con) else _FILE_TABLE]
+    return _STATEMENTS
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in schema_statements(con):
+    for statement in _STATEMENTS:
         con.execute(statement)
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, insert: str, on_conflict: str, values: list[Any]) -> None:
-    """Write the table's row: ON CONFLICT where the state table has its key, delete + insert on a lake."""
-    if is_lake(con):
-        con.execute(f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [values[0]])
-        con.execute(insert, values)
-    else:
-        con.execute(f"{insert} ON CONFLICT (table_id) DO UPDATE SET {on_conflict}", values)
+def _replace_row(con: duckdb.DuckDBPyConnection, table: TableRef, changes: dict[str, Any]) -> None:
+    """Write the table's row: the current one (or an empty one) with `changes`, replacing it whole."""
+    names = ["strategy", "cursor_column", "primary_key", "high_water_mark", "rows", "synced_at", "columns"]
+    found = con.execute(f"SELECT {', '.join(names)} FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
+    current = found.fetchone()
+    row = dict(zip(names, current or ("full", None, None, None, None, None, None), strict=True)) | changes
+    con.execute(f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
+    con.execute(
+        f"INSERT INTO {STATE_SCHEMA}.tables (table_id, {', '.join(names)}) VALUES (?, {', '.join('?' * len(names))})",
+        [str(table), *(row[n] for n in names)],
+    )
 
 
 def _has_state(con: duckdb.DuckDBPyConnection) -> bool:
@@ -118,22 +133,33 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncStat
 def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: TableOptions) -> None:
     """Set a table's options; a changed cursor column forgets the old high-water mark."""
     ensure_schema(con)
-    current = read_sync_state(con, table)
-    keep_mark = current.options.cursor_column == options.cursor_column
-    _upsert(
-        con,
-        f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-        "strategy = excluded.strategy, cursor_column = excluded.cursor_column, "
-        "primary_key = excluded.primary_key, high_water_mark = excluded.high_water_mark",
-        [
-            str(table),
-            options.strategy,
-            options.cursor_column,
-            json.dumps(list(options.primary_key)),
-            current.high_water_mark if keep_mark else None,
-            current.rows,
-        ],
-    )
+    changes: dict[str, Any] = {
+        "strategy": options.strategy,
+        "cursor_column": options.cursor_column,
+        "primary_key": json.dumps(list(options.primary_key)),
+    }
+    if read_sync_state(con, table).options.cursor_column != options.cursor_column:
+        changes["high_water_mark"] = None
+    _replace_row(con, table, changes)
+
+
+def write_all_options(
+    con: duckdb.DuckDBPyConnection, tables: list[tuple[TableRef, TableOptions]]
+) -> dict[TableRef, TableOptions]:
+    """Set several tables' options in one transaction (all or none); returns each table's options before."""
+    ensure_schema(con)
+    before: dict[TableRef, TableOptions] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, options in tables:
+            before[table] = read_sync_state(con, table).options
+            write_options(con, table, options)
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has ended the transaction already
+            con.execute("ROLLBACK")
+        raise
+    return before
 
 
 def write_sync_state(
@@ -141,22 +167,9 @@ def write_sync_state(
 ) -> None:
     """Record the new high-water mark, row count and table shape (inside the load's transaction)."""
     ensure_schema(con)
-    current = read_sync_state(con, table).options
-    _upsert(
-        con,
-        f"INSERT INTO {STATE_SCHEMA}.tables VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
-        "high_water_mark = excluded.high_water_mark, rows = excluded.rows, synced_at = excluded.synced_at, "
-        "columns = excluded.columns",
-        [
-            str(table),
-            current.strategy,
-            current.cursor_column,
-            json.dumps(list(current.primary_key)),
-            mark,
-            rows,
-            json.dumps(columns),
-        ],
-    )
+    synced_at = con.execute("SELECT now()").fetchone()
+    changes = {"high_water_mark": mark, "rows": rows, "columns": json.dumps(columns)}
+    _replace_row(con, table, changes | {"synced_at": synced_at[0] if synced_at else None})
     # The mirror's table now comes from this database: forget the same key's state from another one.
     con.execute(
         f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id <> ? AND ends_with(table_id, ?)",
@@ -187,11 +200,3 @@ def validate_options(table: TableRef, columns: list[Column], options: TableOptio
     if missing:
         raise PermanentError(f"{table}: primary key column(s) {missing} are not columns of the table")
     return TableOptions("incremental", cursor.name, tuple(key))
-
-
-def describe_options(options: TableOptions) -> dict[str, Any]:
-    return {
-        "strategy": options.strategy,
-        "cursor_column": options.cursor_column,
-        "primary_key": list(options.primary_key),
-    }

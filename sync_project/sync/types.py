@@ -84,7 +84,7 @@ def map_type(snowflake_type: str, column: str = "?", table: str = "?") -> TypeMa
             return build(match)
     raise UnsupportedTypeError(
         f"table {table}: column {column!r} has type {snowflake_type}, which the sync cannot copy exactly. "
-        "Exclude the table, or change the column to a supported type (see the type map in the README)."
+        "Exclude the table, or change the column to a supported type (see the type map in sync_project/sync/README.md)."
     )
 
 

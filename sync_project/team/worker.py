@@ -35,12 +35,11 @@ def worker_plan(settings: Settings, name: str | None, download_dir: Path | None,
     Each worker downloads into its own folder so that two workers on one machine never reuse each other's
     half-downloaded files.
     """
-    lake = settings.lake
-    if lake is None or not lake.is_postgres:
+    if not settings.mirror.shared_across_machines:
         raise PermanentError(
             "a Celery worker writes the mirror from its own machine, so the mirror must be a DuckLake with a "
             "PostgreSQL catalog: set SYNC_TARGET=ducklake, SYNC_DUCKLAKE_CATALOG=postgres:dbname=... host=... "
-            "and SYNC_DUCKLAKE_DATA_PATH to storage every worker mounts (README: Team deployment)"
+            "and SYNC_DUCKLAKE_DATA_PATH to storage every worker mounts (sync_project/team/README.md)"
         )
     name = name or f"sync-{os.getpid()}"
     return WorkerPlan(
@@ -76,7 +75,7 @@ def run_worker(plan: WorkerPlan) -> None:
     if not isinstance(launcher, CeleryRunLauncher):
         raise PermanentError(
             f"DAGSTER_HOME ({instance.root_directory}) launches runs with {type(launcher).__name__}, not Celery: "
-            "copy sync_project/team/dagster.yaml there (README: Team deployment)"
+            "copy sync_project/team/dagster.yaml there (sync_project/team/README.md)"
         )
     # Runs execute in the pool's child processes, which read their settings from this environment.
     os.environ[SYNC_DOWNLOAD_DIR] = str(plan.download_dir)

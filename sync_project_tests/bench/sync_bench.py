@@ -27,8 +27,21 @@ from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.local_snowflake.environment import emulator_python
 from sync_project.settings import project_root
-from sync_project.sync.pipeline import SyncOptions, sync_table
+from sync_project.sync.mirror import FileMirror
+from sync_project.sync.mirror.publish import published_default
+from sync_project.sync.options import SyncOptions
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync.tables import TableRef
+
+
+def file_options(path: Path, download_root: Path) -> SyncOptions:
+    """The engine writing the DuckDB file `path`, as the project's default target does."""
+    return SyncOptions(mirror=FileMirror(path, published_default(path), 600.0), download_root=download_root)
+
+
+def engine_file(options: SyncOptions) -> Path:
+    assert isinstance(options.mirror, FileMirror)
+    return options.mirror.path
 
 
 def materialize_via_cli(root: Path, env: dict[str, str], key: str) -> dict[str, Any]:
@@ -131,7 +144,7 @@ def load_waits(instance: Any) -> dict[str, float]:
     import dagster as dg
 
     from sync_project.checks import ROW_COUNT_CHECK, WAIT_METADATA
-    from sync_project.history import SYNC_ASSET_KEY, sync_figures
+    from sync_project.sync_record import SYNC_ASSET_KEY, sync_figures
 
     syncs = [
         float(sync_figures(r.asset_materialization).get("seconds", {}).get("wait_for_duckdb", 0.0))
@@ -189,10 +202,9 @@ def team_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
     """Full sync of an incremental table, then change 1% of its rows and sync again."""
-    from sync_project.sync.duckdb_access import duckdb_session
     from sync_project.sync.state import TableOptions, write_options
 
-    with duckdb_session(options.duckdb_path, 60, "configuring") as con:
+    with options.mirror.session("configuring", wait=60) as con:
         write_options(con, table, TableOptions("incremental", "updated_at", ("id",)))
     first = sync_table(lambda: engine_connect(process), table, options)
     with engine_connect(process) as conn:
@@ -212,13 +224,13 @@ def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options
 
 def measure_publish(options: SyncOptions, root: Path) -> dict[str, Any]:
     """A publish of the working file against a plain copy of the same file (the least any snapshot can cost)."""
-    from sync_project.sync.publish import publish
+    from sync_project.sync.mirror.publish import publish
 
     published = root / "mirror.duckdb"
-    first = publish(options.duckdb_path, published, storage_version="v1.0.0", lock_timeout=60)
-    again = publish(options.duckdb_path, published, storage_version="v1.0.0", lock_timeout=60)
+    first = publish(engine_file(options), published, storage_version="v1.0.0", lock_timeout=60)
+    again = publish(engine_file(options), published, storage_version="v1.0.0", lock_timeout=60)
     started = time.monotonic()
-    shutil.copyfile(options.duckdb_path, root / "plain-copy.duckdb")
+    shutil.copyfile(engine_file(options), root / "plain-copy.duckdb")
     plain = time.monotonic() - started
     return {
         "bytes": again.bytes,
@@ -246,7 +258,7 @@ def measure_many(process: LocalSnowflakeProcess, root: Path, tables: int, rows: 
     refs = [TableRef(DEMO_DATABASE, schema, f"T{i:03d}") for i in range(tables)]
     timings: dict[str, Any] = {"tables": tables, "rows": rows}
     for label, workers in (("engine_one_after_another", 1), ("engine_4_at_a_time", 4)):
-        options = SyncOptions(duckdb_path=root / f"many-{workers}.duckdb", download_root=root / f"many-{workers}")
+        options = file_options(root / f"many-{workers}.duckdb", root / f"many-{workers}")
         started = time.monotonic()
         outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, workers))
         assert all(o.report is not None for o in outcomes), [o.error for o in outcomes if o.error]
@@ -292,7 +304,7 @@ def measure_nightly(process: LocalSnowflakeProcess, root: Path, keys: list[str])
     import dagster as dg
 
     from sync_project.automation import SYNC_SCHEDULE
-    from sync_project.history import SYNC_ASSET_KEY
+    from sync_project.sync_record import SYNC_ASSET_KEY
     from sync_project_tests.daemon import DagsterProcesses
 
     home = root / "nightly"
@@ -451,7 +463,7 @@ def main() -> None:
         with LocalSnowflakeProcess(data_dir=root / "snowflake", demo_rows=args.rows) as process:
             generate_seconds = time.monotonic() - started
             table = TableRef(DEMO_DATABASE, DEMO_SCHEMA, "data")
-            options = SyncOptions(duckdb_path=root / "engine.duckdb", download_root=root / "engine-downloads")
+            options = file_options(root / "engine.duckdb", root / "engine-downloads")
             report = sync_table(lambda: engine_connect(process), table, options)
             by_hand = measure_by_hand(process, table, root)
             incremental = measure_incremental(process, table, options)

@@ -1,5 +1,5 @@
-"""How the project's own readers (status, sample, the checks' neighbours) read the mirror: a lake
-read-only; else the working file when it is free, the published copy when a sync holds it."""
+"""How the project's own readers (status, sample) read a DuckDB file mirror: the working file when it is
+free, the published copy when a sync holds it. (A lake is simply attached read-only: `LakeMirror.read`.)"""
 
 from __future__ import annotations
 
@@ -10,27 +10,21 @@ from pathlib import Path
 
 import duckdb
 
-from sync_project.sync.duckdb_access import Log, duckdb_session, lake_session
 from sync_project.sync.errors import LockTimeoutError, PermanentError
-from sync_project.sync.publish import PUBLICATION_TABLE, current_snapshot
+from sync_project.sync.mirror.access import Log, duckdb_session
+from sync_project.sync.mirror.publish import PUBLICATION_TABLE, current_snapshot
 from sync_project.sync.state import STATE_SCHEMA
-from sync_project.sync.target import Lake
 
 
 @contextlib.contextmanager
 def read_mirror(
-    working: Path, published: Path, wait: float, what: str, log: Log = lambda _: None, lake: Lake | None = None
+    working: Path, published: Path, wait: float, what: str, log: Log = lambda _: None
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """A read-only connection for a reader of the project's own (status, sample), and what it reads.
 
-    A lake, read-only (it never waits). Else the working file if it is free this instant (it is the
-    freshest); if a sync holds it, the published copy, at once; with nothing published, the working file
-    after waiting (bounded, and saying so).
+    The working file if it is free this instant (it is the freshest); if a sync holds it, the published copy,
+    at once; with nothing published, the working file after waiting (bounded, and saying so).
     """
-    if lake is not None:
-        with lake_session(lake, read_only=True, what=what) as con:
-            yield con, lake.describe()
-        return
     with contextlib.ExitStack() as stack:
         if not working.exists():
             if current_snapshot(published) is None:

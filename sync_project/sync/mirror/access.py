@@ -28,7 +28,7 @@ import filelock
 
 from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.extensions import OFFLINE, load_extension
-from sync_project.sync.target import LAKE_ALIAS, Lake, attach_lake
+from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
 
 Log = Callable[[str], None]
 
@@ -294,12 +294,6 @@ def lake_session(
         con.close()
 
 
-def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
-    """Does this session write to a DuckLake (no keys, no indexes) rather than a DuckDB file?"""
-    row = con.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-    return bool(row and row[0] == "ducklake")
-
-
 @contextlib.contextmanager
 def duckdb_session(
     duckdb_path: Path,
@@ -308,14 +302,8 @@ def duckdb_session(
     read_only: bool = False,
     log: Log | None = None,
     waited: Waited | None = None,
-    lake: Lake | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The project's way into the mirror: for the file, our lock, then a short connection, both bounded; for a
-    lake, a short connection to it."""
-    if lake is not None:
-        with lake_session(lake, read_only, what, log) as con:
-            yield con
-        return
+    """The project's way into the DuckDB file: our lock, then a short connection, both bounded."""
     with contextlib.ExitStack() as opened:
         try:
             opened.enter_context(writer_lock(duckdb_path, lock_timeout, what, log, waited))

@@ -37,8 +37,8 @@ from typing import Any
 
 import duckdb
 
-from sync_project.sync.duckdb_access import Log, connect, open_duckdb, writer_lock
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.mirror.access import Log, connect, open_duckdb, writer_lock
 from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sync_project.sync.duckdb_access import lake_session
-from sync_project.sync.target import LAKE_ALIAS, Lake
+from sync_project.sync.mirror.access import lake_session
+from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake
 
 
 @dataclass(frozen=True)

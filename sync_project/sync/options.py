@@ -1,0 +1,26 @@
+"""The engine's shared types: how a sync reaches Snowflake and what it is told, kept apart from the
+orchestrator (`pipeline.py`) so its siblings and the shell can name them without importing it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sync_project.sync.attempt import USER_STAGE
+from sync_project.sync.mirror import Mirror
+
+# A new connector connection each call, as a context manager (the resource's get_connection, or a test's).
+Connect = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    mirror: Mirror  # where tables land: the DuckDB file or a DuckLake
+    download_root: Path
+    get_parallel: int = 10
+    max_file_size: int = 64 * 1024 * 1024
+    disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
+    stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
