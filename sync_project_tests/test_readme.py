@@ -1,4 +1,4 @@
-"""Every command block of the README runs as written against a live demo (blocks are read from README.md)."""
+"""Every command block of the README, and of the READMEs it points to, runs as written against a live demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ from sync_project.settings import project_root
 from sync_project_tests.daemon import BIN, DagsterProcesses
 
 SKIP = "<!-- readme-test: skip"
+# In the order a reader meets them: the README, then the files its "Where to go next" names.
+DOCS = (
+    "README.md",
+    "sync_project/README.md",
+    "sync_project/sync/README.md",
+    "sync_project/sync/mirror/README.md",
+    "sync_project/team/README.md",
+    "sync_project/local_snowflake/README.md",
+    "sync_project_tests/README.md",
+    "sync_project/DECISIONS.md",
+)
 
 
 def command_blocks(readme: str) -> list[tuple[int, str]]:
@@ -34,10 +45,22 @@ def command_blocks(readme: str) -> list[tuple[int, str]]:
     return blocks
 
 
+def all_blocks() -> list[tuple[str, str]]:
+    """(file:line, text) of every command block of every doc, in reading order."""
+    return [
+        (f"{doc}:{line}", text) for doc in DOCS for line, text in command_blocks((project_root() / doc).read_text())
+    ]
+
+
 def test_the_readme_finds_its_blocks() -> None:
-    blocks = command_blocks((project_root() / "README.md").read_text())
+    blocks = all_blocks()
     texts = "\n".join(text for _, text in blocks)
-    assert len(blocks) >= 7 and "source .venv/bin/activate" in blocks[0][1]
+    assert len(blocks) >= 10 and "source .venv/bin/activate" in blocks[0][1]
+    assert {doc.split(":")[0] for doc, _ in blocks} >= {
+        "README.md",
+        "sync_project/README.md",
+        "sync_project/sync/README.md",
+    }
     assert "make demo" not in texts and "SNOWFLAKE_ACCOUNT=myorg" not in texts  # the marked ones are left out
     assert not re.search(r"\[--", texts), "placeholders like [--json] are not commands"
 
@@ -63,10 +86,10 @@ def test_every_readme_command_block_runs_against_a_live_demo(
         [str(BIN / "sync-project"), "demo", "--rows", "1000", "--ui-port", str(ui_port)], "demo.log", **env
     )
     dagster_processes.wait_for_ui(demo, ui_port, "demo.log")
-    blocks = command_blocks((project_root() / "README.md").read_text())
-    script = ["set -eo pipefail", "trap 'echo \"README block at line $BLOCK failed: $BASH_COMMAND\" >&2' ERR"]
-    for line, text in blocks:
-        script += [f"BLOCK={line}", f"echo '::: README line {line}'", text]
+    blocks = all_blocks()
+    script = ["set -eo pipefail", "trap 'echo \"the block at $BLOCK failed: $BASH_COMMAND\" >&2' ERR"]
+    for where, text in blocks:
+        script += [f"BLOCK={where}", f"echo '::: block {where}'", text]
     done = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         cwd=checkout,
@@ -75,7 +98,7 @@ def test_every_readme_command_block_runs_against_a_live_demo(
         text=True,
         timeout=900,
     )
-    ran = done.stdout.count("::: README line")
+    ran = done.stdout.count("::: block ")
     assert done.returncode == 0, f"{done.stderr[-4000:]}\n{done.stdout[-2000:]}"
     assert ran == len(blocks), (ran, len(blocks))
     # Samples land in .local/ (ignored by git), never in the repository's root.
