@@ -18,10 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOCAL_ACCOUNT = "local"
-LOCAL_USER = "local"
-LOCAL_PASSWORD = "local"  # noqa: S105 - the built-in user's password on the emulator; not a secret
-LOCAL_WAREHOUSE = "COMPUTE_WH"  # the emulator's one warehouse (a new account's default name)
+from sync_project.local_snowflake.account import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
+
+__all__ = [
+    "LOCAL_ACCOUNT",
+    "LOCAL_PASSWORD",
+    "LOCAL_USER",
+    "LOCAL_WAREHOUSE",
+    "LocalSnowflakeProcess",
+    "PortInUseError",
+    "check_port_free",
+    "connection_settings",
+    "free_port",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,37 +93,6 @@ def connection_settings(host: str, port: int) -> dict[str, Any]:
         "port": port,
         "protocol": "http",
     }
-
-
-def serve(data_dir: Path, host: str, port: int, demo_rows: int | None = None) -> None:
-    """Run the server in the foreground until interrupted."""
-    import snowflake.connector
-    import uvicorn
-
-    from sync_project.local_snowflake.demo import create_demo_tables
-    from sync_project.local_snowflake.server import LocalSnowflake
-
-    check_port_free(host, port, "the embedded Snowflake")
-    emulator = LocalSnowflake(data_dir)
-    config = uvicorn.Config(emulator.app(), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    if demo_rows is None:
-        server.run()
-        return
-
-    import threading
-
-    emulator.ready = False  # /_local/health says so until the demo tables exist
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.05)
-    started = time.monotonic()
-    with snowflake.connector.connect(**connection_settings(host, port)) as conn:
-        counts = create_demo_tables(conn.cursor(), demo_rows)
-    emulator.ready = True
-    print(f"demo data ready in {time.monotonic() - started:.1f}s: {counts}", flush=True)
-    thread.join()
 
 
 @dataclass

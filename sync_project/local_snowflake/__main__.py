@@ -6,9 +6,41 @@ People start it with `sync-project local-snowflake`, which checks the port and h
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from sync_project.local_snowflake import serve
+from sync_project.local_snowflake import check_port_free, connection_settings
+
+
+def serve(data_dir: Path, host: str, port: int, demo_rows: int | None = None) -> None:
+    """Run the server in the foreground until interrupted."""
+    import snowflake.connector
+    import uvicorn
+
+    from sync_project.local_snowflake.demo import create_demo_tables
+    from sync_project.local_snowflake.server import LocalSnowflake
+
+    check_port_free(host, port, "the embedded Snowflake")
+    emulator = LocalSnowflake(data_dir)
+    config = uvicorn.Config(emulator.app(), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    if demo_rows is None:
+        server.run()
+        return
+
+    import threading
+
+    emulator.ready = False  # /_local/health says so until the demo tables exist
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.05)
+    started = time.monotonic()
+    with snowflake.connector.connect(**connection_settings(host, port)) as conn:
+        counts = create_demo_tables(conn.cursor(), demo_rows)
+    emulator.ready = True
+    print(f"demo data ready in {time.monotonic() - started:.1f}s: {counts}", flush=True)
+    thread.join()
 
 
 def main() -> None:

@@ -23,9 +23,8 @@ from typing import Any, Literal
 
 from snowflake.connector.errors import ProgrammingError
 
-from sync_project.local_snowflake import LOCAL_WAREHOUSE
-from sync_project.local_snowflake.sqltext import ObjectName, sql_error
-from sync_project.local_snowflake.stages import is_user_stage
+from sync_project.local_snowflake.account import LOCAL_WAREHOUSE
+from sync_project.local_snowflake.sqltext import ObjectName, is_user_stage, sql_error
 
 WAREHOUSES = frozenset({LOCAL_WAREHOUSE})
 FULL_ROLES = frozenset({"ACCOUNTADMIN", "SYSADMIN", "PUBLIC"})

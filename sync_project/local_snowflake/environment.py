@@ -4,7 +4,7 @@ The emulator is fakesnow plus our patches. fakesnow pins its own DuckDB and need
 neither. With both in one virtualenv, `snowflake.connector` imported pandas (and numpy) in every run
 process (0.3 s of each run's start-up: `python -X importtime -c "import snowflake.connector"`), and the
 DuckDB the mirror is written with had to be fakesnow's. So the server runs from `.local/snowflake-env`,
-built from `requirements.txt` next to this file, and reaches our code through PYTHONPATH; nothing of the
+built from `requirements.txt` next to this file, and finds its own package through PYTHONPATH; nothing of the
 sync path is installed there.
 """
 
@@ -16,10 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import sync_project
-
 REQUIREMENTS = Path(__file__).with_name("requirements.txt")
-SOURCE_ROOT = Path(sync_project.__file__).resolve().parent.parent  # the folder that holds sync_project/
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds sync_project/
 
 
 class EmulatorEnvironmentError(RuntimeError):

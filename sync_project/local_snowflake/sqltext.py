@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from snowflake.connector.errors import ProgrammingError
 
-from sync_project.sync.tables import read_quoted
-
 
 def sql_error(message: str, errno: int = 1003, sqlstate: str = "42000") -> ProgrammingError:
     """A Snowflake-shaped compilation error the server turns into an error response."""
@@ -67,6 +65,37 @@ class ObjectName:
         return f"{self.database}.{self.schema}.{self.name}"
 
 
+USER_STAGE_DATABASE = USER_STAGE_SCHEMA = "~"  # a user stage's "database" and "schema": its name is the user
+
+
+def user_stage(user: str) -> ObjectName:
+    """The user stage `@~` of one user."""
+    return ObjectName(USER_STAGE_DATABASE, USER_STAGE_SCHEMA, user)
+
+
+def is_user_stage(stage: ObjectName) -> bool:
+    return stage.database == USER_STAGE_DATABASE and stage.schema == USER_STAGE_SCHEMA
+
+
+def string_literal(text: str, start: int) -> tuple[str, int]:
+    """The single-quoted SQL string opening at `text[start]` (`\\x` and `''` escapes) and the index past it."""
+    chars: list[str] = []
+    j = start + 1
+    while j < len(text):
+        if text[j] == "\\" and j + 1 < len(text):
+            chars.append(text[j + 1])
+            j += 2
+        elif text[j] == "'" and text[j + 1 : j + 2] == "'":
+            chars.append("'")
+            j += 2
+        elif text[j] == "'":
+            return "".join(chars), j + 1
+        else:
+            chars.append(text[j])
+            j += 1
+    raise sql_error("SQL compilation error:\nunterminated string literal")
+
+
 def resolve_name(parts: list[str], database: str | None, schema: str | None) -> ObjectName:
     """Fill in the session's database and schema for a one- or two-part name."""
     names = [normalise_identifier(p) for p in parts]
@@ -108,8 +137,6 @@ def parse_stage_ref(
     text: str, database: str | None, schema: str | None, user: str | None = None
 ) -> tuple[StageRef, str]:
     """Parse `@name[/path]` or `@~[/path]` at the start of `text` (maybe single-quoted); return it and the rest."""
-    from sync_project.local_snowflake.stages import user_stage
-
     text = text.lstrip()
     quoted = text.startswith("'")
     if quoted:
@@ -204,10 +231,7 @@ def parse_options(text: str) -> dict[str, OptionValue]:
             i = end + 1
             continue
         if i < len(text) and text[i] == "'":
-            try:
-                options[key], i = read_quoted(text, i, backslash_escapes=True)
-            except ValueError:
-                raise sql_error("SQL compilation error:\nunterminated string literal") from None
+            options[key], i = string_literal(text, i)
             continue
         vm = re.match(r"[^\s()]+", text[i:])
         raw = vm.group(0) if vm else ""

@@ -32,24 +32,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from sync_project.local_snowflake.sqltext import ObjectName, StageRef, sql_error
-from sync_project.sync.tables import safe_file_part
+from sync_project.local_snowflake.sqltext import ObjectName, StageRef, is_user_stage, sql_error
 
 MARKER = ".stage"
 MASTER_KEY = ".stage-key"  # the stage master key (base64) and its id
 META_SUFFIX = ".sfc-meta"  # per-file encryption metadata, as GCS keeps it in the object's metadata headers
-USER_STAGE_DATABASE = USER_STAGE_SCHEMA = "~"
 _BLOCK = 16
 _CHUNK = 4 * 1024 * 1024
-
-
-def user_stage(user: str) -> ObjectName:
-    """The user stage `@~` of one user."""
-    return ObjectName(USER_STAGE_DATABASE, USER_STAGE_SCHEMA, user)
-
-
-def is_user_stage(stage: ObjectName) -> bool:
-    return stage.database == USER_STAGE_DATABASE and stage.schema == USER_STAGE_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -93,8 +82,10 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
 
 
 def safe_component(name: str) -> str:
-    """A folder name for any identifier ('_' for the empty one)."""
-    return safe_file_part(name) or "_"
+    """A folder name for any identifier ('_' for the empty one): [A-Za-z0-9-] kept, every other byte written
+    as _HH, so it is injective and never '.', '..', '/', '%' or a space."""
+    kept = (c if c.isascii() and (c.isalnum() or c == "-") else "".join(f"_{b:02X}" for b in c.encode()) for c in name)
+    return "".join(kept) or "_"
 
 
 @dataclass(frozen=True)

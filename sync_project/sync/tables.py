@@ -45,7 +45,7 @@ def _quote_key_part(part: str) -> str:
     return '"' + part.replace('"', '""') + '"' if ("." in part or '"' in part) else part
 
 
-def read_quoted(text: str, start: int, backslash_escapes: bool = False) -> tuple[str, int]:
+def read_quoted(text: str, start: int) -> tuple[str, int]:
     """Read the quoted string opening at `text[start]` (a doubled quote is one quote).
 
     Returns its unescaped content and the index just past the closing quote;
@@ -55,10 +55,7 @@ def read_quoted(text: str, start: int, backslash_escapes: bool = False) -> tuple
     chars: list[str] = []
     j = start + 1
     while j < len(text):
-        if backslash_escapes and text[j] == "\\" and j + 1 < len(text):
-            chars.append(text[j + 1])
-            j += 2
-        elif text[j] != quote:
+        if text[j] != quote:
             chars.append(text[j])
             j += 1
         elif j + 1 < len(text) and text[j + 1] == quote:
