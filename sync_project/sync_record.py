@@ -25,7 +25,6 @@ from sync_project.metadata import text_table
 from sync_project.sync.catalog import SnowflakeStamp
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.report import SyncReport
-from sync_project.sync.state import TableOptions
 from sync_project.sync.types import duckdb_type_name
 
 SYNC_ASSET_KEY = dg.AssetKey("snowflake_table")
@@ -43,7 +42,6 @@ class SyncRecord:
     bytes: int | None  # bytes of Parquet unloaded
     snowflake: SnowflakeStamp = field(default_factory=SnowflakeStamp)  # the change sensor syncs again when it moves
     columns: dict[str, str] = field(default_factory=dict)  # name -> DuckDB type
-    options: TableOptions = field(default_factory=TableOptions)
     figures: dict[str, Any] = field(default_factory=dict)  # every number, as written (tests and benchmarks)
 
     @classmethod
@@ -63,8 +61,6 @@ class SyncRecord:
             if isinstance(table_schema, dg.TableSchema)
             else {}
         )
-        key = metadata.get("primary_key")
-        cursor = metadata.get("cursor_column")
         strategy = str(figures["strategy"]) if "strategy" in figures else None
         return cls(
             strategy=strategy,
@@ -76,11 +72,6 @@ class SyncRecord:
                 str(figures.get("snowflake_last_altered", "")),
             ),
             columns=columns,
-            options=TableOptions(
-                "incremental" if strategy == "incremental" else "full",
-                str(cursor.value) if cursor is not None and cursor.value else None,
-                tuple(key.value) if key is not None and isinstance(key.value, list) else (),
-            ),
             figures=figures,
         )
 

@@ -21,7 +21,7 @@ from sync_project.sync.catalog import Column
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
 from sync_project.sync.mirror import Mirror, table_columns
 from sync_project.sync.mirror.access import Log, Waited, quiet
-from sync_project.sync.state import Strategy, schema_statements, write_sync_state
+from sync_project.sync.state import STATE_DDL, Strategy, create_each, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.types import duckdb_type_name, widens
 
@@ -164,7 +164,8 @@ def load_table(
     plan, say = plan or LoadPlan(), log or quiet
     waited = Waited()
     with mirror.session(f"loading {table}", log=say, waited=waited) as con:
-        _create_schemas(con, table)
+        # Made before the load's transaction, so another writer's creation of them cannot fail it.
+        create_each(con, (f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}", *STATE_DDL))
         commit = f"sync_project: {table} {uuid.uuid4()}"  # finds this load's snapshot among concurrent ones
         with _transaction(con, table):
             # Said once the file is ours and the transaction open: what waited before this line waited for the
@@ -261,17 +262,3 @@ def _source(columns: list[Column], files: list[Path]) -> str:
     # 0 rows unloaded means no file: an empty batch with the right schema.
     nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {quote_identifier(c.name)}" for c in columns)
     return f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
-
-
-def _create_schemas(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
-    """The table's schema and the sync state's schema and table, each statement in a commit of its own:
-    first syncs that run at once on a lake each create them, and DuckLake refuses every commit but the first
-    that creates one schema (or table). One statement that lost has met the one object another writer made,
-    so its single retry finds it; two statements in one retry could meet a second race. Made before the
-    load's transaction, they cannot fail it."""
-    create_table_schema = f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(table.duckdb_schema)}"
-    for statement in [create_table_schema, *schema_statements()]:
-        try:
-            con.execute(statement)
-        except duckdb.TransactionException:
-            con.execute(statement)  # another writer's commit made it meanwhile; now it exists

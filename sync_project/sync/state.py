@@ -35,7 +35,7 @@ _COLUMNS = """
 """
 # No key: DuckLake has none, so a file and a lake keep the same table and a row is replaced by delete + insert.
 # (Files made before this carry a PRIMARY KEY on table_id, which the same statements satisfy.)
-_STATEMENTS = (
+STATE_DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (table_id VARCHAR NOT NULL, {_COLUMNS})",
 )
@@ -68,14 +68,20 @@ class SyncState:
     columns: dict[str, str] | None = None  # as the last sync left the DuckDB table
 
 
-def schema_statements() -> tuple[str, ...]:
-    """The state's DDL, one statement each: on a lake, writers that create the schema and the table at once
-    conflict on each separately, so each is retried on its own (see `load._create_schemas`)."""
-    return _STATEMENTS
+def create_each(con: duckdb.DuckDBPyConnection, statements: tuple[str, ...] = STATE_DDL) -> None:
+    """Run `CREATE ... IF NOT EXISTS` statements (the state's by default) outside a transaction, each in a commit
+    of its own: writers that start at once on a lake each create them, and DuckLake refuses every commit but the
+    first that creates one schema (or table). A statement that lost has met the one object another writer made,
+    so its single retry finds it; two statements in one retry could meet a second race."""
+    for statement in statements:
+        try:
+            con.execute(statement)
+        except duckdb.TransactionException:
+            con.execute(statement)  # another writer's commit made it meanwhile; now it exists
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for statement in _STATEMENTS:
+    for statement in STATE_DDL:
         con.execute(statement)
 
 
@@ -147,7 +153,7 @@ def write_all_options(
     con: duckdb.DuckDBPyConnection, tables: list[tuple[TableRef, TableOptions]]
 ) -> dict[TableRef, TableOptions]:
     """Set several tables' options in one transaction (all or none); returns each table's options before."""
-    ensure_schema(con)
+    create_each(con)
     before: dict[TableRef, TableOptions] = {}
     con.execute("BEGIN TRANSACTION")
     try:

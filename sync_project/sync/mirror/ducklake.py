@@ -55,7 +55,7 @@ class LakeMirror(Mirror):
     def read(
         self, what: str, log: Log = quiet, wait: float | None = None
     ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-        with lake_session(self.lake, read_only=True, what=what) as con:
+        with self.session(what, read_only=True, log=log) as con:
             yield con, self.describe()
 
     def is_empty(self) -> bool:
