@@ -13,18 +13,22 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# The embedded Snowflake runs from its own environment (.local/snowflake-env), made here once.
+# The embedded Snowflake (sync_project/local_snowflake/, a distribution of its own) is installed into its own
+# environment (.local/snowflake-env), made here once and again whenever its pyproject.toml changes.
+EMULATOR := sync_project/local_snowflake
+EMULATOR_PYTHON := .local/snowflake-env/bin/python
 venv: $(STAMP)
-	$(BIN)/python -m sync_project.local_snowflake.environment >/dev/null
+	$(BIN)/python -m sync_project.embedded_snowflake >/dev/null
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sync_project sync_project_tests
-	# The emulator again, against its own environment's packages (fakesnow is not in the project's).
-	$(BIN)/mypy --python-executable .local/snowflake-env/bin/python sync_project/local_snowflake
+	# The emulator, with its own configuration and against its own environment's packages.
+	cd $(EMULATOR) && ../../$(BIN)/mypy --python-executable ../../$(EMULATOR_PYTHON) local_snowflake tests
 
 test: lint
+	$(EMULATOR_PYTHON) -m pytest -q $(EMULATOR)
 	$(BIN)/pytest
 
 # The Snowflake contract tests against a real account (the SNOWFLAKE_* variables); without one, says how.

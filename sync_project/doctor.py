@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from sync_project.local_snowflake import LOCAL_ACCOUNT
+from sync_project.embedded_snowflake import LOCAL_ACCOUNT
 from sync_project.metadata import text_table
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource

@@ -27,7 +27,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from sync_project import settings as env
-from sync_project.local_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
+from sync_project.embedded_snowflake import LOCAL_ACCOUNT, LOCAL_PASSWORD, LOCAL_USER, LOCAL_WAREHOUSE
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.mirror import Mirror, mirror_for

@@ -13,12 +13,11 @@ import pytest
 import snowflake.connector
 from hypothesis import settings as hypothesis_settings
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.control import clear_roles, clear_users
-from sync_project.local_snowflake.faults import clear_faults
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.process import keep_final_collection
 from sync_project.settings import SYNC_SCHEDULES, Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.emulator_controls import clear_faults, clear_roles, clear_users
 from sync_project_tests.helpers import snowflake_settings
 from sync_project_tests.leftovers import kill_all, left_behind
 from sync_project_tests.postgres import Postgres, postgres_server

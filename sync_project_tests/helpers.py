@@ -17,9 +17,8 @@ import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.control import define_user
-from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.settings import Settings
 from sync_project.sync.attempt import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.mirror import FileMirror, LakeMirror, mirror_for
@@ -28,6 +27,7 @@ from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.state import TableOptions, read_sync_state, write_options
 from sync_project.sync.tables import TableRef
+from sync_project_tests.emulator_controls import define_user
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
 

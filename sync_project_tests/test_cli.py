@@ -19,14 +19,14 @@ from click.testing import CliRunner, Result
 
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import DISCOVER_JOB, REGISTER_JOB, SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.mirror.access import lock_path
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.emulator_controls import inject_fault
 from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings
 
 SCHEMA = "WORKSPACE_833213390"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import snowflake.connector
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.control import sign_in_attempts
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.settings import project_root
+from sync_project_tests.emulator_controls import sign_in_attempts
 from sync_project_tests.helpers import (
     ACCOUNT_USER,
     account_environment,

@@ -12,12 +12,12 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import CLEANUP_JOB, SYNC_JOB, VERIFY_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync_record import sync_figures
+from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import (
     FQ,
     assert_exact_copy,

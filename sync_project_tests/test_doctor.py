@@ -17,13 +17,12 @@ from click.testing import CliRunner
 
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.jobs import DOCTOR_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
-from sync_project.local_snowflake.control import define_role, sign_in_attempts
-from sync_project.local_snowflake.faults import inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.emulator_controls import define_role, inject_fault, sign_in_attempts
 from sync_project_tests.helpers import (
     FQ,
     account_environment,

@@ -16,8 +16,8 @@ import duckdb
 import pytest
 import snowflake.connector
 
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
 from sync_project.status import table_status

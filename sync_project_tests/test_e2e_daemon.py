@@ -13,11 +13,11 @@ import pytest
 from dagster._core.event_api import PartitionKeyFilter
 
 from sync_project.checks import ROW_COUNT_CHECK
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import inject_fault
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.emulator_controls import inject_fault
 from sync_project_tests.helpers import create_numbered_tables
 
 pytestmark = pytest.mark.e2e

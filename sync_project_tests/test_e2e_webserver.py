@@ -16,8 +16,8 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from sync_project.assets import ASSET_DESCRIPTION
-from sync_project.local_snowflake import free_port
-from sync_project.local_snowflake.demo import type_table_rows
+from sync_project.demo_tables import type_table_rows
+from sync_project.embedded_snowflake import free_port
 from sync_project.settings import project_root
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import PARTITION_RUNS, DagsterProcesses, graphql

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sync_project.local_snowflake import free_port
+from sync_project.embedded_snowflake import free_port
 from sync_project.settings import project_root
 from sync_project_tests.daemon import BIN, DagsterProcesses
 from sync_project_tests.reliability import observe

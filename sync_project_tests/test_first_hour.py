@@ -21,8 +21,8 @@ from click.testing import CliRunner, Result
 
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.jobs import VERIFY_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
 from sync_project.status import RunSummary, TableStatus

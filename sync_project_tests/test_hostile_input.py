@@ -19,14 +19,14 @@ import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.definitions import build_definitions
+from sync_project.demo_tables import ALL_TYPES_DDL, SEMI_DDL
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.demo import ALL_TYPES_DDL, SEMI_DDL
-from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import register
 from sync_project.settings import Settings
 from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import (
     FQ,
     assert_both_checks_passed,

@@ -14,8 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import inject_fault
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.sync.attempt import Attempt
 from sync_project.sync.errors import TransientError
 from sync_project.sync.leftovers import remove_leftovers
@@ -23,6 +22,7 @@ from sync_project.sync.options import SyncOptions
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
+from sync_project_tests.emulator_controls import inject_fault
 from sync_project_tests.helpers import (
     configure,
     connector,

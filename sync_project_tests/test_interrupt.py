@@ -23,13 +23,13 @@ import pyarrow as pa
 import pytest
 import snowflake.connector
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import table_for_partition
 from sync_project.settings import Settings, project_root
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.pipeline import sync_table
 from sync_project_tests.daemon import BIN, DagsterProcesses
+from sync_project_tests.emulator_controls import fault_state, inject_fault, release_faults
 from sync_project_tests.helpers import (
     connector,
     demo_table,

@@ -16,10 +16,10 @@ import pytest
 import snowflake.connector
 from snowflake.connector.errors import DatabaseError, OperationalError, ProgrammingError
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA, type_table_rows
-from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA, type_table_rows
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project_tests.conftest import DEMO_ROWS
+from sync_project_tests.emulator_controls import fault_state, inject_fault, release_faults
 
 FQ = f"{DEMO_DATABASE}.{DEMO_SCHEMA}"
 

@@ -13,8 +13,8 @@ import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES, snowflake_tables_partitions
 from sync_project.settings import Settings
 from sync_project.sync.pipeline import sync_tables

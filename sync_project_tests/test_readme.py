@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from sync_project.local_snowflake import free_port
+from sync_project.embedded_snowflake import free_port
 from sync_project.settings import project_root
 from sync_project_tests.daemon import BIN, DagsterProcesses
 

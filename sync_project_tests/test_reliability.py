@@ -23,9 +23,8 @@ import pytest
 import snowflake.connector
 
 from sync_project.checks import ROW_COUNT_CHECK, WAIT_METADATA, evaluations_after_sync
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault, release_faults
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import duckdb_resource
 from sync_project.settings import Settings
@@ -37,6 +36,7 @@ from sync_project.sync.pipeline import sync_table
 from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.emulator_controls import fault_state, inject_fault, release_faults
 from sync_project_tests.helpers import (
     assert_exact_copy,
     connector,

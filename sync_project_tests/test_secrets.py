@@ -11,8 +11,8 @@ from dagster._serdes import serialize_value
 
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project_tests.helpers import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sync_project"
 ENGINE = PACKAGE / "sync"
 MIRROR = ENGINE / "mirror"
-EMULATOR = PACKAGE / "local_snowflake"  # a program of its own: the product only starts it and talks HTTP to it
+# The embedded Snowflake: a distribution of its own (its package and tests); the product only starts it and
+# talks to it over HTTP, through one client module.
+EMULATOR = PACKAGE / "local_snowflake"
+CLIENT = PACKAGE / "embedded_snowflake.py"
+TESTS = PACKAGE.parent / "sync_project_tests"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 350
 
@@ -23,8 +28,9 @@ def modules(under: Path = PACKAGE) -> Iterator[Path]:
 
 
 def module_name(path: Path) -> str:
-    name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return name.removesuffix(".__init__")
+    """As Python names it: the emulator's modules from its own distribution's folder."""
+    root = EMULATOR if path.is_relative_to(EMULATOR) else PACKAGE.parent
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
 
 
 def imports(path: Path) -> set[str]:
@@ -63,9 +69,37 @@ def test_the_emulator_imports_nothing_of_the_product() -> None:
         f"{module_name(path)} imports {name}"
         for path in modules(EMULATOR)
         for name in imports(path)
-        if name == "sync_project" or (name.startswith("sync_project.") and not name.startswith(module_name(EMULATOR)))
+        if name.split(".")[0] in ("sync_project", "sync_project_tests")
     }
     assert not wrong, sorted(wrong)
+
+
+def test_the_emulators_environment_cannot_reach_the_product() -> None:
+    """Not by the source tree either: it runs isolated (`-I`), so neither PYTHONPATH nor the working folder
+    lends it sync_project. Run from the repository's root, where `import sync_project` would otherwise work."""
+    from sync_project.embedded_snowflake import emulator_command
+
+    python, isolated = emulator_command()[:2]
+    probe = "import importlib.util as u; print(u.find_spec('local_snowflake') is not None, u.find_spec('sync_project'))"
+    done = subprocess.run(
+        [python, isolated, "-c", probe], cwd=PACKAGE.parent, env={"PYTHONPATH": str(PACKAGE.parent)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["True", "None"]
+
+
+def test_the_product_reaches_the_emulator_through_one_client_only() -> None:
+    """Nothing imports it (it is not installed beside the product), and one module knows how to start it."""
+    product = [p for p in (*modules(), *modules(TESTS)) if not p.is_relative_to(EMULATOR)]
+    importers = sorted(
+        str(p.relative_to(PACKAGE.parent))
+        for p in product
+        if any(name.split(".")[0] == "local_snowflake" or name.startswith("sync_project.local_snowflake")
+               for name in imports(p))
+    )  # fmt: skip
+    start = '"-m", ' + '"local_snowflake"'  # in two pieces, or this file would count
+    starters = sorted(str(p.relative_to(PACKAGE.parent)) for p in product if start in p.read_text())
+    assert (importers, starters) == ([], [str(CLIENT.relative_to(PACKAGE.parent))])
 
 
 def test_no_module_imports_in_a_circle() -> None:
@@ -96,11 +130,11 @@ def test_no_module_imports_in_a_circle() -> None:
         ("DuckDB is opened by the mirror only", r"\bduckdb\.connect\(", MIRROR),
         ("which kind of mirror it is, the mirror alone knows", r"\blake is (not )?None\b|\bis_lake\(", MIRROR),
         ("the sync record alone reads sync metadata", r"\.metadata(\[|\.get\()|[\"']figures[\"']|\bFIGURES\b", None),
-        ("SQL is the engine's", r"[\"'](SELECT|SHOW|CREATE|DROP|BEGIN|COMMIT)\b", ENGINE),
+        ("SQL is the engine's (and the demo data's)", r"[\"'](SELECT|SHOW|CREATE|DROP|BEGIN|COMMIT)\b", ENGINE),
     ],
 )
 def test_an_idea_lives_in_its_home(rule: str, pattern: str, home: Path | None) -> None:
-    homes = [home] if home else [PACKAGE / "sync_record.py"]
+    homes = [home, PACKAGE / "demo_tables.py"] if home == ENGINE else [home] if home else [PACKAGE / "sync_record.py"]
     found = [
         f"{path.relative_to(PACKAGE.parent)}:{number}"
         for path in outside(*homes)

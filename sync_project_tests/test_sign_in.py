@@ -3,24 +3,19 @@ that fail a run once (a retried bad password counts toward locking the user)."""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 from pathlib import Path
 
 import dagster as dg
-import jwt
 import pytest
 from snowflake.connector import errors as sf
 
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.control import sign_in_attempts
-from sync_project.local_snowflake.signin import SignInRefused, User, Users
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync import errors
+from sync_project_tests.emulator_controls import sign_in_attempts
 from sync_project_tests.helpers import (
     ACCOUNT_USER,
     AUTH_MODES,
@@ -28,7 +23,6 @@ from sync_project_tests.helpers import (
     allow_sign_in,
     credential_environment,
     encrypted_private_key,
-    public_key_pem,
     run_job,
 )
 
@@ -166,60 +160,3 @@ def test_every_sign_in_refusal_is_permanent(errno: int, kind: type[errors.SignIn
 def test_network_and_session_expiry_stay_transient(errno: int) -> None:
     error = errors.from_snowflake(sf.OperationalError(msg="lost", errno=errno), "signing in")
     assert isinstance(error, errors.TransientError)
-
-
-# -- the emulator's JWT checks, with real keys and real signatures -----------------------------------------
-
-
-def _jwt(private_pem: str, user: User, *, lifetime: dt.timedelta, fingerprint: str | None = None) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(private_pem.encode(), password=PASSPHRASE.encode())
-    now = dt.datetime.now(dt.UTC)
-    subject = f"ACME-PROD.{user.name}"
-    claims = {
-        "iss": f"{subject}.{fingerprint or user.fingerprint()}",
-        "sub": subject,
-        "iat": now,
-        "exp": now + lifetime,
-    }
-    return jwt.encode(claims, key, algorithm="RS256")  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def registered() -> tuple[Users, User, str]:
-    pem = encrypted_private_key(PASSPHRASE)
-    user = User(ACCOUNT_USER, rsa_public_key=public_key_pem(pem, PASSPHRASE), type="SERVICE")
-    users = Users()
-    users.define(user)
-    return users, user, pem
-
-
-def _refusal(users: Users, token: str) -> int | None:
-    body = {"LOGIN_NAME": ACCOUNT_USER, "AUTHENTICATOR": "SNOWFLAKE_JWT", "TOKEN": token}
-    try:
-        users.authenticate(body, "acme-prod")
-    except SignInRefused as refused:
-        return refused.code
-    return None
-
-
-def test_emulator_accepts_a_good_jwt_and_refuses_bad_ones_with_snowflakes_codes(
-    registered: tuple[Users, User, str],
-) -> None:
-    users, user, pem = registered
-    assert _refusal(users, _jwt(pem, user, lifetime=dt.timedelta(minutes=5))) is None
-    assert _refusal(users, _jwt(pem, user, lifetime=dt.timedelta(minutes=-5))) == 394301  # expired
-    assert _refusal(users, "not.a.jwt") == 394306
-    assert _refusal(users, _jwt(pem, user, lifetime=dt.timedelta(minutes=5), fingerprint="SHA256:other")) == 394304
-    # Claims the registered key's fingerprint but is signed by another key: the signature gives it away.
-    forged = _jwt(encrypted_private_key(PASSPHRASE), user, lifetime=dt.timedelta(minutes=5))
-    assert _refusal(users, forged) == 390144
-    header, payload, signature = _jwt(pem, user, lifetime=dt.timedelta(minutes=5)).split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    claims["sub"] = claims["iss"] = "ACME-PROD.SOMEONE_ELSE.x"
-    tampered = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    assert _refusal(users, f"{header}.{tampered}.{signature}") == 390144
-    assert [a["refused"] for a in users.snapshot()["attempts"]] == [None, 394301, 394306, 394304, 390144, 390144]
-    # Snowflake caps a key-pair JWT at an hour; the connector asks for a minute.
-    assert _refusal(users, _jwt(pem, user, lifetime=dt.timedelta(hours=2))) == 394303

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sync_project.local_snowflake.demo import DEMO_DATABASE, create_tables_in
+from sync_project.demo_tables import DEMO_DATABASE, create_tables_in
 from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError
 from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.options import Connect, SyncOptions

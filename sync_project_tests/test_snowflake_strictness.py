@@ -20,14 +20,13 @@ import pytest
 import snowflake.connector
 from snowflake.connector.errors import ProgrammingError
 
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.control import clear_roles, define_role
-from sync_project.local_snowflake.faults import fault_state, inject_fault
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.pipeline import sync_table
+from sync_project_tests.emulator_controls import clear_roles, define_role, fault_state, inject_fault
 from sync_project_tests.helpers import (
     FQ,
     account_environment,

@@ -10,12 +10,12 @@ from typing import Any
 import filelock
 import pytest
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError
 from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.tables import TableRef
+from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import (
     connector,
     demo_table,

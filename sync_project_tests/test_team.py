@@ -19,8 +19,7 @@ from redis.retry import Retry
 
 from sync_project.automation import CHANGE_SENSOR, SYNC_SCHEDULE
 from sync_project.checks import ROW_COUNT_CHECK
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.faults import fault_state, inject_fault
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
@@ -28,6 +27,7 @@ from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.tables import TableRef
 from sync_project.team.worker import worker_plan
 from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
+from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings
 from sync_project_tests.postgres import postgres_server
 from sync_project_tests.team import BROKER_QUEUE, WORKSPACE, Team, run_pids, team_deployment, wait_for_runs

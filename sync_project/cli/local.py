@@ -45,33 +45,36 @@ def worker(name: str | None, download_dir: Path | None, concurrency: int) -> Non
 @click.option("--demo-rows", type=click.IntRange(min=0), default=None, help="Create the demo tables first.")
 def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, demo_rows: int | None) -> None:
     """Run the embedded Snowflake in the foreground and print how to connect to it."""
-    from sync_project.local_snowflake import PortInUseError, check_port_free, connection_settings, free_port
-    from sync_project.local_snowflake.environment import emulator_command, emulator_environment
+    from sync_project.embedded_snowflake import LocalSnowflakeProcess, PortInUseError, connection_settings, free_port
 
     settings = Settings.from_env()
     host = host or settings.local_host
     port = settings.local_port if port is None else port
-    port = port or free_port(host)
-    data_dir = data_dir or settings.local_data_dir
+    server = LocalSnowflakeProcess(
+        data_dir or settings.local_data_dir, host, port or free_port(host), demo_rows, inherit_output=True
+    )
+    _stop_on_sigterm()
     try:
-        check_port_free(host, port, "the embedded Snowflake")
+        server.start()
     except PortInUseError as e:
         raise click.ClickException(str(e)) from None
     click.echo("local Snowflake listening; connect with snowflake.connector.connect(**settings):")
-    click.echo(json.dumps(connection_settings(host, port), indent=2))
-    click.echo(f"data folder: {data_dir}")
-    args = ["--data-dir", str(data_dir), "--host", host, "--port", str(port)]
-    if demo_rows is not None:
-        args += ["--demo-rows", str(demo_rows)]
-    command = emulator_command(*args)
-    sys.stdout.flush()
-    os.execve(command[0], command, emulator_environment())  # noqa: S606 - the server in its own environment, this PID
+    click.echo(json.dumps(connection_settings(host, server.port), indent=2))
+    click.echo(f"data folder: {server.data_dir}")
+    if server.demo_tables:
+        click.echo(f"demo tables (rows): {server.demo_tables}")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def connect_info_lines(host: str, port: int) -> list[str]:
     """How to reach the demo's Snowflake from a notebook, the connector, or this project's account path."""
-    from sync_project.local_snowflake import connection_settings
-    from sync_project.local_snowflake.demo import DEMO_DATABASE
+    from sync_project.demo_tables import DEMO_DATABASE
+    from sync_project.embedded_snowflake import connection_settings
 
     settings = connection_settings(host, port) | {"database": DEMO_DATABASE}
     return [
@@ -140,7 +143,7 @@ def _stop_on_sigterm() -> None:
 def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     """Register the demo tables, sync each once in this process, publish the mirror for readers."""
     from sync_project.cli.in_process import sync_in_process
-    from sync_project.local_snowflake.demo import DEMO_SCHEMA, DEMO_TABLES
+    from sync_project.demo_tables import DEMO_SCHEMA, DEMO_TABLES
     from sync_project.registry import register as register_tables
     from sync_project.sync.mirror import NothingToDo
     from sync_project.sync.tables import TableRef
@@ -201,8 +204,8 @@ def demo(rows: int | None, ui_port: int, snowflake_port: int | None, no_ui: bool
     """
     import dataclasses
 
-    from sync_project.local_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
-    from sync_project.local_snowflake.demo import DEFAULT_DEMO_ROWS
+    from sync_project.demo_tables import DEFAULT_DEMO_ROWS
+    from sync_project.embedded_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir
 
     settings = Settings.from_env()

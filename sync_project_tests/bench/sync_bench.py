@@ -23,9 +23,8 @@ from typing import Any
 
 import snowflake.connector
 
-from sync_project.local_snowflake import LocalSnowflakeProcess
-from sync_project.local_snowflake.demo import DEMO_DATABASE, DEMO_SCHEMA
-from sync_project.local_snowflake.environment import emulator_python
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import LocalSnowflakeProcess, emulator_python
 from sync_project.settings import project_root
 from sync_project.sync.mirror import FileMirror
 from sync_project.sync.mirror.publish import published_default

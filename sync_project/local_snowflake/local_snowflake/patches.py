@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from fakesnow.cursor import FakeSnowflakeCursor
 from sqlglot import exp
 
-from sync_project.local_snowflake import table_meta
+from local_snowflake import table_meta
 
 
 def patch_fakesnow() -> None:

@@ -9,7 +9,7 @@ from fakesnow.fakes import FakeSnowflakeConnection
 from snowflake.connector.errors import Error as SnowflakeError
 from starlette.responses import JSONResponse
 
-from sync_project.local_snowflake.statements import Result
+from local_snowflake.statements import Result
 
 SELECT_STATEMENT = 0x1000
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from sync_project.local_snowflake.faults import FaultPlan
-from sync_project.local_snowflake.sqltext import ObjectName
-from sync_project.local_snowflake.stages import StageStore
+from local_snowflake.faults import FaultPlan
+from local_snowflake.sqltext import ObjectName
+from local_snowflake.stages import StageStore
 
 ROUTE = "/_local/gcs/{object:path}"
 BUCKET = "sfc-local-stage"

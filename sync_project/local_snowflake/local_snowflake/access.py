@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from snowflake.connector.errors import ProgrammingError
 
-from sync_project.local_snowflake.account import LOCAL_WAREHOUSE
-from sync_project.local_snowflake.sqltext import ObjectName, is_user_stage, sql_error
+from local_snowflake.account import LOCAL_WAREHOUSE
+from local_snowflake.sqltext import ObjectName, is_user_stage, sql_error
 
 WAREHOUSES = frozenset({LOCAL_WAREHOUSE})
 FULL_ROLES = frozenset({"ACCOUNTADMIN", "SYSADMIN", "PUBLIC"})

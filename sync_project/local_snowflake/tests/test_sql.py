@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
+from local_snowflake.coltypes import declared_type, storage_type
+from local_snowflake.sqltext import ObjectName, classify, parse_options, parse_stage_ref, split_dotted
+from local_snowflake.stages import safe_component
 from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
-
-from sync_project.local_snowflake.coltypes import declared_type, storage_type
-from sync_project.local_snowflake.sqltext import ObjectName, classify, parse_options, parse_stage_ref, split_dotted
-from sync_project.local_snowflake.stages import safe_component
 
 
 def test_stage_reference_keeps_quoted_case_and_path() -> None:

@@ -18,11 +18,11 @@ from fakesnow.fakes import FakeSnowflakeConnection
 from fakesnow.instance import FakeSnow
 from sqlglot import exp
 
-from sync_project.local_snowflake import table_meta
-from sync_project.local_snowflake.access import Session
-from sync_project.local_snowflake.gcs import PresignedStorage
-from sync_project.local_snowflake.running import Running, RunningQueries
-from sync_project.local_snowflake.sqltext import (
+from local_snowflake import table_meta
+from local_snowflake.access import Session
+from local_snowflake.gcs import PresignedStorage
+from local_snowflake.running import Running, RunningQueries
+from local_snowflake.sqltext import (
     OptionValue,
     matching_paren,
     normalise_identifier,
@@ -33,8 +33,8 @@ from sync_project.local_snowflake.sqltext import (
     split_dotted,
     sql_error,
 )
-from sync_project.local_snowflake.stages import StageStore
-from sync_project.local_snowflake.unload import new_query_id, write_unload
+from local_snowflake.stages import StageStore
+from local_snowflake.unload import new_query_id, write_unload
 
 UNLOAD_COLUMNS = [("rows_unloaded", "fixed"), ("input_bytes", "fixed"), ("output_bytes", "fixed")]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from sync_project.local_snowflake.sqltext import ObjectName, StageRef, is_user_stage, sql_error
+from local_snowflake.sqltext import ObjectName, StageRef, is_user_stage, sql_error
 
 MARKER = ".stage"
 MASTER_KEY = ".stage-key"  # the stage master key (base64) and its id

@@ -1,7 +1,8 @@
-"""What tests set on a running local Snowflake over HTTP: roles, users, and (in faults.py) faults.
+"""What tests set on a running embedded Snowflake over HTTP: roles, users and faults.
 
-The server runs in another process, so tests cannot reach its objects; these
-endpoints exist only on the emulator and are never used by the sync path.
+The server runs in another process (and another environment), so tests cannot reach its objects; these
+endpoints (`/_local/...`) exist only on the emulator and are never used by the product. What a fault can be
+(kinds and modes) is told in the emulator's `local_snowflake/faults.py`.
 """
 
 from __future__ import annotations
@@ -63,3 +64,25 @@ def sign_in_attempts(base_url: str) -> list[dict[str, Any]]:
     """Every sign-in since the last clear: user, authenticator, and the refusal code (None if it worked)."""
     attempts: list[dict[str, Any]] = request_json(base_url, "/_local/users", "GET")["attempts"]
     return attempts
+
+
+FAULTS = "/_local/faults"
+
+
+def inject_fault(base_url: str, kind: str, **options: Any) -> None:
+    """Ask a running local Snowflake to fail the next request(s) of `kind` (`mode`, `count`, `seconds`, ...)."""
+    request_json(base_url, FAULTS, "POST", {"kind": kind, **options})
+
+
+def release_faults(base_url: str) -> None:
+    """Let every request a `hold` fault keeps waiting (and any later one) go on."""
+    request_json(base_url, FAULTS + "/release", "POST", {})
+
+
+def clear_faults(base_url: str) -> None:
+    request_json(base_url, FAULTS, "DELETE")
+
+
+def fault_state(base_url: str) -> dict[str, Any]:
+    """Pending faults, the kinds that fired, and those whose held request a cancel ended."""
+    return request_json(base_url, FAULTS, "GET")

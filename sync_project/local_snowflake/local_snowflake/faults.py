@@ -8,8 +8,8 @@ modes `truncate` (headers and half the bytes, then the connection drops),
 `expired` (GCS's 400 ExpiredToken), `http_error` and `stall`.
 `hold` keeps the request waiting until the test releases it (`release_faults`), `seconds` at most: a test
 knows its sync is inside that request (the fault has fired) and can act then, with no race on timing.
-Tests drive it over HTTP (`POST /_local/faults`) because the server runs in
-another process.
+Tests drive it over HTTP (`POST /_local/faults`, `sync_project_tests/emulator_controls.py`) because the server
+runs in another process.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ from typing import Any, Literal
 
 import anyio
 
-from sync_project.local_snowflake.control import request_json
-
-PATH = "/_local/faults"
-
 FaultMode = Literal["http_error", "sql_error", "stall", "hold", "truncate", "expired"]
-RELEASE_PATH = PATH + "/release"
 
 
 @dataclass
@@ -96,21 +91,3 @@ class FaultPlan:
                 "fired": list(self.fired),
                 "cancelled": list(self.cancelled),
             }
-
-
-def inject_fault(base_url: str, kind: str, **options: Any) -> None:
-    """Ask a running local Snowflake to fail the next request(s) of `kind`."""
-    request_json(base_url, PATH, "POST", {"kind": kind, **options})
-
-
-def release_faults(base_url: str) -> None:
-    """Let every request a `hold` fault keeps waiting (and any later one) go on."""
-    request_json(base_url, RELEASE_PATH, "POST", {})
-
-
-def clear_faults(base_url: str) -> None:
-    request_json(base_url, PATH, "DELETE")
-
-
-def fault_state(base_url: str) -> dict[str, Any]:
-    return request_json(base_url, PATH, "GET")

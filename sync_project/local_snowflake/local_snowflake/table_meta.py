@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from sync_project.local_snowflake.coltypes import declared_from_storage, declared_type, storage_type
-from sync_project.local_snowflake.sqltext import ObjectName, sql_error
+from local_snowflake.coltypes import declared_from_storage, declared_type, storage_type
+from local_snowflake.sqltext import ObjectName, sql_error
 
 META = "_emulator"
 

@@ -33,9 +33,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sync_project.local_snowflake.running import canceled_error
-from sync_project.local_snowflake.sqltext import ObjectName, OptionValue, sql_error
-from sync_project.local_snowflake.stages import StageStore
+from local_snowflake.running import canceled_error
+from local_snowflake.sqltext import ObjectName, OptionValue, sql_error
+from local_snowflake.stages import StageStore
 
 DEFAULT_MAX_FILE_SIZE = 16_777_216
 MAX_MAX_FILE_SIZE = 5 * 1024**3

@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sync_project.local_snowflake.account import LOCAL_PASSWORD, LOCAL_USER
+from local_snowflake.account import LOCAL_PASSWORD, LOCAL_USER
 
 UserType = Literal["PERSON", "SERVICE"]
 

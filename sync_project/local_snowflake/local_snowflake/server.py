@@ -30,20 +30,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_project.local_snowflake import table_meta
-from sync_project.local_snowflake.access import Access, Role
-from sync_project.local_snowflake.faults import Fault, FaultPlan
-from sync_project.local_snowflake.gcs import ROUTE as GCS_ROUTE
-from sync_project.local_snowflake.gcs import PresignedStorage
-from sync_project.local_snowflake.patches import patch_fakesnow
-from sync_project.local_snowflake.responses import error_response, login_refusal, result_data
-from sync_project.local_snowflake.running import Running, RunningQueries, canceled_error
-from sync_project.local_snowflake.signin import SignInRefused, User, Users
-from sync_project.local_snowflake.sqltext import classify, normalise_identifier, sql_error
-from sync_project.local_snowflake.stages import StageStore
-from sync_project.local_snowflake.statements import Result, Statement, answer
+from local_snowflake import table_meta
+from local_snowflake.access import Access, Role
+from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
+from local_snowflake.faults import Fault, FaultPlan
+from local_snowflake.gcs import ROUTE as GCS_ROUTE
+from local_snowflake.gcs import PresignedStorage
+from local_snowflake.patches import patch_fakesnow
+from local_snowflake.responses import error_response, login_refusal, result_data
+from local_snowflake.running import Running, RunningQueries, canceled_error
+from local_snowflake.signin import SignInRefused, User, Users
+from local_snowflake.sqltext import classify, normalise_identifier, sql_error
+from local_snowflake.stages import StageStore
+from local_snowflake.statements import Result, Statement, answer
 
-logger = logging.getLogger("sync_project.local_snowflake")
+logger = logging.getLogger("local_snowflake")
 
 
 def _parse_or_none(sql: str) -> exp.Expr | None:
@@ -93,7 +94,11 @@ class LocalSnowflake:
         self.access = Access()
         self.users = Users()
         self.queries = RunningQueries()
-        self.ready = True
+
+    @staticmethod
+    def health() -> dict[str, Any]:
+        """It answers, and which account it serves: the client checks this against the names it connects with."""
+        return {"ok": True, "account": LOCAL_ACCOUNT, "user": LOCAL_USER, "warehouse": LOCAL_WAREHOUSE}
 
     @staticmethod
     def needs_warehouse(expression: exp.Expr | None) -> bool:
@@ -329,7 +334,7 @@ class LocalSnowflake:
                 methods=["GET", "POST", "DELETE"],
             ),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
-            route("/_local/health", lambda _: JSONResponse({"ok": True, "ready": self.ready}), methods=["GET"]),
+            route("/_local/health", lambda _: JSONResponse(self.health()), methods=["GET"]),
         ]
         own = {"/session/v1/login-request", "/session", "/queries/v1/query-request", "/queries/v1/abort-request"}
         routes += [r for r in fs_server.routes if getattr(r, "path", None) not in own]

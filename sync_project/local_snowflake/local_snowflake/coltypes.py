@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sync_project.local_snowflake.sqltext import sql_error
+from local_snowflake.sqltext import sql_error
 
 T = exp.DataType.Type
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import duckdb
 from snowflake.connector.errors import ProgrammingError
 
-from sync_project.local_snowflake.sqltext import sql_error
+from local_snowflake.sqltext import sql_error
 
 CANCELED_ERRNO = 604
 CANCELED_MESSAGE = "SQL execution canceled"
