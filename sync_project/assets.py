@@ -24,10 +24,10 @@ from sync_project.partitions import (
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
+from sync_project.sync.mirror import Mirror
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.report import SyncReport
 from sync_project.sync.tables import TableRef
-from sync_project.sync.types import duckdb_type_name
 from sync_project.sync_record import SYNC_ASSET_KEY, latest_sync_materialization, to_metadata
 
 SYNC_GROUP = "snowflake_mirror"
@@ -132,11 +132,13 @@ def snowflake_table(
     _fail_unless_registered(context)
     syncing = SYNC_ASSET_KEY in context.selected_asset_keys
     tables, failures = _tables_of_the_run(context, snowflake.sync_database, syncing)
+    mirror = duckdb.mirror
     if not syncing:  # the checks-only job: check each table against its latest sync
         for table in tables:
-            yield from evaluations_of_latest_sync(context.instance, table, snowflake, duckdb)
+            yield from evaluations_of_latest_sync(context.instance, table, snowflake.get_connection, mirror)
         _fail_if_any(failures, transient=False, retry_number=context.retry_number)
         return
+    options = duckdb.sync_options()
     # Retries and re-executions of one run share an attempt, so they can resume its stages and files.
     root_run_id = context.run.root_run_id or context.run.run_id
     root = context.instance.get_run_record_by_id(root_run_id)
@@ -144,7 +146,7 @@ def snowflake_table(
     outcomes = sync_tables(
         snowflake.get_connection,
         tables,
-        duckdb.sync_options(),
+        options,
         SYNC_WORKERS if len(tables) > 1 else 1,
         log=context.log.info,
         strategy=None if config.strategy == "table" else config.strategy,
@@ -163,7 +165,7 @@ def snowflake_table(
                 )
                 context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
                 continue
-            yield from _recorded(context, outcome.report, duckdb, failures)
+            yield from _recorded(context, outcome.report, mirror, failures)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         # Dagster would retry an interrupt under the retry policy; a person who pressed Ctrl-C (or terminated
         # the run) wants it stopped. The engine has cancelled what was in flight and cleaned up after it.
@@ -217,21 +219,18 @@ def _fail_unless_registered(context: dg.AssetExecutionContext) -> None:
 
 
 def _recorded(
-    context: dg.AssetExecutionContext, report: SyncReport, duckdb: SyncDuckDBResource, failures: dict[str, str]
+    context: dg.AssetExecutionContext, report: SyncReport, mirror: Mirror, failures: dict[str, str]
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One synced table's partition: its materialization, then its checks (a failed blocking one fails it)."""
     table = report.table
+    checked = evaluations_after_sync(report, mirror)  # read now, reported after the materialization
     context.log.info(
         f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
         f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
         + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
     )
-    yield dg.AssetMaterialization(
-        asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=to_metadata(report, duckdb.mirror)
-    )
-    columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
-    source_rows = report.source.rows if report.source is not None else None
-    for evaluation in evaluations_after_sync(table, report.rows_total, columns, source_rows, duckdb):
+    yield dg.AssetMaterialization(asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=to_metadata(report, mirror))
+    for evaluation in checked:
         yield evaluation
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failures[table.key] = str(evaluation.description)

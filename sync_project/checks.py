@@ -10,11 +10,12 @@ from typing import Any
 import dagster as dg
 
 from sync_project.partitions import snowflake_tables_partitions
-from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.sync.catalog import table_stats
 from sync_project.sync.errors import SyncError
-from sync_project.sync.mirror import MirrorTable
+from sync_project.sync.mirror import Mirror, MirrorTable
 from sync_project.sync.mirror.access import Waited
+from sync_project.sync.options import Connect
+from sync_project.sync.report import SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
 from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
@@ -30,10 +31,10 @@ WAIT_METADATA = "wait_for_duckdb_seconds"
 READ_LOCK_TIMEOUT_SECONDS = 60.0
 
 
-def _snowflake_rows(snowflake: SnowflakeResource, table: TableRef) -> int | None:
+def _snowflake_rows(connect: Connect, table: TableRef) -> int | None:
     """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
     try:
-        with snowflake.get_connection() as conn:
+        with connect() as conn:
             figures = table_stats(conn, table)
     except SyncError:
         return None
@@ -104,24 +105,29 @@ def schema_evaluation(table: TableRef, expected: dict[str, str], state: MirrorTa
     )
 
 
-def evaluations_after_sync(
-    table: TableRef, rows_total: int, columns: dict[str, str], source_rows: int | None, duckdb: SyncDuckDBResource
+def evaluations(
+    table: TableRef, rows_total: int, columns: dict[str, str], source_rows: int | None, mirror: Mirror
 ) -> list[dg.AssetCheckEvaluation]:
-    """Both checks of a table, against what DuckDB holds now (one read of it) and Snowflake's row count.
-
-    Right after a sync, Snowflake's count is the one the sync read before its unload: a second query per table
-    would cost a connection each in a run of many tables, and the change sensor watches for later changes.
-    """
+    """Both checks of a table, against what the mirror holds now (one read of it) and Snowflake's row count."""
     waited = Waited()
-    state = duckdb.mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
+    state = mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
     return [
         row_count_evaluation(table, rows_total, state, source_rows, waited.seconds),
         schema_evaluation(table, columns, state),
     ]
 
 
+def evaluations_after_sync(report: SyncReport, mirror: Mirror) -> list[dg.AssetCheckEvaluation]:
+    """Both checks right after a sync. Snowflake's count is the one the sync read before its unload: a second
+    query per table would cost a connection each in a run of many tables, and the change sensor watches for
+    later changes."""
+    columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
+    source_rows = report.source.rows if report.source is not None else None
+    return evaluations(report.table, report.rows_total, columns, source_rows, mirror)
+
+
 def evaluations_of_latest_sync(
-    instance: dg.DagsterInstance, table: TableRef, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+    instance: dg.DagsterInstance, table: TableRef, connect: Connect, mirror: Mirror
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks against the table's latest sync (the checks-only job), or failures if it never synced."""
     synced = last_sync(instance, table.key)
@@ -137,4 +143,4 @@ def evaluations_of_latest_sync(
             for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
         ]
     rows = synced.record.rows if synced.record.rows is not None else -1
-    return evaluations_after_sync(table, rows, synced.record.columns, _snowflake_rows(snowflake, table), duckdb)
+    return evaluations(table, rows, synced.record.columns, _snowflake_rows(connect, table), mirror)

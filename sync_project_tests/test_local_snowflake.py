@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -17,7 +18,13 @@ import snowflake.connector
 from snowflake.connector.errors import DatabaseError, OperationalError, ProgrammingError
 
 from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA, type_table_rows
-from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.embedded_snowflake import (
+    LOCAL_ACCOUNT,
+    LOCAL_USER,
+    LOCAL_WAREHOUSE,
+    EmulatorMismatchError,
+    LocalSnowflakeProcess,
+)
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.emulator_controls import fault_state, inject_fault, release_faults
 
@@ -296,3 +303,19 @@ def test_state_persists_across_restarts(tmp_path: Path) -> None:
         assert [r[1] for r in fetch(conn, "DESC TABLE KEEP.S.T")] == ["NUMBER(38,0)", "VARCHAR(5)"]
         shown = fetch(conn, "SHOW TABLES IN SCHEMA KEEP.S")
         assert shown[0][7] == 1
+
+
+def test_the_client_knows_the_account_the_server_serves_and_refuses_another(
+    local_snowflake: LocalSnowflakeProcess,
+) -> None:
+    """The product's constants and the emulator's account live in two distributions; the health answer ties
+    them, and a server that serves another account (an old environment) is refused by name."""
+    with urllib.request.urlopen(f"{local_snowflake.base_url}/_local/health", timeout=10) as answer:  # noqa: S310
+        health = json.loads(answer.read())
+    assert {k: health[k] for k in ("account", "user", "warehouse")} == {
+        "account": LOCAL_ACCOUNT,
+        "user": LOCAL_USER,
+        "warehouse": LOCAL_WAREHOUSE,
+    }
+    with pytest.raises(EmulatorMismatchError, match=r"serves \{'account': 'other'.*make venv"):
+        local_snowflake._check_account(health | {"account": "other"})

@@ -22,7 +22,7 @@ import duckdb
 import pytest
 import snowflake.connector
 
-from sync_project.checks import ROW_COUNT_CHECK, WAIT_METADATA, evaluations_after_sync
+from sync_project.checks import ROW_COUNT_CHECK, WAIT_METADATA, evaluations
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
@@ -332,7 +332,7 @@ def test_the_checks_record_how_long_their_read_waited_for_the_file(
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    evaluations = evaluations_after_sync(ALL_TYPES, len(synced), {}, None, duckdb_resource(settings))
+    checked = evaluations(ALL_TYPES, len(synced), {}, None, duckdb_resource(settings).mirror)
     holder.wait()
-    (row_count,) = [e for e in evaluations if e.check_name == ROW_COUNT_CHECK]
+    (row_count,) = [e for e in checked if e.check_name == ROW_COUNT_CHECK]
     assert row_count.passed and float(row_count.metadata[WAIT_METADATA].value) > 0  # type: ignore[arg-type]
