@@ -41,7 +41,7 @@ demo: venv
 	$(BIN)/sync-project demo $(DEMO_ARGS)
 
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache $(EMULATOR)/.mypy_cache $(EMULATOR)/*.egg-info
 
 # Benchmarks run outside CI's time budget; ROWS=10000000 for the big one.
 ROWS ?= 1000000

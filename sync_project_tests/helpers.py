@@ -25,7 +25,7 @@ from sync_project.sync.mirror import FileMirror, LakeMirror, mirror_for
 from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import Connect, SyncOptions
-from sync_project.sync.state import TableOptions, read_sync_state, write_options
+from sync_project.sync.state import TableOptions, read_sync_state, write_all_options
 from sync_project.sync.tables import TableRef
 from sync_project_tests.emulator_controls import define_user
 
@@ -139,7 +139,7 @@ def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -
     if isinstance(opts.mirror, FileMirror):
         opts.mirror.path.parent.mkdir(parents=True, exist_ok=True)
     with opts.mirror.session("configuring", wait=10) as con:
-        write_options(con, table, table_options)
+        write_all_options(con, [(table, table_options)])
 
 
 def mark_of(opts: SyncOptions, table: TableRef) -> str | None:

@@ -136,17 +136,16 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncStat
     return SyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None)
 
 
-def write_options(con: duckdb.DuckDBPyConnection, table: TableRef, options: TableOptions) -> None:
-    """Set a table's options; a changed cursor column forgets the old high-water mark."""
-    ensure_schema(con)
+def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, Any]:
+    """A table's new options as state columns; a changed cursor column forgets the old high-water mark."""
     changes: dict[str, Any] = {
         "strategy": options.strategy,
         "cursor_column": options.cursor_column,
         "primary_key": json.dumps(list(options.primary_key)),
     }
-    if read_sync_state(con, table).options.cursor_column != options.cursor_column:
+    if before.cursor_column != options.cursor_column:
         changes["high_water_mark"] = None
-    _replace_row(con, table, changes)
+    return changes
 
 
 def write_all_options(
@@ -159,7 +158,7 @@ def write_all_options(
     try:
         for table, options in tables:
             before[table] = read_sync_state(con, table).options
-            write_options(con, table, options)
+            _replace_row(con, table, _option_changes(before[table], options))
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has ended the transaction already

@@ -201,10 +201,10 @@ def team_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -
 
 def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
     """Full sync of an incremental table, then change 1% of its rows and sync again."""
-    from sync_project.sync.state import TableOptions, write_options
+    from sync_project.sync.state import TableOptions, write_all_options
 
     with options.mirror.session("configuring", wait=60) as con:
-        write_options(con, table, TableOptions("incremental", "updated_at", ("id",)))
+        write_all_options(con, [(table, TableOptions("incremental", "updated_at", ("id",)))])
     first = sync_table(lambda: engine_connect(process), table, options)
     with engine_connect(process) as conn:
         conn.cursor().execute(

@@ -6,6 +6,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 
@@ -81,8 +82,8 @@ class Mirror(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
-    # What a sync's figures call the bytes `bytes_after_load` measured.
-    bytes_figure: str = "stored_bytes"
+    # What a sync's figures call the bytes `bytes_after_load` measured (each kind names its own).
+    bytes_figure: ClassVar[str]
 
     @abstractmethod
     def where(self, table: TableRef, snapshot_id: int | None) -> dict[str, str | Path]:
