@@ -27,10 +27,16 @@ from sync_project.resources import build_resources
 from sync_project.settings import Settings
 
 
+def _with_target_kind(asset: dg.AssetsDefinition, target: str) -> dg.AssetsDefinition:
+    """Kinds `snowflake` and the target's (`duckdb` or `ducklake`), so the catalog's search by kind finds it.
+    Code references (added around it) let the UI link the asset to the function that syncs a table."""
+    return asset.map_asset_specs(lambda spec: spec.replace_attributes(kinds={"snowflake", target}))
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     """The project's definitions for given settings (tests build them against their own folders)."""
     return dg.Definitions(
-        assets=[snowflake_table],
+        assets=dg.with_source_code_references([_with_target_kind(snowflake_table, settings.target)]),
         jobs=[
             sync_tables_job,
             verify_synced_tables_job,

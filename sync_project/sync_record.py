@@ -6,9 +6,10 @@ sync through `last_sync`, typed, never by string key. (`_sync.tables` in the mir
 options, high-water mark, the shape it left; the record holds what people see and what the sensors compare,
 including Snowflake's figures at the time.)
 
-None of Dagster's asset-level keys (dagster/row_count, dagster/column_schema, dagster/table_name): the asset's
-overview would show the last-synced table's values as if they were the whole asset's, and plot one table's
-rows against another's.
+Of Dagster's standard table metadata, the partition-level keys only: `dagster/partition_row_count` (the rows
+the table holds after this sync, which Dagster charts per partition) and `dagster/table_name` (the DuckDB table
+this partition is). Not the asset-level ones (`dagster/row_count`, `dagster/column_schema`): the asset's
+overview would show the last-synced table's count and columns as if they were the whole asset's.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def to_metadata(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "schema_changes": dg.MetadataValue.json(report.schema_changes),
         "unload_query_id": report.unload_query_id,
         FIGURES: dg.MetadataValue.json(figures_of(report, mirror)),
+        # Dagster's standard keys (its TableMetadataSet, which 1.13 does not export).
+        "dagster/partition_row_count": dg.MetadataValue.int(report.rows_total),
+        "dagster/table_name": dg.MetadataValue.text(relation),
     }
     for name, value in mirror.where(report.table, report.snapshot_id).items():
         metadata[name] = dg.MetadataValue.path(value) if isinstance(value, Path) else dg.MetadataValue.text(value)
