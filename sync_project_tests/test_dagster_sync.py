@@ -51,10 +51,11 @@ def test_materialize_one_partition_records_metadata_and_checks(
         source_rows = fetch(conn, f'SELECT COUNT(*) FROM {FQ}."data"')[0][0]
     figures = sync_figures(materialization)
     assert figures["rows_total"] == figures["rows_unloaded"] == source_rows
-    # For people: the table named, counts with thousands separators; no asset-level dagster/* keys that the
-    # asset's overview would show as if they were the whole asset's.
+    # For people: the table named, counts with thousands separators. Of Dagster's standard keys the partition's
+    # only, none of the asset-level ones that the asset's overview would show as if they were the whole asset's.
     assert str(metadata["table"].value).startswith(DATA) and metadata["rows"].value == f"{source_rows:,} rows in {DATA}"
-    assert not any(key.startswith("dagster/") for key in metadata)
+    standard = {key: value.value for key, value in metadata.items() if key.startswith("dagster/")}
+    assert standard == {"dagster/partition_row_count": source_rows, "dagster/table_name": DATA}
     columns = {c.name: c for c in metadata["columns"].value.columns}  # type: ignore[union-attr]
     assert columns["id"].type == "DECIMAL(38,0)" and columns["id"].description == "Snowflake NUMBER(38,0)"
     assert columns["amount"].type == "DECIMAL(12,2)"
