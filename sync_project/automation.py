@@ -17,7 +17,7 @@ from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
 from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
 from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions, tables_tag
-from sync_project.resources import SnowflakeResource
+from sync_project.resources import SnowflakeResource, SyncDuckDBResource
 from sync_project.settings import Settings
 from sync_project.sync.catalog import describe_table, list_tables, matches_like
 from sync_project.sync.errors import PermanentError, SyncError
@@ -196,7 +196,7 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
         schema = settings.auto_register_schema
         if not schema:
             return dg.SkipReason("set SYNC_AUTO_REGISTER_SCHEMA (and SYNC_AUTO_REGISTER_LIKE) to use this sensor")
-        database = settings.snowflake_database
+        database = snowflake.sync_database  # the resource's, as the sync's: an override there moves both
         refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         registered = {
             t.key: t
@@ -288,12 +288,14 @@ def build_publish_sensor(settings: Settings) -> dg.SensorDefinition:
         minimum_interval_seconds=PUBLISH_SENSOR_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def publish_after_syncs(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def publish_after_syncs(
+        context: dg.SensorEvaluationContext, duckdb: SyncDuckDBResource
+    ) -> dg.SensorResult | dg.SkipReason:
         """Publish the mirror for readers after syncs: when a burst ends, and every SYNC_PUBLISH_MINUTES during one.
 
         A backfill of 200 tables publishes a few times, not 200; each publish is one file copy.
         """
-        if not settings.mirror.has_published_copy:
+        if not duckdb.mirror.has_published_copy:  # the resource's target, as the publish job's
             return dg.SkipReason("the target is a DuckLake: readers attach it read-only and never wait for syncs")
         cursor = json.loads(context.cursor) if context.cursor else {}
         latest = context.instance.fetch_materializations(SYNC_ASSET_KEY, limit=1).records

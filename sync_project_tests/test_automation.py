@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,13 +19,14 @@ from sync_project.automation import (
     SYNC_SCHEDULE,
     build_auto_register_sensor,
     build_change_sensor,
+    build_publish_sensor,
     build_sync_schedule,
 )
 from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
-from sync_project.resources import snowflake_resource
+from sync_project.resources import duckdb_resource, snowflake_resource
 from sync_project.settings import Settings
 from sync_project_tests.helpers import fetch, snowflake_settings
 
@@ -179,3 +181,40 @@ def test_schedules_follow_their_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SYNC_SCHEDULES", "paused")
     with pytest.raises(ValueError, match="SYNC_SCHEDULES='paused' is not a schedule state"):
         Settings.from_env()
+
+
+# -- the resources are the configuration: an override there reaches the sensors ---------------------------------
+
+
+def test_auto_registration_lists_the_database_of_the_snowflake_resource(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    """Settings name the demo's database; the resource, overridden, another one: the sensor lists the resource's
+    (the one the sync reads), not the settings'."""
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    fetch(sf, f"CREATE DATABASE {other}")
+    fetch(sf, f"CREATE SCHEMA {other}.{schema}")
+    fetch(sf, f"CREATE TABLE {other}.{schema}.ELSEWHERE (ID NUMBER(38,0))")
+    make_tables(sf, schema, ["HERE"])  # in the settings' database only
+    configured = dataclasses.replace(settings, auto_register_schema=schema, auto_register_like="%")
+    overridden = snowflake_resource(dataclasses.replace(configured, snowflake_database=other))
+    context = dg.build_sensor_context(instance=instance, resources={"snowflake": overridden})
+    result = build_auto_register_sensor(configured)(context)
+    assert isinstance(result, dg.SensorResult), result
+    (add,) = result.dynamic_partitions_requests or []
+    assert add.partition_keys == [f"{schema}.ELSEWHERE"]
+
+
+def test_the_publish_sensor_follows_the_target_of_the_duckdb_resource(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Settings say the DuckDB file; the resource, overridden, a lake: the sensor publishes nothing, as the
+    publish job (which reads the same resource) would not."""
+    lake = dataclasses.replace(
+        settings, target="ducklake", ducklake_catalog=str(tmp_path / "lake.sqlite"), ducklake_data_path=str(tmp_path)
+    )
+    for resource, publishes in ((duckdb_resource(settings), True), (duckdb_resource(lake), False)):
+        context = dg.build_sensor_context(instance=instance, resources={"duckdb": resource})
+        result = build_publish_sensor(settings)(context)
+        said = str(result.skip_message) if isinstance(result, dg.SkipReason) else ""
+        assert ("DuckLake" not in said) is publishes, said

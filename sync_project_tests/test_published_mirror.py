@@ -24,6 +24,7 @@ from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import build_resources
 from sync_project.settings import Settings, project_root
 from sync_project.sync.errors import LockTimeoutError
 from sync_project.sync.mirror.access import duckdb_session, lock_path
@@ -383,12 +384,17 @@ def test_the_sensor_asks_for_one_publish_after_syncs(
     sensor = definitions.get_sensor_def(PUBLISH_SENSOR)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
-        nothing = sensor(dg.build_sensor_context(instance=instance, definitions=definitions))
+        resources = build_resources(settings)  # the sensor reads the target from the duckdb resource
+        nothing = sensor(dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources))
         assert isinstance(nothing, dg.SkipReason) and "no sync" in str(nothing.skip_message)
         assert run_job(settings, instance, SYNC_JOB, key).success
-        result = sensor(dg.build_sensor_context(instance=instance, definitions=definitions))
+        result = sensor(dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources))
         assert isinstance(result, dg.SensorResult) and len(result.run_requests or []) == 1
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, definitions=definitions))
+        again = sensor(
+            dg.build_sensor_context(
+                instance=instance, cursor=result.cursor, definitions=definitions, resources=resources
+            )
+        )
         assert isinstance(again, dg.SkipReason)
 
 
