@@ -28,8 +28,8 @@ lint: venv
 	cd $(EMULATOR) && ../../$(BIN)/mypy --python-executable ../../$(EMULATOR_PYTHON) local_snowflake tests
 
 test: lint
-	# Dagster's own check that the definitions load (in a throwaway instance folder).
-	mkdir -p .local/dg-check && touch .local/dg-check/dagster.yaml
+	# Dagster's own check that the definitions load (in a throwaway instance folder, with the project's settings).
+	mkdir -p .local/dg-check && cp dagster.yaml .local/dg-check/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.local/dg-check $(BIN)/dg check defs
 	$(EMULATOR_PYTHON) -m pytest -q $(EMULATOR)
 	$(BIN)/pytest
