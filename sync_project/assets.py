@@ -132,13 +132,13 @@ def snowflake_table(
     _fail_unless_registered(context)
     syncing = SYNC_ASSET_KEY in context.selected_asset_keys
     tables, failures = _tables_of_the_run(context, snowflake.sync_database, syncing)
-    mirror = duckdb.mirror
+    options = duckdb.sync_options()
+    mirror = options.mirror  # one mirror for the run: the sync loads into it, the checks read it
     if not syncing:  # the checks-only job: check each table against its latest sync
         for table in tables:
             yield from evaluations_of_latest_sync(context.instance, table, snowflake.get_connection, mirror)
         _fail_if_any(failures, transient=False, retry_number=context.retry_number)
         return
-    options = duckdb.sync_options()
     # Retries and re-executions of one run share an attempt, so they can resume its stages and files.
     root_run_id = context.run.root_run_id or context.run.run_id
     root = context.instance.get_run_record_by_id(root_run_id)
