@@ -5,32 +5,24 @@ into that partition's materialization and check results. Retries cover transient
 tables still missing.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from sync_project.checks import ROW_COUNT_SPEC, SCHEMA_SPEC, evaluations_after_sync, evaluations_of_latest_sync
+from sync_project.checks import check_specs, evaluations_after_sync, evaluations_of_latest_sync
 from sync_project.dagster_api import PARTITION_TAG
-from sync_project.partitions import (
-    SNOWFLAKE_TABLES,
-    TABLES_TAG,
-    not_registered_message,
-    snowflake_tables_partitions,
-    table_for_partition,
-    tables_tag,
-)
-from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.partitions import TABLES_TAG, not_registered_message, table_for_partition, tables_tag
+from sync_project.scope import ASSET_NAME, FIRST_MIRROR, MirrorScope
 from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.pipeline import sync_tables
 from sync_project.sync.report import SyncReport
 from sync_project.sync.tables import TableRef
-from sync_project.sync_record import SYNC_ASSET_KEY, latest_sync_materialization, to_metadata
+from sync_project.sync_record import latest_sync_materialization, to_metadata
 
-SYNC_GROUP = "snowflake_mirror"
 # A backfill or the nightly schedule syncs this many tables per run: one process start-up for all of them.
 SYNC_BATCH_SIZE = 25
 SYNC_WORKERS = 4  # tables of one run whose Snowflake work overlaps (COPY INTO and GET wait on Snowflake)
@@ -89,54 +81,76 @@ def _run_family(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
     return family
 
 
-def already_synced(instance: dg.DagsterInstance, run: dg.DagsterRun, keys: list[str]) -> set[str]:
+def already_synced(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, keys: list[str], asset_key: dg.AssetKey = FIRST_MIRROR.asset_key
+) -> set[str]:
     """Keys a previous try of this step, or the failed run this one re-executes, already synced."""
     family = _run_family(instance, run)
     done = set()
     for key in keys:
-        found = latest_sync_materialization(instance, key)
+        found = latest_sync_materialization(instance, key, asset_key)
         if found is not None and found[1].run_id in family:
             done.add(key)
     return done
 
 
-@dg.multi_asset(
-    name="snowflake_table",
-    outs={
-        "snowflake_table": dg.AssetOut(
-            key=SYNC_ASSET_KEY,
-            is_required=False,
-            group_name=SYNC_GROUP,
-            kinds={"snowflake", "duckdb"},
-            description=ASSET_DESCRIPTION,
-        )
-    },
-    partitions_def=snowflake_tables_partitions,
-    check_specs=[ROW_COUNT_SPEC, SCHEMA_SPEC],
-    can_subset=True,
-    backfill_policy=dg.BackfillPolicy.multi_run(SYNC_BATCH_SIZE),
-    retry_policy=SYNC_RETRY_POLICY,
-)
-def snowflake_table(
-    context: dg.AssetExecutionContext,
-    config: SyncConfig,
-    snowflake: SnowflakeResource,
-    duckdb: SyncDuckDBResource,
+def build_sync_asset(
+    scope: MirrorScope = FIRST_MIRROR,
+    *,
+    kinds: Sequence[str] = ("snowflake", "duckdb"),
+    owners: Sequence[str] = (),
+    group: str | None = None,
+    batch_size: int = SYNC_BATCH_SIZE,
+    workers: int = SYNC_WORKERS,
+) -> dg.AssetsDefinition:
+    """A mirror's asset: one partition per registered table, its two checks, its resources by the mirror's keys."""
+
+    @dg.multi_asset(
+        name=scope.name(ASSET_NAME),
+        outs={
+            ASSET_NAME: dg.AssetOut(
+                key=scope.asset_key,
+                is_required=False,
+                group_name=group or scope.group,
+                kinds=set(kinds),
+                owners=list(owners),
+                description=ASSET_DESCRIPTION,
+            )
+        },
+        partitions_def=scope.partitions_def,
+        check_specs=check_specs(scope),
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.multi_run(batch_size),
+        retry_policy=SYNC_RETRY_POLICY,
+        required_resource_keys=scope.resource_keys,
+    )
+    def snowflake_table(
+        context: dg.AssetExecutionContext, config: SyncConfig
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+        """Sync the run's tables (one, or a batch of a backfill or the nightly schedule), each recorded as its own
+        partition: its materialization, its two checks, or its failure (named in the step's failure; a retry or a
+        re-execution syncs only the tables still missing). Snowflake work of several tables overlaps; loads take
+        the DuckDB lock one at a time."""
+        yield from _sync_the_run(context, config, scope, workers)
+
+    return snowflake_table
+
+
+def _sync_the_run(
+    context: dg.AssetExecutionContext, config: SyncConfig, scope: MirrorScope, workers: int
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """Sync the run's tables (one, or a batch of a backfill or the nightly schedule), each recorded as its own
-    partition: its materialization, its two checks, or its failure (named in the step's failure; a retry or a
-    re-execution syncs only the tables still missing). Snowflake work of several tables overlaps; loads take
-    the DuckDB lock one at a time."""
     if not (context.has_partition_key or context.has_partition_key_range):
         raise dg.Failure(NO_TABLE_MESSAGE, allow_retries=False)
-    _fail_unless_registered(context)
-    syncing = SYNC_ASSET_KEY in context.selected_asset_keys
-    tables, failures = _tables_of_the_run(context, snowflake.sync_database, syncing)
+    _fail_unless_registered(context, scope.partitions_name)
+    snowflake, duckdb = scope.snowflake(context), scope.duckdb(context)
+    asset_key = scope.asset_key
+    syncing = asset_key in context.selected_asset_keys
+    tables, failures = _tables_of_the_run(context, snowflake.sync_database, syncing, asset_key)
     options = duckdb.sync_options()
     mirror = options.mirror  # one mirror for the run: the sync loads into it, the checks read it
     if not syncing:  # the checks-only job: check each table against its latest sync
         for table in tables:
-            yield from evaluations_of_latest_sync(context.instance, table, snowflake.get_connection, mirror)
+            yield from evaluations_of_latest_sync(context.instance, table, snowflake.get_connection, mirror, asset_key)
         _fail_if_any(failures, transient=False, retry_number=context.retry_number)
         return
     # Retries and re-executions of one run share an attempt, so they can resume its stages and files.
@@ -147,7 +161,7 @@ def snowflake_table(
         snowflake.get_connection,
         tables,
         options,
-        SYNC_WORKERS if len(tables) > 1 else 1,
+        workers if len(tables) > 1 else 1,
         log=context.log.info,
         strategy=None if config.strategy == "table" else config.strategy,
         rebuild=config.rebuild,
@@ -165,7 +179,7 @@ def snowflake_table(
                 )
                 context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
                 continue
-            yield from _recorded(context, outcome.report, mirror, failures)
+            yield from _recorded(context, outcome.report, mirror, failures, asset_key)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         # Dagster would retry an interrupt under the retry policy; a person who pressed Ctrl-C (or terminated
         # the run) wants it stopped. The engine has cancelled what was in flight and cleaned up after it.
@@ -177,15 +191,18 @@ def snowflake_table(
     _fail_if_any(failures, transient, context.retry_number)
 
 
+snowflake_table = build_sync_asset()  # the first mirror's asset, as the tests and the README name it
+
+
 def _tables_of_the_run(
-    context: dg.AssetExecutionContext, database: str, syncing: bool
+    context: dg.AssetExecutionContext, database: str, syncing: bool, asset_key: dg.AssetKey
 ) -> tuple[list[TableRef], dict[str, str]]:
     """The run's tables still to do (an earlier try of the run may have synced some), and the keys that name
     no table. Tags the run with its tables if whoever launched it did not."""
     keys = list(context.partition_keys)
     if TABLES_TAG not in context.run.tags:  # launched from the UI's partition picker or `dagster job launch`
         context.instance.add_run_tags(context.run.run_id, tables_tag(keys))
-    skipped = already_synced(context.instance, context.run, keys) if syncing else set()
+    skipped = already_synced(context.instance, context.run, keys, asset_key) if syncing else set()
     if skipped:
         context.log.info(f"{len(skipped)} table(s) were synced by an earlier try of this run: {sorted(skipped)}")
     failures: dict[str, str] = {}
@@ -200,10 +217,10 @@ def _tables_of_the_run(
     return tables, failures
 
 
-def _fail_unless_registered(context: dg.AssetExecutionContext) -> None:
+def _fail_unless_registered(context: dg.AssetExecutionContext, registry: str) -> None:
     """A run of a key nobody registered (`dagster job launch` takes any tag) fails at once saying which key was
     meant, instead of with Dagster's error from deep inside `partition_keys`."""
-    registered = list(context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    registered = list(context.instance.get_dynamic_partitions(registry))
     named = (
         [context.partition_key]
         if context.has_partition_key
@@ -219,17 +236,21 @@ def _fail_unless_registered(context: dg.AssetExecutionContext) -> None:
 
 
 def _recorded(
-    context: dg.AssetExecutionContext, report: SyncReport, mirror: Mirror, failures: dict[str, str]
+    context: dg.AssetExecutionContext,
+    report: SyncReport,
+    mirror: Mirror,
+    failures: dict[str, str],
+    asset_key: dg.AssetKey,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One synced table's partition: its materialization, then its checks (a failed blocking one fails it)."""
     table = report.table
-    checked = evaluations_after_sync(report, mirror)  # read now, reported after the materialization
+    checked = evaluations_after_sync(report, mirror, asset_key)  # read now, reported after the materialization
     context.log.info(
         f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
         f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
         + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
     )
-    yield dg.AssetMaterialization(asset_key=SYNC_ASSET_KEY, partition=table.key, metadata=to_metadata(report, mirror))
+    yield dg.AssetMaterialization(asset_key=asset_key, partition=table.key, metadata=to_metadata(report, mirror))
     for evaluation in checked:
         yield evaluation
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:

@@ -15,15 +15,15 @@ import dagster as dg
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
-from sync_project.jobs import SYNC_JOB, cleanup_leftovers_job, publish_mirror_job, sync_tables_job
-from sync_project.partitions import SNOWFLAKE_TABLES, registered_tables, snowflake_tables_partitions, tables_tag
-from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
+from sync_project.partitions import registered_tables, tables_tag
+from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import Settings
 from sync_project.sync.catalog import describe_table, list_tables, matches_like
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.options import Connect
 from sync_project.sync.tables import TableRef
-from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
+from sync_project.sync_record import last_sync
 
 SYNC_SCHEDULE = "nightly_sync"
 PUBLISH_SENSOR = "publish_after_syncs"
@@ -71,10 +71,17 @@ def batch_request(batch: list[str], tick: str) -> dg.RunRequest:
     return batch_run_request(batch, f"{batch[0]}@{tick}" if len(batch) == 1 else f"{batch[0]}..{batch[-1]}@{tick}")
 
 
-def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
+# The sensors read their mirror's resources from `context.resources` (their keys depend on the mirror). A
+# direct call (`sensor(context)`, as the tests make) also passes each required resource as a keyword named by its
+# key, which the daemon never does: `**_invoked_with` takes those.
+
+
+def build_sync_schedule(
+    settings: Settings, scope: MirrorScope = FIRST_MIRROR, batch_size: int = SYNC_BATCH_SIZE
+) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=SYNC_SCHEDULE,
-        job=sync_tables_job,
+        name=scope.name(SYNC_SCHEDULE),
+        job_name=scope.name(SYNC_JOB),
         cron_schedule=settings.schedule_cron,
         execution_timezone=settings.schedule_timezone,
         default_status=_default_status(settings),
@@ -82,13 +89,13 @@ def build_sync_schedule(settings: Settings) -> dg.ScheduleDefinition:
     def nightly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         """A full sync of every registered table: runs of up to 25 tables each, every table its own partition
         with its own materialization and checks (SYNC_SCHEDULE_CRON, SYNC_SCHEDULE_TIMEZONE)."""
-        keys = list(context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+        keys = list(context.instance.get_dynamic_partitions(scope.partitions_name))
         if not keys:
             return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
         # Contiguous ranges in registration order, as Dagster orders dynamic partitions; the run key names the
         # range and the tick, so a re-evaluated tick never doubles a run.
-        return [batch_request(batch, tick) for batch in batches(keys, set(keys))]
+        return [batch_request(batch, tick) for batch in batches(keys, set(keys), batch_size)]
 
     return nightly_sync
 
@@ -103,7 +110,12 @@ class ChangeDecision:
     run_key: str = ""  # one per state of Snowflake's figures, so a table that did not move is not synced twice
 
 
-def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: list[TableRef]) -> list[ChangeDecision]:
+def plan_change_syncs(
+    instance: dg.DagsterInstance,
+    connect: Connect,
+    tables: list[TableRef],
+    asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
+) -> list[ChangeDecision]:
     """For each table: sync it if Snowflake's rows, bytes or LAST_ALTERED moved since its last sync.
 
     One INFORMATION_SCHEMA query per schema; what a sync saw is in its materialization metadata.
@@ -122,7 +134,7 @@ def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: li
                     continue
                 now = stats.stamp
                 run_key = f"{table.key}:{now[0]}:{now[1]}:{now[2]}"
-                seen = last_sync(instance, table.key)
+                seen = last_sync(instance, table.key, asset_key)
                 if seen is None:
                     decisions.append(ChangeDecision(table.key, True, "never synced", run_key))
                     continue
@@ -139,22 +151,29 @@ def plan_change_syncs(instance: dg.DagsterInstance, connect: Connect, tables: li
     return decisions
 
 
-def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_change_sensor(
+    settings: Settings,
+    scope: MirrorScope = FIRST_MIRROR,
+    batch_size: int = SYNC_BATCH_SIZE,
+    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
     @dg.sensor(
-        name=CHANGE_SENSOR,
-        job=sync_tables_job,
+        name=scope.name(CHANGE_SENSOR),
+        job_name=scope.name(SYNC_JOB),
         minimum_interval_seconds=settings.change_sensor_seconds,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=status,
+        required_resource_keys={scope.snowflake_key},
     )
     def snowflake_change_sensor(
-        context: dg.SensorEvaluationContext, snowflake: SnowflakeResource
+        context: dg.SensorEvaluationContext, **_invoked_with: object
     ) -> dg.SensorResult | dg.SkipReason:
         """Sync a registered table when Snowflake's rows, bytes or LAST_ALTERED moved since its last sync."""
-        tables = registered_tables(context.instance, snowflake.sync_database)
+        snowflake = scope.snowflake(context)
+        tables = registered_tables(context.instance, snowflake.sync_database, scope.partitions_name)
         if not tables:
             return dg.SkipReason("no tables are registered yet")
         try:
-            decisions = plan_change_syncs(context.instance, snowflake.get_connection, tables)
+            decisions = plan_change_syncs(context.instance, snowflake.get_connection, tables, scope.asset_key)
         except SyncError as e:
             return dg.SkipReason(f"could not read Snowflake's figures: {e}")
         wanted = [d for d in decisions if d.sync]
@@ -167,9 +186,9 @@ def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
             )
         # Changed tables next to each other in registration order share a run (up to 25): one process start-up.
         by_key = {d.key: d for d in wanted}
-        registered = list(context.instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+        registered = list(context.instance.get_dynamic_partitions(scope.partitions_name))
         requests = []
-        for batch in batches(registered, set(by_key)):
+        for batch in batches(registered, set(by_key), batch_size):
             members = [by_key[key] for key in batch]
             run_key = members[0].run_key if len(members) == 1 else "|".join(m.run_key for m in members)
             reason = "; ".join(f"{m.key}: {m.reason}" for m in members) if len(members) > 1 else members[0].reason
@@ -179,14 +198,19 @@ def build_change_sensor(settings: Settings) -> dg.SensorDefinition:
     return snowflake_change_sensor
 
 
-def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_auto_register_sensor(
+    settings: Settings,
+    scope: MirrorScope = FIRST_MIRROR,
+    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
     @dg.sensor(
-        name=AUTO_REGISTER_SENSOR,
+        name=scope.name(AUTO_REGISTER_SENSOR),
         minimum_interval_seconds=max(settings.change_sensor_seconds, 60),
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=status,
+        required_resource_keys={scope.snowflake_key},
     )
     def auto_register_tables(
-        context: dg.SensorEvaluationContext, snowflake: SnowflakeResource
+        context: dg.SensorEvaluationContext, **_invoked_with: object
     ) -> dg.SensorResult | dg.SkipReason:
         """Register new tables of SYNC_AUTO_REGISTER_SCHEMA matching SYNC_AUTO_REGISTER_LIKE.
 
@@ -196,11 +220,12 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
         schema = settings.auto_register_schema
         if not schema:
             return dg.SkipReason("set SYNC_AUTO_REGISTER_SCHEMA (and SYNC_AUTO_REGISTER_LIKE) to use this sensor")
+        snowflake = scope.snowflake(context)
         database = snowflake.sync_database  # the resource's, as the sync's: an override there moves both
         refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         registered = {
             t.key: t
-            for t in registered_tables(context.instance, snowflake.sync_database)
+            for t in registered_tables(context.instance, database, scope.partitions_name)
             if (t.database, t.schema) == (database, schema) and matches_like(t.name, settings.auto_register_like)
         }
         added: list[str] = []
@@ -226,9 +251,9 @@ def build_auto_register_sensor(settings: Settings) -> dg.SensorDefinition:
         vanished = sorted(key for key in registered if key not in present)
         requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
         if added:
-            requests.append(snowflake_tables_partitions.build_add_request(added))
+            requests.append(scope.partitions_def.build_add_request(added))
         if vanished and settings.auto_deregister:
-            requests.append(snowflake_tables_partitions.build_delete_request(vanished))
+            requests.append(scope.partitions_def.build_delete_request(vanished))
         context.log.info(
             f"registered {added or 'nothing'}; refused {sorted(refused) or 'nothing'}; vanished {vanished or 'nothing'}"
             + (" (kept: SYNC_AUTO_DEREGISTER is off)" if vanished and not settings.auto_deregister else "")
@@ -281,25 +306,30 @@ IN_FLIGHT = [
 ]
 
 
-def build_publish_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_publish_sensor(
+    settings: Settings,
+    scope: MirrorScope = FIRST_MIRROR,
+    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
     @dg.sensor(
-        name=PUBLISH_SENSOR,
-        job=publish_mirror_job,
+        name=scope.name(PUBLISH_SENSOR),
+        job_name=scope.name(PUBLISH_JOB),
         minimum_interval_seconds=PUBLISH_SENSOR_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=status,
+        required_resource_keys={scope.duckdb_key},
     )
     def publish_after_syncs(
-        context: dg.SensorEvaluationContext, duckdb: SyncDuckDBResource
+        context: dg.SensorEvaluationContext, **_invoked_with: object
     ) -> dg.SensorResult | dg.SkipReason:
         """Publish the mirror for readers after syncs: when a burst ends, and every SYNC_PUBLISH_MINUTES during one.
 
         A backfill of 200 tables publishes a few times, not 200; each publish is one file copy.
         """
-        if not duckdb.mirror.has_published_copy:  # the resource's target, as the publish job's
+        if not scope.duckdb(context).mirror.has_published_copy:  # the resource's target, as the publish job's
             return dg.SkipReason("the target is a DuckLake: readers attach it read-only and never wait for syncs")
         cursor = json.loads(context.cursor) if context.cursor else {}
-        latest = context.instance.fetch_materializations(SYNC_ASSET_KEY, limit=1).records
-        in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=SYNC_JOB, statuses=IN_FLIGHT))
+        latest = context.instance.fetch_materializations(scope.asset_key, limit=1).records
+        in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=scope.name(SYNC_JOB), statuses=IN_FLIGHT))
         now = time.time()
         decision = plan_publish(
             latest[0].storage_id if latest else None,
@@ -325,10 +355,10 @@ def _default_status(settings: Settings) -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if settings.schedules_running else dg.DefaultScheduleStatus.STOPPED
 
 
-def build_cleanup_schedule(settings: Settings) -> dg.ScheduleDefinition:
+def build_cleanup_schedule(settings: Settings, scope: MirrorScope = FIRST_MIRROR) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
-        name=CLEANUP_SCHEDULE,
-        job=cleanup_leftovers_job,
+        name=scope.name(CLEANUP_SCHEDULE),
+        job_name=scope.name(CLEANUP_JOB),
         cron_schedule=settings.cleanup_cron,
         execution_timezone=settings.schedule_timezone,
         default_status=_default_status(settings),

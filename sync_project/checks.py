@@ -4,12 +4,11 @@ They are the asset's own check specs, evaluated by the sync step right after eac
 many tables records each table's results), and by the checks-only job against a table's latest sync.
 """
 
-import warnings
 from typing import Any
 
 import dagster as dg
 
-from sync_project.partitions import snowflake_tables_partitions
+from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.catalog import table_stats
 from sync_project.sync.errors import SyncError
 from sync_project.sync.mirror import Mirror, MirrorTable
@@ -18,10 +17,7 @@ from sync_project.sync.options import Connect
 from sync_project.sync.report import SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
-from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
-
-# Partitioned asset checks are a preview feature; we rely on them knowingly (history per table).
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+from sync_project.sync_record import last_sync
 
 ROW_COUNT_CHECK = "row_count_matches_snowflake"
 SCHEMA_CHECK = "schema_matches_type_map"
@@ -41,25 +37,34 @@ def _snowflake_rows(connect: Connect, table: TableRef) -> int | None:
     return figures.rows if figures else None
 
 
-ROW_COUNT_SPEC = dg.AssetCheckSpec(
-    ROW_COUNT_CHECK,
-    asset=SYNC_ASSET_KEY,
-    blocking=True,
-    partitions_def=snowflake_tables_partitions,
-    description="DuckDB holds exactly the rows the latest sync of this table left there (a full sync: what "
-    "Snowflake unloaded; an incremental one: what it kept plus what it merged). Warns if Snowflake's table "
-    "has another count now.",
-)
-SCHEMA_SPEC = dg.AssetCheckSpec(
-    SCHEMA_CHECK,
-    asset=SYNC_ASSET_KEY,
-    partitions_def=snowflake_tables_partitions,
-    description="Every column of the source is in DuckDB with the type the type map gives it.",
-)
+def check_specs(scope: MirrorScope) -> list[dg.AssetCheckSpec]:
+    """The row-count check (blocking) and the schema check of a mirror's asset, per table."""
+    return [
+        dg.AssetCheckSpec(
+            ROW_COUNT_CHECK,
+            asset=scope.asset_key,
+            blocking=True,
+            partitions_def=scope.partitions_def,
+            description="DuckDB holds exactly the rows the latest sync of this table left there (a full sync: "
+            "what Snowflake unloaded; an incremental one: what it kept plus what it merged). Warns if Snowflake's "
+            "table has another count now.",
+        ),
+        dg.AssetCheckSpec(
+            SCHEMA_CHECK,
+            asset=scope.asset_key,
+            partitions_def=scope.partitions_def,
+            description="Every column of the source is in DuckDB with the type the type map gives it.",
+        ),
+    ]
 
 
 def row_count_evaluation(
-    table: TableRef, expected: int, state: MirrorTable, source_rows: int | None, waited: float = 0.0
+    table: TableRef,
+    expected: int,
+    state: MirrorTable,
+    source_rows: int | None,
+    waited: float = 0.0,
+    asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
 ) -> dg.AssetCheckEvaluation:
     # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
@@ -77,7 +82,7 @@ def row_count_evaluation(
         passed, severity = False, dg.AssetCheckSeverity.WARN
         description = f"{table}: copy is exact, but Snowflake has {source_rows:,} rows; sync again"
     return dg.AssetCheckEvaluation(
-        asset_key=SYNC_ASSET_KEY,
+        asset_key=asset_key,
         check_name=ROW_COUNT_CHECK,
         passed=passed,
         severity=severity,
@@ -88,7 +93,9 @@ def row_count_evaluation(
     )
 
 
-def schema_evaluation(table: TableRef, expected: dict[str, str], state: MirrorTable) -> dg.AssetCheckEvaluation:
+def schema_evaluation(
+    table: TableRef, expected: dict[str, str], state: MirrorTable, asset_key: dg.AssetKey = FIRST_MIRROR.asset_key
+) -> dg.AssetCheckEvaluation:
     actual = {name: duckdb_type_name(t) for name, t in state.columns.items()}
     problems = [
         f"{name}: expected {want}, found {actual.get(name, 'nothing')}"
@@ -96,7 +103,7 @@ def schema_evaluation(table: TableRef, expected: dict[str, str], state: MirrorTa
         if actual.get(name) != want
     ] + [f"{name}: not in the source" for name in actual if name not in expected]
     return dg.AssetCheckEvaluation(
-        asset_key=SYNC_ASSET_KEY,
+        asset_key=asset_key,
         check_name=SCHEMA_CHECK,
         passed=not problems,
         description="; ".join(problems) if problems else None,
@@ -106,35 +113,46 @@ def schema_evaluation(table: TableRef, expected: dict[str, str], state: MirrorTa
 
 
 def evaluations(
-    table: TableRef, rows_total: int, columns: dict[str, str], source_rows: int | None, mirror: Mirror
+    table: TableRef,
+    rows_total: int,
+    columns: dict[str, str],
+    source_rows: int | None,
+    mirror: Mirror,
+    asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks of a table, against what the mirror holds now (one read of it) and Snowflake's row count."""
     waited = Waited()
     state = mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
     return [
-        row_count_evaluation(table, rows_total, state, source_rows, waited.seconds),
-        schema_evaluation(table, columns, state),
+        row_count_evaluation(table, rows_total, state, source_rows, waited.seconds, asset_key),
+        schema_evaluation(table, columns, state, asset_key),
     ]
 
 
-def evaluations_after_sync(report: SyncReport, mirror: Mirror) -> list[dg.AssetCheckEvaluation]:
+def evaluations_after_sync(
+    report: SyncReport, mirror: Mirror, asset_key: dg.AssetKey = FIRST_MIRROR.asset_key
+) -> list[dg.AssetCheckEvaluation]:
     """Both checks right after a sync. Snowflake's count is the one the sync read before its unload: a second
     query per table would cost a connection each in a run of many tables, and the change sensor watches for
     later changes."""
     columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
     source_rows = report.source.rows if report.source is not None else None
-    return evaluations(report.table, report.rows_total, columns, source_rows, mirror)
+    return evaluations(report.table, report.rows_total, columns, source_rows, mirror, asset_key)
 
 
 def evaluations_of_latest_sync(
-    instance: dg.DagsterInstance, table: TableRef, connect: Connect, mirror: Mirror
+    instance: dg.DagsterInstance,
+    table: TableRef,
+    connect: Connect,
+    mirror: Mirror,
+    asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks against the table's latest sync (the checks-only job), or failures if it never synced."""
-    synced = last_sync(instance, table.key)
+    synced = last_sync(instance, table.key, asset_key)
     if synced is None:
         return [
             dg.AssetCheckEvaluation(
-                asset_key=SYNC_ASSET_KEY,
+                asset_key=asset_key,
                 check_name=name,
                 passed=False,
                 description=f"{table} has not been synced yet",
@@ -143,4 +161,4 @@ def evaluations_of_latest_sync(
             for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
         ]
     rows = synced.record.rows if synced.record.rows is not None else -1
-    return evaluations(table, rows, synced.record.columns, _snowflake_rows(connect, table), mirror)
+    return evaluations(table, rows, synced.record.columns, _snowflake_rows(connect, table), mirror, asset_key)

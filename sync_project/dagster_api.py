@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+# What `define_asset_job` returns (a job resolved once the assets are known): the jobs factory names its type.
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
 # A run launcher's interface (the team profile's, `team/launcher.py`): Dagster documents custom run launchers
 # but exports their types only from these modules, and dagster-celery's tasks take packed arguments.
 from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
@@ -29,6 +32,7 @@ __all__ = [
     "CheckRunHealthResult",
     "ResumeRunArgs",
     "ResumeRunContext",
+    "UnresolvedAssetJobDefinition",
     "WorkerStatus",
     "latest_check_evaluation",
     "pack_value",

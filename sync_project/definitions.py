@@ -1,59 +1,34 @@
-"""The one Definitions object of the project: assets, checks, jobs, schedules, sensors, resources.
+"""The project's Definitions: every mirror declared in `sync_project/defs/` (a `SnowflakeMirrorComponent`
+each), run in-process.
 
-No logic lives here; each concern has its own module.
+`dg dev`, `dg check defs`, `dagster dev -w workspace.yaml` and the run processes all load this module. No
+logic lives here: a mirror's definitions come from `mirror_definitions`.
 """
+
+from pathlib import Path
 
 import dagster as dg
 
-from sync_project.assets import snowflake_table
-from sync_project.automation import (
-    build_auto_register_sensor,
-    build_change_sensor,
-    build_cleanup_schedule,
-    build_publish_sensor,
-    build_sync_schedule,
-)
-from sync_project.jobs import (
-    cleanup_leftovers_job,
-    discover_tables_job,
-    doctor_job,
-    publish_mirror_job,
-    register_tables_job,
-    sync_tables_job,
-    verify_synced_tables_job,
-)
+from sync_project.mirror_definitions import mirror_definitions
 from sync_project.process import skip_final_collection
-from sync_project.resources import build_resources
 from sync_project.settings import Settings
 
 
-def _with_target_kind(asset: dg.AssetsDefinition, target: str) -> dg.AssetsDefinition:
-    """Kinds `snowflake` and the target's (`duckdb` or `ducklake`), so the catalog's search by kind finds it.
-    Code references (added around it) let the UI link the asset to the function that syncs a table."""
-    return asset.map_asset_specs(lambda spec: spec.replace_attributes(kinds={"snowflake", target}))
+def _in_process() -> dg.Definitions:
+    """One table per run; parallelism comes from concurrent runs, so a step needs no process of its own (the
+    multiprocess executor would pay Python and Dagster start-up again for every step)."""
+    return dg.Definitions(executor=dg.in_process_executor)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """The project's definitions for given settings (tests build them against their own folders)."""
-    return dg.Definitions(
-        assets=dg.with_source_code_references([_with_target_kind(snowflake_table, settings.target)]),
-        jobs=[
-            sync_tables_job,
-            verify_synced_tables_job,
-            discover_tables_job,
-            register_tables_job,
-            cleanup_leftovers_job,
-            doctor_job,
-            publish_mirror_job,
-        ],
-        schedules=[build_sync_schedule(settings), build_cleanup_schedule(settings)],
-        sensors=[build_change_sensor(settings), build_auto_register_sensor(settings), build_publish_sensor(settings)],
-        resources=build_resources(settings),
-        # One table per run; parallelism comes from concurrent runs, so a step needs no process of its own
-        # (the multiprocess executor would pay Python and Dagster start-up again for every step).
-        executor=dg.in_process_executor,
-    )
+    """The first mirror alone, for given settings (tests build it against their own folders)."""
+    return dg.Definitions.merge(mirror_definitions(settings), _in_process())
+
+
+def load_definitions() -> dg.Definitions:
+    """Every mirror of `sync_project/defs/`, as `dg` finds them."""
+    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent), _in_process())
 
 
 skip_final_collection()
-defs = build_definitions(Settings.from_env())
+defs = load_definitions()

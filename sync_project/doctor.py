@@ -12,8 +12,8 @@ import dagster as dg
 
 from sync_project.embedded_snowflake import LOCAL_ACCOUNT
 from sync_project.metadata import text_table
-from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import DAGSTER_HOME
 from sync_project.sync.doctor import Check, DoctorReport, Target, run_doctor
 from sync_project.sync.errors import InvalidTableNameError
@@ -38,12 +38,12 @@ def target_of(snowflake: SnowflakeResource, duckdb: SyncDuckDBResource) -> Targe
     )
 
 
-def _registered(instance: dg.DagsterInstance | None, database: str) -> tuple[Check, list[TableRef]]:
+def _registered(instance: dg.DagsterInstance | None, database: str, registry: str) -> tuple[Check, list[TableRef]]:
     home = os.environ.get(DAGSTER_HOME, "(DAGSTER_HOME unset)")
     if instance is None:
         return Check("dagster instance", "failed", f"no Dagster instance at {home}", "set DAGSTER_HOME"), []
     try:
-        keys = instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
+        keys = instance.get_dynamic_partitions(registry)
         runs = instance.get_runs_count()
     except Exception as e:  # any storage failure is the finding itself
         return Check(
@@ -71,9 +71,12 @@ def _registered(instance: dg.DagsterInstance | None, database: str) -> tuple[Che
 
 
 def diagnose(
-    instance: dg.DagsterInstance | None, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
+    instance: dg.DagsterInstance | None,
+    snowflake: SnowflakeResource,
+    duckdb: SyncDuckDBResource,
+    scope: MirrorScope = FIRST_MIRROR,
 ) -> DoctorReport:
-    instance_check, tables = _registered(instance, snowflake.database or "")
+    instance_check, tables = _registered(instance, snowflake.database or "", scope.partitions_name)
     report = run_doctor(snowflake.connect, target_of(snowflake, duckdb), tables, duckdb.sync_options())
     report.checks.append(instance_check)
     return report

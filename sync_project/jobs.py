@@ -1,22 +1,24 @@
 """Jobs: sync and verify over the synced-table asset, and the registry chores for the UI launchpad."""
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
 
 from sync_project import registry
-from sync_project.dagster_api import PARTITION_TAG
+from sync_project.dagster_api import PARTITION_TAG, UnresolvedAssetJobDefinition
 from sync_project.metadata import text_table
 from sync_project.partitions import tables_tag
-from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+from sync_project.resources import SnowflakeResource
+from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.leftovers import remove_leftovers
 from sync_project.sync.mirror import NothingToDo
 from sync_project.sync.mirror.publish import PublishReport
 from sync_project.sync.state import TableOptions
 from sync_project.sync.tables import TableRef
-from sync_project.sync_record import SYNC_ASSET_KEY
 
 SYNC_JOB = "sync_tables"
 DOCTOR_JOB = "doctor"
@@ -40,22 +42,25 @@ def in_process_run_tags(partition_key: str) -> dict[str, str]:
     return {PARTITION_TAG: partition_key, ".dagster/repository": REPOSITORY_LABEL} | tables_tag([partition_key])
 
 
-sync_tables_job = dg.define_asset_job(
-    SYNC_JOB,
-    selection=dg.AssetSelection.assets(SYNC_ASSET_KEY).without_checks()
-    | dg.AssetSelection.checks_for_assets(SYNC_ASSET_KEY),
-    description="Sync registered tables: one from the UI, up to 25 per run from backfills and the nightly "
-    "schedule, each with its own materialization and checks. Backfill from the CLI: "
-    "`dagster job backfill -w workspace.yaml -j sync_tables --all all`.",
-)
+def build_sync_job(scope: MirrorScope, batch_size: int) -> UnresolvedAssetJobDefinition:
+    key = scope.asset_key
+    return dg.define_asset_job(
+        scope.name(SYNC_JOB),
+        selection=dg.AssetSelection.assets(key).without_checks() | dg.AssetSelection.checks_for_assets(key),
+        description=f"Sync registered tables: one from the UI, up to {batch_size} per run from backfills and the "
+        "nightly schedule, each with its own materialization and checks. Backfill from the CLI: "
+        f"`dagster job backfill -w workspace.yaml -j {scope.name(SYNC_JOB)} --all all`.",
+    )
 
-verify_synced_tables_job = dg.define_asset_job(
-    VERIFY_JOB,
-    selection=dg.AssetSelection.checks_for_assets(SYNC_ASSET_KEY),
-    # Dagster gives a checks-only job no partitions (a partitions_def here is ignored, and deprecated); the
-    # partition goes in as the `dagster/partition` run tag, as the tests and `sync-project` do.
-    description="Re-run the row-count and schema checks of a table without syncing it again.",
-)
+
+def build_verify_job(scope: MirrorScope) -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        scope.name(VERIFY_JOB),
+        selection=dg.AssetSelection.checks_for_assets(scope.asset_key),
+        # Dagster gives a checks-only job no partitions (a partitions_def here is ignored, and deprecated); the
+        # partition goes in as the `dagster/partition` run tag, as the tests and `sync-project` do.
+        description="Re-run the row-count and schema checks of a table without syncing it again.",
+    )
 
 
 class DiscoverConfig(dg.Config):
@@ -69,11 +74,11 @@ def _database(snowflake: SnowflakeResource) -> str:
     return snowflake.database
 
 
-@dg.op
-def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, snowflake: SnowflakeResource) -> None:
+def discover_schema(context: dg.OpExecutionContext, config: DiscoverConfig, scope: MirrorScope) -> None:
     """List a schema's tables with rows, bytes, last altered, and whether each is registered and synced."""
+    snowflake = scope.snowflake(context)
     listings = registry.discover(
-        context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like
+        context.instance, snowflake.get_connection, _database(snowflake), config.schema_name, config.like, scope
     )
     rows = [item.cells() for item in listings]  # as the CLI prints them
     columns = ["table", "kind", "rows", "size", "last_altered", "registered", "last_synced"]
@@ -89,11 +94,9 @@ class RegisterConfig(dg.Config):
     primary_key: list[str] = Field(default_factory=list, description="Default: the declared primary key")
 
 
-@dg.op
-def register_in_schema(
-    context: dg.OpExecutionContext, config: RegisterConfig, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
-) -> None:
+def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, scope: MirrorScope) -> None:
     """Register tables after DESC TABLE proves each one; a refused table adds nothing, and says why."""
+    snowflake, duckdb = scope.snowflake(context), scope.duckdb(context)
     database = _database(snowflake)
     tables = [TableRef(database, config.schema_name, name) for name in config.tables]
     if config.like:
@@ -111,6 +114,7 @@ def register_in_schema(
             options,
             duckdb.mirror,
             log=context.log.info,
+            scope=scope,
         )
     except PermanentError as e:
         raise dg.Failure(str(e), allow_retries=False) from None
@@ -128,12 +132,11 @@ def register_in_schema(
     )
 
 
-@dg.op
-def check_setup(context: dg.OpExecutionContext, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource) -> None:
+def check_setup(context: dg.OpExecutionContext, scope: MirrorScope) -> None:
     """The doctor's checks, as `sync-project doctor` runs them; the checklist is this run's metadata."""
     from sync_project.doctor import diagnose, report_lines, report_metadata
 
-    report = diagnose(context.instance, snowflake, duckdb)
+    report = diagnose(context.instance, scope.snowflake(context), scope.duckdb(context), scope)
     for line in report_lines(report):
         context.log.info(line)
     if not report.passed:
@@ -144,31 +147,6 @@ def check_setup(context: dg.OpExecutionContext, snowflake: SnowflakeResource, du
         ]
         raise dg.Failure(description="; ".join(failed), metadata=report_metadata(report), allow_retries=False)
     context.add_output_metadata(report_metadata(report), output_name="result")
-
-
-def chore_job(name: str, description: str, *ops: dg.OpDefinition) -> dg.JobDefinition:
-    """A job that runs its ops one after another (a chore, not a sync: no partitions, no assets)."""
-
-    @dg.job(name=name, description=description)
-    def chore() -> None:
-        for op in ops:
-            op()
-
-    return chore
-
-
-doctor_job = chore_job(
-    DOCTOR_JOB,
-    "Will a sync work? Sign-in, warehouse, database, a stage round trip, every registered table, the DuckDB "
-    "file, disk and the instance: each check passed or failed with its fix (see the run's metadata).",
-    check_setup,
-)
-discover_tables_job = chore_job(
-    DISCOVER_JOB, "List a schema's tables with their figures (see the run's metadata).", discover_schema
-)
-register_tables_job = chore_job(
-    REGISTER_JOB, "Register tables of a schema as partitions of snowflake_table.", register_in_schema
-)
 
 
 def publish_metadata(report: PublishReport) -> dict[str, dg.MetadataValue]:
@@ -200,13 +178,13 @@ def publish_metadata(report: PublishReport) -> dict[str, dg.MetadataValue]:
     }
 
 
-@dg.op
-def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource) -> None:
+def publish_working_file(context: dg.OpExecutionContext, scope: MirrorScope) -> None:
     """Copy the working DuckDB file to a new snapshot and point the published path at it.
 
     Readers open the published path and are never blocked by syncs; a reader that has an older snapshot
     open keeps it, consistent, until it disconnects. See the run's metadata for the tables it holds.
     """
+    duckdb = scope.duckdb(context)
     try:
         report = duckdb.mirror.publish(duckdb.published_storage_version, context.log.info)
     except NothingToDo as e:
@@ -217,14 +195,6 @@ def publish_working_file(context: dg.OpExecutionContext, duckdb: SyncDuckDBResou
     context.add_output_metadata(publish_metadata(report), output_name="result")
 
 
-publish_mirror_job = chore_job(
-    PUBLISH_JOB,
-    "Publish the mirror for readers: a new snapshot of the working file behind SYNC_PUBLISHED_PATH. The "
-    "publish_after_syncs sensor runs it after syncs; run it by hand for an immediate one.",
-    publish_working_file,
-)
-
-
 class CleanupConfig(dg.Config):
     older_than_hours: float = Field(
         default=LEFTOVER_HOURS,
@@ -233,10 +203,7 @@ class CleanupConfig(dg.Config):
     )
 
 
-@dg.op
-def remove_old_stages_and_folders(
-    context: dg.OpExecutionContext, config: CleanupConfig, snowflake: SnowflakeResource, duckdb: SyncDuckDBResource
-) -> None:
+def remove_old_stages_and_folders(context: dg.OpExecutionContext, config: CleanupConfig, scope: MirrorScope) -> None:
     """Remove attempt folders (in the sync's stage and in the download folder) left behind more than a day ago
     (`older_than_hours`).
 
@@ -244,6 +211,7 @@ def remove_old_stages_and_folders(
     exhausted retries. Only the stage's `sync_project/` folder is looked at, and names carry a prefix and a
     timestamp, so nothing else is ever touched.
     """
+    snowflake, duckdb = scope.snowflake(context), scope.duckdb(context)
     options = duckdb.sync_options()
     with snowflake.get_connection() as conn:
         age = dt.timedelta(hours=config.older_than_hours)
@@ -263,11 +231,11 @@ def remove_old_stages_and_folders(
     )
 
 
-@dg.op
-def maintain_the_lake(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource) -> None:
+def maintain_the_lake(context: dg.OpExecutionContext, scope: MirrorScope) -> None:
     """On a DuckLake target: expire snapshots older than SYNC_DUCKLAKE_RETENTION_DAYS, merge small files, and
     delete the files no remaining snapshot reads. Every sync adds a snapshot and files; this keeps the lake
     from growing for ever while recent syncs stay queryable with AT (VERSION => id)."""
+    duckdb = scope.duckdb(context)
     mirror = duckdb.mirror
     try:
         done = mirror.maintain(duckdb.ducklake_retention_days)
@@ -290,10 +258,110 @@ def maintain_the_lake(context: dg.OpExecutionContext, duckdb: SyncDuckDBResource
     )
 
 
-cleanup_leftovers_job = chore_job(
-    CLEANUP_JOB,
-    "Drop stages and download folders left behind more than a day ago; on a DuckLake target, expire old "
-    "snapshots and compact the lake's files.",
-    remove_old_stages_and_folders,
-    maintain_the_lake,
-)
+def chore_job(name: str, description: str, *ops: dg.OpDefinition) -> dg.JobDefinition:
+    """A job that runs its ops one after another (a chore, not a sync: no partitions, no assets)."""
+
+    @dg.job(name=name, description=description)
+    def chore() -> None:
+        for op in ops:
+            op()
+
+    return chore
+
+
+def _op(scope: MirrorScope, work: Callable[[dg.OpExecutionContext, MirrorScope], None]) -> dg.OpDefinition:
+    """An op of this mirror (its name prefixed like the mirror's, its resources the mirror's) that does `work`."""
+
+    @dg.op(name=scope.name(work.__name__), description=work.__doc__, required_resource_keys=scope.resource_keys)
+    def chore(context: dg.OpExecutionContext) -> None:
+        work(context, scope)
+
+    return chore
+
+
+def _discover_op(scope: MirrorScope) -> dg.OpDefinition:
+    @dg.op(
+        name=scope.name("discover_schema"),
+        description=discover_schema.__doc__,
+        required_resource_keys=scope.resource_keys,
+    )
+    def chore(context: dg.OpExecutionContext, config: DiscoverConfig) -> None:
+        discover_schema(context, config, scope)
+
+    return chore
+
+
+def _register_op(scope: MirrorScope) -> dg.OpDefinition:
+    @dg.op(
+        name=scope.name("register_in_schema"),
+        description=register_in_schema.__doc__,
+        required_resource_keys=scope.resource_keys,
+    )
+    def chore(context: dg.OpExecutionContext, config: RegisterConfig) -> None:
+        register_in_schema(context, config, scope)
+
+    return chore
+
+
+def _cleanup_op(scope: MirrorScope) -> dg.OpDefinition:
+    @dg.op(
+        name=scope.name("remove_old_stages_and_folders"),
+        description=remove_old_stages_and_folders.__doc__,
+        required_resource_keys=scope.resource_keys,
+    )
+    def chore(context: dg.OpExecutionContext, config: CleanupConfig) -> None:
+        remove_old_stages_and_folders(context, config, scope)
+
+    return chore
+
+
+@dataclass(frozen=True)
+class MirrorJobs:
+    """A mirror's jobs: the sync and its checks over the asset, and the chores the UI's launchpad runs."""
+
+    sync: UnresolvedAssetJobDefinition
+    verify: UnresolvedAssetJobDefinition
+    discover: dg.JobDefinition
+    register: dg.JobDefinition
+    doctor: dg.JobDefinition
+    publish: dg.JobDefinition
+    cleanup: dg.JobDefinition
+
+    def all(self) -> list[dg.JobDefinition | UnresolvedAssetJobDefinition]:
+        return [self.sync, self.verify, self.discover, self.register, self.cleanup, self.doctor, self.publish]
+
+
+def build_jobs(scope: MirrorScope = FIRST_MIRROR, batch_size: int = 25) -> MirrorJobs:
+    return MirrorJobs(
+        sync=build_sync_job(scope, batch_size),
+        verify=build_verify_job(scope),
+        discover=chore_job(
+            scope.name(DISCOVER_JOB),
+            "List a schema's tables with their figures (see the run's metadata).",
+            _discover_op(scope),
+        ),
+        register=chore_job(
+            scope.name(REGISTER_JOB),
+            f"Register tables of a schema as partitions of {scope.asset_key.to_user_string()}.",
+            _register_op(scope),
+        ),
+        doctor=chore_job(
+            scope.name(DOCTOR_JOB),
+            "Will a sync work? Sign-in, warehouse, database, a stage round trip, every registered table, the "
+            "DuckDB file, disk and the instance: each check passed or failed with its fix (see the run's metadata).",
+            _op(scope, check_setup),
+        ),
+        publish=chore_job(
+            scope.name(PUBLISH_JOB),
+            "Publish the mirror for readers: a new snapshot of the working file behind SYNC_PUBLISHED_PATH. The "
+            "publish_after_syncs sensor runs it after syncs; run it by hand for an immediate one.",
+            _op(scope, publish_working_file),
+        ),
+        cleanup=chore_job(
+            scope.name(CLEANUP_JOB),
+            "Drop stages and download folders left behind more than a day ago; on a DuckLake target, expire old "
+            "snapshots and compact the lake's files.",
+            _cleanup_op(scope),
+            _op(scope, maintain_the_lake),
+        ),
+    )

@@ -10,11 +10,11 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from sync_project.scope import FIRST_MIRROR
 from sync_project.sync.tables import TableRef
 
-SNOWFLAKE_TABLES = "snowflake_tables"
-
-snowflake_tables_partitions = dg.DynamicPartitionsDefinition(name=SNOWFLAKE_TABLES)
+SNOWFLAKE_TABLES = FIRST_MIRROR.partitions_name  # the first mirror's registry, which the CLI manages
+snowflake_tables_partitions = FIRST_MIRROR.partitions_def
 TABLES_TAG = "tables"
 
 
@@ -60,14 +60,14 @@ def table_for_partition(partition_key: str, database: str) -> TableRef:
     return TableRef.from_key(partition_key, database)
 
 
-def registered_tables(instance: dg.DagsterInstance, database: str) -> list[TableRef]:
-    return [table_for_partition(k, database) for k in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)]
+def registered_tables(instance: dg.DagsterInstance, database: str, registry: str = SNOWFLAKE_TABLES) -> list[TableRef]:
+    return [table_for_partition(k, database) for k in instance.get_dynamic_partitions(registry)]
 
 
-def add_tables(instance: dg.DagsterInstance, tables: Iterable[TableRef]) -> list[str]:
-    """Register tables (idempotent); returns the keys that were new."""
-    existing = set(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+def add_tables(instance: dg.DagsterInstance, tables: Iterable[TableRef], registry: str = SNOWFLAKE_TABLES) -> list[str]:
+    """Register tables (idempotent) in a mirror's registry; returns the keys that were new."""
+    existing = set(instance.get_dynamic_partitions(registry))
     new = [t.key for t in tables if t.key not in existing]
     if new:
-        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, new)
+        instance.add_dynamic_partitions(registry, new)
     return new

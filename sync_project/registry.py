@@ -13,8 +13,9 @@ from typing import Any
 import dagster as dg
 
 from sync_project.metadata import human_bytes
-from sync_project.partitions import SNOWFLAKE_TABLES, add_tables
+from sync_project.partitions import add_tables
 from sync_project.resources import SyncDuckDBResource
+from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.catalog import TableStats, describe_table, list_tables
 from sync_project.sync.errors import PermanentError, SyncError, TableNotFoundError
 from sync_project.sync.mirror import Mirror
@@ -53,16 +54,21 @@ class Listing:
 
 
 def discover(
-    instance: dg.DagsterInstance, connect: Connect, database: str, schema: str, like: str | None = None
+    instance: dg.DagsterInstance,
+    connect: Connect,
+    database: str,
+    schema: str,
+    like: str | None = None,
+    scope: MirrorScope = FIRST_MIRROR,
 ) -> list[Listing]:
     """A schema's tables with Snowflake's figures, and whether each is registered and when it last synced."""
     with connect() as conn:
         found = list_tables(conn, database, schema, like)
-    registered = set(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    registered = set(instance.get_dynamic_partitions(scope.partitions_name))
     listings = []
     for stats in found:
         table = TableRef(database, stats.schema, stats.name)
-        synced = last_sync(instance, table.key) if table.key in registered else None
+        synced = last_sync(instance, table.key, scope.asset_key) if table.key in registered else None
         listings.append(Listing(stats, table.key, table.key in registered, synced.at if synced else None))
     return listings
 
@@ -86,6 +92,7 @@ def register(
     options: TableOptions | None = None,
     mirror: Mirror | None = None,
     log: Log = lambda _: None,
+    scope: MirrorScope = FIRST_MIRROR,
 ) -> Registration:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
@@ -117,7 +124,7 @@ def register(
         with mirror.session("saving sync options", log=log) as con:
             before = write_all_options(con, checked)
         changed = {table.key: f"{before[table]} -> {after}" for table, after in checked if before[table] != after}
-    new = add_tables(instance, tables)
+    new = add_tables(instance, tables, scope.partitions_name)
     return Registration(new, [t.key for t in tables if t.key not in new], changed)
 
 
@@ -133,9 +140,9 @@ def _did_you_mean(conn: Any, table: TableRef) -> str:
 
 def deregister(instance: dg.DagsterInstance, table: TableRef, duckdb: SyncDuckDBResource, drop: bool) -> str:
     """Remove the partition; with `drop`, the DuckDB table too. Says what happened to the DuckDB table."""
-    registered = table.key in instance.get_dynamic_partitions(SNOWFLAKE_TABLES)
+    registered = table.key in instance.get_dynamic_partitions(FIRST_MIRROR.partitions_name)
     if registered:
-        instance.delete_dynamic_partition(SNOWFLAKE_TABLES, table.key)
+        instance.delete_dynamic_partition(FIRST_MIRROR.partitions_name, table.key)
     prefix = f"deregistered {table.key}" if registered else f"{table.key} was not registered"
     state = duckdb.mirror.table(table, f"reading {table}")
     if not state.exists:

@@ -23,12 +23,13 @@ from typing import Any
 import dagster as dg
 
 from sync_project.metadata import text_table
+from sync_project.scope import FIRST_MIRROR
 from sync_project.sync.catalog import SnowflakeStamp
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.report import SyncReport
 from sync_project.sync.types import duckdb_type_name
 
-SYNC_ASSET_KEY = dg.AssetKey("snowflake_table")
+SYNC_ASSET_KEY = FIRST_MIRROR.asset_key  # the first mirror's asset
 FIGURES = "figures"  # the one machine-readable metadata value: every number of a sync, never plotted
 COLUMNS = "columns"  # the table schema the sync loaded (DuckDB types), shown as the asset's columns
 PREVIEW_CELL_CHARS = 40
@@ -181,11 +182,11 @@ class LastSync:
 
 
 def latest_sync_materialization(
-    instance: dg.DagsterInstance, partition_key: str
+    instance: dg.DagsterInstance, partition_key: str, asset_key: dg.AssetKey = SYNC_ASSET_KEY
 ) -> tuple[dg.AssetMaterialization, dg.EventLogRecord] | None:
-    """The latest successful sync of one table (its materialization and event record), if any."""
+    """The latest successful sync of one table (its materialization and event record) in a mirror, if any."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SYNC_ASSET_KEY, asset_partitions=[partition_key]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -197,9 +198,11 @@ def sync_figures(materialization: dg.AssetMaterialization) -> dict[str, Any]:
     return SyncRecord.from_materialization(materialization).figures
 
 
-def last_sync(instance: dg.DagsterInstance, partition_key: str) -> LastSync | None:
-    """The table's latest sync, or None if it never synced."""
-    found = latest_sync_materialization(instance, partition_key)
+def last_sync(
+    instance: dg.DagsterInstance, partition_key: str, asset_key: dg.AssetKey = SYNC_ASSET_KEY
+) -> LastSync | None:
+    """The table's latest sync in a mirror, or None if it never synced."""
+    found = latest_sync_materialization(instance, partition_key, asset_key)
     if found is None:
         return None
     materialization, record = found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,7 +20,7 @@ from sync_project.checks import ROW_COUNT_CHECK, SCHEMA_CHECK
 from sync_project.definitions import build_definitions
 from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
-from sync_project.settings import Settings
+from sync_project.settings import Settings, project_root
 from sync_project.sync.attempt import STAGE_FOLDER, USER_STAGE
 from sync_project.sync.mirror import FileMirror, LakeMirror, mirror_for
 from sync_project.sync.mirror.lake import Lake
@@ -306,3 +307,15 @@ def create_numbered_tables(process: LocalSnowflakeProcess, prefix: str, count: i
                 f"FROM TABLE(GENERATOR(ROWCOUNT => {rows + i}))",
             )
     return [f"{schema}.T{i}" for i in range(count)]
+
+
+def project_copy(root: Path) -> Path:
+    """The project's sources in `root` (no virtualenv, state or caches), for a test that adds to its defs."""
+    ignore = shutil.ignore_patterns(".venv", ".local", ".git", "__pycache__", "*_cache", "local_snowflake")
+    for name in ("sync_project", "pyproject.toml", "dagster.yaml", "workspace.yaml"):
+        source = project_root() / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=ignore)
+        else:
+            shutil.copy(source, root / name)
+    return root

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import DISCOVER_JOB, REGISTER_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.mirror.access import lock_path
 from sync_project_tests.conftest import DEMO_ROWS
@@ -303,3 +306,24 @@ def test_status_sees_runs_of_many_tables_and_blames_only_the_table_that_failed(
     assert synced["last_run"]["run_id"] == doomed["last_run"]["run_id"] == batch.run_id
     assert synced["last_successful_sync"] is not None and synced["last_failed_run"] is None
     assert doomed["last_failed_run"]["run_id"] == batch.run_id and "DOOMED" in doomed["last_failed_run"]["error"]
+
+
+def test_the_register_job_uses_the_database_of_its_resource(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    """The Snowflake resource, overridden, names another database: the register job looks for the table there
+    (and not in the settings' database, which has no such schema)."""
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        for sql in (
+            f"CREATE DATABASE {other}",
+            f"CREATE SCHEMA {other}.SALES",
+            f"CREATE TABLE {other}.SALES.ORDERS (ID NUMBER(38,0))",
+        ):
+            fetch(conn, sql)
+    settings = Settings.from_env()
+    job = build_definitions(settings).resolve_job_def(REGISTER_JOB)
+    register = {"ops": {"register_in_schema": {"config": {"schema_name": "SALES", "tables": ["ORDERS"]}}}}
+    instance = dg.DagsterInstance.get()
+    assert not job.execute_in_process(run_config=register, instance=instance, raise_on_error=False).success
+    overridden = snowflake_resource(dataclasses.replace(settings, snowflake_database=other))
+    assert job.execute_in_process(run_config=register, instance=instance, resources={"snowflake": overridden}).success
+    assert partitions() == ["SALES.ORDERS"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -16,9 +18,11 @@ import duckdb
 from sync_project.assets import snowflake_table
 from sync_project.definitions import build_definitions
 from sync_project.demo_tables import DEMO_SCHEMA
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.helpers import connector, project_copy
 
 DG = str(Path(sys.executable).with_name("dg"))
 
@@ -76,3 +80,87 @@ def test_the_asset_is_of_the_kind_of_its_target(settings: Settings) -> None:
         defs = build_definitions(dataclasses.replace(settings, target=target))
         asset = defs.resolve_assets_def("snowflake_table")
         assert asset.specs_by_key[asset.key].kinds == {"snowflake", target}
+
+
+def test_a_second_mirror_scaffolded_with_dg_loads_and_syncs_beside_the_first(
+    dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """`dg scaffold defs sync_project.SnowflakeMirrorComponent another_mirror` makes a second mirror (its own
+    database and DuckDB file, its names prefixed) that loads beside the first; `dg launch` syncs a table in each."""
+    project = project_copy(tmp_path / "project")
+    env = dagster_processes.env | {"PYTHONPATH": str(project)}  # the copy's sync_project, with its defs
+
+    def dg_here(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([DG, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        return done
+
+    dg_here("scaffold", "defs", "sync_project.SnowflakeMirrorComponent", "another_mirror")
+    declared = project / "sync_project" / "defs" / "another_mirror" / "defs.yaml"
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    declared.write_text(re.sub(r"(?m)^  database: .*$", f"  database: {other}", declared.read_text()))
+    with connector(local_snowflake)() as conn:
+        for sql in (
+            f"CREATE DATABASE {other}",
+            f"CREATE SCHEMA {other}.SALES",
+            f"CREATE TABLE {other}.SALES.ORDERS AS SELECT 1 AS ID UNION ALL SELECT 2 UNION ALL SELECT 3",
+        ):
+            conn.cursor().execute(sql)
+
+    listed = json.loads(dg_here("list", "defs", "--json").stdout)
+    assert {a["asset_key"] for a in listed["assets"]} == {"snowflake_table", "another_mirror/snowflake_table"}
+    assert {j["name"] for j in listed["jobs"]} >= {"sync_tables", "another_mirror_sync_tables"}
+    assert {r["name"] for r in listed["resources"]} >= {"snowflake", "duckdb", "another_mirror_duckdb"}
+
+    instance = dg.DagsterInstance.get()
+    first_key = f"{DEMO_SCHEMA}.ALL_TYPES"
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [first_key])
+    instance.add_dynamic_partitions("another_mirror_snowflake_tables", ["SALES.ORDERS"])
+    dg_here("launch", "--assets", "another_mirror/snowflake_table", "--partition", "SALES.ORDERS")
+    dg_here("launch", "--assets", "snowflake_table", "--partition", first_key)
+
+    with duckdb.connect(str(project / ".local" / "another_mirror" / "sync.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM SALES.ORDERS").fetchone() == (3,)
+        assert con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{DEMO_SCHEMA}'")
+        assert con.fetchone() == (0,)  # the first mirror's table is not here
+    with duckdb.connect(env["SYNC_DUCKDB_PATH"], read_only=True) as con:
+        synced = con.execute(f'SELECT count(*) FROM "{DEMO_SCHEMA}"."ALL_TYPES"').fetchone()
+        assert synced is not None and synced[0] > 0
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'SALES'")
+        assert con.fetchone() == (0,)
+    second = instance.get_latest_materialization_event(dg.AssetKey(["another_mirror", "snowflake_table"]))
+    assert second is not None and second.asset_materialization is not None
+    assert second.asset_materialization.metadata["dagster/partition_row_count"] == dg.MetadataValue.int(3)
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey(["another_mirror", "snowflake_table"]), "row_count_matches_snowflake")]
+    )
+    assert [c.status.value for c in checks.values()] == ["SUCCEEDED"]
+
+
+def test_the_cli_takes_its_database_from_the_first_mirrors_defs_yaml(
+    dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """The component's `database` attribute, set in `defs.yaml` alone, is what `sync-project tables` lists: the
+    CLI reads the resources the definitions build, not settings of its own."""
+    project = project_copy(tmp_path / "project")
+    declared = project / "sync_project" / "defs" / "snowflake_mirror" / "defs.yaml"
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    with connector(local_snowflake)() as conn:
+        for sql in (
+            f"CREATE DATABASE {other}",
+            f"CREATE SCHEMA {other}.SALES",
+            f"CREATE TABLE {other}.SALES.ORDERS (ID INT)",
+        ):
+            conn.cursor().execute(sql)
+
+    def tables_of_sales() -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).with_name("sync-project")), "tables", "SALES", "--json"]
+        env = dagster_processes.env | {"PYTHONPATH": str(project)}
+        return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    before = tables_of_sales()
+    assert before.returncode != 0 and "SALES" in before.stderr  # KEBOOLA_33 has no such schema
+    declared.write_text(declared.read_text() + f"  database: {other}\n")
+    after = tables_of_sales()
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert [t["key"] for t in json.loads(after.stdout)] == ["SALES.ORDERS"], after.stdout

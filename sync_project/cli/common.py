@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from sync_project.settings import Settings
-
 if TYPE_CHECKING:
     import dagster as dg
 
+    from sync_project.resources import SnowflakeResource, SyncDuckDBResource
+    from sync_project.sync.mirror import Mirror
     from sync_project.sync.options import Connect
     from sync_project.sync.tables import TableRef
 
@@ -51,17 +52,48 @@ def cli_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def snowflake_connect(settings: Settings) -> Connect:
-    from sync_project.resources import snowflake_resource
+@dataclass(frozen=True)
+class ProjectMirror:
+    """The first mirror as the project's definitions build it (its `defs.yaml` over the environment): the CLI
+    takes the database, the connection and the mirror from these resources, as the jobs and sensors do, so a
+    value set in one place reaches every consumer."""
 
-    resource = snowflake_resource(settings).process_config_and_initialize()
-    return resource.get_connection  # type: ignore[no-any-return]
+    definitions: dg.Definitions
+    snowflake: SnowflakeResource
+    duckdb: SyncDuckDBResource
+
+    @property
+    def database(self) -> str:
+        return self.snowflake.sync_database
+
+    @property
+    def mirror(self) -> Mirror:
+        return self.duckdb.mirror
+
+    @property
+    def connect(self) -> Connect:
+        resource = self.snowflake.process_config_and_initialize()  # EnvVar credentials are read here
+        return resource.get_connection  # type: ignore[no-any-return]
+
+    def table(self, key: str) -> TableRef:
+        from sync_project.partitions import table_for_partition
+
+        return table_for_partition(key, self.database)
 
 
-def table_from_key(key: str, settings: Settings) -> TableRef:
-    from sync_project.partitions import table_for_partition
+def project_mirror() -> ProjectMirror:
+    """Loaded afresh on each call: a command (or a test) sees the environment and `defs.yaml` of that moment."""
+    from sync_project.definitions import load_definitions
+    from sync_project.scope import FIRST_MIRROR
 
-    return table_for_partition(key, settings.snowflake_database)
+    definitions = load_definitions()
+    resources = definitions.resources or {}
+    if FIRST_MIRROR.snowflake_key not in resources or FIRST_MIRROR.duckdb_key not in resources:
+        raise click.ClickException(
+            "sync_project/defs/ declares no first mirror (a SnowflakeMirrorComponent without a name), which the "
+            "CLI manages: declare one, or drive another mirror from the UI and dg"
+        )
+    return ProjectMirror(definitions, resources[FIRST_MIRROR.snowflake_key], resources[FIRST_MIRROR.duckdb_key])
 
 
 def to_stderr(message: str) -> None:
@@ -75,11 +107,11 @@ def not_registered(key: str, keys: list[str]) -> click.ClickException:
     return click.ClickException(not_registered_message(key, keys))
 
 
-def registered_table(key: str, settings: Settings, instance: dg.DagsterInstance) -> TableRef:
+def registered_table(key: str, project: ProjectMirror, instance: dg.DagsterInstance) -> TableRef:
     """The table a key names, if it is registered; otherwise exit 1 with the closest registered key."""
     from sync_project.partitions import SNOWFLAKE_TABLES
 
-    table = table_from_key(key, settings)
+    table = project.table(key)
     keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
     if table.key not in keys:
         raise not_registered(table.key, keys)

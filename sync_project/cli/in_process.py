@@ -13,9 +13,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import DagsterInstance, ExecuteInProcessResult, LoggerDefinition
-
-from sync_project.settings import Settings
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult, LoggerDefinition
 
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for a command Ctrl-C stopped
 
@@ -64,19 +62,17 @@ sync_lines_logger = LoggerDefinition(
 
 
 def sync_in_process(
-    settings: Settings, instance: DagsterInstance, key: str, *, rebuild: bool = False
+    definitions: Definitions, instance: DagsterInstance, key: str, *, rebuild: bool = False
 ) -> ExecuteInProcessResult:
-    """One table's sync as a run of the sync job, in this process (the demo's first syncs, `rebuild`): listed
-    under the job in the UI like any other run, its own lines on stderr."""
-    from sync_project.definitions import build_definitions
+    """One table's sync as a run of the first mirror's sync job, in this process (the demo's first syncs,
+    `rebuild`): listed under the job in the UI like any other run, its own lines on stderr."""
     from sync_project.jobs import SYNC_JOB, in_process_run_tags
 
     run_config: dict[str, Any] = {"loggers": {"sync_lines": {}}}
     if rebuild:
         run_config["ops"] = {"snowflake_table": {"config": {"rebuild": True}}}
     return (
-        build_definitions(settings)
-        .resolve_job_def(SYNC_JOB)
+        definitions.resolve_job_def(SYNC_JOB)
         .with_logger_defs({"sync_lines": sync_lines_logger})
         .execute_in_process(
             tags=in_process_run_tags(key), run_config=run_config, instance=instance, raise_on_error=False

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sync_project.cli.common import cli_instance, main, reports_errors, snowflake_connect
+from sync_project.cli.common import cli_instance, main, project_mirror, reports_errors
 from sync_project.process import stop_dagster_processes_of
 from sync_project.settings import Settings, absolute_paths, dagster_home
 
@@ -148,13 +148,15 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
     from sync_project.sync.mirror import NothingToDo
     from sync_project.sync.tables import TableRef
 
-    tables = [TableRef(settings.snowflake_database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
-    register_tables(instance, snowflake_connect(settings), tables)
+    project = project_mirror()
+    tables = [TableRef(project.database, DEMO_SCHEMA, name) for name in DEMO_TABLES]
+    register_tables(instance, project.connect, tables)
     for table in tables:
-        result = sync_in_process(settings, instance, table.key)
+        result = sync_in_process(project.definitions, instance, table.key)
         click.echo(f"synced {table}: {'ok' if result.success else 'FAILED (see the run in the UI)'}")
+    duckdb = project.duckdb
     try:
-        published = settings.mirror.publish(settings.published_storage_version)
+        published = duckdb.mirror.publish(duckdb.published_storage_version)
     except NothingToDo as e:
         click.echo(str(e))
         return

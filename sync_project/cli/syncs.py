@@ -14,13 +14,12 @@ from sync_project.cli.common import (
     cli_instance,
     main,
     not_registered,
+    project_mirror,
     registered_table,
     reports_errors,
-    table_from_key,
     to_stderr,
 )
 from sync_project.metadata import human_bytes
-from sync_project.settings import Settings
 
 
 def launch_syncs(keys: list[str]) -> list[list[str]]:
@@ -58,10 +57,9 @@ def sync(keys: tuple[str, ...], everything: bool) -> None:
 
     if not keys and not everything:
         raise click.UsageError("give SCHEMA.TABLE keys, or --all")
-    settings = Settings.from_env()
     instance = cli_instance()
     registered = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
-    wanted = registered if everything else [registered_table(k, settings, instance).key for k in keys]
+    wanted = registered if everything else [registered_table(k, project_mirror(), instance).key for k in keys]
     if not wanted:
         raise click.ClickException("no table is registered yet: sync-project register SCHEMA.TABLE")
     for batch in launch_syncs(wanted):
@@ -82,11 +80,11 @@ def rebuild(key: str) -> None:
     from sync_project.assets import INTERRUPTED
     from sync_project.cli.in_process import EXIT_INTERRUPTED, sigterm_as_ctrl_c, sync_in_process
 
-    settings = Settings.from_env()
+    project = project_mirror()
     instance = cli_instance()
-    table = registered_table(key, settings, instance)
+    table = registered_table(key, project, instance)
     with sigterm_as_ctrl_c():
-        result = sync_in_process(settings, instance, table.key, rebuild=True)
+        result = sync_in_process(project.definitions, instance, table.key, rebuild=True)
     if not result.success:
         failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         reason = (
@@ -126,13 +124,13 @@ def sample(
         raise click.UsageError("choose --first or --random, not both")
     if fmt == "parquet" and output is None:
         raise click.UsageError("Parquet needs --output FILE")
-    settings = Settings.from_env()
-    table = table_from_key(key, settings)
+    project = project_mirror()
+    table = project.table(key)
     keys = list(cli_instance().get_dynamic_partitions(SNOWFLAKE_TABLES))
     sys.stdout.flush()
     try:
         result = write_sample(
-            settings.mirror,
+            project.mirror,
             table,
             output or sys.stdout.buffer,
             rows=random_rows if random_rows is not None else (first if first is not None else 10),
@@ -169,9 +167,9 @@ def publish(as_json: bool) -> None:
     """
     from sync_project.sync.mirror import NothingToDo
 
-    settings = Settings.from_env()
+    duckdb = project_mirror().duckdb
     try:
-        report = settings.mirror.publish(settings.published_storage_version, log=to_stderr)
+        report = duckdb.mirror.publish(duckdb.published_storage_version, log=to_stderr)
     except NothingToDo as e:
         click.echo(str(e), err=True)
         return
@@ -195,16 +193,14 @@ def doctor(as_json: bool) -> None:
     nothing it does not clean up, and prints no secret.
     """
     from sync_project.doctor import diagnose, report_lines
-    from sync_project.resources import build_resources
 
-    settings = Settings.from_env()
-    resources = build_resources(settings)
-    snowflake = resources["snowflake"].process_config_and_initialize()
+    project = project_mirror()
+    snowflake = project.snowflake.process_config_and_initialize()
     try:
         instance = cli_instance()
     except Exception:  # the report says what is wrong with it
         instance = None
-    report = diagnose(instance, snowflake, resources["duckdb"])
+    report = diagnose(instance, snowflake, project.duckdb)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sync_project.settings import Settings
-
 if TYPE_CHECKING:
     from sync_project.sync.options import Connect
 
@@ -18,10 +16,9 @@ from sync_project.cli.common import (
     main,
     not_registered,
     print_table,
+    project_mirror,
     registered_table,
     reports_errors,
-    snowflake_connect,
-    table_from_key,
     to_stderr,
 )
 from sync_project.cli.syncs import launch_syncs
@@ -36,11 +33,11 @@ def tables(schema: str, like: str | None, as_json: bool) -> None:
     """List a schema's tables: rows, bytes, last altered, registered, last synced."""
     from sync_project.registry import discover
 
-    settings = Settings.from_env()
-    connect = snowflake_connect(settings)
-    listings = discover(cli_instance(), connect, settings.snowflake_database, schema, like)
+    project = project_mirror()
+    connect = project.connect
+    listings = discover(cli_instance(), connect, project.database, schema, like)
     if not listings:
-        _explain_empty_listing(connect, settings.snowflake_database, schema, like)
+        _explain_empty_listing(connect, project.database, schema, like)
     if as_json:
         click.echo(
             json.dumps(
@@ -115,11 +112,11 @@ def register(
 
     if not keys and not (schema and like):
         raise click.UsageError("give SCHEMA.TABLE keys, or --schema and --like")
-    settings = Settings.from_env()
-    connect = snowflake_connect(settings)
-    tables = [table_from_key(k, settings) for k in keys]
+    project = project_mirror()
+    connect = project.connect
+    tables = [project.table(k) for k in keys]
     if schema and like:
-        tables += registry.matching_tables(connect, settings.snowflake_database, schema, like)
+        tables += registry.matching_tables(connect, project.database, schema, like)
     if not tables:
         raise click.ClickException(f"no table in {schema} matches {like!r}; nothing registered")
     options = None
@@ -135,7 +132,7 @@ def register(
         connect,
         tables,
         options,
-        settings.mirror,
+        project.mirror,
         log=to_stderr,
     )
     new = done.new
@@ -160,13 +157,12 @@ def deregister(key: str, drop: bool) -> None:
     """Remove a table from the registry; its DuckDB table stays unless --drop."""
     from sync_project.partitions import SNOWFLAKE_TABLES
     from sync_project.registry import deregister as remove
-    from sync_project.resources import duckdb_resource
 
-    settings = Settings.from_env()
+    project = project_mirror()
     instance = cli_instance()
-    table = table_from_key(key, settings)
+    table = project.table(key)
     keys = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
-    message = remove(instance, table, duckdb_resource(settings), drop)
+    message = remove(instance, table, project.duckdb, drop)
     if table.key not in keys and "no DuckDB table" in message:
         raise not_registered(table.key, keys)  # nothing to do: most likely a typo
     click.echo(message)
@@ -184,12 +180,11 @@ def status(key: str | None, as_json: bool, wait: float) -> None:
     from sync_project.partitions import registered_tables
     from sync_project.status import table_status
 
-    settings = Settings.from_env()
+    project = project_mirror()
     instance = cli_instance()
-    tables = (
-        [registered_table(key, settings, instance)] if key else registered_tables(instance, settings.snowflake_database)
-    )
-    reports = [table_status(instance, t, settings.mirror, wait, log=to_stderr) for t in tables]
+    tables = [registered_table(key, project, instance)] if key else registered_tables(instance, project.database)
+    mirror = project.mirror
+    reports = [table_status(instance, t, mirror, wait, log=to_stderr) for t in tables]
     if as_json:
         click.echo(json.dumps([r.as_json() for r in reports], indent=2, default=str))
     else:

@@ -1,0 +1,1 @@
+"""The mirrors of this code location: one folder each, its `defs.yaml` a `SnowflakeMirrorComponent`."""
