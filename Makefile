@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,dbt]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 # environment (.local/snowflake-env), made here once and again whenever its pyproject.toml changes.
 EMULATOR := sync_project/local_snowflake
 EMULATOR_PYTHON := .local/snowflake-env/bin/python
-venv: $(STAMP)
+# The demo's dbt project is parsed once here (its manifest is what its Dagster assets load), not in every process.
+DBT_DEMO := sync_project/dbt_demo
+$(DBT_DEMO)/target/manifest.json: $(STAMP) $(DBT_DEMO)/dbt_project.yml $(DBT_DEMO)/profiles.yml $(wildcard $(DBT_DEMO)/models/*)
+	cd $(DBT_DEMO) && DO_NOT_TRACK=1 ../../$(BIN)/dbt parse --quiet --profiles-dir .
+
+venv: $(STAMP) $(DBT_DEMO)/target/manifest.json
 	$(BIN)/python -m sync_project.embedded_snowflake >/dev/null
 
 lint: venv
@@ -44,7 +49,7 @@ demo: venv
 	$(BIN)/sync-project demo $(DEMO_ARGS)
 
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache $(EMULATOR)/.mypy_cache $(EMULATOR)/*.egg-info
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache $(EMULATOR)/.mypy_cache $(EMULATOR)/*.egg-info $(DBT_DEMO)/target $(DBT_DEMO)/logs
 
 # Benchmarks run outside CI's time budget; ROWS=10000000 for the big one.
 ROWS ?= 1000000

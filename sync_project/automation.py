@@ -7,27 +7,25 @@ INFORMATION_SCHEMA query, which wakes a warehouse.
 """
 
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
-from sync_project.jobs import CLEANUP_JOB, PUBLISH_JOB, SYNC_JOB
+from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
 from sync_project.partitions import registered_tables, tables_tag
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import Settings
-from sync_project.sync.catalog import describe_table, list_tables, matches_like
+from sync_project.sync.catalog import TableStats, describe_table, list_tables, matches_like
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.options import Connect
 from sync_project.sync.tables import TableRef
 from sync_project.sync_record import last_sync
 
 SYNC_SCHEDULE = "nightly_sync"
-PUBLISH_SENSOR = "publish_after_syncs"
-PUBLISH_SENSOR_SECONDS = 30
 CLEANUP_SCHEDULE = "daily_cleanup"
 CHANGE_SENSOR = "snowflake_change_sensor"
 AUTO_REGISTER_SENSOR = "auto_register_tables"
@@ -222,31 +220,16 @@ def build_auto_register_sensor(
             return dg.SkipReason("set SYNC_AUTO_REGISTER_SCHEMA (and SYNC_AUTO_REGISTER_LIKE) to use this sensor")
         snowflake = scope.snowflake(context)
         database = snowflake.sync_database  # the resource's, as the sync's: an override there moves both
-        refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         registered = {
             t.key: t
             for t in registered_tables(context.instance, database, scope.partitions_name)
             if (t.database, t.schema) == (database, schema) and matches_like(t.name, settings.auto_register_like)
         }
-        added: list[str] = []
-        refused: dict[str, str] = {}  # key -> LAST_ALTERED when refused: asked again only once it changes
         with snowflake.get_connection() as conn:
             listing = list_tables(conn, database, schema, settings.auto_register_like)
-            for stats in listing:
-                table = TableRef(database, schema, stats.name)
-                stamp = stats.stamp.last_altered
-                if table.key in registered:
-                    continue
-                if refused_before.get(table.key) == stamp:
-                    refused[table.key] = stamp
-                    continue
-                try:
-                    describe_table(conn, table)
-                except PermanentError as e:
-                    context.log.warning(f"not registering {table.key}: {e}")
-                    refused[table.key] = stamp
-                    continue
-                added.append(table.key)
+            added, refused = _tables_to_register(
+                conn, context, listing, TableRef(database, schema, "*"), set(registered)
+            )
         present = {TableRef(database, schema, s.name).key for s in listing}
         vanished = sorted(key for key in registered if key not in present)
         requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
@@ -263,91 +246,30 @@ def build_auto_register_sensor(
     return auto_register_tables
 
 
-@dataclass(frozen=True)
-class PublishDecision:
-    publish: bool
-    reason: str
-    run_key: str = ""
-
-
-def plan_publish(
-    latest_sync: int | None,
-    published_through: int,
-    syncs_in_flight: int,
-    last_request: float,
-    now: float,
-    minutes: float,
-) -> PublishDecision:
-    """Publish once a burst of syncs ends, or every `minutes` while it goes on; never for nothing new.
-
-    `latest_sync` is the storage id of the newest sync materialization, `published_through` the one the last
-    requested publish covered; the run key is the newest id, so a re-evaluated tick never doubles a publish.
-    """
-    if latest_sync is None or latest_sync <= published_through:
-        return PublishDecision(False, "no sync since the last publish")
-    run_key = f"publish-through-{latest_sync}"
-    if syncs_in_flight == 0:
-        return PublishDecision(True, "the syncs have finished", run_key)
-    due = last_request + minutes * 60
-    if now >= due:
-        return PublishDecision(
-            True, f"{syncs_in_flight} sync run(s) still going; {minutes:g} minutes have passed", run_key
-        )
-    return PublishDecision(
-        False, f"{syncs_in_flight} sync run(s) still going; publishing when they finish or in {due - now:.0f}s"
-    )
-
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def build_publish_sensor(
-    settings: Settings,
-    scope: MirrorScope = FIRST_MIRROR,
-    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
-) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=scope.name(PUBLISH_SENSOR),
-        job_name=scope.name(PUBLISH_JOB),
-        minimum_interval_seconds=PUBLISH_SENSOR_SECONDS,
-        default_status=status,
-        required_resource_keys={scope.duckdb_key},
-    )
-    def publish_after_syncs(
-        context: dg.SensorEvaluationContext, **_invoked_with: object
-    ) -> dg.SensorResult | dg.SkipReason:
-        """Publish the mirror for readers after syncs: when a burst ends, and every SYNC_PUBLISH_MINUTES during one.
-
-        A backfill of 200 tables publishes a few times, not 200; each publish is one file copy.
-        """
-        if not scope.duckdb(context).mirror.has_published_copy:  # the resource's target, as the publish job's
-            return dg.SkipReason("the target is a DuckLake: readers attach it read-only and never wait for syncs")
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        latest = context.instance.fetch_materializations(scope.asset_key, limit=1).records
-        in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=scope.name(SYNC_JOB), statuses=IN_FLIGHT))
-        now = time.time()
-        decision = plan_publish(
-            latest[0].storage_id if latest else None,
-            int(cursor.get("through", 0)),
-            in_flight,
-            float(cursor.get("at", 0.0)),
-            now,
-            settings.publish_minutes,
-        )
-        if not decision.publish:
-            return dg.SkipReason(decision.reason)
-        through = latest[0].storage_id
-        return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=decision.run_key, tags={"publish_reason": decision.reason})],
-            cursor=json.dumps({"through": through, "at": now}),
-        )
-
-    return publish_after_syncs
+def _tables_to_register(
+    conn: Any, context: dg.SensorEvaluationContext, listing: list[TableStats], where: TableRef, registered: set[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The listed tables to register (DESC TABLE accepts them), and those refused: key -> LAST_ALTERED when refused,
+    so a refused table is asked again only once it changes (the cursor keeps them)."""
+    refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    added: list[str] = []
+    refused: dict[str, str] = {}
+    for stats in listing:
+        table = TableRef(where.database, where.schema, stats.name)
+        stamp = stats.stamp.last_altered
+        if table.key in registered:
+            continue
+        if refused_before.get(table.key) == stamp:
+            refused[table.key] = stamp
+            continue
+        try:
+            describe_table(conn, table)
+        except PermanentError as e:
+            context.log.warning(f"not registering {table.key}: {e}")
+            refused[table.key] = stamp
+            continue
+        added.append(table.key)
+    return added, refused
 
 
 def _default_status(settings: Settings) -> dg.DefaultScheduleStatus:

@@ -18,10 +18,10 @@ from sync_project.automation import (
     build_auto_register_sensor,
     build_change_sensor,
     build_cleanup_schedule,
-    build_publish_sensor,
     build_sync_schedule,
 )
 from sync_project.jobs import build_jobs
+from sync_project.publishing import build_publish_sensor
 from sync_project.resources import duckdb_resource, snowflake_resource
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import Settings

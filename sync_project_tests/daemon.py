@@ -33,8 +33,10 @@ class DagsterProcesses:
         self.processes.append(process)
         return process
 
-    def start_daemon(self) -> None:
-        self.spawn([str(BIN / "dagster-daemon"), "run", "-w", str(project_root() / "workspace.yaml")], "daemon.log")
+    def start_daemon(self, workspace: Path | None = None) -> None:
+        """The daemon, on the project's workspace.yaml (the mirror) or another (the demo's adds its downstream)."""
+        workspace = workspace or project_root() / "workspace.yaml"
+        self.spawn([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], "daemon.log")
 
     def start_webserver(self, port: int) -> None:
         """dagster-webserver on 127.0.0.1:port; returns once it answers."""

@@ -19,13 +19,13 @@ from sync_project.automation import (
     SYNC_SCHEDULE,
     build_auto_register_sensor,
     build_change_sensor,
-    build_publish_sensor,
     build_sync_schedule,
 )
 from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.publishing import build_publish_sensor
 from sync_project.resources import duckdb_resource, snowflake_resource
 from sync_project.settings import Settings
 from sync_project_tests.helpers import fetch, snowflake_settings

@@ -18,10 +18,10 @@ import duckdb
 from sync_project.assets import snowflake_table
 from sync_project.definitions import build_definitions
 from sync_project.demo_tables import DEMO_SCHEMA
-from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.embedded_snowflake import LocalSnowflakeProcess, free_port
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import Settings, project_root
-from sync_project_tests.daemon import DagsterProcesses
+from sync_project_tests.daemon import DagsterProcesses, graphql
 from sync_project_tests.helpers import connector, project_copy
 
 DG = str(Path(sys.executable).with_name("dg"))
@@ -164,3 +164,33 @@ def test_the_cli_takes_its_database_from_the_first_mirrors_defs_yaml(
     after = tables_of_sales()
     assert after.returncode == 0, after.stderr[-2000:]
     assert [t["key"] for t in json.loads(after.stdout)] == ["SALES.ORDERS"], after.stdout
+
+
+LOCATIONS = "query { workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def test_dg_dev_serves_the_mirror_and_with_the_demo_workspace_what_make_demo_serves(
+    dagster_processes: DagsterProcesses,
+) -> None:
+    """`dg dev` from the project's root serves the project's code location (the mirror); with the demo's
+    workspace, the UI `make demo` serves: the mirror and the demo's downstream location, both loaded."""
+    for extra, expected in (
+        ([], {"sync_project"}),
+        (["-w", "sync_project/downstream_demo/workspace.yaml"], {"sync_project", "downstream_demo"}),
+    ):
+        port = free_port("127.0.0.1")
+        server = subprocess.Popen(
+            [DG, "dev", "-p", str(port), *extra],
+            cwd=project_root(),
+            env=dagster_processes.env,
+            stdout=open(dagster_processes.home / "dg-dev.log", "a"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        dagster_processes.processes.append(server)
+        dagster_processes.wait_for_ui(server, port, "dg-dev.log")
+        entries = graphql(port, LOCATIONS, {})["workspaceOrError"]["locationEntries"]
+        assert {e["name"] for e in entries} == expected
+        assert {e["loadStatus"] for e in entries} == {"LOADED"}
+        dagster_processes.stop()
+        dagster_processes.processes.clear()

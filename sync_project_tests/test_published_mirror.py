@@ -18,12 +18,12 @@ import pytest
 import snowflake.connector
 from click.testing import CliRunner
 
-from sync_project.automation import PUBLISH_SENSOR, plan_publish
 from sync_project.cli import main
 from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import PUBLISH_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.publishing import PUBLISH_SENSOR, plan_publish
 from sync_project.resources import build_resources
 from sync_project.settings import Settings, project_root
 from sync_project.sync.errors import LockTimeoutError

@@ -172,7 +172,8 @@ def _serve_ui(ui_port: int, snowflake_port: int) -> None:
     click.echo(f"  export DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '$PWD/.local/dagster')}")
     click.echo(f"  export {LOCAL_SNOWFLAKE_PORT}={snowflake_port}")
     click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
-    workspace = str(project_root() / "workspace.yaml")
+    # The mirror and the demo's downstream assets (a Python asset, a dbt model), each its own code location.
+    workspace = str(project_root() / "sync_project" / "downstream_demo" / "workspace.yaml")
     dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
     # Started in DAGSTER_HOME: from the repository's root, `dagster dev` warns on every start that the
     # dagster.yaml there (the template copied into DAGSTER_HOME) is not the instance's. Paths it inherits are

@@ -265,7 +265,8 @@ def _largest(conn: Any, tables: list[TableRef]) -> Largest:
                 sizes.append((figures.bytes, table))
     except SyncError:
         return False
-    return max(sizes, key=lambda s: s[0], default=None)
+    largest: tuple[int, TableRef] | None = max(sizes, key=lambda size: size[0], default=None)
+    return largest
 
 
 def _mirror(mirror: Mirror) -> Check:
