@@ -26,9 +26,22 @@ class DagsterProcesses:
 
     def spawn(self, command: list[str], log_name: str | None = None, **env: str) -> subprocess.Popen[str]:
         """Start a process in its own group, stopped with the others; output to home/log_name, or a pipe."""
+        return self.spawn_in(None, command, log_name, env)
+
+    def spawn_in(
+        self, cwd: Path | None, command: list[str], log_name: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """`spawn`, in another working directory (`dg` finds its project from there)."""
+        env = env or {}
         out = open(self.home / log_name, "a") if log_name else subprocess.PIPE  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            command, env=self.env | env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            command,
+            env=self.env | env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process

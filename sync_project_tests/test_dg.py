@@ -41,6 +41,7 @@ def test_dg_lists_and_checks_every_definition(dagster_processes: DagsterProcesse
     # Its kinds, and the code reference the UI links to: the function that syncs a table.
     line = inspect.getsourcelines(snowflake_table.op.compute_fn.decorated_fn)[1]  # type: ignore[union-attr]
     assert (asset["asset_key"], asset["kinds"]) == ("snowflake_table", ["duckdb", "snowflake"])
+    assert asset["owners"] == [{"team": "data-platform"}]  # from the component's defs.yaml
     assert asset["source"] == f"sync_project/assets.py:{line}"
     assert {c["key"] for c in defs["asset_checks"]} == {
         "snowflake_table:row_count_matches_snowflake",
@@ -179,15 +180,7 @@ def test_dg_dev_serves_the_mirror_and_with_the_demo_workspace_what_make_demo_ser
         (["-w", "sync_project/downstream_demo/workspace.yaml"], {"sync_project", "downstream_demo"}),
     ):
         port = free_port("127.0.0.1")
-        server = subprocess.Popen(
-            [DG, "dev", "-p", str(port), *extra],
-            cwd=project_root(),
-            env=dagster_processes.env,
-            stdout=open(dagster_processes.home / "dg-dev.log", "a"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        dagster_processes.processes.append(server)
+        server = dagster_processes.spawn_in(project_root(), [DG, "dev", "-p", str(port), *extra], "dg-dev.log")
         dagster_processes.wait_for_ui(server, port, "dg-dev.log")
         entries = graphql(port, LOCATIONS, {})["workspaceOrError"]["locationEntries"]
         assert {e["name"] for e in entries} == expected
