@@ -13,45 +13,131 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from sync_project.sync.setting_names import (
+    DAGSTER_HOME as DAGSTER_HOME,
+)
+from sync_project.sync.setting_names import (
+    LOCAL_SNOWFLAKE_DATA_DIR as LOCAL_SNOWFLAKE_DATA_DIR,
+)
+from sync_project.sync.setting_names import (
+    LOCAL_SNOWFLAKE_HOST as LOCAL_SNOWFLAKE_HOST,
+)
+from sync_project.sync.setting_names import (
+    LOCAL_SNOWFLAKE_PORT as LOCAL_SNOWFLAKE_PORT,
+)
+from sync_project.sync.setting_names import (  # re-exported: settings.X is how the shell names them
+    SNOWFLAKE_ACCOUNT as SNOWFLAKE_ACCOUNT,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_DATABASE as SNOWFLAKE_DATABASE,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_HOST as SNOWFLAKE_HOST,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PASSWORD as SNOWFLAKE_PASSWORD,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PORT as SNOWFLAKE_PORT,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PRIVATE_KEY as SNOWFLAKE_PRIVATE_KEY,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PRIVATE_KEY_PASSPHRASE as SNOWFLAKE_PRIVATE_KEY_PASSPHRASE,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PRIVATE_KEY_PATH as SNOWFLAKE_PRIVATE_KEY_PATH,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_PROTOCOL as SNOWFLAKE_PROTOCOL,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_ROLE as SNOWFLAKE_ROLE,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_TOKEN as SNOWFLAKE_TOKEN,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_USER as SNOWFLAKE_USER,
+)
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_WAREHOUSE as SNOWFLAKE_WAREHOUSE,
+)
+from sync_project.sync.setting_names import (
+    SYNC_AUTO_DEREGISTER as SYNC_AUTO_DEREGISTER,
+)
+from sync_project.sync.setting_names import (
+    SYNC_AUTO_REGISTER_LIKE as SYNC_AUTO_REGISTER_LIKE,
+)
+from sync_project.sync.setting_names import (
+    SYNC_AUTO_REGISTER_SCHEMA as SYNC_AUTO_REGISTER_SCHEMA,
+)
+from sync_project.sync.setting_names import (
+    SYNC_CHANGE_SENSOR_SECONDS as SYNC_CHANGE_SENSOR_SECONDS,
+)
+from sync_project.sync.setting_names import (
+    SYNC_CLEANUP_CRON as SYNC_CLEANUP_CRON,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DISK_RESERVE_BYTES as SYNC_DISK_RESERVE_BYTES,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DOWNLOAD_DIR as SYNC_DOWNLOAD_DIR,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DUCKDB_PATH as SYNC_DUCKDB_PATH,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DUCKLAKE_CATALOG as SYNC_DUCKLAKE_CATALOG,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DUCKLAKE_DATA_PATH as SYNC_DUCKLAKE_DATA_PATH,
+)
+from sync_project.sync.setting_names import (
+    SYNC_DUCKLAKE_RETENTION_DAYS as SYNC_DUCKLAKE_RETENTION_DAYS,
+)
+from sync_project.sync.setting_names import (
+    SYNC_GET_PARALLEL as SYNC_GET_PARALLEL,
+)
+from sync_project.sync.setting_names import (
+    SYNC_LOCK_TIMEOUT_SECONDS as SYNC_LOCK_TIMEOUT_SECONDS,
+)
+from sync_project.sync.setting_names import (
+    SYNC_MAX_FILE_SIZE as SYNC_MAX_FILE_SIZE,
+)
+from sync_project.sync.setting_names import (
+    SYNC_PUBLISH_MINUTES as SYNC_PUBLISH_MINUTES,
+)
+from sync_project.sync.setting_names import (
+    SYNC_PUBLISHED_PATH as SYNC_PUBLISHED_PATH,
+)
+from sync_project.sync.setting_names import (
+    SYNC_PUBLISHED_STORAGE_VERSION as SYNC_PUBLISHED_STORAGE_VERSION,
+)
+from sync_project.sync.setting_names import (
+    SYNC_SCHEDULE_CRON as SYNC_SCHEDULE_CRON,
+)
+from sync_project.sync.setting_names import (
+    SYNC_SCHEDULE_TIMEZONE as SYNC_SCHEDULE_TIMEZONE,
+)
+from sync_project.sync.setting_names import (
+    SYNC_SCHEDULES as SYNC_SCHEDULES,
+)
+from sync_project.sync.setting_names import (
+    SYNC_STAGE as SYNC_STAGE,
+)
+from sync_project.sync.setting_names import (
+    SYNC_TARGET as SYNC_TARGET,
+)
+
 if TYPE_CHECKING:
     from sync_project.sync.mirror import Mirror
     from sync_project.sync.mirror.lake import Lake
 
 Number = TypeVar("Number", int, float)
 
-# -- Snowflake ---------------------------------------------------------------------------------
-SNOWFLAKE_ACCOUNT = "SNOWFLAKE_ACCOUNT"  # unset: use the local (embedded) Snowflake
-SNOWFLAKE_USER = "SNOWFLAKE_USER"
-SNOWFLAKE_PASSWORD = "SNOWFLAKE_PASSWORD"  # noqa: S105 - a variable name; secret value
-SNOWFLAKE_PRIVATE_KEY = "SNOWFLAKE_PRIVATE_KEY"  # secret: PEM text
-SNOWFLAKE_PRIVATE_KEY_PATH = "SNOWFLAKE_PRIVATE_KEY_PATH"
-SNOWFLAKE_PRIVATE_KEY_PASSPHRASE = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"  # noqa: S105 - secret value
-SNOWFLAKE_TOKEN = "SNOWFLAKE_TOKEN"  # noqa: S105 - secret value: programmatic access token
-SNOWFLAKE_ROLE = "SNOWFLAKE_ROLE"
-SNOWFLAKE_WAREHOUSE = "SNOWFLAKE_WAREHOUSE"
-SNOWFLAKE_DATABASE = "SNOWFLAKE_DATABASE"
-# Optional endpoint overrides for an account (PrivateLink, a proxy, or a local server in tests).
-SNOWFLAKE_HOST = "SNOWFLAKE_HOST"
-SNOWFLAKE_PORT = "SNOWFLAKE_PORT"
-SNOWFLAKE_PROTOCOL = "SNOWFLAKE_PROTOCOL"
-
-# -- The local Snowflake -----------------------------------------------------------------------
-LOCAL_SNOWFLAKE_HOST = "LOCAL_SNOWFLAKE_HOST"
-LOCAL_SNOWFLAKE_PORT = "LOCAL_SNOWFLAKE_PORT"
-LOCAL_SNOWFLAKE_DATA_DIR = "LOCAL_SNOWFLAKE_DATA_DIR"
-
-# -- DuckDB and local files --------------------------------------------------------------------
-SYNC_DUCKDB_PATH = "SYNC_DUCKDB_PATH"
-SYNC_DOWNLOAD_DIR = "SYNC_DOWNLOAD_DIR"
-SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
-SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
-SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
-SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
-SYNC_STAGE = "SYNC_STAGE"  # unset: the user stage @~ (no privilege, nothing created in source schemas)
-SYNC_PUBLISHED_PATH = "SYNC_PUBLISHED_PATH"  # what readers open: a symlink to the latest complete snapshot
-SYNC_PUBLISHED_STORAGE_VERSION = "SYNC_PUBLISHED_STORAGE_VERSION"  # the DuckDB storage version readers need
-SYNC_PUBLISH_MINUTES = "SYNC_PUBLISH_MINUTES"  # during a burst of syncs, publish at most this often
-
+# Defaults; the settings' names are in `sync/setting_names.py`.
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
@@ -60,31 +146,14 @@ DEFAULT_STAGE = "~"
 DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 0.10 and every later release
 DEFAULT_PUBLISH_MINUTES = 5.0
 
-# -- Where tables land ----------------------------------------------------------------------------
-SYNC_TARGET = "SYNC_TARGET"  # duckdb (the working file, default) or ducklake
-SYNC_DUCKLAKE_CATALOG = "SYNC_DUCKLAKE_CATALOG"  # a SQLite file, or postgres:dbname=... host=... (no password)
-SYNC_DUCKLAKE_DATA_PATH = "SYNC_DUCKLAKE_DATA_PATH"  # the folder for the lake's Parquet files
-SYNC_DUCKLAKE_RETENTION_DAYS = "SYNC_DUCKLAKE_RETENTION_DAYS"  # snapshots younger than this stay queryable
 DEFAULT_DUCKLAKE_RETENTION_DAYS = 7.0
 TARGETS = ("duckdb", "ducklake")
 
-# -- Dagster ----------------------------------------------------------------------------------
-DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dagster, as `make demo` uses
-
-# -- Automation --------------------------------------------------------------------------------
-SYNC_SCHEDULE_CRON = "SYNC_SCHEDULE_CRON"
-SYNC_SCHEDULE_TIMEZONE = "SYNC_SCHEDULE_TIMEZONE"
-SYNC_CLEANUP_CRON = "SYNC_CLEANUP_CRON"  # the daily cleanup of what failed syncs left
 # running (default) or stopped: whether the nightly sync and the cleanup tick before anyone starts them in the
 # UI. A schedule started or stopped in the UI keeps that state; a test instance runs no schedule it is not about.
-SYNC_SCHEDULES = "SYNC_SCHEDULES"
 SCHEDULE_STATES = ("running", "stopped")
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_CLEANUP_CRON = "30 3 * * *"
-SYNC_CHANGE_SENSOR_SECONDS = "SYNC_CHANGE_SENSOR_SECONDS"
-SYNC_AUTO_REGISTER_SCHEMA = "SYNC_AUTO_REGISTER_SCHEMA"  # unset: the auto-registration sensor does nothing
-SYNC_AUTO_REGISTER_LIKE = "SYNC_AUTO_REGISTER_LIKE"
-SYNC_AUTO_DEREGISTER = "SYNC_AUTO_DEREGISTER"  # "true": also deregister tables that vanished
 
 DEFAULT_DATABASE = "KEBOOLA_33"
 DEFAULT_LOCAL_HOST = "127.0.0.1"

@@ -156,3 +156,32 @@ def test_no_function_or_module_outgrows_a_reading() -> None:
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{path.relative_to(PACKAGE.parent)}:{node.name}: {length} lines")
     assert not too_long, too_long
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    """ids of the docstring nodes of a module and of its classes and functions."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def test_the_engines_messages_take_setting_names_from_the_one_table() -> None:
+    """No text in the engine spells a setting's name: messages interpolate it from `sync/setting_names.py`, so a
+    renamed setting cannot leave a message naming the old one."""
+    from sync_project.sync import setting_names
+
+    names = {value for key, value in vars(setting_names).items() if key.isupper() and isinstance(value, str)}
+    spelled = []
+    for path in modules(PACKAGE / "sync"):
+        if path.name == "setting_names.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                spelled += [f"{path.name}:{node.lineno}: {name}" for name in names if name in node.value]
+    assert not spelled

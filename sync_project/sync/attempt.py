@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_project.sync.errors import PermanentError
+from sync_project.sync.setting_names import SYNC_STAGE
 from sync_project.sync.tables import TableRef
 
 # Attempt folders the project creates (in the stage and locally) carry this prefix and a UTC timestamp,
@@ -37,7 +38,7 @@ def validate_stage(stage: str) -> str:
         return stage
     if not stage or any(c in stage for c in "'/\\") or any(c.isspace() or not c.isprintable() for c in stage):
         raise PermanentError(
-            f"SYNC_STAGE={stage!r} is not a stage name: give it as SQL names it (MYDB.SYNC.MIRROR_STAGE, parts in "
+            f"{SYNC_STAGE}={stage!r} is not a stage name: give it as SQL names it (MYDB.SYNC.MIRROR_STAGE, parts in "
             'double quotes if they need them) without @, quotes or a path, or unset it to use the user stage "~"'
         )
     return stage

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from sync_project.sync.errors import NotEnoughDiskError
+from sync_project.sync.setting_names import SYNC_DISK_RESERVE_BYTES, SYNC_DOWNLOAD_DIR, SYNC_DUCKDB_PATH
 
 
 def check_free_space(folder: Path, needed: int, purpose: str, reserve: int = 0) -> None:
@@ -13,11 +14,11 @@ def check_free_space(folder: Path, needed: int, purpose: str, reserve: int = 0) 
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free < needed + reserve:
-        kept = f" and {reserve:,} bytes kept free (SYNC_DISK_RESERVE_BYTES)" if reserve else ""
+        kept = f" and {reserve:,} bytes kept free ({SYNC_DISK_RESERVE_BYTES})" if reserve else ""
         raise NotEnoughDiskError(
             f"not enough disk to {purpose}: it needs about {needed:,} bytes in {folder} "
             f"(download plus DuckDB growth){kept} but only {free:,} are free. Free some space or point "
-            "SYNC_DOWNLOAD_DIR / SYNC_DUCKDB_PATH at a larger disk."
+            f"{SYNC_DOWNLOAD_DIR} / {SYNC_DUCKDB_PATH} at a larger disk."
         )
 
 

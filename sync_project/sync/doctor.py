@@ -26,6 +26,13 @@ from sync_project.sync.disk import check_free_space
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.options import SyncOptions
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_DATABASE,
+    SNOWFLAKE_WAREHOUSE,
+    SYNC_DISK_RESERVE_BYTES,
+    SYNC_DOWNLOAD_DIR,
+    SYNC_STAGE,
+)
 from sync_project.sync.stage import (
     clear_location,
     configure_session,
@@ -149,7 +156,7 @@ def _snowflake_checks(
 
 
 _STAGE_FIX = (
-    "a privilege error: grant READ and WRITE on SYNC_STAGE, or unset it to use the user stage @~; a GET that "
+    f"a privilege error: grant READ and WRITE on {SYNC_STAGE}, or unset it to use the user stage @~; a GET that "
     "fails or stalls: let this machine reach the stage's cloud storage over HTTPS (a proxy or firewall in "
     "between; SELECT SYSTEM$ALLOWLIST() lists the hosts)"
 )
@@ -167,7 +174,7 @@ def _warehouse(conn: Any, target: Target) -> Check:
             "warehouse",
             "failed",
             "no warehouse is set; the unload and the table listings need one (Snowflake error 000606 otherwise)",
-            "set SNOWFLAKE_WAREHOUSE to a warehouse this role may use",
+            f"set {SNOWFLAKE_WAREHOUSE} to a warehouse this role may use",
         )
 
     def probe() -> str:
@@ -181,7 +188,7 @@ def _warehouse(conn: Any, target: Target) -> Check:
     return _run(
         "warehouse",
         probe,
-        f"check the name in SNOWFLAKE_WAREHOUSE, and GRANT USAGE ON WAREHOUSE {target.warehouse} TO ROLE "
+        f"check the name in {SNOWFLAKE_WAREHOUSE}, and GRANT USAGE ON WAREHOUSE {target.warehouse} TO ROLE "
         f"{target.role or '<the role>'}",
     )
 
@@ -202,7 +209,7 @@ def _database(conn: Any, target: Target, tables: list[TableRef]) -> Check:
     return _run(
         "database",
         probe,
-        f"check SNOWFLAKE_DATABASE, and GRANT USAGE ON DATABASE {target.database} (and on each schema) TO ROLE "
+        f"check {SNOWFLAKE_DATABASE}, and GRANT USAGE ON DATABASE {target.database} (and on each schema) TO ROLE "
         f"{target.role or '<the role>'}",
     )
 
@@ -281,7 +288,7 @@ def _download_folder(root: Path) -> Check:
             handle.write(b"sync_project doctor")
         return f"{root} is writable"
 
-    return _run("download folder", probe, f"make {root} writable, or set SYNC_DOWNLOAD_DIR")
+    return _run("download folder", probe, f"make {root} writable, or set {SYNC_DOWNLOAD_DIR}")
 
 
 def _free_space(options: SyncOptions, largest: tuple[int, TableRef] | None) -> Check:
@@ -292,6 +299,8 @@ def _free_space(options: SyncOptions, largest: tuple[int, TableRef] | None) -> C
         check_free_space(options.download_root, size, purpose, options.disk_reserve)
         free = shutil.disk_usage(options.download_root).free
         what = f"the largest registered table ({table}, {size:,} bytes in Snowflake)" if table else "no table yet"
-        return f"{free:,} bytes free: room for {what} and {options.disk_reserve:,} kept free (SYNC_DISK_RESERVE_BYTES)"
+        return (
+            f"{free:,} bytes free: room for {what} and {options.disk_reserve:,} kept free ({SYNC_DISK_RESERVE_BYTES})"
+        )
 
     return _run("disk space", probe)

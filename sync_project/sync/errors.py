@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from snowflake.connector import errors as sf
 
+from sync_project.sync.setting_names import (
+    SNOWFLAKE_ACCOUNT,
+    SNOWFLAKE_HOST,
+    SNOWFLAKE_PASSWORD,
+    SNOWFLAKE_PRIVATE_KEY,
+    SNOWFLAKE_ROLE,
+    SNOWFLAKE_TOKEN,
+    SNOWFLAKE_USER,
+)
+
 
 class SyncError(Exception):
     """A sync failed; `str(error)` is the message for people."""
@@ -49,33 +59,33 @@ class LockTimeoutError(TransientError):
 class SignInError(PermanentError):
     """Snowflake refused the sign-in. Never retried: each retry of a bad password counts toward locking the user."""
 
-    hint = "check SNOWFLAKE_USER, the credentials and SNOWFLAKE_ROLE"
+    hint = f"check {SNOWFLAKE_USER}, the credentials and {SNOWFLAKE_ROLE}"
 
 
 class CredentialsRejectedError(SignInError):
     hint = (
-        "check SNOWFLAKE_USER and SNOWFLAKE_PASSWORD; a service user (TYPE = SERVICE) cannot sign in with a "
-        "password: give it a key pair (SNOWFLAKE_PRIVATE_KEY) or a token (SNOWFLAKE_TOKEN)"
+        f"check {SNOWFLAKE_USER} and {SNOWFLAKE_PASSWORD}; a service user (TYPE = SERVICE) cannot sign in with a "
+        f"password: give it a key pair ({SNOWFLAKE_PRIVATE_KEY}) or a token ({SNOWFLAKE_TOKEN})"
     )
 
 
 class KeyPairRejectedError(SignInError):
     hint = (
-        "check that SNOWFLAKE_PRIVATE_KEY is the private half of the key registered for SNOWFLAKE_USER "
+        f"check that {SNOWFLAKE_PRIVATE_KEY} is the private half of the key registered for {SNOWFLAKE_USER} "
         "(DESC USER shows RSA_PUBLIC_KEY_FP; ALTER USER ... SET RSA_PUBLIC_KEY sets it), and this machine's clock"
     )
 
 
 class TokenRejectedError(SignInError):
     hint = (
-        "the programmatic access token in SNOWFLAKE_TOKEN is expired, revoked or another user's, or the user has "
+        f"the programmatic access token in {SNOWFLAKE_TOKEN} is expired, revoked or another user's, or the user has "
         "no network policy (Snowflake requires one for tokens); make a new one with "
         "ALTER USER ... ADD PROGRAMMATIC ACCESS TOKEN"
     )
 
 
 class RoleNotGrantedError(SignInError):
-    hint = "SNOWFLAKE_ROLE names a role that does not exist or is not granted to SNOWFLAKE_USER; fix or unset it"
+    hint = f"{SNOWFLAKE_ROLE} names a role that does not exist or is not granted to {SNOWFLAKE_USER}; fix or unset it"
 
 
 class NetworkPolicyError(SignInError):
@@ -101,7 +111,7 @@ _PERMANENT_ERRNOS = {
     1003,  # syntax error
 }
 _COULD_NOT_CONNECT = 250001
-_ACCOUNT_HINT = "the network and SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST"
+_ACCOUNT_HINT = f"the network and {SNOWFLAKE_ACCOUNT} / {SNOWFLAKE_HOST}"
 # Statement-level failures Snowflake itself says are internal and retryable.
 _TRANSIENT_ERRNOS = {603, 604, 630}
 

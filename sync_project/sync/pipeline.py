@@ -33,6 +33,7 @@ from sync_project.sync.mirror import table_columns
 from sync_project.sync.mirror.access import Log, Waited
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
+from sync_project.sync.setting_names import SNOWFLAKE_DATABASE
 from sync_project.sync.stage import (
     Download,
     clear_location,
@@ -152,8 +153,8 @@ def sync_table(
     state, target, elsewhere = state_before_sync(options, table, log, state_wait)
     if elsewhere and not rebuild:
         raise PermanentError(
-            f"{table.key} was last synced from database {elsewhere}, and SNOWFLAKE_DATABASE now names "
-            f"{table.database}: set SNOWFLAKE_DATABASE={elsewhere} back, or run `sync-project rebuild {table.key}` "
+            f"{table.key} was last synced from database {elsewhere}, and {SNOWFLAKE_DATABASE} now names "
+            f"{table.database}: set {SNOWFLAKE_DATABASE}={elsewhere} back, or run `sync-project rebuild {table.key}` "
             f"to mirror {table} in its place"
         )
     if (strategy or state.options.strategy) == "incremental" and not state.options.cursor_column:

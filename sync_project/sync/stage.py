@@ -24,6 +24,7 @@ from sync_project.sync.attempt import (
 from sync_project.sync.catalog import Column
 from sync_project.sync.disk import files_size
 from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
+from sync_project.sync.setting_names import SYNC_STAGE
 from sync_project.sync.tables import TableRef
 
 # Session settings the sync relies on, whatever the account or user has set: exact quoted names, and one logical
@@ -47,8 +48,8 @@ def execute(conn: Any, sql: str, what: str, on_stage: Attempt | None = None, **k
     except SnowflakeError as e:
         if on_stage is not None and on_stage.stage != USER_STAGE and e.errno in _STAGE_PRIVILEGE_ERRNOS:
             raise PermanentError(
-                f"{on_stage.table}: the stage {on_stage.stage} (SYNC_STAGE) cannot be used by this role: an "
-                "internal stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset SYNC_STAGE "
+                f"{on_stage.table}: the stage {on_stage.stage} ({SYNC_STAGE}) cannot be used by this role: an "
+                f"internal stage needs READ and WRITE on it, an external one USAGE. Grant them, or unset {SYNC_STAGE} "
                 f"to unload through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: "
                 f"{e.raw_msg})"
             ) from None

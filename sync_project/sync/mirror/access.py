@@ -29,6 +29,7 @@ import filelock
 from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.extensions import OFFLINE, load_extension
 from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
+from sync_project.sync.setting_names import SYNC_DUCKDB_PATH, SYNC_LOCK_TIMEOUT_SECONDS, SYNC_PUBLISHED_PATH
 
 Log = Callable[[str], None]
 
@@ -128,11 +129,11 @@ def _wait_for(
         if remaining <= 0:
             raise LockTimeoutError(
                 f"{what}: {path} was held by {held_by} for longer than the {timeout:.0f}s allowed "
-                "(SYNC_LOCK_TIMEOUT_SECONDS)" + _advice(found)
+                f"({SYNC_LOCK_TIMEOUT_SECONDS})" + _advice(found)
             )
         log(
             f"{what}: waiting for {path}, held by {held_by}; waited {time.monotonic() - started:.0f}s, "
-            f"giving up at {_until(deadline)} (SYNC_LOCK_TIMEOUT_SECONDS={timeout:.0f})"
+            f"giving up at {_until(deadline)} ({SYNC_LOCK_TIMEOUT_SECONDS}={timeout:.0f})"
         )
         if attempt(min(WAIT_REPORT_SECONDS, remaining)):
             return time.monotonic() - started
@@ -144,7 +145,7 @@ def _advice(holder: Holder | None) -> str:
     if holder.access == "read-only":
         return (
             ". A read-only connection still keeps every writer out of a DuckDB file: close it, and open the "
-            "published copy (SYNC_PUBLISHED_PATH) instead, which no sync ever waits for"
+            f"published copy ({SYNC_PUBLISHED_PATH}) instead, which no sync ever waits for"
         )
     return ". Close that connection (DuckDB allows one writing process per file); readers belong on the published copy"
 
@@ -212,7 +213,7 @@ def connect(
                 if "Could not set lock" not in str(e):
                     raise PermanentError(
                         f"cannot open {duckdb_path} as a DuckDB database ({e}). The file is left untouched; "
-                        "move it aside or point SYNC_DUCKDB_PATH elsewhere."
+                        f"move it aside or point {SYNC_DUCKDB_PATH} elsewhere."
                     ) from None
                 last_error[0] = str(e)
             if time.monotonic() + delay > deadline:
@@ -316,7 +317,7 @@ def duckdb_session(
 def unwritable(duckdb_path: Path, what: str, error: OSError) -> PermanentError:
     return PermanentError(
         f"{what}: cannot write beside the DuckDB file {duckdb_path} ({error.strerror}: {error.filename}). Point "
-        "SYNC_DUCKDB_PATH at a file in a folder this user can write, or give this user that folder"
+        f"{SYNC_DUCKDB_PATH} at a file in a folder this user can write, or give this user that folder"
     )
 
 

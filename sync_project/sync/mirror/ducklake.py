@@ -14,6 +14,7 @@ from sync_project.sync.mirror.base import Mirror, NothingToDo, Session, SessionA
 from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake
 from sync_project.sync.mirror.maintenance import LakeMaintenance, maintain_lake
 from sync_project.sync.mirror.publish import PublishReport
+from sync_project.sync.setting_names import SYNC_DUCKLAKE_CATALOG, SYNC_DUCKLAKE_DATA_PATH
 from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, sql_string
 
@@ -37,9 +38,8 @@ class LakeMirror(Mirror):
         return found
 
     def probe_fix(self) -> str:
-        return (
-            "check SYNC_DUCKLAKE_CATALOG (a SQLite file, or postgres:dbname=... host=...) and SYNC_DUCKLAKE_DATA_PATH"
-        )
+        catalog = f"{SYNC_DUCKLAKE_CATALOG} (a SQLite file, or postgres:dbname=... host=...)"
+        return f"check {catalog} and {SYNC_DUCKLAKE_DATA_PATH}"
 
     def describe(self) -> str:
         return self.lake.describe()

@@ -14,6 +14,7 @@ from sync_project.sync.mirror.access import Log, duckdb_session, ensure_writable
 from sync_project.sync.mirror.base import Mirror, Reading, Session, SessionAsk
 from sync_project.sync.mirror.publish import PublishReport, current_snapshot, publish, remove_old_snapshots
 from sync_project.sync.mirror.read import read_mirror
+from sync_project.sync.setting_names import SYNC_DUCKDB_PATH
 from sync_project.sync.tables import TableRef, quote_identifier
 
 
@@ -33,7 +34,7 @@ class FileMirror(Mirror):
 
     def probe_fix(self) -> str:
         if not self.path.exists():
-            return f"make {self.path.parent} writable, or set SYNC_DUCKDB_PATH"
+            return f"make {self.path.parent} writable, or set {SYNC_DUCKDB_PATH}"
         return "close the process holding the file open for writing (DuckDB allows one writer), or let the sync finish"
 
     def describe(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from sync_project.sync.errors import PermanentError, TransientError
+from sync_project.sync.setting_names import SYNC_DUCKLAKE_CATALOG, SYNC_DUCKLAKE_DATA_PATH
 from sync_project.sync.tables import sql_string
 
 LAKE_ALIAS = "lake"  # the name the lake is attached under in every session
@@ -31,13 +32,13 @@ class Lake:
     def __post_init__(self) -> None:
         if not self.catalog or not self.data_path:
             raise PermanentError(
-                "a DuckLake target needs both SYNC_DUCKLAKE_CATALOG (a SQLite file, or postgres:dbname=... "
-                "host=...) and SYNC_DUCKLAKE_DATA_PATH (a folder for its Parquet files)"
+                f"a DuckLake target needs both {SYNC_DUCKLAKE_CATALOG} (a SQLite file, or postgres:dbname=... "
+                f"host=...) and {SYNC_DUCKLAKE_DATA_PATH} (a folder for its Parquet files)"
             )
         if self.is_postgres and re.search(r"\bpassword\s*=", self.catalog, re.IGNORECASE):
             # The catalog string reaches run config and messages; a password there would too.
             raise PermanentError(
-                "SYNC_DUCKLAKE_CATALOG must not hold a password: set PGPASSWORD (or a ~/.pgpass entry), "
+                f"{SYNC_DUCKLAKE_CATALOG} must not hold a password: set PGPASSWORD (or a ~/.pgpass entry), "
                 "which PostgreSQL's client reads itself, and leave password= out of the catalog"
             )
 
@@ -109,6 +110,6 @@ def attach_lake(
                     "tables are untouched, and a later attempt syncs again (transient)"
                 ) from None
             raise PermanentError(
-                f"{message}. Check SYNC_DUCKLAKE_CATALOG and SYNC_DUCKLAKE_DATA_PATH, and that the catalog "
+                f"{message}. Check {SYNC_DUCKLAKE_CATALOG} and {SYNC_DUCKLAKE_DATA_PATH}, and that the catalog "
                 "database is reachable."
             ) from None

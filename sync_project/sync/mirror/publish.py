@@ -39,6 +39,7 @@ import duckdb
 
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.mirror.access import Log, connect, open_duckdb, writer_lock
+from sync_project.sync.setting_names import SYNC_PUBLISHED_STORAGE_VERSION
 from sync_project.sync.state import STATE_SCHEMA
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
@@ -164,7 +165,7 @@ def version_tag(storage_version: str) -> str:
                 ).fetchone()
             except duckdb.Error as e:
                 raise PermanentError(
-                    f"SYNC_PUBLISHED_STORAGE_VERSION={storage_version!r} is not a storage version this DuckDB "
+                    f"{SYNC_PUBLISHED_STORAGE_VERSION}={storage_version!r} is not a storage version this DuckDB "
                     f"({duckdb.__version__}) can write ({e}); use one like v1.0.0"
                 ) from None
             finally:
