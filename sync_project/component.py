@@ -24,6 +24,7 @@ from dagster.components.scaffold.scaffold import NoParams
 from pydantic import Field
 
 from sync_project.assets import SYNC_BATCH_SIZE, SYNC_WORKERS
+from sync_project.declared_tables import DeclaredTable
 from sync_project.mirror_definitions import MirrorShape, mirror_definitions
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import Settings
@@ -86,6 +87,11 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
     owners: list[str] = Field(default_factory=list, description="The asset's owners: team:NAME or an e-mail")
     group: str | None = Field(default=None, description="The asset's group; default snowflake_mirror")
     kinds: list[str] = Field(default_factory=list, description="Kinds beside snowflake and duckdb or ducklake")
+    tables: list[DeclaredTable] = Field(
+        default_factory=list,
+        description="Tables registered as code (key, strategy, cursor_column, primary_key), beside those "
+        "registered at run time; a sensor registers them",
+    )
 
     @property
     def scope(self) -> MirrorScope:
@@ -127,6 +133,7 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             change_sensor_running=self.change_sensor_running,
             auto_register_running=self.auto_register_running,
             publish_sensor_running=self.publish_sensor_running,
+            tables=tuple(self.tables),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

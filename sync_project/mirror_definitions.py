@@ -20,6 +20,7 @@ from sync_project.automation import (
     build_cleanup_schedule,
     build_sync_schedule,
 )
+from sync_project.declared_tables import DeclaredTable, build_declared_tables_sensor
 from sync_project.jobs import build_jobs
 from sync_project.publishing import build_publish_sensor
 from sync_project.resources import duckdb_resource, snowflake_resource
@@ -39,6 +40,7 @@ class MirrorShape:
     change_sensor_running: bool = False
     auto_register_running: bool = False
     publish_sensor_running: bool = True
+    tables: Sequence[DeclaredTable] = ()  # registered as code, beside the runtime registry
 
 
 def _status(running: bool) -> dg.DefaultSensorStatus:
@@ -69,6 +71,7 @@ def _definitions(settings: Settings, scope: MirrorScope, shape: MirrorShape) -> 
         jobs=build_jobs(scope, shape.batch_size).all(),
         schedules=[build_sync_schedule(settings, scope, shape.batch_size), build_cleanup_schedule(settings, scope)],
         sensors=[
+            *([build_declared_tables_sensor(scope, shape.tables)] if shape.tables else []),
             build_change_sensor(settings, scope, shape.batch_size, _status(shape.change_sensor_running)),
             build_auto_register_sensor(settings, scope, _status(shape.auto_register_running)),
             build_publish_sensor(settings, scope, _status(shape.publish_sensor_running)),

@@ -205,6 +205,25 @@ def test_auto_registration_lists_the_database_of_the_snowflake_resource(
     assert add.partition_keys == [f"{schema}.ELSEWHERE"]
 
 
+def test_the_change_sensor_reads_the_database_of_the_snowflake_resource(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    """A table only the overridden resource's database has: with the settings' resource the sensor finds it
+    missing; with the overridden one it asks for the table's first sync."""
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    fetch(sf, f"CREATE DATABASE {other}")
+    fetch(sf, f"CREATE SCHEMA {other}.{schema}")
+    fetch(sf, f"CREATE TABLE {other}.{schema}.ONLY_THERE (ID NUMBER(38,0))")
+    key = f"{schema}.ONLY_THERE"
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
+    sensor = build_change_sensor(settings)
+    assert isinstance(evaluate(sensor, settings, instance), dg.SkipReason)  # not in the settings' database
+    overridden = snowflake_resource(dataclasses.replace(settings, snowflake_database=other))
+    result = sensor(dg.build_sensor_context(instance=instance, resources={"snowflake": overridden}))
+    assert isinstance(result, dg.SensorResult), result
+    assert [r.partition_key for r in result.run_requests or []] == [key]
+
+
 def test_the_publish_sensor_follows_the_target_of_the_duckdb_resource(
     settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
