@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -83,38 +84,19 @@ def _op(scope: MirrorScope, work: Callable[[dg.OpExecutionContext, MirrorScope],
     return chore
 
 
-def _discover_op(scope: MirrorScope) -> dg.OpDefinition:
+def _configured_op(
+    scope: MirrorScope, work: Callable[[dg.OpExecutionContext, Any, MirrorScope], None], config: type[dg.Config]
+) -> dg.OpDefinition:
+    """`_op` for work that takes run config (`config`'s fields, as the launchpad shows them)."""
+
     @dg.op(
-        name=scope.name("discover_schema"),
-        description=discover_schema.__doc__,
+        name=scope.name(work.__name__),
+        description=work.__doc__,
         required_resource_keys=scope.resource_keys,
+        config_schema=config.to_config_schema().as_field(),
     )
-    def chore(context: dg.OpExecutionContext, config: DiscoverConfig) -> None:
-        discover_schema(context, config, scope)
-
-    return chore
-
-
-def _register_op(scope: MirrorScope) -> dg.OpDefinition:
-    @dg.op(
-        name=scope.name("register_in_schema"),
-        description=register_in_schema.__doc__,
-        required_resource_keys=scope.resource_keys,
-    )
-    def chore(context: dg.OpExecutionContext, config: RegisterConfig) -> None:
-        register_in_schema(context, config, scope)
-
-    return chore
-
-
-def _cleanup_op(scope: MirrorScope) -> dg.OpDefinition:
-    @dg.op(
-        name=scope.name("remove_old_stages_and_folders"),
-        description=remove_old_stages_and_folders.__doc__,
-        required_resource_keys=scope.resource_keys,
-    )
-    def chore(context: dg.OpExecutionContext, config: CleanupConfig) -> None:
-        remove_old_stages_and_folders(context, config, scope)
+    def chore(context: dg.OpExecutionContext) -> None:
+        work(context, config(**context.op_config), scope)
 
     return chore
 
@@ -142,12 +124,12 @@ def build_jobs(scope: MirrorScope = FIRST_MIRROR, batch_size: int = 25) -> Mirro
         discover=chore_job(
             scope.name(DISCOVER_JOB),
             "List a schema's tables with their figures (see the run's metadata).",
-            _discover_op(scope),
+            _configured_op(scope, discover_schema, DiscoverConfig),
         ),
         register=chore_job(
             scope.name(REGISTER_JOB),
             f"Register tables of a schema as partitions of {scope.asset_key.to_user_string()}.",
-            _register_op(scope),
+            _configured_op(scope, register_in_schema, RegisterConfig),
         ),
         doctor=chore_job(
             scope.name(DOCTOR_JOB),
@@ -165,7 +147,7 @@ def build_jobs(scope: MirrorScope = FIRST_MIRROR, batch_size: int = 25) -> Mirro
             scope.name(CLEANUP_JOB),
             "Drop stages and download folders left behind more than a day ago; on a DuckLake target, expire old "
             "snapshots and compact the lake's files.",
-            _cleanup_op(scope),
+            _configured_op(scope, remove_old_stages_and_folders, CleanupConfig),
             _op(scope, maintain_the_lake),
         ),
     )

@@ -83,6 +83,19 @@ def test_the_asset_is_of_the_kind_of_its_target(settings: Settings) -> None:
         assert asset.specs_by_key[asset.key].kinds == {"snowflake", target}
 
 
+def database_with_orders(local_snowflake: LocalSnowflakeProcess, table: str) -> str:
+    """A new database of the local Snowflake with one table, SALES.ORDERS `table` (columns, or AS SELECT)."""
+    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    with connector(local_snowflake)() as conn:
+        for sql in (
+            f"CREATE DATABASE {other}",
+            f"CREATE SCHEMA {other}.SALES",
+            f"CREATE TABLE {other}.SALES.ORDERS {table}",
+        ):
+            conn.cursor().execute(sql)
+    return other
+
+
 def test_a_second_mirror_scaffolded_with_dg_loads_and_syncs_beside_the_first(
     dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
 ) -> None:
@@ -98,15 +111,8 @@ def test_a_second_mirror_scaffolded_with_dg_loads_and_syncs_beside_the_first(
 
     dg_here("scaffold", "defs", "sync_project.SnowflakeMirrorComponent", "another_mirror")
     declared = project / "sync_project" / "defs" / "another_mirror" / "defs.yaml"
-    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
+    other = database_with_orders(local_snowflake, "AS SELECT 1 AS ID UNION ALL SELECT 2 UNION ALL SELECT 3")
     declared.write_text(re.sub(r"(?m)^  database: .*$", f"  database: {other}", declared.read_text()))
-    with connector(local_snowflake)() as conn:
-        for sql in (
-            f"CREATE DATABASE {other}",
-            f"CREATE SCHEMA {other}.SALES",
-            f"CREATE TABLE {other}.SALES.ORDERS AS SELECT 1 AS ID UNION ALL SELECT 2 UNION ALL SELECT 3",
-        ):
-            conn.cursor().execute(sql)
 
     listed = json.loads(dg_here("list", "defs", "--json").stdout)
     assert {a["asset_key"] for a in listed["assets"]} == {"snowflake_table", "another_mirror/snowflake_table"}
@@ -145,14 +151,7 @@ def test_the_cli_takes_its_database_from_the_first_mirrors_defs_yaml(
     CLI reads the resources the definitions build, not settings of its own."""
     project = project_copy(tmp_path / "project")
     declared = project / "sync_project" / "defs" / "snowflake_mirror" / "defs.yaml"
-    other = f"OTHER_{uuid.uuid4().hex[:6].upper()}"
-    with connector(local_snowflake)() as conn:
-        for sql in (
-            f"CREATE DATABASE {other}",
-            f"CREATE SCHEMA {other}.SALES",
-            f"CREATE TABLE {other}.SALES.ORDERS (ID INT)",
-        ):
-            conn.cursor().execute(sql)
+    other = database_with_orders(local_snowflake, "(ID INT)")
 
     def tables_of_sales() -> subprocess.CompletedProcess[str]:
         command = [str(Path(sys.executable).with_name("sync-project")), "tables", "SALES", "--json"]
