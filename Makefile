@@ -36,6 +36,9 @@ test: lint
 	# Dagster's own check that the definitions load (in a throwaway instance folder, with the project's settings).
 	mkdir -p .local/dg-check && cp dagster.yaml .local/dg-check/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.local/dg-check $(BIN)/dg check defs
+	# And the demo's workspace, the mirror beside its downstream location (dg check defs takes no workspace file).
+	DAGSTER_HOME=$(CURDIR)/.local/dg-check $(BIN)/python -W ignore -m dagster definitions validate \
+		-w sync_project/downstream_demo/workspace.yaml
 	$(EMULATOR_PYTHON) -m pytest -q $(EMULATOR)
 	$(BIN)/pytest
 
