@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,11 @@ def test_the_engines_messages_take_setting_names_from_the_one_table() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 spelled += [f"{path.name}:{node.lineno}: {name}" for name in names if name in node.value]
     assert not spelled
+
+
+def test_loading_the_mirrors_definitions_imports_no_dbt() -> None:
+    """A run process loads its code location's definitions; the mirror's must not import dagster-dbt or dbt (the
+    `dbt` extra, installed beside it, costs about 2 s), not even through dg's discovery of component types."""
+    probe = "import sys; from sync_project.definitions import defs; print(sorted(m for m in sys.modules if 'dbt' in m))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert loaded.stdout.strip() == "[]"
