@@ -164,7 +164,7 @@ def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
 
 
 def _serve_ui(ui_port: int, snowflake_port: int) -> None:
-    """`dagster dev` in the foreground, stopped with its whole process group."""
+    """`dg dev` in the foreground, stopped with its whole process group."""
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, project_root
 
     click.echo("for the README's commands, in another shell from the repository's root:")
@@ -174,7 +174,9 @@ def _serve_ui(ui_port: int, snowflake_port: int) -> None:
     click.echo(f"Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops everything)")
     # The mirror and the demo's downstream assets (a Python asset, a dbt model), each its own code location.
     workspace = str(project_root() / "sync_project" / "downstream_demo" / "workspace.yaml")
-    dagster = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
+    # `dg dev` with a workspace file is `dagster dev` (which 1.13 marks superseded), as the README's shell runs it.
+    dg = str(Path(sys.executable).with_name("dg"))
+    dagster = [dg, "dev", "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace]
     # Started in DAGSTER_HOME: from the repository's root, `dagster dev` warns on every start that the
     # dagster.yaml there (the template copied into DAGSTER_HOME) is not the instance's. Paths it inherits are
     # made absolute first, so a relative SYNC_DUCKDB_PATH still means what it meant here.
