@@ -221,16 +221,15 @@ def build_auto_register_sensor(
         snowflake = scope.snowflake(context)
         database = snowflake.sync_database  # the resource's, as the sync's: an override there moves both
         registered = {
-            t.key: t
+            t.key
             for t in registered_tables(context.instance, database, scope.partitions_name)
             if (t.database, t.schema) == (database, schema) and matches_like(t.name, settings.auto_register_like)
         }
         with snowflake.get_connection() as conn:
             listing = list_tables(conn, database, schema, settings.auto_register_like)
-            added, refused = _tables_to_register(
-                conn, context, listing, TableRef(database, schema, "*"), set(registered)
-            )
-        present = {TableRef(database, schema, s.name).key for s in listing}
+            listed = [(TableRef(database, schema, stats.name), stats) for stats in listing]
+            added, refused = _tables_to_register(conn, context, listed, registered)
+        present = {table.key for table, _ in listed}
         vanished = sorted(key for key in registered if key not in present)
         requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
         if added:
@@ -247,15 +246,14 @@ def build_auto_register_sensor(
 
 
 def _tables_to_register(
-    conn: Any, context: dg.SensorEvaluationContext, listing: list[TableStats], where: TableRef, registered: set[str]
+    conn: Any, context: dg.SensorEvaluationContext, listed: list[tuple[TableRef, TableStats]], registered: set[str]
 ) -> tuple[list[str], dict[str, str]]:
     """The listed tables to register (DESC TABLE accepts them), and those refused: key -> LAST_ALTERED when refused,
     so a refused table is asked again only once it changes (the cursor keeps them)."""
     refused_before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     added: list[str] = []
     refused: dict[str, str] = {}
-    for stats in listing:
-        table = TableRef(where.database, where.schema, stats.name)
+    for table, stats in listed:
         stamp = stats.stamp.last_altered
         if table.key in registered:
             continue
