@@ -71,6 +71,21 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
     download_dir: str | None = Field(default=None, description="Where GET puts unloaded files")
     ducklake_catalog: str | None = Field(default=None, description="The lake's catalog: a SQLite file or postgres:...")
     ducklake_data_path: str | None = Field(default=None, description="The folder of the lake's Parquet files")
+    ducklake_retention_days: float | None = Field(
+        default=None, ge=0, description="Lake snapshots younger than this stay queryable (time travel)"
+    )
+    stage: str | None = Field(default=None, description="Where unloads go: ~ (the user's stage) or a stage's name")
+    max_file_size: int | None = Field(default=None, ge=1, description="The unload's MAX_FILE_SIZE, in bytes")
+    get_parallel: int | None = Field(default=None, ge=1, le=99, description="GET's PARALLEL: files at a time")
+    lock_timeout_seconds: float | None = Field(
+        default=None, ge=0, description="How long a load waits for the DuckDB file before it fails, retryable"
+    )
+    disk_reserve_bytes: int | None = Field(
+        default=None, ge=0, description="Free space a sync must leave on each disk it writes"
+    )
+    published_storage_version: str | None = Field(
+        default=None, description="The DuckDB storage version the published copy is written in (its oldest reader)"
+    )
     schedule_cron: str | None = Field(default=None, description="When the nightly sync of every table runs")
     schedule_timezone: str | None = Field(default=None, description="The time zone of both schedules")
     cleanup_cron: str | None = Field(default=None, description="When the cleanup of what failed syncs left runs")
@@ -80,6 +95,9 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
     auto_register_running: bool = Field(default=False, description="Register new tables of auto_register_schema")
     auto_register_schema: str | None = Field(default=None, description="The schema auto-registration watches")
     auto_register_like: str | None = Field(default=None, description="A LIKE pattern on its table names")
+    auto_deregister: bool | None = Field(
+        default=None, description="Deregister a table of that schema that Snowflake no longer has"
+    )
     publish_sensor_running: bool = Field(default=True, description="Publish the working file after syncs")
     publish_minutes: float | None = Field(default=None, description="During a burst of syncs, publish this often")
     batch_size: int = Field(default=SYNC_BATCH_SIZE, ge=1, description="Tables per run of a backfill or schedule")
@@ -111,6 +129,13 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             "download_dir": path(self.download_dir) if self.download_dir else None,
             "ducklake_catalog": self.ducklake_catalog,
             "ducklake_data_path": self.ducklake_data_path,
+            "ducklake_retention_days": self.ducklake_retention_days,
+            "stage": self.stage,
+            "max_file_size": self.max_file_size,
+            "get_parallel": self.get_parallel,
+            "lock_timeout_seconds": self.lock_timeout_seconds,
+            "disk_reserve_bytes": self.disk_reserve_bytes,
+            "published_storage_version": self.published_storage_version,
             "schedule_cron": self.schedule_cron,
             "schedule_timezone": self.schedule_timezone,
             "cleanup_cron": self.cleanup_cron,
@@ -118,6 +143,7 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             "change_sensor_seconds": self.change_sensor_seconds,
             "auto_register_schema": self.auto_register_schema,
             "auto_register_like": self.auto_register_like,
+            "auto_deregister": self.auto_deregister,
             "publish_minutes": self.publish_minutes,
         }
         return dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})

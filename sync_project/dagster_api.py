@@ -20,8 +20,8 @@ from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, Worke
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG as PARTITION_TAG,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG as PARTITION_TAG
 from dagster._grpc.types import ResumeRunArgs
 from dagster._serdes import pack_value
 

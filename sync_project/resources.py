@@ -16,7 +16,6 @@ field names and does only what the sync needs: open a connector connection.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,20 +209,20 @@ class SyncDuckDBResource(DuckDBResource):
         )
 
 
-def _credentials() -> dict[str, Any]:
+def _credentials(settings: Settings) -> dict[str, Any]:
     """Pick one auth method by which variables are set; pass secrets only as EnvVar references."""
-    if os.environ.get(env.SNOWFLAKE_PRIVATE_KEY) or os.environ.get(env.SNOWFLAKE_PRIVATE_KEY_PATH):
+    if settings.has(env.SNOWFLAKE_PRIVATE_KEY) or settings.private_key_path:
         creds: dict[str, Any] = (
             {"private_key": dg.EnvVar(env.SNOWFLAKE_PRIVATE_KEY)}
-            if os.environ.get(env.SNOWFLAKE_PRIVATE_KEY)
-            else {"private_key_path": os.environ[env.SNOWFLAKE_PRIVATE_KEY_PATH]}
+            if settings.has(env.SNOWFLAKE_PRIVATE_KEY)
+            else {"private_key_path": settings.private_key_path}
         )
-        if os.environ.get(env.SNOWFLAKE_PRIVATE_KEY_PASSPHRASE):
+        if settings.has(env.SNOWFLAKE_PRIVATE_KEY_PASSPHRASE):
             creds["private_key_password"] = dg.EnvVar(env.SNOWFLAKE_PRIVATE_KEY_PASSPHRASE)
         return creds
-    if os.environ.get(env.SNOWFLAKE_TOKEN):
+    if settings.has(env.SNOWFLAKE_TOKEN):
         return {"token": dg.EnvVar(env.SNOWFLAKE_TOKEN)}
-    if os.environ.get(env.SNOWFLAKE_PASSWORD):
+    if settings.has(env.SNOWFLAKE_PASSWORD):
         return {"password": dg.EnvVar(env.SNOWFLAKE_PASSWORD)}
     raise dg.DagsterInvalidDefinitionError(
         f"{env.SNOWFLAKE_ACCOUNT} is set but no credentials are: set {env.SNOWFLAKE_PRIVATE_KEY} or "
@@ -238,7 +237,7 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
             user=LOCAL_USER,
             password=LOCAL_PASSWORD,
             warehouse=LOCAL_WAREHOUSE,
-            role=os.environ.get(env.SNOWFLAKE_ROLE) or None,
+            role=settings.snowflake_role,
             database=settings.snowflake_database,
             host=settings.local_host,
             port=settings.local_port,
@@ -255,11 +254,11 @@ def snowflake_resource(settings: Settings) -> SnowflakeResource:
         ("host", env.SNOWFLAKE_HOST),
         ("protocol", env.SNOWFLAKE_PROTOCOL),
     ):
-        if os.environ.get(name):
+        if settings.has(name):
             values[key] = dg.EnvVar(name)
-    if os.environ.get(env.SNOWFLAKE_PORT):
+    if settings.has(env.SNOWFLAKE_PORT):
         values["port"] = dg.EnvVar.int(env.SNOWFLAKE_PORT)
-    return SnowflakeResource(**values, **_credentials())
+    return SnowflakeResource(**values, **_credentials(settings))
 
 
 # Resource fields named as the settings they come from; the resource's `sync_options()` is the one place

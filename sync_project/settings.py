@@ -13,121 +13,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sync_project.sync.setting_names import (
-    DAGSTER_HOME as DAGSTER_HOME,
-)
-from sync_project.sync.setting_names import (
-    LOCAL_SNOWFLAKE_DATA_DIR as LOCAL_SNOWFLAKE_DATA_DIR,
-)
-from sync_project.sync.setting_names import (
-    LOCAL_SNOWFLAKE_HOST as LOCAL_SNOWFLAKE_HOST,
-)
-from sync_project.sync.setting_names import (
-    LOCAL_SNOWFLAKE_PORT as LOCAL_SNOWFLAKE_PORT,
-)
 from sync_project.sync.setting_names import (  # re-exported: settings.X is how the shell names them
+    DAGSTER_HOME as DAGSTER_HOME,
+    LOCAL_SNOWFLAKE_DATA_DIR as LOCAL_SNOWFLAKE_DATA_DIR,
+    LOCAL_SNOWFLAKE_HOST as LOCAL_SNOWFLAKE_HOST,
+    LOCAL_SNOWFLAKE_PORT as LOCAL_SNOWFLAKE_PORT,
     SNOWFLAKE_ACCOUNT as SNOWFLAKE_ACCOUNT,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_DATABASE as SNOWFLAKE_DATABASE,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_HOST as SNOWFLAKE_HOST,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PASSWORD as SNOWFLAKE_PASSWORD,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PORT as SNOWFLAKE_PORT,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PRIVATE_KEY as SNOWFLAKE_PRIVATE_KEY,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PRIVATE_KEY_PASSPHRASE as SNOWFLAKE_PRIVATE_KEY_PASSPHRASE,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PRIVATE_KEY_PATH as SNOWFLAKE_PRIVATE_KEY_PATH,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_PROTOCOL as SNOWFLAKE_PROTOCOL,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_ROLE as SNOWFLAKE_ROLE,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_TOKEN as SNOWFLAKE_TOKEN,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_USER as SNOWFLAKE_USER,
-)
-from sync_project.sync.setting_names import (
     SNOWFLAKE_WAREHOUSE as SNOWFLAKE_WAREHOUSE,
-)
-from sync_project.sync.setting_names import (
     SYNC_AUTO_DEREGISTER as SYNC_AUTO_DEREGISTER,
-)
-from sync_project.sync.setting_names import (
     SYNC_AUTO_REGISTER_LIKE as SYNC_AUTO_REGISTER_LIKE,
-)
-from sync_project.sync.setting_names import (
     SYNC_AUTO_REGISTER_SCHEMA as SYNC_AUTO_REGISTER_SCHEMA,
-)
-from sync_project.sync.setting_names import (
     SYNC_CHANGE_SENSOR_SECONDS as SYNC_CHANGE_SENSOR_SECONDS,
-)
-from sync_project.sync.setting_names import (
     SYNC_CLEANUP_CRON as SYNC_CLEANUP_CRON,
-)
-from sync_project.sync.setting_names import (
     SYNC_DISK_RESERVE_BYTES as SYNC_DISK_RESERVE_BYTES,
-)
-from sync_project.sync.setting_names import (
     SYNC_DOWNLOAD_DIR as SYNC_DOWNLOAD_DIR,
-)
-from sync_project.sync.setting_names import (
     SYNC_DUCKDB_PATH as SYNC_DUCKDB_PATH,
-)
-from sync_project.sync.setting_names import (
     SYNC_DUCKLAKE_CATALOG as SYNC_DUCKLAKE_CATALOG,
-)
-from sync_project.sync.setting_names import (
     SYNC_DUCKLAKE_DATA_PATH as SYNC_DUCKLAKE_DATA_PATH,
-)
-from sync_project.sync.setting_names import (
     SYNC_DUCKLAKE_RETENTION_DAYS as SYNC_DUCKLAKE_RETENTION_DAYS,
-)
-from sync_project.sync.setting_names import (
     SYNC_GET_PARALLEL as SYNC_GET_PARALLEL,
-)
-from sync_project.sync.setting_names import (
     SYNC_LOCK_TIMEOUT_SECONDS as SYNC_LOCK_TIMEOUT_SECONDS,
-)
-from sync_project.sync.setting_names import (
     SYNC_MAX_FILE_SIZE as SYNC_MAX_FILE_SIZE,
-)
-from sync_project.sync.setting_names import (
     SYNC_PUBLISH_MINUTES as SYNC_PUBLISH_MINUTES,
-)
-from sync_project.sync.setting_names import (
     SYNC_PUBLISHED_PATH as SYNC_PUBLISHED_PATH,
-)
-from sync_project.sync.setting_names import (
     SYNC_PUBLISHED_STORAGE_VERSION as SYNC_PUBLISHED_STORAGE_VERSION,
-)
-from sync_project.sync.setting_names import (
     SYNC_SCHEDULE_CRON as SYNC_SCHEDULE_CRON,
-)
-from sync_project.sync.setting_names import (
     SYNC_SCHEDULE_TIMEZONE as SYNC_SCHEDULE_TIMEZONE,
-)
-from sync_project.sync.setting_names import (
     SYNC_SCHEDULES as SYNC_SCHEDULES,
-)
-from sync_project.sync.setting_names import (
     SYNC_STAGE as SYNC_STAGE,
-)
-from sync_project.sync.setting_names import (
     SYNC_TARGET as SYNC_TARGET,
 )
 
@@ -218,6 +142,12 @@ def local_state_dir() -> Path:
     return project_root() / ".local"
 
 
+# The connection's variables the resource takes as EnvVars when set (secrets among them).
+SNOWFLAKE_SIGN_IN = (
+    SNOWFLAKE_PRIVATE_KEY, SNOWFLAKE_PRIVATE_KEY_PATH, SNOWFLAKE_PRIVATE_KEY_PASSPHRASE, SNOWFLAKE_TOKEN,
+    SNOWFLAKE_PASSWORD, SNOWFLAKE_ROLE, SNOWFLAKE_WAREHOUSE, SNOWFLAKE_HOST, SNOWFLAKE_PROTOCOL, SNOWFLAKE_PORT,
+)  # fmt: skip
+
 # Settings that name a local file or folder: a relative one means relative to the directory it was set in.
 PATH_SETTINGS = (
     SNOWFLAKE_PRIVATE_KEY_PATH, LOCAL_SNOWFLAKE_DATA_DIR, SYNC_DUCKDB_PATH, SYNC_DOWNLOAD_DIR, SYNC_PUBLISHED_PATH,
@@ -245,8 +175,32 @@ def dagster_home() -> Path:
 
 
 @dataclass(frozen=True)
+class LocalSnowflake:
+    """Where the embedded Snowflake's own process listens and keeps its data: no resource can hold these,
+    because the process runs before any definitions load (`sync-project demo`, `local-snowflake`)."""
+
+    host: str
+    port: int
+    data_dir: Path
+
+    @classmethod
+    def from_env(cls) -> LocalSnowflake:
+        return cls(
+            host=_env(LOCAL_SNOWFLAKE_HOST, DEFAULT_LOCAL_HOST),
+            port=_env_number(LOCAL_SNOWFLAKE_PORT, DEFAULT_LOCAL_PORT),
+            data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(local_state_dir() / "snowflake"))),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Non-secret settings, read once from the environment."""
+    """The environment's value for each attribute of a mirror, read once, where definitions are built.
+
+    Only `SnowflakeMirrorComponent.build_defs` reads them (and tests, which build a mirror against their own
+    folders); the component's attributes go over them, the resources are built from the result, and from then
+    on every job, sensor, chore and CLI command reads the built resources (test_shape.py holds this).
+    Secrets are not here: the resources read them as `EnvVar`s.
+    """
 
     snowflake_account: str | None
     snowflake_database: str
@@ -275,6 +229,15 @@ class Settings:
     ducklake_catalog: str = ""
     ducklake_data_path: str = ""
     ducklake_retention_days: float = DEFAULT_DUCKLAKE_RETENTION_DAYS
+    # Which sign-in variables are set: their names decide the credential kind and which EnvVars the resource
+    # gets; a secret's value is never read here. The role and the key's path are not secret.
+    snowflake_set: frozenset[str] = frozenset()
+    snowflake_role: str | None = None
+    private_key_path: str | None = None
+
+    def has(self, name: str) -> bool:
+        """Whether the environment sets this Snowflake variable (to anything but blank)."""
+        return name in self.snowflake_set
 
     @property
     def mirror_path(self) -> Path:
@@ -304,12 +267,13 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         state = local_state_dir()
+        local = LocalSnowflake.from_env()
         return cls(
             snowflake_account=os.environ.get(SNOWFLAKE_ACCOUNT, "").strip() or None,
             snowflake_database=_database(),
-            local_host=_env(LOCAL_SNOWFLAKE_HOST, DEFAULT_LOCAL_HOST),
-            local_port=_env_number(LOCAL_SNOWFLAKE_PORT, DEFAULT_LOCAL_PORT),
-            local_data_dir=Path(_env(LOCAL_SNOWFLAKE_DATA_DIR, str(state / "snowflake"))),
+            local_host=local.host,
+            local_port=local.port,
+            local_data_dir=local.data_dir,
             duckdb_path=Path(_env(SYNC_DUCKDB_PATH, str(state / "sync.duckdb"))),
             download_dir=Path(_env(SYNC_DOWNLOAD_DIR, str(state / "downloads"))),
             lock_timeout_seconds=_env_number(SYNC_LOCK_TIMEOUT_SECONDS, DEFAULT_LOCK_TIMEOUT_SECONDS),
@@ -332,4 +296,7 @@ class Settings:
             ducklake_catalog=_env(SYNC_DUCKLAKE_CATALOG, str(state / "lake.sqlite")),
             ducklake_data_path=_env(SYNC_DUCKLAKE_DATA_PATH, str(state / "lake-data")),
             ducklake_retention_days=_env_number(SYNC_DUCKLAKE_RETENTION_DAYS, DEFAULT_DUCKLAKE_RETENTION_DAYS),
+            snowflake_set=frozenset(name for name in SNOWFLAKE_SIGN_IN if os.environ.get(name)),
+            snowflake_role=os.environ.get(SNOWFLAKE_ROLE) or None,
+            private_key_path=os.environ.get(SNOWFLAKE_PRIVATE_KEY_PATH) or None,
         )

@@ -31,6 +31,10 @@ def mirror(tmp_path: Path, extra: str = "") -> dg.Definitions:
         batch_size: 5
         owners: ["team:analytics"]
         group: mirrors
+        stage: SYNC_UNLOADS
+        max_file_size: 1000000
+        get_parallel: 4
+        disk_reserve_bytes: 0
     """
     component = SnowflakeMirrorComponent.resolve_from_yaml(textwrap.dedent(text) + textwrap.dedent(extra))
     return dg.component_defs(component=component)
@@ -53,6 +57,8 @@ def test_the_attributes_shape_the_definitions(settings: Settings, tmp_path: Path
     assert defs.resolve_assets_def("snowflake_table").backfill_policy == dg.BackfillPolicy.multi_run(5)
     duckdb = (defs.resources or {})["duckdb"]
     assert Path(duckdb.database) == tmp_path / "sync.duckdb"
+    sync = duckdb.sync_options()  # what the engine is given: the attributes, not the environment's defaults
+    assert (sync.stage, sync.max_file_size, sync.get_parallel, sync.disk_reserve) == ("SYNC_UNLOADS", 1000000, 4, 0)
     assert DECLARED_TABLES_SENSOR not in {s.name for s in defs.sensors or []}  # no tables declared: no sensor
 
 

@@ -170,6 +170,24 @@ def _docstrings(tree: ast.Module) -> set[int]:
     return found
 
 
+def test_the_environment_is_read_where_definitions_are_built() -> None:
+    """One configuration path: the environment's settings are read by `Settings.from_env`, which only the
+    component calls (under its attributes); everything after reads the built resources. A second reading
+    (a sensor or a CLI command calling `from_env`, a module reading a SNOWFLAKE_ or SYNC_ variable itself)
+    would let an override of the resource reach one consumer and not another."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}"
+        for path in outside(PACKAGE / "settings.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if (
+            re.search(r"os\.environ(\.get\(|\[)(env\.)?(SNOWFLAKE|SYNC)_|os\.getenv\(", line)
+            and not re.search(r"os\.environ\[\w+\] = ", line)  # handing a value to child processes
+        )
+        or (re.search(r"\bSettings\.from_env\(", line) and path != PACKAGE / "component.py")
+    ]
+    assert not found, found
+
+
 def test_the_engines_messages_take_setting_names_from_the_one_table() -> None:
     """No text in the engine spells a setting's name: messages interpolate it from `sync/setting_names.py`, so a
     renamed setting cannot leave a message naming the old one."""

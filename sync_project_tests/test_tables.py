@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from sqlglot import exp
 
 from sync_project.sync.errors import InvalidTableNameError

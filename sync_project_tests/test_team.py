@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -21,11 +22,12 @@ from sync_project.automation import CHANGE_SENSOR, SYNC_SCHEDULE
 from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import duckdb_resource
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.tables import TableRef
-from sync_project.team.worker import worker_plan
+from sync_project.team.worker import WorkerPlan, worker_plan
 from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, graphql
 from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings
@@ -235,13 +237,14 @@ def test_batched_syncs_and_the_change_sensor_work_unchanged_on_the_team_profile(
 
 
 def test_a_worker_refuses_a_mirror_that_lives_on_one_machine(settings: Settings, tmp_path: Path) -> None:
+    def plan_for(**changes: Any) -> WorkerPlan:
+        return worker_plan(duckdb_resource(dataclasses.replace(settings, **changes)), "a", None, 2)
+
     with pytest.raises(PermanentError, match="SYNC_TARGET=ducklake"):
-        worker_plan(dataclasses.replace(settings, target="duckdb"), "a", None, 1)  # the DuckDB file
-    sqlite_lake = dataclasses.replace(settings, target="ducklake", ducklake_catalog=str(tmp_path / "lake.sqlite"))
+        plan_for(target="duckdb")  # the DuckDB file
     with pytest.raises(PermanentError, match="PostgreSQL catalog"):
-        worker_plan(sqlite_lake, "a", None, 1)
-    team_lake = dataclasses.replace(sqlite_lake, ducklake_catalog="postgres:dbname=lake host=db.internal")
-    plan = worker_plan(team_lake, "a", None, 2)
+        plan_for(target="ducklake", ducklake_catalog=str(tmp_path / "lake.sqlite"))
+    plan = plan_for(target="ducklake", ducklake_catalog="postgres:dbname=lake host=db.internal")
     assert plan.name.startswith("a@") and plan.download_dir == settings.download_dir / "a" and plan.concurrency == 2
 
 

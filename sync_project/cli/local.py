@@ -15,7 +15,7 @@ import click
 
 from sync_project.cli.common import cli_instance, main, project_mirror, reports_errors
 from sync_project.process import stop_dagster_processes_of
-from sync_project.settings import Settings, absolute_paths, dagster_home
+from sync_project.settings import LocalSnowflake, absolute_paths, dagster_home
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -35,7 +35,7 @@ def worker(name: str | None, download_dir: Path | None, concurrency: int) -> Non
     """Run a Celery worker of the team profile: it executes the sync runs the daemon launches."""
     from sync_project.team.worker import run_worker, worker_plan
 
-    run_worker(worker_plan(Settings.from_env(), name, download_dir, concurrency))
+    run_worker(worker_plan(project_mirror().duckdb, name, download_dir, concurrency))
 
 
 @main.command("local-snowflake")
@@ -47,11 +47,11 @@ def local_snowflake(host: str | None, port: int | None, data_dir: Path | None, d
     """Run the embedded Snowflake in the foreground and print how to connect to it."""
     from sync_project.embedded_snowflake import LocalSnowflakeProcess, PortInUseError, connection_settings, free_port
 
-    settings = Settings.from_env()
-    host = host or settings.local_host
-    port = settings.local_port if port is None else port
+    local = LocalSnowflake.from_env()
+    host = host or local.host
+    port = local.port if port is None else port
     server = LocalSnowflakeProcess(
-        data_dir or settings.local_data_dir, host, port or free_port(host), demo_rows, inherit_output=True
+        data_dir or local.data_dir, host, port or free_port(host), demo_rows, inherit_output=True
     )
     _stop_on_sigterm()
     try:
@@ -140,7 +140,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _first_syncs(settings: Settings, instance: dg.DagsterInstance) -> None:
+def _first_syncs(instance: dg.DagsterInstance) -> None:
     """Register the demo tables, sync each once in this process, publish the mirror for readers."""
     from sync_project.cli.in_process import sync_in_process
     from sync_project.demo_tables import DEMO_SCHEMA, DEMO_TABLES
@@ -213,18 +213,18 @@ def demo(rows: int | None, ui_port: int, snowflake_port: int | None, no_ui: bool
     from sync_project.embedded_snowflake import LocalSnowflakeProcess, PortInUseError, check_port_free
     from sync_project.settings import LOCAL_SNOWFLAKE_PORT, local_state_dir
 
-    settings = Settings.from_env()
+    local = LocalSnowflake.from_env()
     if snowflake_port is not None:
-        settings = dataclasses.replace(settings, local_port=snowflake_port)
+        local = dataclasses.replace(local, port=snowflake_port)
     running = dagster_home() / DEMO_PORTS
     if connect_info:
         # The running demo's own port, whichever shell asks (it may have been started with --snowflake-port).
         port = _running_demo_port(running) if snowflake_port is None else None
-        for line in connect_info_lines(settings.local_host, port or settings.local_port):
+        for line in connect_info_lines(local.host, port or local.port):
             click.echo(line)
         return
     try:
-        check_port_free(settings.local_host, settings.local_port, "the embedded Snowflake")
+        check_port_free(local.host, local.port, "the embedded Snowflake")
         if not no_ui:
             check_port_free("127.0.0.1", ui_port, "the Dagster UI")
     except PortInUseError as e:
@@ -232,16 +232,16 @@ def demo(rows: int | None, ui_port: int, snowflake_port: int | None, no_ui: bool
     _stop_on_sigterm()
     instance = cli_instance()
     snowflake = LocalSnowflakeProcess(
-        data_dir=settings.local_data_dir,
-        host=settings.local_host,
-        port=settings.local_port,
+        data_dir=local.data_dir,
+        host=local.host,
+        port=local.port,
         demo_rows=DEFAULT_DEMO_ROWS if rows is None else rows,
         log_file=local_state_dir() / "local-snowflake.log",
     )
     click.echo(f"starting the local Snowflake on {snowflake.base_url} (log: {snowflake.log_file})")
     with contextlib.suppress(KeyboardInterrupt), snowflake, _announced(running, snowflake.port):
         os.environ[LOCAL_SNOWFLAKE_PORT] = str(snowflake.port)
-        _first_syncs(dataclasses.replace(settings, local_port=snowflake.port), instance)
+        _first_syncs(instance)
         click.echo(f"the demo's Snowflake: {snowflake.base_url} (sync-project demo --connect-info says how to connect)")
         if not no_ui:
             _serve_ui(ui_port, snowflake.port)

@@ -13,9 +13,13 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sync_project.settings import SYNC_DOWNLOAD_DIR, Settings
+from sync_project.settings import SYNC_DOWNLOAD_DIR
 from sync_project.sync.errors import PermanentError
+
+if TYPE_CHECKING:
+    from sync_project.resources import SyncDuckDBResource
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -27,15 +31,20 @@ class WorkerPlan:
     concurrency: int
 
 
-def worker_plan(settings: Settings, name: str | None, download_dir: Path | None, concurrency: int) -> WorkerPlan:
+def worker_plan(
+    duckdb: SyncDuckDBResource, name: str | None, download_dir: Path | None, concurrency: int
+) -> WorkerPlan:
     """What a worker will do, or a PermanentError that says what to set.
+
+    `duckdb` is the project's built resource, the one its runs will use: the worker checks the mirror they
+    write, not a second reading of the environment.
 
     The mirror must be a DuckLake with a Postgres catalog: a DuckDB file (or a SQLite catalog) lives on one
     machine and takes one writer, so runs spread over workers would each write their own copy, or wait.
     Each worker downloads into its own folder so that two workers on one machine never reuse each other's
     half-downloaded files.
     """
-    if not settings.mirror.shared_across_machines:
+    if not duckdb.mirror.shared_across_machines:
         raise PermanentError(
             "a Celery worker writes the mirror from its own machine, so the mirror must be a DuckLake with a "
             "PostgreSQL catalog: set SYNC_TARGET=ducklake, SYNC_DUCKLAKE_CATALOG=postgres:dbname=... host=... "
@@ -44,7 +53,7 @@ def worker_plan(settings: Settings, name: str | None, download_dir: Path | None,
     name = name or f"sync-{os.getpid()}"
     return WorkerPlan(
         name=f"{name}@{socket.gethostname()}",
-        download_dir=download_dir or settings.download_dir / name,
+        download_dir=download_dir or Path(duckdb.download_dir) / name,
         concurrency=concurrency,
     )
 

@@ -34,8 +34,7 @@ from local_snowflake import table_meta
 from local_snowflake.access import Access, Role
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
 from local_snowflake.faults import Fault, FaultPlan
-from local_snowflake.gcs import ROUTE as GCS_ROUTE
-from local_snowflake.gcs import PresignedStorage
+from local_snowflake.gcs import ROUTE as GCS_ROUTE, PresignedStorage
 from local_snowflake.patches import patch_fakesnow
 from local_snowflake.responses import error_response, login_refusal, result_data
 from local_snowflake.running import Running, RunningQueries, canceled_error
