@@ -136,6 +136,23 @@ def test_a_stage_without_privilege_fails_the_stage_line(
     assert "SYNC_STAGE" in checks["stage"]["fix"]
 
 
+def test_an_account_that_prevents_unloads_fails_the_stage_line_with_the_alter_user_statement(
+    env: Path, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as admin:
+        user = fetch(admin, "SELECT CURRENT_USER()")[0][0]
+        fetch(admin, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+        try:
+            code, checks = doctor()
+        finally:
+            fetch(admin, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    assert code == 1
+    failed_only(checks, "stage")
+    statement = f'ALTER USER "{user}" SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = FALSE'
+    assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES is TRUE for the account" in checks["stage"]["detail"]
+    assert statement in checks["stage"]["fix"] and "firewall" not in checks["stage"]["fix"], checks["stage"]
+
+
 def test_a_download_that_fails_on_the_way_fails_the_stage_line_with_the_network_fix(
     env: Path, local_snowflake: LocalSnowflakeProcess
 ) -> None:

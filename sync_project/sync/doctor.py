@@ -114,7 +114,7 @@ def _run(name: str, probe: Callable[[], str], fix: str = "") -> Check:
     except SnowflakeError as e:
         return _failed(name, from_snowflake(e, name), fix)
     except (SyncError, OSError, duckdb.Error) as e:  # the local checks: a file, a folder, a disk
-        return _failed(name, e, fix)
+        return _failed(name, e, getattr(e, "fix", fix))  # an error that knows its own fix says it
 
 
 def run_doctor(
@@ -216,7 +216,11 @@ def _database(conn: Any, target: Target, tables: list[TableRef]) -> Check:
 
 def _stage_round_trip(conn: Any, target: Target, download_root: Path) -> str:
     """A few rows the whole way a sync goes: COPY INTO the stage, LIST, GET, read back; then removed."""
-    query = f"SELECT SEQ4() AS N, 'sync_project doctor' AS LABEL FROM TABLE(GENERATOR(ROWCOUNT => {ROUND_TRIP_ROWS}))"
+    # ROW_NUMBER, not SEQ4: Snowflake documents that SEQ4 may leave gaps; the check wants exactly 0..N-1.
+    query = (
+        "SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) - 1 AS N, 'sync_project doctor' AS LABEL "
+        f"FROM TABLE(GENERATOR(ROWCOUNT => {ROUND_TRIP_ROWS}))"
+    )
     download_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="doctor-", dir=download_root) as folder:
         # An attempt like a sync's: the daily cleanup removes it should the doctor be killed half way.

@@ -22,6 +22,7 @@ from sync_project.sync.attempt import (
     verified_files,
 )
 from sync_project.sync.catalog import Column
+from sync_project.sync.controls import UnloadPreventedError, unload_prevented
 from sync_project.sync.disk import files_size
 from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
 from sync_project.sync.setting_names import SYNC_STAGE
@@ -91,7 +92,14 @@ def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size
         f"COPY INTO {attempt.location} FROM ({query}) "
         f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"
     )
-    cur = execute(conn, sql, f"unloading {attempt.table}", attempt)
+    try:
+        cur = execute(conn, sql, f"unloading {attempt.table}", attempt)
+    except PermanentError as refused:
+        # Snowflake's refusal of an unload does not say why in a form to rely on; ask about the one control
+        # that refuses every unload, and name its fix.
+        if prevented := unload_prevented(conn):
+            raise UnloadPreventedError(prevented, str(attempt.table)) from refused
+        raise
     found = cur.fetchone()
     if found is None:  # an unload that wrote nothing may answer with no row at all
         return UnloadResult(query_id=str(cur.sfqid), rows_unloaded=0, input_bytes=0, output_bytes=0)

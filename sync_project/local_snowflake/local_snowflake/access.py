@@ -24,7 +24,8 @@ from typing import Any, Literal
 from snowflake.connector.errors import ProgrammingError
 
 from local_snowflake.account import LOCAL_WAREHOUSE
-from local_snowflake.sqltext import ObjectName, is_user_stage, sql_error
+from local_snowflake.parameters import SESSION_DEFAULTS, Parameters, typed
+from local_snowflake.sqltext import ObjectName, OptionValue, is_user_stage, sql_error
 
 WAREHOUSES = frozenset({LOCAL_WAREHOUSE})
 FULL_ROLES = frozenset({"ACCOUNTADMIN", "SYSADMIN", "PUBLIC"})
@@ -128,7 +129,19 @@ class Session:
     user: str
     role: Role
     warehouse: str | None
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)  # its own, set by ALTER SESSION
+    levels: Parameters = field(default_factory=Parameters)  # the account's and the users', shared
+
+    def value(self, name: str) -> OptionValue:
+        """The parameter in force in this session: its own, else its user's, else the account's, else default."""
+        return self.levels.resolve(name, self.user, self.parameters)[0]
+
+    def require_admin(self, what: str) -> None:
+        # Only an account administrator alters the account or another user's parameters.
+        if self.role.name != "ACCOUNTADMIN":
+            raise sql_error(
+                f"SQL access control error:\nInsufficient privileges to operate on {what}", errno=3001, sqlstate="42501"
+            )
 
     def require_warehouse(self) -> None:
         if self.warehouse is None:
@@ -143,6 +156,8 @@ class Session:
         for key in values:
             if key not in SESSION_PARAMETERS:
                 raise sql_error(f"SQL compilation error:\ninvalid parameter '{key}'", errno=1008, sqlstate="22023")
+            if key in SESSION_DEFAULTS and values[key] is not None:
+                typed(key, values[key])
         self.parameters.update(values)
 
     def use_warehouse(self, name: str) -> None:
@@ -162,6 +177,7 @@ class Access:
 
     roles: dict[str, Role] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
+    parameters: Parameters = field(default_factory=Parameters)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def define_role(self, role: Role) -> None:
@@ -190,7 +206,12 @@ class Access:
 
     def open(self, token: str, user: str, role: Role, warehouse: str | None) -> Session:
         # Snowflake signs in even with a warehouse that does not exist; the session then has none.
-        session = Session(user, role, warehouse.upper() if warehouse and warehouse.upper() in WAREHOUSES else None)
+        session = Session(
+            user,
+            role,
+            warehouse.upper() if warehouse and warehouse.upper() in WAREHOUSES else None,
+            levels=self.parameters,
+        )
         with self._lock:
             self.sessions[token] = session
         return session

@@ -35,6 +35,7 @@ from local_snowflake.access import Access, Role
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
 from local_snowflake.faults import Fault, FaultPlan
 from local_snowflake.gcs import ROUTE as GCS_ROUTE, PresignedStorage
+from local_snowflake.parameters import Parameters
 from local_snowflake.patches import patch_fakesnow
 from local_snowflake.responses import error_response, login_refusal, result_data
 from local_snowflake.running import Running, RunningQueries, canceled_error
@@ -90,8 +91,8 @@ class LocalSnowflake:
         self.stages = StageStore(self.data_dir / "stages")
         self.faults = FaultPlan()
         self.storage = PresignedStorage(self.stages, self.faults)
-        self.access = Access()
         self.users = Users()
+        self.access = Access(parameters=Parameters(user_exists=self.users.exists))
         self.queries = RunningQueries()
 
     @staticmethod

@@ -103,6 +103,10 @@ class Users:
         with self._lock:
             return {"users": sorted(self.users), "attempts": list(self.attempts)}
 
+    def exists(self, name: str) -> bool:
+        with self._lock:
+            return name.upper() in self.users
+
     def authenticate(self, data: dict[str, Any], account: str) -> str:
         """The signed-in user's name, or SignInRefused with Snowflake's code; every attempt is recorded."""
         name = str(data.get("LOGIN_NAME") or "").upper()

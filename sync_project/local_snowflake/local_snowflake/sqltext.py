@@ -263,6 +263,22 @@ def strip_comments(sql: str) -> str:
 _F = re.IGNORECASE | re.DOTALL
 STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
+    ("alter_account", re.compile(r"ALTER\s+ACCOUNT\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
+    (
+        "alter_user",
+        re.compile(
+            r"ALTER\s+USER\s+(IF\s+EXISTS\s+)?(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    (
+        "show_parameters",
+        re.compile(
+            r"SHOW\s+PARAMETERS(\s+LIKE\s+'(?P<like>[^']*)')?"
+            r"(\s+IN\s+(?P<scope>SESSION|ACCOUNT|USER)(\s+(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*))?)?",
+            _F,
+        ),
+    ),
     ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
     ("cancel_all_queries", re.compile(r"SELECT\s+SYSTEM\$CANCEL_ALL_QUERIES\(\s*'?(?P<session>\d+)'?\s*\)", _F)),
     (

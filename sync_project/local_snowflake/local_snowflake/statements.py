@@ -21,6 +21,7 @@ from sqlglot import exp
 from local_snowflake import table_meta
 from local_snowflake.access import Session
 from local_snowflake.gcs import PresignedStorage
+from local_snowflake.parameters import DEFAULTS, SESSION_DEFAULTS, USER_OBJECT_DEFAULTS
 from local_snowflake.running import Running, RunningQueries
 from local_snowflake.sqltext import (
     OptionValue,
@@ -117,6 +118,50 @@ def alter_session(st: Statement) -> Result:
         for name in names:
             st.session.parameters.pop(name, None)
     return _message(DONE)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip().upper() for n in text.split(",") if n.strip()]
+
+
+def alter_account(st: Statement) -> Result:
+    st.session.require_admin("account")
+    if st.match.group("verb").upper() == "SET":
+        st.session.levels.set_account(parse_options(st.rest))
+    else:
+        st.session.levels.unset_account(_names(st.rest))
+    return _message(DONE)
+
+
+def alter_user(st: Statement) -> Result:
+    user = normalise_identifier(st.match.group("user"))
+    if user.upper() != st.session.user.upper():
+        st.session.require_admin(f"user '{user}'")
+    elif any(name in USER_OBJECT_DEFAULTS for name in parse_options(st.rest) or _names(st.rest)):
+        # A user may set its own session defaults, never lift a control an administrator set on it.
+        st.session.require_admin(f"user '{user}'")
+    if st.match.group("verb").upper() == "SET":
+        st.session.levels.set_user(user, parse_options(st.rest))
+    else:
+        st.session.levels.unset_user(user, _names(st.rest))
+    return _message(DONE)
+
+
+def show_parameters(st: Statement) -> Result:
+    scope = (st.match.group("scope") or "SESSION").upper()
+    user = normalise_identifier(st.match.group("user")) if st.match.group("user") else st.session.user
+    if user.upper() != st.session.user.upper():
+        st.session.require_admin(f"user '{user}'")
+    names = {
+        "SESSION": SESSION_DEFAULTS,
+        "USER": SESSION_DEFAULTS | USER_OBJECT_DEFAULTS,
+        "ACCOUNT": DEFAULTS,
+    }[scope]
+    like = st.match.group("like")
+    chosen = [n for n in names if not like or re.fullmatch(like.replace("%", ".*").replace("_", "."), n, re.I)]
+    session = st.session.parameters if scope == "SESSION" else None
+    rows = st.session.levels.show(chosen, user, session, account=scope == "ACCOUNT")
+    return Result([(c, "text") for c in ("key", "value", "default", "level", "description", "type")], rows)
 
 
 def use_warehouse(st: Statement) -> Result:
@@ -270,6 +315,10 @@ def unload(st: Statement) -> Result:
     st.session.require_warehouse()
     ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
     st.session.role.may_use(ref.stage, "write")
+    if st.session.value("PREVENT_UNLOAD_TO_INTERNAL_STAGES") is True:
+        # Every stage the emulator holds is internal. Snowflake documents the control, not its error's text or
+        # code; this one names neither the parameter nor a code a client could lean on.
+        raise sql_error("SQL compilation error:\nUnloading to an internal stage is not allowed.", errno=1003)
     query, options_text = _unload_source(st, after)
     # fakesnow's own transforms turn the Snowflake query into DuckDB SQL.
     duckdb_sql = st.conn.cursor()._transform(parse_one(query), None).sql(dialect="duckdb")
@@ -309,6 +358,9 @@ def cancel_all_queries(st: Statement) -> Result:
 HANDLERS: dict[str, Callable[[Statement], Answer]] = {
     "cancel_all_queries": cancel_all_queries,
     "alter_session": alter_session,
+    "alter_account": alter_account,
+    "alter_user": alter_user,
+    "show_parameters": show_parameters,
     "use_warehouse": use_warehouse,
     "session_context": session_context,
     "create_stage": create_stage,

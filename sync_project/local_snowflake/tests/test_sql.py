@@ -95,6 +95,11 @@ def test_safe_component_cannot_escape() -> None:
         ("ls @s", "list"),
         ("rm @s", "remove"),
         ("describe table t", "desc_table"),
+        ("alter account set PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE", "alter_account"),
+        ('ALTER USER IF EXISTS "sync user" UNSET STATEMENT_TIMEOUT_IN_SECONDS', "alter_user"),
+        ("show parameters like 'PREVENT%' in user", "show_parameters"),
+        ("SHOW PARAMETERS IN USER SYNC_SERVICE", "show_parameters"),
+        ("show parameters", "show_parameters"),
         ("select 1", None),
     ],
 )

@@ -1,0 +1,99 @@
+"""Accounts an administrator has hardened: parameters set by SQL, as on Snowflake, at the account and for the
+sync's user, and what the sync and the doctor then do (issue: hardened and unusual accounts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pytest
+import snowflake.connector
+from snowflake.connector.errors import ProgrammingError
+
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.jobs import SYNC_JOB
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import Settings
+from sync_project.sync.controls import PREVENT_UNLOAD
+from sync_project_tests.helpers import FQ, duckdb_rows, events_of, fetch, run_job, snowflake_settings
+
+DATA = "WORKSPACE_833213390.data"
+
+
+def unload(conn: Any, folder: str) -> list[tuple[Any, ...]]:
+    return fetch(
+        conn,
+        f"COPY INTO '@~/{folder}/' FROM (SELECT * FROM {FQ}.\"data\" LIMIT 10) FILE_FORMAT = (TYPE = PARQUET) "
+        "OVERWRITE = TRUE",
+    )
+
+
+def parameter(conn: Any, name: str, scope: str = "USER") -> tuple[str, str]:
+    """(value, level) as SHOW PARAMETERS answers them."""
+    cur = conn.cursor()
+    cur.execute(f"SHOW PARAMETERS LIKE '{name}' IN {scope}")
+    names = [d[0].lower() for d in cur.description]
+    (row,) = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return row["value"], row["level"]
+
+
+@pytest.fixture
+def admin(sf: Any) -> Iterator[Any]:
+    """The account administrator's session; whatever the test sets on the account or the user is unset after."""
+    user = fetch(sf, "SELECT CURRENT_USER()")[0][0]
+    yield sf
+    fetch(sf, f"ALTER ACCOUNT UNSET {PREVENT_UNLOAD}")
+    fetch(sf, f'ALTER USER "{user}" UNSET {PREVENT_UNLOAD}')
+
+
+def test_prevent_unload_to_internal_stages_refuses_copy_into_unless_the_user_is_allowed(admin: Any) -> None:
+    user = fetch(admin, "SELECT CURRENT_USER()")[0][0]
+    assert parameter(admin, PREVENT_UNLOAD) == ("false", "")
+    fetch(admin, f"ALTER ACCOUNT SET {PREVENT_UNLOAD} = TRUE")
+    assert parameter(admin, PREVENT_UNLOAD) == ("true", "ACCOUNT")
+    assert parameter(admin, PREVENT_UNLOAD, "ACCOUNT") == ("true", "ACCOUNT")
+    with pytest.raises(ProgrammingError) as refused:
+        unload(admin, "hardened/refused")
+    assert PREVENT_UNLOAD not in str(refused.value)  # Snowflake documents no text to match; the sync must ask
+    # The user's own value wins over the account's.
+    fetch(admin, f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE')
+    assert parameter(admin, PREVENT_UNLOAD) == ("false", "USER")
+    assert unload(admin, "hardened/allowed")[0][0] == 10
+    fetch(admin, "REMOVE '@~/hardened/'")
+
+
+def test_parameters_are_an_administrators_and_typed(local_snowflake: LocalSnowflakeProcess, admin: Any) -> None:
+    with pytest.raises(ProgrammingError, match="invalid parameter"):
+        fetch(admin, "ALTER ACCOUNT SET PREVENT_UNLOADS = TRUE")
+    with pytest.raises(ProgrammingError, match="invalid value"):
+        fetch(admin, f"ALTER ACCOUNT SET {PREVENT_UNLOAD} = 'yes'")
+    with pytest.raises(ProgrammingError, match="does not exist"):
+        fetch(admin, f"ALTER USER NOBODY SET {PREVENT_UNLOAD} = TRUE")
+    settings = snowflake_settings(local_snowflake) | {"role": "SYSADMIN"}
+    with snowflake.connector.connect(**settings) as sysadmin:
+        user = fetch(sysadmin, "SELECT CURRENT_USER()")[0][0]
+        for statement in (
+            f"ALTER ACCOUNT SET {PREVENT_UNLOAD} = TRUE",
+            f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE',
+        ):
+            with pytest.raises(ProgrammingError) as refused:
+                fetch(sysadmin, statement)
+            assert refused.value.errno == 3001, statement
+    assert parameter(admin, PREVENT_UNLOAD) == ("false", "")
+
+
+def test_a_sync_refused_by_the_parameter_fails_once_naming_it_and_the_fix(
+    settings: Settings, instance: dg.DagsterInstance, admin: Any
+) -> None:
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
+    assert run_job(settings, instance, SYNC_JOB, DATA).success
+    before = duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')
+    user = fetch(admin, "SELECT CURRENT_USER()")[0][0]
+    fetch(admin, f"ALTER ACCOUNT SET {PREVENT_UNLOAD} = TRUE")
+    result = run_job(settings, instance, SYNC_JOB, DATA)
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE' in message and "the account" in message, message
+    assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
