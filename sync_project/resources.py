@@ -34,6 +34,7 @@ from sync_project.sync.mirror.access import Waited
 from sync_project.sync.mirror.lake import lake_for
 from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import SyncOptions
+from sync_project.sync.stage import SESSION_PARAMETERS
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:
@@ -90,6 +91,9 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             }.items()
             if value is not None
         }
+        # The sync's session settings at sign-in, so register, the sensors, the checks and the chores address
+        # tables exactly as the sync does, whatever the account's defaults (QUOTED_IDENTIFIERS_IGNORE_CASE).
+        args["session_parameters"] = dict(SESSION_PARAMETERS)
         mode = self.auth_mode
         if mode == "key-pair":
             args["private_key"] = _private_key_der(self._private_key_pem(), self.private_key_password)

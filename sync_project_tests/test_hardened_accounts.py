@@ -14,11 +14,13 @@ from snowflake.connector.errors import ProgrammingError
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.controls import PREVENT_UNLOAD
 from sync_project_tests.helpers import FQ, duckdb_rows, events_of, fetch, run_job, snowflake_settings
 
 DATA = "WORKSPACE_833213390.data"
+IGNORE_CASE = "QUOTED_IDENTIFIERS_IGNORE_CASE"
 
 
 def unload(conn: Any, folder: str) -> list[tuple[Any, ...]]:
@@ -43,8 +45,8 @@ def admin(sf: Any) -> Iterator[Any]:
     """The account administrator's session; whatever the test sets on the account or the user is unset after."""
     user = fetch(sf, "SELECT CURRENT_USER()")[0][0]
     yield sf
-    fetch(sf, f"ALTER ACCOUNT UNSET {PREVENT_UNLOAD}")
-    fetch(sf, f'ALTER USER "{user}" UNSET {PREVENT_UNLOAD}')
+    fetch(sf, f"ALTER ACCOUNT UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}")
+    fetch(sf, f'ALTER USER "{user}" UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}')
 
 
 def test_prevent_unload_to_internal_stages_refuses_copy_into_unless_the_user_is_allowed(admin: Any) -> None:
@@ -97,3 +99,14 @@ def test_a_sync_refused_by_the_parameter_fails_once_naming_it_and_the_fix(
     message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
     assert f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE' in message and "the account" in message, message
     assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
+
+
+def test_every_connection_the_project_opens_takes_the_syncs_session_settings(settings: Settings, admin: Any) -> None:
+    """Register, the sensors, the checks and the chores connect through the resource: with the account ignoring
+    the case of quoted names, their sessions still do not, as the sync's own does (asked for at sign-in)."""
+    fetch(admin, f"ALTER ACCOUNT SET {IGNORE_CASE} = TRUE")
+    assert parameter(admin, IGNORE_CASE, "SESSION") == ("true", "ACCOUNT")
+    resource = snowflake_resource(settings).process_config_and_initialize()
+    with resource.get_connection() as conn:
+        assert parameter(conn, IGNORE_CASE, "SESSION") == ("false", "SESSION")
+        assert parameter(conn, "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION", "SESSION") == ("false", "SESSION")

@@ -28,9 +28,15 @@ from sync_project.sync.errors import PermanentError, TransientError, from_snowfl
 from sync_project.sync.setting_names import SYNC_STAGE
 from sync_project.sync.tables import TableRef
 
-# Session settings the sync relies on, whatever the account or user has set: exact quoted names, and one logical
-# Parquet schema for every file of an unload (DESIGN.md, "Snowflake facts").
-SESSION_SETTINGS = "QUOTED_IDENTIFIERS_IGNORE_CASE = FALSE ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE"
+# Session settings the project relies on, whatever the account or user has set: exact quoted names (with
+# QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE, "data" would mean DATA), and one logical Parquet schema for every file of
+# an unload (DESIGN.md, "Snowflake facts"). Every connection the project opens asks for them at sign-in (the
+# resource's `session_parameters`, no extra round trip); the sync sets them again on the connection it is given.
+SESSION_PARAMETERS: dict[str, bool] = {
+    "QUOTED_IDENTIFIERS_IGNORE_CASE": False,
+    "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION": False,
+}
+SESSION_SETTINGS = " ".join(f"{name} = {str(value).upper()}" for name, value in SESSION_PARAMETERS.items())
 
 
 # Snowflake's answers when a role may not use a stage: no privilege on it at all (it is invisible), or not enough.

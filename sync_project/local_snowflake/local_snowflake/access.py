@@ -160,6 +160,15 @@ class Session:
                 typed(key, values[key])
         self.parameters.update(values)
 
+    def sign_in_parameters(self, values: dict[str, Any]) -> None:
+        """The connector's `session_parameters`, sent in the login request: the session starts with them.
+
+        Snowflake does not document what it does with a name it does not know here; the connector adds its own
+        (CLIENT_...) ones, so those the emulator does not know are left out rather than refusing the sign-in.
+        """
+        known = {k.upper(): v for k, v in values.items() if k.upper() in SESSION_PARAMETERS}
+        self.set_parameters(known)
+
     def use_warehouse(self, name: str) -> None:
         if name not in WAREHOUSES:
             raise sql_error(

@@ -173,7 +173,8 @@ class LocalSnowflake:
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
         if token:
-            self.access.open(token, user, role, request.query_params.get("warehouse"))
+            session = self.access.open(token, user, role, request.query_params.get("warehouse"))
+            session.sign_in_parameters(data.get("SESSION_PARAMETERS") or {})
             # Without a master token the connector never logs out, and temporary stages would outlive sessions.
             answer["data"]["masterToken"] = f"master-{token}"
             # The connector's `session_id`, which SYSTEM$CANCEL_ALL_QUERIES takes.
