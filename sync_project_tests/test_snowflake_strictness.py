@@ -87,6 +87,7 @@ def test_get_runs_the_remote_path_stored_bytes_are_encrypted(sf: Any, tmp_path: 
 
 
 def test_parquet_files_carry_snowflakes_encodings(sf: Any, tmp_path: Path) -> None:
+    fetch(sf, "ALTER SESSION SET ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = FALSE")  # the logical types, as the sync
     fetch(
         sf,
         "COPY INTO '@~/strict/types/' FROM (SELECT ID, NUM_12_2, TS_NTZ, TIME_COL, BINARY_COL, DATE_COL "
@@ -118,6 +119,46 @@ def test_overwrite_replaces_only_files_of_the_same_name(sf: Any) -> None:
         )
     assert exists.value.errno == 100117
     fetch(sf, "REMOVE '@~/strict/overwrite/'")
+
+
+def test_an_unload_option_snowflake_does_not_have_is_refused(sf: Any) -> None:
+    query = f"COPY INTO '@~/strict/options/' FROM (SELECT 1 AS X FROM {FQ}.\"data\") "
+    for wrong, name in (
+        ("FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE MAX_FILESIZE = 1000", "MAX_FILESIZE"),
+        ("FILE_FORMAT = (TYPE = PARQUET COMPRESION = SNAPPY) HEADER = TRUE", "COMPRESION"),
+    ):
+        with pytest.raises(ProgrammingError, match=f"invalid parameter '{name}'"):
+            fetch(sf, query + wrong)
+
+
+def test_physical_type_optimisation_gives_each_file_the_types_of_its_own_values(sf: Any, tmp_path: Path) -> None:
+    """Snowflake's default: a file's Parquet schema follows its values, so one unload's files can disagree; the
+    sync turns it off (test_hardened_accounts.py checks that every session of the project does)."""
+    query = (
+        "SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) * IFF(SEQ4() < 50000, 1, 100000)::NUMBER(38,0) AS N "
+        "FROM TABLE(GENERATOR(ROWCOUNT => 100000))"
+    )
+
+    def unload_types(optimise: bool) -> set[str]:
+        fetch(sf, f"ALTER SESSION SET ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = {optimise}")
+        folder = f"strict/physical_{optimise}"
+        fetch(
+            sf,
+            f"COPY INTO '@~/{folder}/' FROM ({query}) FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE "
+            "OVERWRITE = TRUE MAX_FILE_SIZE = 100000",
+        )
+        target = tmp_path / folder
+        target.mkdir(parents=True)
+        fetch(sf, f"GET '@~/{folder}/' 'file://{target}/'")
+        fetch(sf, f"REMOVE '@~/{folder}/'")
+        return {str(pq.read_schema(f).field("N").type) for f in target.iterdir()}
+
+    try:
+        assert unload_types(False) == {"decimal128(38, 0)"}
+        narrowed = unload_types(True)
+        assert len(narrowed) > 1 and "decimal128(38, 0)" not in narrowed, narrowed
+    finally:
+        fetch(sf, "ALTER SESSION UNSET ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION")
 
 
 def test_strict_statements(local_snowflake: LocalSnowflakeProcess, sf: Any) -> None:

@@ -337,7 +337,7 @@ def unload(st: Statement) -> Result:
         with st.running.interruptible(duck):
             written = write_unload(
                 duck, duckdb_sql, st.stages, ref.stage, folder, prefix, parse_options(options_text), new_query_id(),
-                st.running.cancelled,
+                st.running.cancelled, st.session.value("ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION") is True,
             )  # fmt: skip
     if not written.rows_unloaded:
         # Snowflake documents no result row for an unload that wrote nothing; return none, the harder case.

@@ -90,6 +90,31 @@ def _as_snowflake_writes(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordB
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def _narrowest(column: pa.ChunkedArray) -> pa.DataType:
+    """With ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION = TRUE (Snowflake's default) a file's schema follows its
+    values, "the smallest data types and precision that support the values": whole numbers in the narrowest
+    integer that holds them, other decimals with only the digits they need. Another file of the same unload,
+    with other values, gets other types."""
+    kind = column.type
+    if not pa.types.is_decimal(kind) or column.null_count == len(column):
+        return kind
+    values = [v for v in column.to_pylist() if v is not None]
+    if kind.scale == 0:
+        low, high = int(min(values)), int(max(values))
+        for width in (pa.int8(), pa.int16(), pa.int32(), pa.int64()):
+            bits = width.bit_width - 1
+            if -(2**bits) <= low and high < 2**bits:
+                return width
+    digits = max(len(v.as_tuple().digits) for v in values)
+    return pa.decimal128(max(digits, kind.scale, 1), kind.scale)
+
+
+def _optimise_physical_types(plain: Path) -> None:
+    table = pq.read_table(plain)
+    schema = pa.schema([pa.field(f.name, _narrowest(table.column(f.name))) for f in table.schema])
+    pq.write_table(table.cast(schema), plain, compression="snappy", version="2.6")
+
+
 def _file_order(name: str) -> tuple[int, int]:
     thread, _, number = name.split(".")[0].rsplit("_", 3)[-3:]
     return int(number), int(thread)
@@ -130,6 +155,7 @@ class _FileWriter:
     batch_rows: int
     max_file_size: int
     prefix: str
+    optimise: bool = True  # ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION
     files: list[str] = field(default_factory=list)
     rows: int = 0
     input_bytes: int = 0
@@ -160,6 +186,8 @@ class _FileWriter:
     def _finish(self, writer: pq.ParquetWriter, sink: Any, plain: Path, store: Callable[[Path, str], int]) -> None:
         writer.close()
         sink.close()
+        if self.optimise:
+            _optimise_physical_types(plain)
         meta: Any = pq.read_metadata(plain)
         self.input_bytes += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
         name = f"{self.prefix}_{self.thread}_0_{len(self.files)}.snappy.parquet"
@@ -168,8 +196,25 @@ class _FileWriter:
         self.files.append(name)
 
 
+# COPY INTO <location>'s options (copyOptions and the clauses after the query) and a Parquet FILE_FORMAT's, as
+# Snowflake documents them; anything else is refused, so a misspelt option fails instead of being ignored.
+UNLOAD_OPTIONS = frozenset(
+    {"FILE_FORMAT", "HEADER", "OVERWRITE", "SINGLE", "MAX_FILE_SIZE", "INCLUDE_QUERY_ID", "DETAILED_OUTPUT",
+     "VALIDATION_MODE", "ENCRYPTION"}
+)  # fmt: skip
+PARQUET_FORMAT_OPTIONS = frozenset({"TYPE", "FORMAT_NAME", "COMPRESSION", "SNAPPY_COMPRESSION", "NULL_IF"})
+
+
+def _known_options(options: dict[str, OptionValue]) -> None:
+    fmt = options.get("FILE_FORMAT")
+    for given, allowed in ((options, UNLOAD_OPTIONS), (fmt if isinstance(fmt, dict) else {}, PARQUET_FORMAT_OPTIONS)):
+        if unknown := sorted(set(given) - allowed):
+            raise sql_error(f"SQL compilation error:\ninvalid parameter '{unknown[0]}'", errno=1008, sqlstate="22023")
+
+
 def _unload_options(options: dict[str, OptionValue]) -> tuple[bool, bool, int]:
     """HEADER, OVERWRITE and MAX_FILE_SIZE, checked as Snowflake checks them."""
+    _known_options(options)
     _file_format(options)
     max_file_size = options.get("MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)
     if not isinstance(max_file_size, int) or not 1 <= max_file_size <= MAX_MAX_FILE_SIZE:
@@ -204,6 +249,7 @@ def write_unload(
     options: dict[str, OptionValue],
     query_id: str,
     cancelled: threading.Event | None = None,
+    optimise_physical_types: bool = True,
 ) -> WrittenUnload:
     """Write the query's rows into the stage under `folder` as encrypted `<prefix>_<a>_<b>_<c>.snappy.parquet`."""
     header, overwrite, max_file_size = _unload_options(options)
@@ -225,7 +271,10 @@ def write_unload(
         [pa.field(n, snowflake_parquet_type(f.type)) for n, f in zip(names, reader.schema, strict=True)]
     )
     scratch = Path(tempfile.mkdtemp(prefix=".unload-", dir=stages.root))
-    writers = [_FileWriter(i, scratch, arrow_schema, batch_rows, max_file_size, prefix) for i in range(_WRITERS)]
+    writers = [
+        _FileWriter(i, scratch, arrow_schema, batch_rows, max_file_size, prefix, optimise_physical_types)
+        for i in range(_WRITERS)
+    ]
     batches = _SharedReader(reader, cancelled or threading.Event())
 
     def store(plain: Path, name: str) -> int:
