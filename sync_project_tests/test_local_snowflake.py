@@ -319,3 +319,30 @@ def test_the_client_knows_the_account_the_server_serves_and_refuses_another(
     }
     with pytest.raises(EmulatorMismatchError, match=r"serves \{'account': 'other'.*make venv"):
         local_snowflake._check_account(health | {"account": "other"})
+
+
+def test_a_sqlalchemy_client_connects_and_reads_a_table(local_snowflake: LocalSnowflakeProcess) -> None:
+    """snowflake-sqlalchemy (what dlt and other SQLAlchemy-based tools use) asks CURRENT_VERSION() on connect;
+    a user pointing such a tool at the demo's Snowflake gets through, and reads what the connector reads."""
+    import sqlalchemy as sa
+    from snowflake.sqlalchemy import URL
+
+    settings = local_snowflake.connection_settings()
+    url = URL(
+        account=settings["account"], user=settings["user"], password=settings["password"],
+        database=DEMO_DATABASE, schema=DEMO_SCHEMA, warehouse=settings["warehouse"],
+    )  # fmt: skip
+    endpoint = {key: settings[key] for key in ("host", "port", "protocol")}
+    engine = sa.create_engine(url, connect_args=endpoint)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text('SELECT count(*) FROM "data"')).scalar() == DEMO_ROWS
+            version, region, client = conn.execute(
+                sa.text("SELECT CURRENT_VERSION(), CURRENT_REGION(), CURRENT_CLIENT()")
+            ).one()
+            assert [int(part) for part in version.split(".")] and region.startswith("GCP_") and client
+            # Snowflake holds 38 digits in NUMBER(38,0); fakesnow alone made the cast a 64-bit integer.
+            wide = conn.execute(sa.text("SELECT '99999999999999999999999999999999999999'::NUMBER(38,0)")).scalar()
+            assert wide == 10**38 - 1
+    finally:
+        engine.dispose()

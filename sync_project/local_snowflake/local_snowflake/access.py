@@ -131,6 +131,8 @@ class Session:
     warehouse: str | None
     parameters: dict[str, Any] = field(default_factory=dict)  # its own, set by ALTER SESSION
     levels: Parameters = field(default_factory=Parameters)  # the account's and the users', shared
+    client: str = ""  # CURRENT_CLIENT(): the application and version the login request named
+    session_id: int = 0  # CURRENT_SESSION()
 
     def value(self, name: str) -> OptionValue:
         """The parameter in force in this session: its own, else its user's, else the account's, else default."""

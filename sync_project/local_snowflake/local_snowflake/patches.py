@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import fakesnow.arrow
+import fakesnow.transforms
 import pyarrow as pa
 import pyarrow.compute as pc
 from fakesnow.cursor import FakeSnowflakeCursor
@@ -21,6 +22,27 @@ def patch_fakesnow() -> None:
     table_meta.patch_fakesnow_info_schema()
     _patch_fakesnow_null_timestamps()
     _patch_fakesnow_geography()
+    _patch_fakesnow_number_casts()
+
+
+def _patch_fakesnow_number_casts() -> None:
+    """fakesnow turns NUMBER(38,0) (and a bare NUMBER) into BIGINT wherever it appears, so a cast of a value
+    beyond 64 bits fails ("Could not convert string ... to INT64") where Snowflake holds 38 digits; keep those
+    as DECIMAL(38,0), and only the INT family as BIGINT."""
+    original = fakesnow.transforms.integer_precision
+    if getattr(original, "_keeps_38_digits", False):
+        return
+
+    def integer_precision(expression: exp.Expr) -> exp.Expr:
+        if isinstance(expression, exp.DataType) and expression.this == exp.DataType.Type.DECIMAL:
+            if not expression.expressions:
+                return exp.DataType.build("DECIMAL(38, 0)")
+            return expression
+        result: exp.Expr = original(expression)
+        return result
+
+    integer_precision._keeps_38_digits = True  # type: ignore[attr-defined]
+    fakesnow.transforms.integer_precision = integer_precision
 
 
 def _patch_fakesnow_null_timestamps() -> None:

@@ -175,10 +175,11 @@ class LocalSnowflake:
         if token:
             session = self.access.open(token, user, role, request.query_params.get("warehouse"))
             session.sign_in_parameters(data.get("SESSION_PARAMETERS") or {})
+            session.client = f"{data.get('CLIENT_APP_ID', '')} {data.get('CLIENT_APP_VERSION', '')}".strip()
             # Without a master token the connector never logs out, and temporary stages would outlive sessions.
             answer["data"]["masterToken"] = f"master-{token}"
             # The connector's `session_id`, which SYSTEM$CANCEL_ALL_QUERIES takes.
-            answer["data"]["sessionId"] = self.queries.open_session(token, user)
+            session.session_id = answer["data"]["sessionId"] = self.queries.open_session(token, user)
             response = JSONResponse(answer, status_code=response.status_code)
         conn = fs_server.sessions.get(token) if token else None
         if conn is not None and not conn.database:

@@ -7,6 +7,7 @@ connector reads as JSON), a dict (GET's file-transfer answer) or None (fakesnow 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from sqlglot import exp
 
 from local_snowflake import table_meta
 from local_snowflake.access import Session
+from local_snowflake.account import LOCAL_ACCOUNT
 from local_snowflake.gcs import PresignedStorage
 from local_snowflake.parameters import DEFAULTS, SESSION_DEFAULTS, USER_OBJECT_DEFAULTS
 from local_snowflake.running import Running, RunningQueries
@@ -170,15 +172,37 @@ def use_warehouse(st: Statement) -> Result:
     return _message(DONE)
 
 
+# What CURRENT_VERSION() answers: a Snowflake release number (major.minor.patch), as clients parse it.
+SNOWFLAKE_VERSION = "9.40.1"
+# The emulator's stages stand for Google Cloud Storage, so its region is a GCP one (Snowflake's region ids).
+REGION = "GCP_US_CENTRAL1"
+
+
 def session_context(st: Statement) -> Result:
-    # Context functions run in cloud services (no warehouse needed); fakesnow has no CURRENT_WAREHOUSE.
+    """Context functions: answered from the session in cloud services, without a warehouse, as Snowflake does
+    (fakesnow has no CURRENT_WAREHOUSE, CURRENT_VERSION, ...). Clients call several on connect
+    (snowflake-sqlalchemy's dialect asks for CURRENT_VERSION())."""
     names = [n.strip().split("(")[0].upper() for n in st.rest.split(",")]
-    values = {
+    roles = sorted({st.session.role.name, "PUBLIC"})
+    values: dict[str, Any] = {
         "CURRENT_WAREHOUSE": st.session.warehouse,
         "CURRENT_ROLE": st.session.role.name,
         "CURRENT_USER": st.session.user,
         "CURRENT_DATABASE": st.db,
         "CURRENT_SCHEMA": st.schema if st.db else None,
+        "CURRENT_VERSION": SNOWFLAKE_VERSION,
+        "CURRENT_ACCOUNT": LOCAL_ACCOUNT.upper(),
+        "CURRENT_ACCOUNT_NAME": LOCAL_ACCOUNT.upper(),
+        "CURRENT_ORGANIZATION_NAME": "LOCAL",
+        "CURRENT_REGION": REGION,
+        "CURRENT_CLIENT": st.session.client,
+        "CURRENT_SESSION": str(st.session.session_id),
+        "CURRENT_STATEMENT": st.sql,
+        "CURRENT_TRANSACTION": None,
+        "CURRENT_IP_ADDRESS": "127.0.0.1",
+        "CURRENT_AVAILABLE_ROLES": json.dumps(roles),
+        "CURRENT_SECONDARY_ROLES": json.dumps({"roles": "", "value": ""}),
+        "CURRENT_SCHEMAS": json.dumps([f"{st.db}.{st.schema}"] if st.db and st.schema else []),
     }
     if unknown := [n for n in names if n not in values]:
         raise sql_error(f"SQL compilation error:\nUnknown function {unknown[0]}", errno=2140, sqlstate="42601")
