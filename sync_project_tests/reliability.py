@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPORT = Path(__file__).with_name("RELIABILITY.md")
 WRITE_REPORT = "SYNC_WRITE_RELIABILITY"
-KINDS = ("Fault", "Hostile input", "Secrets", "Exposure")
+KINDS = ("Fault", "Hostile input", "Hardened account", "Secrets", "Exposure")
 HEADER = "| Kind | Case | What happened | What was verified | Test |"
 
 PREAMBLE = """# Reliability report

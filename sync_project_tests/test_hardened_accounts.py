@@ -17,10 +17,14 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.controls import PREVENT_UNLOAD
+from sync_project_tests.emulator_controls import clear_faults, inject_fault
 from sync_project_tests.helpers import FQ, duckdb_rows, events_of, fetch, run_job, snowflake_settings
+from sync_project_tests.reliability import observe
 
 DATA = "WORKSPACE_833213390.data"
 IGNORE_CASE = "QUOTED_IDENTIFIERS_IGNORE_CASE"
+TIMEOUT = "STATEMENT_TIMEOUT_IN_SECONDS"
+WAREHOUSE = "COMPUTE_WH"
 
 
 def unload(conn: Any, folder: str) -> list[tuple[Any, ...]]:
@@ -45,8 +49,9 @@ def admin(sf: Any) -> Iterator[Any]:
     """The account administrator's session; whatever the test sets on the account or the user is unset after."""
     user = fetch(sf, "SELECT CURRENT_USER()")[0][0]
     yield sf
-    fetch(sf, f"ALTER ACCOUNT UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}")
-    fetch(sf, f'ALTER USER "{user}" UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}')
+    fetch(sf, f"ALTER ACCOUNT UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}, {TIMEOUT}")
+    fetch(sf, f'ALTER USER "{user}" UNSET {PREVENT_UNLOAD}, {IGNORE_CASE}, {TIMEOUT}')
+    fetch(sf, f"ALTER WAREHOUSE {WAREHOUSE} UNSET {TIMEOUT}")
 
 
 def test_prevent_unload_to_internal_stages_refuses_copy_into_unless_the_user_is_allowed(admin: Any) -> None:
@@ -99,6 +104,13 @@ def test_a_sync_refused_by_the_parameter_fails_once_naming_it_and_the_fix(
     message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
     assert f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE' in message and "the account" in message, message
     assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
+    observe(
+        "Hardened account",
+        "Unloads to internal stages prevented (PREVENT_UNLOAD_TO_INTERNAL_STAGES)",
+        "set TRUE on the account by SQL: the sync's run failed once, without retries, naming the parameter, where "
+        "it is set and the ALTER USER statement that allows the sync's user alone",
+        f"the previous DuckDB table is untouched ({len(before):,} rows)",
+    )
 
 
 def test_every_connection_the_project_opens_takes_the_syncs_session_settings(settings: Settings, admin: Any) -> None:
@@ -110,3 +122,50 @@ def test_every_connection_the_project_opens_takes_the_syncs_session_settings(set
     with resource.get_connection() as conn:
         assert parameter(conn, IGNORE_CASE, "SESSION") == ("false", "SESSION")
         assert parameter(conn, "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION", "SESSION") == ("false", "SESSION")
+
+
+def test_a_statement_stops_at_the_lower_of_its_sessions_and_its_warehouses_timeout(
+    local_snowflake: LocalSnowflakeProcess, admin: Any
+) -> None:
+    user = fetch(admin, "SELECT CURRENT_USER()")[0][0]
+    fetch(admin, f'ALTER USER "{user}" SET {TIMEOUT} = 3600')
+    fetch(admin, f"ALTER WAREHOUSE {WAREHOUSE} SET {TIMEOUT} = 1")
+    assert parameter(admin, TIMEOUT, "SESSION") == ("3600", "USER")
+    assert parameter(admin, TIMEOUT, f"WAREHOUSE {WAREHOUSE}") == ("1", "WAREHOUSE")
+    inject_fault(local_snowflake.base_url, "unload", mode="hold", seconds=60)  # an unload that would run a minute
+    try:
+        with pytest.raises(ProgrammingError) as stopped:
+            unload(admin, "hardened/timeout")
+    finally:
+        clear_faults(local_snowflake.base_url)
+    assert stopped.value.errno == 630 and "timeout of 1 second(s)" in str(stopped.value)
+    with pytest.raises(ProgrammingError, match="invalid parameter"):
+        fetch(admin, f"ALTER WAREHOUSE {WAREHOUSE} SET {PREVENT_UNLOAD} = TRUE")
+
+
+def test_a_sync_stopped_by_the_statement_timeout_fails_once_naming_the_timeout_and_the_table(
+    settings: Settings, instance: dg.DagsterInstance, local_snowflake: LocalSnowflakeProcess, admin: Any
+) -> None:
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
+    assert run_job(settings, instance, SYNC_JOB, DATA).success
+    before = duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')
+    rows = fetch(admin, f'SELECT count(*) FROM {FQ}."data"')[0][0]
+    fetch(admin, f"ALTER WAREHOUSE {WAREHOUSE} SET {TIMEOUT} = 1")
+    inject_fault(local_snowflake.base_url, "unload", mode="hold", seconds=60)
+    try:
+        result = run_job(settings, instance, SYNC_JOB, DATA)
+    finally:
+        clear_faults(local_snowflake.base_url)
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert f"{TIMEOUT} = 1 (set on the warehouse {WAREHOUSE})" in message and f"{rows:,} rows" in message, message
+    assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
+    observe(
+        "Hardened account",
+        "An unload longer than STATEMENT_TIMEOUT_IN_SECONDS",
+        "the warehouse's timeout set to 1 s by SQL and the unload held longer: Snowflake's 000630 failed the run "
+        "once, without retries (another try would run as long), naming the timeout, its level and value, and "
+        "the table's rows",
+        f"the previous DuckDB table is untouched ({len(before):,} rows)",
+    )

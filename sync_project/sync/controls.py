@@ -14,9 +14,13 @@ from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
-from sync_project.sync.errors import PermanentError
+from sync_project.sync.catalog import list_tables
+from sync_project.sync.errors import PermanentError, SyncError
+from sync_project.sync.tables import TableRef
 
 PREVENT_UNLOAD = "PREVENT_UNLOAD_TO_INTERNAL_STAGES"
+STATEMENT_TIMEOUT = "STATEMENT_TIMEOUT_IN_SECONDS"
+TIMEOUT_ERRNO = 630  # "Statement reached its statement or warehouse timeout of N second(s) and was canceled."
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,67 @@ class UnloadPreventedError(PermanentError):
     def __init__(self, prevented: UnloadPrevented, what: str) -> None:
         super().__init__(prevented.message(what))
         self.fix = f"an administrator runs: {prevented.fix}"
+
+
+def _parameter(conn: Any, name: str, scope: str) -> tuple[str, str] | None:
+    """(value, level) of one parameter as SHOW PARAMETERS says it for `scope`; None if Snowflake won't say."""
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SHOW PARAMETERS LIKE '{name}' IN {scope}")
+        names = [d[0].lower() for d in cur.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    except SnowflakeError:
+        return None
+    for row in rows:
+        if str(row.get("key", "")).upper() == name:
+            return str(row.get("value", "")), str(row.get("level") or "").upper()
+    return None
+
+
+def _scalar(conn: Any, sql: str) -> Any:
+    try:
+        row = conn.cursor().execute(sql).fetchone()
+    except SnowflakeError:
+        return None
+    return row[0] if row else None
+
+
+def _size(conn: Any, table: TableRef) -> str:
+    try:
+        (stats,) = list_tables(conn, table.database, table.schema, name=table.name)
+    except (SyncError, ValueError):
+        return "its size unknown"
+    rows = "?" if stats.rows is None else f"{stats.rows:,}"
+    size = "?" if stats.bytes is None else f"{stats.bytes / 1024**3:,.1f} GiB"
+    return f"{rows} rows, {size} in Snowflake"
+
+
+class StatementTimeoutError(PermanentError):
+    """Snowflake stopped a statement at STATEMENT_TIMEOUT_IN_SECONDS (000630): another try would run as long
+    and be stopped again, so it is not retried; the message says which timeout, where it is set and what to do."""
+
+
+def statement_timed_out(conn: Any, table: TableRef, what: str) -> StatementTimeoutError:
+    """The error for a statement Snowflake stopped at its timeout: the lower non-zero of the session's value
+    (set for the session, the user or the account) and the warehouse's, as Snowflake applies them."""
+    candidates = []
+    if found := _parameter(conn, STATEMENT_TIMEOUT, "SESSION"):
+        level = found[1] or "DEFAULT"
+        candidates.append((found[0], "the user" if level == "USER" else level.lower()))
+    warehouse = _scalar(conn, "SELECT CURRENT_WAREHOUSE()")
+    if warehouse and (found := _parameter(conn, STATEMENT_TIMEOUT, f'WAREHOUSE "{warehouse}"')):
+        candidates.append((found[0], f"the warehouse {warehouse}"))
+    applied = sorted((int(v), where) for v, where in candidates if v.isdigit() and int(v) > 0)
+    setting = (
+        f"{STATEMENT_TIMEOUT} = {applied[0][0]:,} (set on {applied[0][1]})" if applied else f"the {STATEMENT_TIMEOUT}"
+    )
+    user = _scalar(conn, "SELECT CURRENT_USER()") or "<the sync's user>"
+    return StatementTimeoutError(
+        f"{what}: Snowflake stopped it at {setting}; the table holds {_size(conn, table)}. Not retried: it would "
+        f'run as long again. Raise the timeout for the sync\'s user (ALTER USER "{user}" SET {STATEMENT_TIMEOUT} = '
+        f"<seconds>; a warehouse's own lower value still applies), use a larger warehouse (SNOWFLAKE_WAREHOUSE), or "
+        "sync the table incrementally"
+    )
 
 
 def unload_prevented(conn: Any) -> UnloadPrevented | None:

@@ -112,8 +112,9 @@ _PERMANENT_ERRNOS = {
 }
 _COULD_NOT_CONNECT = 250001
 _ACCOUNT_HINT = f"the network and {SNOWFLAKE_ACCOUNT} / {SNOWFLAKE_HOST}"
-# Statement-level failures Snowflake itself says are internal and retryable.
-_TRANSIENT_ERRNOS = {603, 604, 630}
+# Statement-level failures Snowflake itself says are internal and retryable. Not 630 (a statement timeout):
+# another try runs as long and is stopped again (sync/controls.py says which timeout and what to do).
+_TRANSIENT_ERRNOS = {603, 604}
 
 
 def _is_sign_in_refusal(errno: int | None) -> bool:

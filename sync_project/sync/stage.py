@@ -22,7 +22,7 @@ from sync_project.sync.attempt import (
     verified_files,
 )
 from sync_project.sync.catalog import Column
-from sync_project.sync.controls import UnloadPreventedError, unload_prevented
+from sync_project.sync.controls import TIMEOUT_ERRNO, UnloadPreventedError, statement_timed_out, unload_prevented
 from sync_project.sync.disk import files_size
 from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
 from sync_project.sync.setting_names import SYNC_STAGE
@@ -60,6 +60,8 @@ def execute(conn: Any, sql: str, what: str, on_stage: Attempt | None = None, **k
                 f"to unload through the user stage (@~), which needs no privilege. (Snowflake error {e.errno}: "
                 f"{e.raw_msg})"
             ) from None
+        if e.errno == TIMEOUT_ERRNO and on_stage is not None:
+            raise statement_timed_out(conn, on_stage.table, what) from None
         raise from_snowflake(e, what) from None
 
 

@@ -89,6 +89,16 @@ SESSION_PARAMETERS = frozenset(
 )
 
 
+def known_warehouse(name: str) -> None:
+    if name not in WAREHOUSES:
+        raise sql_error(
+            f"SQL compilation error:\nObject does not exist, or operation cannot be performed. "
+            f"Warehouse '{name}' does not exist or not authorized.",
+            errno=2043,
+            sqlstate="02000",
+        )
+
+
 @dataclass
 class Role:
     """A role: full (the built-in ones) or restricted to reading tables plus the stage grants listed."""
@@ -172,13 +182,7 @@ class Session:
         self.set_parameters(known)
 
     def use_warehouse(self, name: str) -> None:
-        if name not in WAREHOUSES:
-            raise sql_error(
-                f"SQL compilation error:\nObject does not exist, or operation cannot be performed. "
-                f"Warehouse '{name}' does not exist or not authorized.",
-                errno=2043,
-                sqlstate="02000",
-            )
+        known_warehouse(name)
         self.warehouse = name
 
 

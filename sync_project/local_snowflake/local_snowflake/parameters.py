@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from local_snowflake.sqltext import OptionValue, sql_error
 
-Level = Literal["SESSION", "USER", "ACCOUNT", ""]
+Level = Literal["SESSION", "USER", "WAREHOUSE", "ACCOUNT", ""]
 
 # Session parameters with the defaults Snowflake documents; ALTER SESSION also accepts the other documented
 # names (access.SESSION_PARAMETERS), which SHOW PARAMETERS does not list here.
@@ -42,13 +42,20 @@ USER_OBJECT_DEFAULTS: dict[str, OptionValue] = {
     "PREVENT_UNLOAD_TO_INLINE_URL": False,
     "PREVENT_UNLOAD_TO_INTERNAL_STAGES": False,
 }
+# Object parameters of a warehouse (ALTER WAREHOUSE ... SET), which the account's value also reaches.
+WAREHOUSE_DEFAULTS: dict[str, OptionValue] = {
+    "MAX_CONCURRENCY_LEVEL": 8,
+    "STATEMENT_QUEUED_TIMEOUT_IN_SECONDS": 0,
+    "STATEMENT_TIMEOUT_IN_SECONDS": 172800,
+}
 # Set on the account only.
 ACCOUNT_DEFAULTS: dict[str, OptionValue] = {
     "DEFAULT_DDL_COLLATION": "",
     "REQUIRE_STORAGE_INTEGRATION_FOR_STAGE_CREATION": False,
     "REQUIRE_STORAGE_INTEGRATION_FOR_STAGE_OPERATION": False,
 }
-DEFAULTS = SESSION_DEFAULTS | USER_OBJECT_DEFAULTS | ACCOUNT_DEFAULTS
+DEFAULTS = SESSION_DEFAULTS | USER_OBJECT_DEFAULTS | WAREHOUSE_DEFAULTS | ACCOUNT_DEFAULTS
+TIMEOUT = "STATEMENT_TIMEOUT_IN_SECONDS"
 
 
 def typed(name: str, value: OptionValue) -> OptionValue:
@@ -86,6 +93,7 @@ class Parameters:
     user_exists: Callable[[str], bool] = lambda _: True
     account: dict[str, OptionValue] = field(default_factory=dict)
     users: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
+    warehouses: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_account(self, values: dict[str, OptionValue]) -> None:
@@ -115,6 +123,35 @@ class Parameters:
         with self._lock:
             for name in names:
                 self.users.get(user.upper(), {}).pop(name, None)
+
+    def set_warehouse(self, warehouse: str, values: dict[str, OptionValue]) -> None:
+        for name, value in values.items():
+            if name not in WAREHOUSE_DEFAULTS:
+                raise sql_error(f"SQL compilation error:\ninvalid parameter '{name}'", errno=1008, sqlstate="22023")
+            typed(name, value)
+        with self._lock:
+            self.warehouses.setdefault(warehouse.upper(), {}).update(values)
+
+    def unset_warehouse(self, warehouse: str, names: Iterable[str]) -> None:
+        with self._lock:
+            for name in names:
+                self.warehouses.get(warehouse.upper(), {}).pop(name, None)
+
+    def warehouse_value(self, name: str, warehouse: str) -> tuple[OptionValue, Level]:
+        with self._lock:
+            if name in self.warehouses.get(warehouse.upper(), {}):
+                return self.warehouses[warehouse.upper()][name], "WAREHOUSE"
+            if name in self.account:
+                return self.account[name], "ACCOUNT"
+        return DEFAULTS.get(name, ""), ""
+
+    def statement_timeout(self, user: str, session: dict[str, Any], warehouse: str | None) -> tuple[int, str]:
+        """Snowflake: set on both the warehouse and the session, the lower non-zero value applies (0: none)."""
+        candidates: list[tuple[OptionValue, Level]] = [self.resolve(TIMEOUT, user, session)]
+        if warehouse:
+            candidates.append(self.warehouse_value(TIMEOUT, warehouse))
+        set_ = [(int(v), level or "DEFAULT") for v, level in candidates if isinstance(v, int) and v > 0]
+        return min(set_) if set_ else (0, "")
 
     def _known_user(self, user: str) -> None:
         if not self.user_exists(user):

@@ -23,10 +23,20 @@ from local_snowflake.sqltext import sql_error
 
 CANCELED_ERRNO = 604
 CANCELED_MESSAGE = "SQL execution canceled"
+TIMEOUT_ERRNO = 630
 
 
 def canceled_error() -> ProgrammingError:
     return sql_error(CANCELED_MESSAGE, errno=CANCELED_ERRNO, sqlstate="57014")
+
+
+def timeout_error(seconds: int) -> ProgrammingError:
+    """000630, as Snowflake answers a statement stopped by STATEMENT_TIMEOUT_IN_SECONDS (session or warehouse)."""
+    return sql_error(
+        f"Statement reached its statement or warehouse timeout of {seconds} second(s) and was canceled.",
+        errno=TIMEOUT_ERRNO,
+        sqlstate="57014",
+    )
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Running:
 
     request_id: str
     cancelled: threading.Event = field(default_factory=threading.Event)
+    timed_out_after: int | None = None  # seconds, when the statement timeout stopped it
     _ducks: list[duckdb.DuckDBPyConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,9 +56,30 @@ class Running:
                 with contextlib.suppress(Exception):  # nothing running on it right now
                     duck.interrupt()
 
+    def time_out(self, seconds: int) -> None:
+        """STATEMENT_TIMEOUT_IN_SECONDS ran out: stop as a cancel does, answering 000630 instead of 000604."""
+        self.timed_out_after = seconds
+        self.cancel()
+
+    def stop_error(self) -> ProgrammingError:
+        return canceled_error() if self.timed_out_after is None else timeout_error(self.timed_out_after)
+
+    @contextlib.contextmanager
+    def timeout(self, seconds: int) -> Iterator[None]:
+        """While inside, the statement times out after `seconds` (0: never)."""
+        timer = threading.Timer(seconds, self.time_out, (seconds,)) if seconds > 0 else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
-            raise canceled_error()
+            raise self.stop_error()
 
     @contextlib.contextmanager
     def interruptible(self, duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
@@ -59,6 +91,10 @@ class Running:
             yield
         except duckdb.Error:
             self.raise_if_cancelled()  # DuckDB's InterruptException is the cancel: say it as Snowflake does
+            raise
+        except ProgrammingError as e:
+            if e.errno == CANCELED_ERRNO:  # stopped between batches: by a cancel, or by the statement timeout
+                raise self.stop_error() from None
             raise
         finally:
             with self._lock:

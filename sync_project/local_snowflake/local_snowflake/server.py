@@ -144,7 +144,7 @@ class LocalSnowflake:
         logger.info("injected fault %s (%s)", fault.kind, fault.mode)
         if fault.mode in ("stall", "hold"):
             if await self.faults.delay(fault, running.cancelled if running else None):
-                return error_response(canceled_error())
+                return error_response(running.stop_error() if running else canceled_error())
             return None
         if fault.mode == "http_error":
             return JSONResponse({"success": False, "message": fault.message}, status_code=fault.status)
@@ -223,7 +223,26 @@ class LocalSnowflake:
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
         with self.queries.running(token, request.query_params.get("requestId", "")) as running:
-            return await self._run(request, sql, token, conn, running)
+            with running.timeout(self._statement_timeout(token)):
+                response = await self._run(request, sql, token, conn, running)
+            if (
+                running.timed_out_after is not None
+                and response.status_code == 200
+                and b'"success":true' in bytes(response.body)
+            ):
+                # A statement fakesnow ran cannot be interrupted; it ran past its timeout, so Snowflake would
+                # have stopped it: answer as Snowflake would have.
+                return error_response(running.stop_error())
+            return response
+
+    def _statement_timeout(self, token: str) -> int:
+        """STATEMENT_TIMEOUT_IN_SECONDS for this session's statement: the lower non-zero of the session's (with
+        its user's and the account's under it) and its warehouse's."""
+        try:
+            session = self.access.session(token)
+        except SnowflakeError:
+            return 0
+        return session.levels.statement_timeout(session.user, session.parameters, session.warehouse)[0]
 
     async def abort(self, request: Request) -> Response:
         """The connector's abort request (sent on Ctrl-C in its main thread): cancel that statement."""

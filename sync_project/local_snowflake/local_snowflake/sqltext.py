@@ -272,10 +272,18 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        "alter_warehouse",
+        re.compile(
+            r"ALTER\s+WAREHOUSE\s+(IF\s+EXISTS\s+)?(?P<warehouse>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)\s+"
+            r"(?P<verb>SET|UNSET)\s+(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    (
         "show_parameters",
         re.compile(
             r"SHOW\s+PARAMETERS(\s+LIKE\s+'(?P<like>[^']*)')?"
-            r"(\s+IN\s+(?P<scope>SESSION|ACCOUNT|USER)(\s+(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*))?)?",
+            r"(\s+IN\s+(?P<scope>SESSION|ACCOUNT|USER|WAREHOUSE)(\s+(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*))?)?",
             _F,
         ),
     ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,16 @@ from fakesnow.instance import FakeSnow
 from sqlglot import exp
 
 from local_snowflake import table_meta
-from local_snowflake.access import Session
+from local_snowflake.access import Session, known_warehouse
 from local_snowflake.account import LOCAL_ACCOUNT
 from local_snowflake.gcs import PresignedStorage
-from local_snowflake.parameters import DEFAULTS, SESSION_DEFAULTS, USER_OBJECT_DEFAULTS
+from local_snowflake.parameters import (
+    DEFAULTS,
+    SESSION_DEFAULTS,
+    USER_OBJECT_DEFAULTS,
+    WAREHOUSE_DEFAULTS,
+    show_value,
+)
 from local_snowflake.running import Running, RunningQueries
 from local_snowflake.sqltext import (
     OptionValue,
@@ -149,8 +155,33 @@ def alter_user(st: Statement) -> Result:
     return _message(DONE)
 
 
+def alter_warehouse(st: Statement) -> Result:
+    warehouse = normalise_identifier(st.match.group("warehouse"))
+    st.session.require_admin(f"warehouse '{warehouse}'")
+    known_warehouse(warehouse)
+    if st.match.group("verb").upper() == "SET":
+        st.session.levels.set_warehouse(warehouse, parse_options(st.rest))
+    else:
+        st.session.levels.unset_warehouse(warehouse, _names(st.rest))
+    return _message(DONE)
+
+
 def show_parameters(st: Statement) -> Result:
     scope = (st.match.group("scope") or "SESSION").upper()
+    columns = [(c, "text") for c in ("key", "value", "default", "level", "description", "type")]
+    like = st.match.group("like")
+
+    def chosen(names: Iterable[str]) -> list[str]:
+        return [n for n in names if not like or re.fullmatch(like.replace("%", ".*").replace("_", "."), n, re.I)]
+
+    if scope == "WAREHOUSE":
+        warehouse = normalise_identifier(st.match.group("user") or "")
+        known_warehouse(warehouse)
+        rows = []
+        for name in chosen(sorted(WAREHOUSE_DEFAULTS)):
+            value, level = st.session.levels.warehouse_value(name, warehouse)
+            rows.append([name, show_value(value), show_value(DEFAULTS[name]), level, "", "NUMBER"])
+        return Result(columns, rows)
     user = normalise_identifier(st.match.group("user")) if st.match.group("user") else st.session.user
     if user.upper() != st.session.user.upper():
         st.session.require_admin(f"user '{user}'")
@@ -159,11 +190,8 @@ def show_parameters(st: Statement) -> Result:
         "USER": SESSION_DEFAULTS | USER_OBJECT_DEFAULTS,
         "ACCOUNT": DEFAULTS,
     }[scope]
-    like = st.match.group("like")
-    chosen = [n for n in names if not like or re.fullmatch(like.replace("%", ".*").replace("_", "."), n, re.I)]
     session = st.session.parameters if scope == "SESSION" else None
-    rows = st.session.levels.show(chosen, user, session, account=scope == "ACCOUNT")
-    return Result([(c, "text") for c in ("key", "value", "default", "level", "description", "type")], rows)
+    return Result(columns, st.session.levels.show(chosen(names), user, session, account=scope == "ACCOUNT"))
 
 
 def use_warehouse(st: Statement) -> Result:
@@ -385,6 +413,7 @@ HANDLERS: dict[str, Callable[[Statement], Answer]] = {
     "alter_account": alter_account,
     "alter_user": alter_user,
     "show_parameters": show_parameters,
+    "alter_warehouse": alter_warehouse,
     "use_warehouse": use_warehouse,
     "session_context": session_context,
     "create_stage": create_stage,
