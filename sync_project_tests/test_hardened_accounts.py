@@ -3,7 +3,9 @@ sync's user, and what the sync and the doctor then do (issue: hardened and unusu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -169,3 +171,41 @@ def test_a_sync_stopped_by_the_statement_timeout_fails_once_naming_the_timeout_a
         "the table's rows",
         f"the previous DuckDB table is untouched ({len(before):,} rows)",
     )
+
+
+@pytest.fixture
+def external_stage(admin: Any) -> Iterator[str]:
+    stage = f"{FQ}.LAKE_EXPORTS"
+    fetch(admin, f"CREATE OR REPLACE STAGE {stage} URL = 's3://acme-exports/snowflake/'")
+    yield stage
+    fetch(admin, f"DROP STAGE IF EXISTS {stage}")
+
+
+def test_an_external_stage_takes_an_unload_but_get_refuses_it(admin: Any, external_stage: str, tmp_path: Path) -> None:
+    shown = {r[1]: r for r in fetch(admin, f"SHOW STAGES IN SCHEMA {FQ}")}
+    assert shown["LAKE_EXPORTS"][4:6] == ("s3://acme-exports/snowflake/", "EXTERNAL")
+    (location,) = [r for r in fetch(admin, f"DESC STAGE {external_stage}") if r[1] == "URL"]
+    assert location[3] == '["s3://acme-exports/snowflake/"]'
+    fetch(
+        admin,
+        f"COPY INTO '@{external_stage}/x/' FROM (SELECT 1 AS N FROM {FQ}.\"data\") FILE_FORMAT = (TYPE = PARQUET)",
+    )
+    with pytest.raises(ProgrammingError) as refused:
+        fetch(admin, f"GET '@{external_stage}/x/' 'file://{tmp_path}/'")
+    assert refused.value.errno == 91003 and "not supported with external stage" in str(refused.value)
+    with pytest.raises(ProgrammingError, match="invalid URL"):
+        fetch(admin, f"CREATE STAGE {FQ}.BAD_URL URL = 'https://acme.example/'")
+    with pytest.raises(ProgrammingError, match="invalid option 'LOCATION'"):
+        fetch(admin, f"CREATE STAGE {FQ}.BAD_PROPERTY LOCATION = 's3://acme-exports/'")
+
+
+def test_a_sync_through_an_external_stage_is_refused_before_it_unloads(
+    settings: Settings, instance: dg.DagsterInstance, admin: Any, external_stage: str
+) -> None:
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
+    result = run_job(dataclasses.replace(settings, stage=external_stage), instance, SYNC_JOB, DATA)
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "an external stage (" in message and "SYNC_STAGE" in message and "@~" in message, message
+    assert fetch(admin, f"LIST '@{external_stage}'") == []  # nothing was paid for: no unload ran

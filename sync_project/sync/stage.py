@@ -94,8 +94,29 @@ def unload_to_stage(
     return unload_query_to_stage(conn, attempt, unload_query(attempt.table, columns, where), max_file_size)
 
 
+def require_internal_stage(conn: Any, attempt: Attempt) -> None:
+    """A named stage must be internal: GET downloads only from internal stages (an external stage's files are
+    fetched with the cloud's own tools), so an unload to an external one would be paid for and then stranded.
+    DESC STAGE says where a stage's files live (STAGE_LOCATION's URL, empty for an internal stage)."""
+    if attempt.stage == USER_STAGE:
+        return
+    cur = execute(conn, f"DESC STAGE {attempt.stage}", f"describing the stage of {attempt.table}", attempt)
+    names = [d[0].lower() for d in cur.description]
+    for row in cur.fetchall():
+        found = dict(zip(names, row, strict=True))
+        url = str(found.get("property_value") or "").strip()
+        if str(found.get("property", "")).upper() == "URL" and url not in ("", "[]"):
+            raise PermanentError(
+                f"{attempt.table}: {SYNC_STAGE} names {attempt.stage}, an external stage ({url}). GET downloads only "
+                "from internal stages, so the sync could unload there but never fetch the files; nothing was "
+                f"unloaded. Name an internal stage (CREATE STAGE without URL), or unset {SYNC_STAGE} to unload "
+                "through the user stage @~."
+            )
+
+
 def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size: int) -> UnloadResult:
     """COPY INTO the attempt's stage folder as Parquet, with the column names of the query's projection."""
+    require_internal_stage(conn, attempt)
     sql = (
         f"COPY INTO {attempt.location} FROM ({query}) "
         f"FILE_FORMAT = (TYPE = PARQUET) HEADER = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {int(max_file_size)}"

@@ -307,6 +307,7 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("get", re.compile(r"GET\s+(?P<rest>.*)", _F)),
     ("unload", re.compile(r"COPY\s+INTO\s+(?P<rest>'?@.*)", _F)),
     ("desc_table", re.compile(r"DESC(RIBE)?\s+TABLE\s+(?P<rest>.*)", _F)),
+    ("desc_stage", re.compile(r"DESC(RIBE)?\s+STAGE\s+(?P<rest>.*)", _F)),
     ("create_table", re.compile(r"CREATE\s+(OR\s+REPLACE\s+)?(TRANSIENT\s+)?TABLE\s+(?P<rest>.*)", _F)),
     ("show_tables", re.compile(r"SHOW\s+(TERSE\s+)?TABLES\b(?P<rest>.*)", _F)),
     ("show_stages", re.compile(r"SHOW\s+STAGES(\s+LIKE\s+'(?P<like>[^']*)')?(\s+IN\s+(SCHEMA\s+)?(?P<rest>.*))?", _F)),

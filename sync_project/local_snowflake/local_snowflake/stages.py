@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from local_snowflake.sqltext import ObjectName, StageRef, is_user_stage, sql_error
 
 MARKER = ".stage"
+EXTERNAL_URL = ".stage-url"  # an external stage's URL (CREATE STAGE ... URL = '...'); internal stages have none
 MASTER_KEY = ".stage-key"  # the stage master key (base64) and its id
 META_SUFFIX = ".sfc-meta"  # per-file encryption metadata, as GCS keeps it in the object's metadata headers
 _BLOCK = 16
@@ -159,7 +160,16 @@ class StageStore:
         target = self.stored_file(stage_folder, relative)
         return FileKey(**json.loads(target.with_name(target.name + META_SUFFIX).read_text()))
 
-    def create(self, stage: ObjectName, *, session: str, temporary: bool, replace: bool, if_not_exists: bool) -> str:
+    def create(
+        self,
+        stage: ObjectName,
+        *,
+        session: str,
+        temporary: bool,
+        replace: bool,
+        if_not_exists: bool,
+        url: str | None = None,
+    ) -> str:
         with self._lock:
             folder = self.folder(stage)
             if self.exists(stage):
@@ -170,9 +180,18 @@ class StageStore:
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             (folder / MARKER).write_text("temporary" if temporary else "named")
+            if url:
+                (folder / EXTERNAL_URL).write_text(url)
             if temporary:
                 self._temporary.setdefault(session, set()).add(stage)
             return f"Stage area {stage.name} successfully created."
+
+    def url_of(self, stage: ObjectName) -> str | None:
+        """An external stage's URL; None for an internal stage (the user stage included)."""
+        if is_user_stage(stage):
+            return None
+        marker = self.folder(stage) / EXTERNAL_URL
+        return marker.read_text() if marker.exists() else None
 
     def drop(self, stage: ObjectName, *, if_exists: bool) -> str:
         with self._lock:
@@ -198,8 +217,10 @@ class StageStore:
                 if like and not re.fullmatch(like.replace("%", ".*").replace("_", "."), stage.name, re.IGNORECASE):
                     continue
                 created = dt.datetime.fromtimestamp(marker.stat().st_mtime, dt.UTC).isoformat()
-                kind = "INTERNAL TEMPORARY" if marker.read_text() == "temporary" else "INTERNAL"
-                rows.append([created, stage.name, stage.database, stage.schema, kind])
+                url = (folder / EXTERNAL_URL).read_text() if (folder / EXTERNAL_URL).exists() else ""
+                kind = "EXTERNAL" if url else "INTERNAL"
+                kind += " TEMPORARY" if marker.read_text() == "temporary" else ""
+                rows.append([created, stage.name, stage.database, stage.schema, url, kind])
         return rows
 
     @staticmethod
@@ -247,7 +268,7 @@ class StageStore:
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = [d for d in dirnames if not d.startswith(".unload-")]
             for name in filenames:
-                if name in (MARKER, MASTER_KEY) or name.endswith(META_SUFFIX):
+                if name in (MARKER, MASTER_KEY, EXTERNAL_URL) or name.endswith(META_SUFFIX):
                     continue
                 full = Path(dirpath) / name
                 relative = full.relative_to(folder).as_posix()

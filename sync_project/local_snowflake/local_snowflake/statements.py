@@ -237,18 +237,46 @@ def session_context(st: Statement) -> Result:
     return Result([(f"{n}()", "text") for n in names], [[values[n] for n in names]])
 
 
+# CREATE STAGE's properties (internalStageParams, externalStageParams and the rest); anything else is refused.
+STAGE_PROPERTIES = {
+    "URL", "STORAGE_INTEGRATION", "CREDENTIALS", "ENCRYPTION", "FILE_FORMAT", "COPY_OPTIONS", "DIRECTORY", "COMMENT",
+}  # fmt: skip
+EXTERNAL_SCHEMES = ("s3://", "s3gov://", "s3china://", "gcs://", "azure://")
+
+
 def create_stage(st: Statement) -> Result:
-    parts, _ = split_dotted(st.rest.strip())
+    parts, after = split_dotted(st.rest.strip())
     stage = resolve_name(parts, st.db, st.schema)
     st.session.role.may_create_stage(stage.database, stage.schema)
+    properties = _only_options(parse_options(after), STAGE_PROPERTIES, "CREATE STAGE")
+    url = properties.get("URL")
+    if url is not None and (not isinstance(url, str) or not url.lower().startswith(EXTERNAL_SCHEMES)):
+        raise sql_error(
+            f"SQL compilation error:\ninvalid URL {url!r}: an external stage's URL is s3://, gcs:// or azure://"
+        )
     created = st.stages.create(
         stage,
         session=st.token,
         temporary=bool(st.match.group("temp")),
         replace=bool(st.match.group("replace")),
         if_not_exists=bool(st.match.group("ine")),
+        url=url if isinstance(url, str) else None,
     )
     return _message(created)
+
+
+def desc_stage(st: Statement) -> Result:
+    """DESC STAGE: its properties (parent_property, property, property_type, property_value, property_default);
+    the emulator answers the STAGE_LOCATION ones: URL (a JSON list, empty for an internal stage)."""
+    parts, _ = split_dotted(st.rest.strip())
+    stage = resolve_name(parts, st.db, st.schema)
+    st.session.role.may_use(stage, "read")
+    if not st.stages.exists(stage):
+        raise st.stages.not_found(stage)
+    url = st.stages.url_of(stage)
+    rows = [["STAGE_LOCATION", "URL", "String", json.dumps([url]) if url else "", ""]]
+    columns = ("parent_property", "property", "property_type", "property_value", "property_default")
+    return Result([(c, "text") for c in columns], rows)
 
 
 def drop_stage(st: Statement) -> Result:
@@ -273,7 +301,7 @@ def list_or_remove(st: Statement) -> Result:
 
 def show_stages(st: Statement) -> Result:
     scope, _ = split_dotted((st.rest or "").strip())
-    columns = ["created_on", "name", "database_name", "schema_name", "type"]
+    columns = ["created_on", "name", "database_name", "schema_name", "url", "type"]
     rows = st.stages.show_rows(resolve_schema(scope, st.db) if scope else None, st.match.group("like"))
     return Result([(c, "text") for c in columns], rows)
 
@@ -301,6 +329,15 @@ def get(st: Statement) -> dict[str, Any]:
     """GET as Snowflake answers it for a stage on cloud storage: per-file presigned URLs and the master key."""
     ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
     st.session.role.may_use(ref.stage, "read")
+    if st.stages.url_of(ref.stage):
+        # As Snowflake answers (snowflakedb/gosnowflake#920, slingdata-io/sling-cli#716): files of an external
+        # stage are fetched with the cloud's own tools.
+        raise sql_error(
+            f"Failure using stage area. Cause: [{ref.stage.name} GET and PUT commands are not supported with "
+            "external stage]",
+            errno=91003,
+            sqlstate="22000",
+        )
     m = re.match(r"\s*(?:'([^']*)'|(\S+))(.*)", after, re.DOTALL)
     if not m:
         raise sql_error("SQL compilation error:\nGET needs a local file:// location")
@@ -367,7 +404,7 @@ def unload(st: Statement) -> Result:
     st.session.require_warehouse()
     ref, after = parse_stage_ref(st.rest, st.db, st.schema, st.session.user)
     st.session.role.may_use(ref.stage, "write")
-    if st.session.value("PREVENT_UNLOAD_TO_INTERNAL_STAGES") is True:
+    if st.session.value("PREVENT_UNLOAD_TO_INTERNAL_STAGES") is True and not st.stages.url_of(ref.stage):
         # Every stage the emulator holds is internal. Snowflake documents the control, not its error's text or
         # code; this one names neither the parameter nor a code a client could lean on.
         raise sql_error("SQL compilation error:\nUnloading to an internal stage is not allowed.", errno=1003)
@@ -424,5 +461,6 @@ HANDLERS: dict[str, Callable[[Statement], Answer]] = {
     "get": get,
     "unload": unload,
     "desc_table": desc_table,
+    "desc_stage": desc_stage,
     "create_table": create_table,
 }
