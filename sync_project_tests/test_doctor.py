@@ -161,7 +161,9 @@ def test_a_download_that_fails_on_the_way_fails_the_stage_line_with_the_network_
     code, checks = doctor()
     assert code == 1
     failed_only(checks, "stage")
-    assert "did not arrive intact" in checks["stage"]["detail"] and "proxy or firewall" in checks["stage"]["fix"]
+    detail, fix = checks["stage"]["detail"], checks["stage"]["fix"]
+    assert "did not arrive intact: the storage refused them" in detail and "403" in detail, detail
+    assert "Signature" not in detail and "SYSTEM$ALLOWLIST()" in fix and "proxy" in fix, fix
 
 
 def test_a_table_with_an_unmappable_column_is_named_with_the_column(

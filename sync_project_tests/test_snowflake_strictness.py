@@ -265,10 +265,11 @@ def test_a_download_broken_mid_file_is_retried_and_ends_exact(
     table = demo_table("data")
     opts = options(tmp_path, max_file_size=20_000, get_parallel=1)
     inject_fault(local_snowflake.base_url, "download", mode="truncate", count=1)
-    with pytest.raises(TransientError, match="did not arrive intact"):
+    with pytest.raises(TransientError, match="did not arrive intact: the connection broke mid-file") as broken:
         sync_table(
             connector(local_snowflake), table, opts, attempt_id="run-1", attempt_started=STARTED, keep_for_retry=True
         )
+    assert "IncompleteRead" in str(broken.value)  # GET's own word for the file, kept
     assert fault_state(local_snowflake.base_url)["fired"] == ["download"]
     logs: list[str] = []
     report = sync_table(
@@ -283,7 +284,7 @@ def test_an_expired_download_url_fails_the_try_and_the_next_one_fetches_afresh(
 ) -> None:
     table = demo_table("ALL_TYPES")
     inject_fault(local_snowflake.base_url, "download", mode="expired", count=2)
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError, match="presigned URLs had expired") as expired:
         sync_table(
             connector(local_snowflake),
             table,
@@ -292,6 +293,7 @@ def test_an_expired_download_url_fails_the_try_and_the_next_one_fetches_afresh(
             attempt_started=STARTED,
             keep_for_retry=True,
         )
+    assert "<presigned URL>" in str(expired.value) and "Signature" not in str(expired.value)  # a URL is a key
     report = sync_table(
         connector(local_snowflake), table, options(tmp_path), attempt_id="run-2", attempt_started=STARTED
     )
@@ -325,6 +327,18 @@ def test_sync_stage_must_be_a_plain_stage_name() -> None:
     for bad in ("@~/path/", "db.s.x'; DROP", "two words", ""):
         with pytest.raises(PermanentError, match="SYNC_STAGE"):
             validate_stage(bad)
+
+
+def test_a_first_get_names_no_files_and_a_retry_names_only_the_missing_ones() -> None:
+    """A first GET fetches the attempt's folder whole: listing tens of thousands of file names would make a huge
+    statement. A retry names what it still needs, unless that list would be too long to send."""
+    from sync_project.sync.stage import _only_these
+
+    many = [f"data_0_0_{n}.snappy.parquet" for n in range(20_000)]
+    assert _only_these(many, reused=[]) == ""
+    retry = _only_these(["data_0_0_7.snappy.parquet"], reused=["data_0_0_1.snappy.parquet"])
+    assert retry == r" PATTERN = '.*(data_0_0_7\.snappy\.parquet)'"
+    assert _only_these(many[1:], reused=many[:1]) == ""
 
 
 def test_a_million_rows_through_the_remote_path_are_exact(

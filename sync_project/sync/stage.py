@@ -24,7 +24,7 @@ from sync_project.sync.attempt import (
 from sync_project.sync.catalog import Column
 from sync_project.sync.controls import TIMEOUT_ERRNO, UnloadPreventedError, statement_timed_out, unload_prevented
 from sync_project.sync.disk import files_size
-from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
+from sync_project.sync.errors import PermanentError, SyncError, TransientError, from_snowflake
 from sync_project.sync.setting_names import SYNC_STAGE
 from sync_project.sync.tables import TableRef
 
@@ -142,6 +142,53 @@ def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size
     )
 
 
+# A GET statement names the files it wants only when a retry needs some of them: on a first try the attempt's
+# folder holds exactly its own files, and listing tens of thousands of names would make a huge statement.
+_MAX_PATTERN = 10_000
+
+
+def _only_these(missing: list[str], reused: list[str]) -> str:
+    if not reused:
+        return ""
+    pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
+    return f" PATTERN = '.*({pattern})'" if len(pattern) <= _MAX_PATTERN else ""
+
+
+_URL = re.compile(r"https?://\S+?(?=['\")\s]|$)")
+
+
+def _without_urls(message: str) -> str:
+    """GET's messages quote presigned URLs, which grant access to the file for an hour: never pass one on."""
+    return _URL.sub("<presigned URL>", message)[:300]
+
+
+class StorageRefusedError(PermanentError):
+    """The stage's cloud storage answered 403 to GET: a proxy, TLS inspection or a VPC endpoint policy between
+    this machine and the storage refuses the presigned URLs. Retrying does not change the path."""
+
+    fix = (
+        "let this machine reach the stage's cloud storage over HTTPS without a proxy rewriting or refusing "
+        "presigned URLs (SELECT SYSTEM$ALLOWLIST() lists the hosts; a VPC endpoint policy must allow the bucket)"
+    )
+
+
+def _download_failure(attempt: Attempt, failed: list[str], total: int, problems: dict[str, str]) -> SyncError:
+    """What went wrong with the files GET did not bring: refused (403, permanent), an expired presigned URL or a
+    file cut short (transient: a new GET gets new URLs and another go), with GET's own words for the first."""
+    first = failed[0]
+    said = problems.get(first, "missing from GET's answer")
+    head = f"downloading {attempt.table}: {len(failed)} of {total} files did not arrive intact"
+    if any(re.search(r"\b403\b|Forbidden|AccessDenied", problems.get(n, "")) for n in failed):
+        return StorageRefusedError(f"{head}: the storage refused them (first: {first}: {said}); not retried")
+    if any(re.search(r"\b400\b|ExpiredToken|expired", problems.get(n, ""), re.I) for n in failed):
+        kind = "their presigned URLs had expired (a slow network, or this machine's clock far off)"
+    elif any(re.search(r"IncompleteRead|Connection broken|short", problems.get(n, ""), re.I) for n in failed):
+        kind = "the connection broke mid-file"
+    else:
+        kind = "GET did not bring them whole"
+    return TransientError(f"{head}: {kind} (first: {first}: {said}); the files that did are kept for the next try")
+
+
 @dataclass(frozen=True)
 class Download:
     files: list[Path]  # every file of the unload, in the attempt's folder
@@ -161,29 +208,28 @@ def download_files(
     verified = {name: size for name, size in verified_files(attempt, query).items() if name in expected}
     reused = sorted(verified)
     missing = [name for name in expected if name not in verified]
+    problems: dict[str, str] = {}  # file -> what GET said went wrong with it
     if missing:
         target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
-        pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
         cur = execute(
             conn,
-            f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)} PATTERN = '.*({pattern})'",
+            f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)}{_only_these(missing, reused)}",
             f"downloading {attempt.table}",
             attempt,
             # Report each file's outcome rather than raising on the first broken one, so the others count.
             _raise_put_get_error=False,
         )
-        for file, size, status, *_ in cur.fetchall():
+        for file, size, status, *message in cur.fetchall():
             name = str(file).replace("\\", "/").rsplit("/", 1)[-1]
             path = attempt.local_dir / name
             if str(status).upper() == "DOWNLOADED" and path.is_file() and path.stat().st_size == int(size):
                 verified[name] = int(size)
+            elif name in missing:
+                problems[name] = _without_urls(str(message[0]) if message and message[0] else str(status))
         save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)])
     failed = [name for name in expected if name not in verified]
     if failed:
-        raise TransientError(
-            f"downloading {attempt.table}: {len(failed)} of {len(expected)} files did not arrive intact "
-            f"(first: {failed[0]}); the files that did are kept for the next try"
-        )
+        raise _download_failure(attempt, failed, len(expected), problems)
     save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
     files = [attempt.local_dir / name for name in expected]
     return Download(files, missing, reused, files_size(files))
