@@ -94,6 +94,9 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         # The sync's session settings at sign-in, so register, the sensors, the checks and the chores address
         # tables exactly as the sync does, whatever the account's defaults (QUOTED_IDENTIFIERS_IGNORE_CASE).
         args["session_parameters"] = dict(SESSION_PARAMETERS)
+        # A heartbeat every hour keeps the session alive through a long unload or GET (Snowflake ends an idle
+        # session token after an hour; the connector renews it, but a long GET would otherwise outlive it).
+        args["client_session_keep_alive"] = True
         mode = self.auth_mode
         if mode == "key-pair":
             args["private_key"] = _private_key_der(self._private_key_pem(), self.private_key_password)

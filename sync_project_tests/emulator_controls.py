@@ -86,3 +86,20 @@ def clear_faults(base_url: str) -> None:
 def fault_state(base_url: str) -> dict[str, Any]:
     """Pending faults, the kinds that fired, and those whose held request a cancel ended."""
     return request_json(base_url, FAULTS, "GET")
+
+
+TOKENS = "/_local/tokens"
+
+
+def set_token_validity(base_url: str, session_seconds: float, master_seconds: float = 4 * 3600.0) -> None:
+    """Shorten how long session and master tokens of sign-ins from now on stay valid (Snowflake: 1 h and 4 h)."""
+    request_json(base_url, TOKENS, "POST", {"session_seconds": session_seconds, "master_seconds": master_seconds})
+
+
+def token_state(base_url: str) -> dict[str, Any]:
+    """The validities in force and how many session tokens were renewed."""
+    return request_json(base_url, TOKENS, "GET")
+
+
+def reset_tokens(base_url: str) -> None:
+    request_json(base_url, TOKENS, "DELETE")

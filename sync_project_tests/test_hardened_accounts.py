@@ -4,6 +4,7 @@ sync's user, and what the sync and the doctor then do (issue: hardened and unusu
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,26 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.controls import PREVENT_UNLOAD
-from sync_project_tests.emulator_controls import clear_faults, inject_fault
-from sync_project_tests.helpers import FQ, duckdb_rows, events_of, fetch, run_job, snowflake_settings
+from sync_project.sync.errors import TransientError, from_snowflake
+from sync_project.sync.pipeline import sync_table
+from sync_project_tests.emulator_controls import (
+    clear_faults,
+    inject_fault,
+    reset_tokens,
+    set_token_validity,
+    token_state,
+)
+from sync_project_tests.helpers import (
+    FQ,
+    assert_exact_copy,
+    demo_table,
+    duckdb_rows,
+    events_of,
+    fetch,
+    options,
+    run_job,
+    snowflake_settings,
+)
 from sync_project_tests.reliability import observe
 
 DATA = "WORKSPACE_833213390.data"
@@ -209,3 +228,61 @@ def test_a_sync_through_an_external_stage_is_refused_before_it_unloads(
     message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
     assert "an external stage (" in message and "SYNC_STAGE" in message and "@~" in message, message
     assert fetch(admin, f"LIST '@{external_stage}'") == []  # nothing was paid for: no unload ran
+
+
+@pytest.fixture
+def sf_settings(local_snowflake: LocalSnowflakeProcess) -> dict[str, Any]:
+    return snowflake_settings(local_snowflake)
+
+
+@pytest.fixture
+def short_tokens(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
+    """Sign-ins from now on get session tokens valid 1 s (Snowflake: an hour), master tokens 10 minutes."""
+    set_token_validity(local_snowflake.base_url, session_seconds=1, master_seconds=600)
+    yield local_snowflake.base_url
+    reset_tokens(local_snowflake.base_url)
+
+
+def test_an_expired_session_token_is_renewed_by_the_connector(short_tokens: str, sf_settings: dict[str, Any]) -> None:
+    with snowflake.connector.connect(**sf_settings) as conn:
+        assert fetch(conn, "SELECT 1")[0][0] == 1
+        time.sleep(1.5)  # past the session token's validity (monotonic; no clock or race involved)
+        assert fetch(conn, f'SELECT count(*) FROM {FQ}."data"')[0][0] > 0
+    assert token_state(short_tokens)["renewals"] == 1
+
+
+def test_a_heartbeat_keeps_the_session_token_alive(short_tokens: str, sf_settings: dict[str, Any]) -> None:
+    set_token_validity(short_tokens, session_seconds=2, master_seconds=600)
+    with snowflake.connector.connect(**sf_settings) as conn:
+        time.sleep(1.2)
+        assert conn.rest._heartbeat()["success"]  # what client_session_keep_alive sends every hour
+        time.sleep(1.2)  # 2.4 s after sign-in, 1.2 s after the heartbeat
+        assert fetch(conn, "SELECT 1")[0][0] == 1
+    assert token_state(short_tokens)["renewals"] == 0
+
+
+def test_a_session_whose_master_token_expired_fails_transient(short_tokens: str, sf_settings: dict[str, Any]) -> None:
+    set_token_validity(short_tokens, session_seconds=1, master_seconds=1)
+    with snowflake.connector.connect(**sf_settings) as conn:
+        time.sleep(1.5)
+        with pytest.raises(ProgrammingError) as expired:
+            fetch(conn, "SELECT 1")
+    assert expired.value.errno == 390114
+    assert isinstance(from_snowflake(expired.value, "syncing"), TransientError)
+
+
+def test_a_sync_outliving_its_session_token_renews_it_and_ends_exact(
+    settings: Settings, short_tokens: str, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """An unload longer than the session token's validity: the statements after it (LIST, GET, REMOVE) renew
+    the token through the connector and the sync ends exact; the resource asks for the keep-alive heartbeat."""
+    resource = snowflake_resource(settings)
+    assert resource.connect_args()["client_session_keep_alive"] is True
+    table = demo_table("data")
+    inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=2)
+    try:
+        report = sync_table(resource.process_config_and_initialize().get_connection, table, options(tmp_path))
+    finally:
+        clear_faults(local_snowflake.base_url)
+    assert report.rows_loaded == report.rows_unloaded > 0 and token_state(short_tokens)["renewals"] >= 1
+    assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", table)

@@ -156,7 +156,15 @@ def test_every_sign_in_refusal_is_permanent(errno: int, kind: type[errors.SignIn
     assert type(error) is kind and isinstance(error, errors.PermanentError)
 
 
-@pytest.mark.parametrize("errno", [250001, 390112, 390114])
-def test_network_and_session_expiry_stay_transient(errno: int) -> None:
-    error = errors.from_snowflake(sf.OperationalError(msg="lost", errno=errno), "signing in")
-    assert isinstance(error, errors.TransientError)
+@pytest.mark.parametrize(
+    "error",
+    [
+        sf.OperationalError(msg="lost", errno=250001),
+        # As the connector raises an expired session it could not renew (network.py, ReauthenticationRequest's
+        # cause): a ProgrammingError, with SQLSTATE 08001.
+        sf.ProgrammingError(msg="Session no longer exists.", errno=390112, sqlstate="08001"),
+        sf.ProgrammingError(msg="Master token has expired.", errno=390114, sqlstate="08001"),
+    ],
+)
+def test_network_and_session_expiry_stay_transient(error: sf.Error) -> None:
+    assert isinstance(errors.from_snowflake(error, "syncing"), errors.TransientError)

@@ -130,6 +130,10 @@ def from_snowflake(error: Exception, what: str) -> SyncError:
     if _is_sign_in_refusal(errno):
         kind = _SIGN_IN_ERRORS.get(errno or 0, SignInError)
         return kind(f"{text} (not retried: {kind.hint})")
+    if errno in _SESSION_ERRNOS:
+        # The connector renews an expired session token itself; one that surfaces could not be renewed (its master
+        # token expired too): a new try signs in afresh.
+        return TransientError(text + " (the Snowflake session expired; a new try signs in again)")
     if errno == _COULD_NOT_CONNECT:
         # A dropped network and a mistyped account look alike; retry, and say what to check if it persists.
         return TransientError(text + f" (if it persists, check {_ACCOUNT_HINT})")

@@ -231,6 +231,11 @@ class Access:
             self.sessions[token] = session
         return session
 
+    def renamed(self, old: str, new: str) -> None:
+        with self._lock:
+            if old in self.sessions:
+                self.sessions[new] = self.sessions.pop(old)
+
     def close(self, token: str) -> None:
         with self._lock:
             self.sessions.pop(token, None)

@@ -117,6 +117,12 @@ class RunningQueries:
             self._session_ids[session_id] = (token, user)
         return session_id
 
+    def renamed_session(self, old: str, new: str) -> None:
+        with self._lock:
+            self._session_ids = {k: (new if t == old else t, u) for k, (t, u) in self._session_ids.items()}
+            if old in self._statements:
+                self._statements[new] = self._statements.pop(old)
+
     def close_session(self, token: str) -> None:
         with self._lock:
             self._session_ids = {k: v for k, v in self._session_ids.items() if v[0] != token}

@@ -43,8 +43,14 @@ from local_snowflake.signin import SignInRefused, User, Users
 from local_snowflake.sqltext import classify, normalise_identifier, sql_error
 from local_snowflake.stages import StageStore
 from local_snowflake.statements import Result, Statement, answer
+from local_snowflake.tokens import MASTER_EXPIRED, SESSION_EXPIRED, Tokens
 
 logger = logging.getLogger("local_snowflake")
+
+
+def _session_expired() -> JSONResponse:
+    """390112, which makes the connector renew the session token with its master token."""
+    return JSONResponse({"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False})
 
 
 def _parse_or_none(sql: str) -> exp.Expr | None:
@@ -94,6 +100,7 @@ class LocalSnowflake:
         self.users = Users()
         self.access = Access(parameters=Parameters(user_exists=self.users.exists))
         self.queries = RunningQueries()
+        self.tokens = Tokens()
 
     @staticmethod
     def health() -> dict[str, Any]:
@@ -176,8 +183,11 @@ class LocalSnowflake:
             session = self.access.open(token, user, role, request.query_params.get("warehouse"))
             session.sign_in_parameters(data.get("SESSION_PARAMETERS") or {})
             session.client = f"{data.get('CLIENT_APP_ID', '')} {data.get('CLIENT_APP_VERSION', '')}".strip()
-            # Without a master token the connector never logs out, and temporary stages would outlive sessions.
-            answer["data"]["masterToken"] = f"master-{token}"
+            # Without a master token the connector never logs out, and temporary stages would outlive sessions;
+            # with it, it renews an expired session token (tokens.py).
+            answer["data"]["masterToken"] = self.tokens.issue(token)
+            answer["data"]["validityInSeconds"] = int(self.tokens.validity.session_seconds)
+            answer["data"]["masterValidityInSeconds"] = int(self.tokens.validity.master_seconds)
             # The connector's `session_id`, which SYSTEM$CANCEL_ALL_QUERIES takes.
             session.session_id = answer["data"]["sessionId"] = self.queries.open_session(token, user)
             response = JSONResponse(answer, status_code=response.status_code)
@@ -203,9 +213,41 @@ class LocalSnowflake:
         ).fetchone()
         return bool(found and found[0])
 
+    async def renew(self, request: Request) -> Response:
+        """The connector's `/session/token-request` (RENEW): a new session token for the same session."""
+        raw = await request.body()
+        if request.headers.get("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        body = json.loads(raw or b"{}")
+        master = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+        old = str(body.get("oldSessionToken") or "")
+        new, code = self.tokens.renew(master, old)
+        if new is None:
+            message = "Master token has expired." if code == MASTER_EXPIRED else "Session no longer exists."
+            return JSONResponse({"data": None, "code": code, "message": message, "success": False})
+        for renamed in (self.access.renamed, self.queries.renamed_session, self.stages.renamed_session):
+            renamed(old, new)
+        if old in fs_server.sessions:
+            fs_server.sessions[new] = fs_server.sessions.pop(old)
+        data = {
+            "sessionToken": new,
+            "masterToken": master,
+            "validityInSecondsST": int(self.tokens.validity.session_seconds),
+        }
+        return JSONResponse({"data": data, "success": True})
+
+    async def heartbeat(self, request: Request) -> Response:
+        token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+        if not self.tokens.heartbeat(token):
+            return JSONResponse(
+                {"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False}
+            )
+        return JSONResponse({"data": None, "code": None, "message": None, "success": True})
+
     async def session(self, request: Request) -> Response:
         if request.query_params.get("delete"):
             token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+            self.tokens.end(token)
             self.stages.end_session(token)
             self.access.close(token)
             self.queries.close_session(token)
@@ -222,6 +264,10 @@ class LocalSnowflake:
             conn = fs_server.to_conn(token)
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
+        if self.tokens.expired(token):
+            return JSONResponse(
+                {"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False}
+            )
         with self.queries.running(token, request.query_params.get("requestId", "")) as running:
             with running.timeout(self._statement_timeout(token)):
                 response = await self._run(request, sql, token, conn, running)
@@ -326,6 +372,8 @@ class LocalSnowflake:
         routes = [
             route("/session/v1/login-request", self.login, methods=["POST"]),
             route("/session", self.session, methods=["POST"]),
+            route("/session/token-request", self.renew, methods=["POST"]),
+            route("/session/heartbeat", self.heartbeat, methods=["POST"]),
             route("/queries/v1/query-request", self.query, methods=["POST"]),
             route("/queries/v1/abort-request", self.abort, methods=["POST"]),
             # Tests inject faults, define restricted roles (`{"name": "READER", "create_stage": false, "stages":
@@ -354,9 +402,17 @@ class LocalSnowflake:
                 self._control(lambda d: self.users.define(User(**d)), self.users.clear, self.users.snapshot),
                 methods=["GET", "POST", "DELETE"],
             ),
+            route(
+                "/_local/tokens",
+                self._control(self.tokens.configure, self.tokens.reset, self.tokens.snapshot),
+                methods=["GET", "POST", "DELETE"],
+            ),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse(self.health()), methods=["GET"]),
         ]
-        own = {"/session/v1/login-request", "/session", "/queries/v1/query-request", "/queries/v1/abort-request"}
+        own = {
+            "/session/v1/login-request", "/session", "/session/token-request", "/session/heartbeat",
+            "/queries/v1/query-request", "/queries/v1/abort-request",
+        }  # fmt: skip
         routes += [r for r in fs_server.routes if getattr(r, "path", None) not in own]
         return Starlette(routes=routes)

@@ -234,6 +234,12 @@ class StageStore:
 
         return ObjectName(decode(folder.parent.parent.name), decode(folder.parent.name), decode(folder.name))
 
+    def renamed_session(self, old: str, new: str) -> None:
+        """A renewed session token: its temporary stages go with it."""
+        with self._lock:
+            if old in self._temporary:
+                self._temporary[new] = self._temporary.pop(old)
+
     def end_session(self, session: str) -> None:
         for stage in self._temporary.pop(session, set()):
             shutil.rmtree(self.folder(stage), ignore_errors=True)
