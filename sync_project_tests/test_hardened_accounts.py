@@ -255,7 +255,8 @@ def test_a_heartbeat_keeps_the_session_token_alive(short_tokens: str, sf_setting
     set_token_validity(short_tokens, session_seconds=2, master_seconds=600)
     with snowflake.connector.connect(**sf_settings) as conn:
         time.sleep(1.2)
-        assert conn.rest._heartbeat()["success"]  # what client_session_keep_alive sends every hour
+        rest: Any = conn.rest
+        assert rest._heartbeat()["success"]  # what client_session_keep_alive sends every hour
         time.sleep(1.2)  # 2.4 s after sign-in, 1.2 s after the heartbeat
         assert fetch(conn, "SELECT 1")[0][0] == 1
     assert token_state(short_tokens)["renewals"] == 0
