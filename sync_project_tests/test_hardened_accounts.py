@@ -19,9 +19,10 @@ from sync_project.jobs import SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
+from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.controls import PREVENT_UNLOAD
 from sync_project.sync.errors import TransientError, from_snowflake
-from sync_project.sync.pipeline import sync_table
+from sync_project.sync.pipeline import space_needed, sync_table
 from sync_project_tests.emulator_controls import (
     clear_faults,
     inject_fault,
@@ -287,3 +288,16 @@ def test_a_sync_outliving_its_session_token_renews_it_and_ends_exact(
         clear_faults(local_snowflake.base_url)
     assert report.rows_loaded == report.rows_unloaded > 0 and token_state(short_tokens)["renewals"] >= 1
     assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", table)
+
+
+def test_the_disk_check_counts_what_get_decrypts_in_tmpdir(tmp_path: Path) -> None:
+    """GET decrypts each file in the connector's temporary folder before moving it (storage_client.py, tmp_dir):
+    up to PARALLEL files at once, on whatever disk TMPDIR is."""
+    download, database, temp = (tmp_path / name for name in ("downloads", "db", "tmp"))
+    for folder in (download, database, temp):
+        folder.mkdir()
+    unload = UnloadResult(query_id="q", rows_unloaded=10, input_bytes=900, output_bytes=500)
+    # One disk: everything adds up, the in-flight decryptions at most PARALLEL files of MAX_FILE_SIZE.
+    assert space_needed(download, database, temp, unload, parallel=4, max_file_size=100) == {download: 1800}
+    assert space_needed(download, database, temp, unload, parallel=10, max_file_size=100) == {download: 1900}
+    assert space_needed(download, None, temp, unload, parallel=2, max_file_size=100) == {download: 700}

@@ -17,8 +17,8 @@ def check_free_space(folder: Path, needed: int, purpose: str, reserve: int = 0) 
         kept = f" and {reserve:,} bytes kept free ({SYNC_DISK_RESERVE_BYTES})" if reserve else ""
         raise NotEnoughDiskError(
             f"not enough disk to {purpose}: it needs about {needed:,} bytes in {folder} "
-            f"(download plus DuckDB growth){kept} but only {free:,} are free. Free some space or point "
-            f"{SYNC_DOWNLOAD_DIR} / {SYNC_DUCKDB_PATH} at a larger disk."
+            f"(download, DuckDB growth and the files GET decrypts in TMPDIR at once){kept} but only {free:,} are "
+            f"free. Free some space or point {SYNC_DOWNLOAD_DIR} / {SYNC_DUCKDB_PATH} / TMPDIR at a larger disk."
         )
 
 

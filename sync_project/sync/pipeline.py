@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,16 +100,30 @@ def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellat
 
 
 def _needed_space(options: SyncOptions, unload: UnloadResult) -> dict[Path, int]:
-    """Download needs output_bytes; the DuckDB file grows by about the uncompressed size. Same disk: add up."""
     download = options.download_root
     download.mkdir(parents=True, exist_ok=True)
-    database = options.mirror.growth_folder()
-    if database is None:  # the lake's files are not on this machine
-        return {download: unload.output_bytes}
-    database.mkdir(parents=True, exist_ok=True)
-    if download.stat().st_dev == database.stat().st_dev:
-        return {download: unload.output_bytes + unload.input_bytes}
-    return {download: unload.output_bytes, database: unload.input_bytes}
+    database = options.mirror.growth_folder()  # None: the lake's files are not on this machine
+    if database is not None:
+        database.mkdir(parents=True, exist_ok=True)
+    return space_needed(
+        download, database, Path(tempfile.gettempdir()), unload, options.get_parallel, options.max_file_size
+    )
+
+
+def space_needed(
+    download: Path, database: Path | None, temp: Path, unload: UnloadResult, parallel: int, max_file_size: int
+) -> dict[Path, int]:
+    """Bytes each disk needs, by the first folder on it: the download takes output_bytes; the DuckDB file grows
+    by about the uncompressed size; and GET decrypts each file in the connector's temporary folder ($TMPDIR)
+    before moving it into place, up to PARALLEL files at once. Folders on one disk add up."""
+    needs = [(download, unload.output_bytes), (temp, min(unload.output_bytes, parallel * max_file_size))]
+    if database is not None:
+        needs.append((database, unload.input_bytes))
+    by_disk: dict[int, tuple[Path, int]] = {}
+    for folder, needed in needs:
+        first, total = by_disk.get(folder.stat().st_dev, (folder, 0))
+        by_disk[folder.stat().st_dev] = (first, total + needed)
+    return dict(by_disk.values())
 
 
 def state_before_sync(
