@@ -23,6 +23,7 @@ from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.controls import PREVENT_UNLOAD
 from sync_project.sync.errors import TransientError, from_snowflake
 from sync_project.sync.pipeline import space_needed, sync_table
+from sync_project.sync_record import COLUMNS
 from sync_project_tests.emulator_controls import (
     clear_faults,
     inject_fault,
@@ -301,3 +302,37 @@ def test_the_disk_check_counts_what_get_decrypts_in_tmpdir(tmp_path: Path) -> No
     assert space_needed(download, database, temp, unload, parallel=4, max_file_size=100) == {download: 1800}
     assert space_needed(download, database, temp, unload, parallel=10, max_file_size=100) == {download: 1900}
     assert space_needed(download, None, temp, unload, parallel=2, max_file_size=100) == {download: 700}
+
+
+def test_collated_text_is_described_with_its_collation_and_syncs_as_varchar(
+    settings: Settings, instance: dg.DagsterInstance, admin: Any
+) -> None:
+    """With DEFAULT_DDL_COLLATION on the account, every text column created after carries a collation, and
+    DESC TABLE prints it: the type map once refused every such table."""
+    table = demo_table("COLLATED")
+    fetch(admin, "ALTER ACCOUNT SET DEFAULT_DDL_COLLATION = 'en-ci'")
+    try:
+        declared = "ID NUMBER(38,0), NAME VARCHAR, CODE VARCHAR(3) COLLATE 'de'"
+        fetch(admin, f"CREATE OR REPLACE TABLE {table.snowflake_sql} ({declared})")
+    finally:
+        fetch(admin, "ALTER ACCOUNT UNSET DEFAULT_DDL_COLLATION")
+    fetch(admin, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'Ärger', 'abc'), (2, 'ärger', 'ABC'), (3, NULL, NULL)")
+    described = {r[0]: r[1] for r in fetch(admin, f"DESC TABLE {table.snowflake_sql}")}
+    assert described == {
+        "ID": "NUMBER(38,0)",
+        "NAME": "VARCHAR(16777216) COLLATE 'en-ci'",
+        "CODE": "VARCHAR(3) COLLATE 'de'",
+    }
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
+    result = run_job(settings, instance, SYNC_JOB, table.key)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("snowflake_table")
+    schema: Any = materialization.metadata[COLUMNS].value
+    name = {c.name: c for c in schema.columns}["NAME"]
+    assert (name.type, name.description) == ("VARCHAR", "Snowflake VARCHAR(16777216) COLLATE 'en-ci'")
+    assert sorted(duckdb_rows(settings.duckdb_path, table.duckdb_sql), key=lambda r: r[0]) == [
+        (1, "Ärger", "abc"),
+        (2, "ärger", "ABC"),
+        (3, None, None),
+    ]
+    fetch(admin, f"DROP TABLE {table.snowflake_sql}")

@@ -57,7 +57,9 @@ RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], TypeMapping]]] = [
     (re.compile(r"(NUMBER|DECIMAL|NUMERIC)(\s*\(\s*(?P<p>\d+)\s*(,\s*(?P<s>\d+)\s*)?\))?"), _number),
     (re.compile(r"(INT|INTEGER|BIGINT|SMALLINT|TINYINT|BYTEINT)"), _fixed(WIDE_INTEGER)),
     (re.compile(r"(FLOAT|FLOAT4|FLOAT8|DOUBLE|DOUBLE PRECISION|REAL)"), _fixed("DOUBLE")),
-    (re.compile(rf"(VARCHAR|CHAR|CHARACTER|NCHAR|NVARCHAR|TEXT|STRING){_P}"), _fixed("VARCHAR")),
+    # A collation ('en-ci', 'de-ai', ...) changes how Snowflake compares and sorts, never the characters: the
+    # text copies exactly as VARCHAR, and the column's description keeps the whole Snowflake type.
+    (re.compile(rf"(VARCHAR|CHAR|CHARACTER|NCHAR|NVARCHAR|TEXT|STRING){_P}(\s+COLLATE\s+'[^']*')?"), _fixed("VARCHAR")),
     (re.compile(rf"(BINARY|VARBINARY){_P}"), _fixed("BLOB")),
     (re.compile(r"BOOLEAN"), _fixed("BOOLEAN")),
     (re.compile(r"DATE"), _fixed("DATE")),

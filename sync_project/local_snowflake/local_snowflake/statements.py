@@ -321,7 +321,8 @@ def create_table(st: Statement) -> Result | None:
         and any(isinstance(e, exp.ColumnDef) for e in create.this.expressions)
         and not create.args.get("expression")
     ):
-        return _message(table_meta.create_table(st.duck, create, st.db, st.schema))
+        collation = st.session.value("DEFAULT_DDL_COLLATION")
+        return _message(table_meta.create_table(st.duck, create, st.db, st.schema, str(collation or "")))
     return None
 
 

@@ -130,8 +130,18 @@ def not_found(obj: ObjectName) -> Exception:
     )
 
 
-def create_table(duck: duckdb.DuckDBPyConnection, create: exp.Create, database: str | None, schema: str | None) -> str:
-    """Run a CREATE TABLE with column definitions: store declared types, create the DuckDB table."""
+def create_table(
+    duck: duckdb.DuckDBPyConnection,
+    create: exp.Create,
+    database: str | None,
+    schema: str | None,
+    default_collation: str = "",
+) -> str:
+    """Run a CREATE TABLE with column definitions: store declared types, create the DuckDB table.
+
+    A text column's collation (its own `COLLATE '<spec>'`, else the account's DEFAULT_DDL_COLLATION) is part of
+    its declared type, as DESC TABLE prints it (`VARCHAR(16777216) COLLATE 'en-ci'`); the values are stored as
+    they are."""
     schema_node = create.this
     assert isinstance(schema_node, exp.Schema)
     table = schema_node.this
@@ -148,7 +158,14 @@ def create_table(duck: duckdb.DuckDBPyConnection, create: exp.Create, database: 
             name = _identifier(item.this)
             if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in item.constraints):
                 primary_key.append(name)
-            columns.append((name, declared_type(kind), not_null))
+            collation = next(
+                (c.kind.this.name for c in item.constraints if isinstance(c.kind, exp.CollateColumnConstraint)),
+                default_collation,
+            )
+            declared = declared_type(kind)
+            if collation and declared.startswith("VARCHAR"):
+                declared += f" COLLATE '{collation}'"
+            columns.append((name, declared, not_null))
         elif isinstance(item, exp.PrimaryKey):
             primary_key.extend(_identifier(e if isinstance(e, exp.Identifier) else e.this) for e in item.expressions)
     exists = table_exists(duck, obj)
@@ -156,7 +173,10 @@ def create_table(duck: duckdb.DuckDBPyConnection, create: exp.Create, database: 
         return f"{obj.name} already exists, statement succeeded."
     if exists and not create.args.get("replace"):
         raise sql_error(f"SQL compilation error:\nObject '{obj.display()}' already exists.", errno=2002)
-    body = [f"{quote(name)} {storage_type(decl)}{' NOT NULL' if not_null else ''}" for name, decl, not_null in columns]
+    body = [
+        f"{quote(name)} {storage_type(decl.split(' COLLATE ')[0])}{' NOT NULL' if not_null else ''}"
+        for name, decl, not_null in columns
+    ]
     if primary_key:
         body.append(f"PRIMARY KEY ({', '.join(quote(c) for c in primary_key)})")
     duck.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(obj.database)}.{quote(obj.schema)}")
