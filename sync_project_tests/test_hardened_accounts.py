@@ -17,6 +17,7 @@ from snowflake.connector.errors import ProgrammingError
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.registry import register
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.attempt import UnloadResult
@@ -336,3 +337,25 @@ def test_collated_text_is_described_with_its_collation_and_syncs_as_varchar(
         (3, None, None),
     ]
     fetch(admin, f"DROP TABLE {table.snowflake_sql}")
+
+
+def test_an_account_ignoring_the_case_of_quoted_names_cannot_mislead_register_sync_or_checks(
+    settings: Settings, instance: dg.DagsterInstance, admin: Any, sf_settings: dict[str, Any]
+) -> None:
+    """With QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE on the account, "data" means DATA to any session that does not
+    set it back: a client that forgets is refused (only "data" exists). Register, the sync and its checks all
+    connect with the setting off, so they address "data" itself."""
+    fetch(admin, f"ALTER ACCOUNT SET {IGNORE_CASE} = TRUE")
+    with snowflake.connector.connect(**sf_settings) as forgetful, pytest.raises(ProgrammingError) as refused:
+        fetch(forgetful, f'SELECT count(*) FROM {FQ}."data"')
+    assert refused.value.errno == 2003 and "'DATA' does not exist" in str(refused.value)
+    resource = snowflake_resource(settings).process_config_and_initialize()
+    registration = register(instance, resource.get_connection, [demo_table("data")])
+    assert registration.new == [DATA]
+    result = run_job(settings, instance, SYNC_JOB, DATA)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+    with resource.get_connection() as conn:
+        rows = fetch(conn, f'SELECT count(*) FROM {FQ}."data"')[0][0]
+    assert len(duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')) == rows > 0

@@ -40,7 +40,7 @@ from local_snowflake.patches import patch_fakesnow
 from local_snowflake.responses import error_response, login_refusal, result_data
 from local_snowflake.running import Running, RunningQueries, canceled_error
 from local_snowflake.signin import SignInRefused, User, Users
-from local_snowflake.sqltext import classify, normalise_identifier, sql_error
+from local_snowflake.sqltext import classify, normalise_identifier, quoted_identifiers, sql_error, strip_comments
 from local_snowflake.stages import StageStore
 from local_snowflake.statements import Result, Statement, answer
 from local_snowflake.tokens import MASTER_EXPIRED, SESSION_EXPIRED, Tokens
@@ -281,6 +281,32 @@ class LocalSnowflake:
                 return error_response(running.stop_error())
             return response
 
+    def _resolve_ignoring_case(self, token: str, sql: str) -> None:
+        """QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE in force: Snowflake reads `"data"` as DATA. The emulator keeps
+        names in DuckDB, which cannot hold `"data"` and DATA side by side, so it cannot look DATA up; it refuses,
+        as Snowflake would, a quoted lower-case name that exists only in that case."""
+        try:
+            session = self.access.session(token)
+        except SnowflakeError:
+            return
+        if session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is not True:
+            return
+        for name in {n for n in quoted_identifiers(strip_comments(sql)) if n != n.upper()}:
+            with self.fs.duck_conn.cursor() as duck:
+                found = duck.execute(
+                    "SELECT kind FROM (SELECT 'object' AS kind, table_name AS name FROM duckdb_tables() "
+                    "UNION ALL SELECT 'object', schema_name FROM duckdb_schemas() "
+                    "UNION ALL SELECT 'object', view_name FROM duckdb_views() "
+                    "UNION ALL SELECT 'column', column_name FROM duckdb_columns()) WHERE name = ? LIMIT 1",
+                    [name],
+                ).fetchone()
+            if found and found[0] == "column":
+                raise sql_error(f"SQL compilation error:\ninvalid identifier '\"{name.upper()}\"'", errno=904)
+            if found:
+                raise sql_error(
+                    f"SQL compilation error:\nObject '{name.upper()}' does not exist or not authorized.", errno=2003
+                )
+
     def _statement_timeout(self, token: str) -> int:
         """STATEMENT_TIMEOUT_IN_SECONDS for this session's statement: the lower non-zero of the session's (with
         its user's and the account's under it) and its warehouse's."""
@@ -308,6 +334,10 @@ class LocalSnowflake:
         kind, match = classify(sql)
         if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
             return failure
+        try:
+            await run_in_threadpool(self._resolve_ignoring_case, token, sql)
+        except SnowflakeError as e:
+            return error_response(e)
         if kind and match:
             statement = Statement(
                 kind, match, sql, token, conn, str(request.base_url).rstrip("/"), self.access.session(token),

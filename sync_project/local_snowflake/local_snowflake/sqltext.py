@@ -245,6 +245,31 @@ def parse_options(text: str) -> dict[str, OptionValue]:
     return options
 
 
+def quoted_identifiers(sql: str) -> list[str]:
+    """The double-quoted identifiers of a statement (`""` unescaped), skipping string literals."""
+    found: list[str] = []
+    i = 0
+    while i < len(sql):
+        c = sql[i]
+        if c == "'":
+            _, i = string_literal(sql, i)
+            continue
+        if c == '"':
+            end = i + 1
+            while end < len(sql):
+                if sql[end] == '"' and sql[end + 1 : end + 2] == '"':
+                    end += 2
+                    continue
+                if sql[end] == '"':
+                    break
+                end += 1
+            found.append(sql[i + 1 : end].replace('""', '"'))
+            i = end + 1
+            continue
+        i += 1
+    return found
+
+
 def strip_comments(sql: str) -> str:
     """Drop leading `--` and `/* */` comments so statement keywords can be matched."""
     text = sql.strip()
