@@ -35,6 +35,7 @@ from sync_project_tests.emulator_controls import (
 from sync_project_tests.helpers import (
     FQ,
     assert_exact_copy,
+    connector,
     demo_table,
     duckdb_rows,
     events_of,
@@ -359,3 +360,25 @@ def test_an_account_ignoring_the_case_of_quoted_names_cannot_mislead_register_sy
     with resource.get_connection() as conn:
         rows = fetch(conn, f'SELECT count(*) FROM {FQ}."data"')[0][0]
     assert len(duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')) == rows > 0
+
+
+def test_variant_holding_nan_and_infinity_loads_exactly(
+    admin: Any, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """Snowflake's VARIANT holds NaN and ±Infinity, and TO_JSON writes them as bare NaN / Infinity (not standard
+    JSON, with STRICT_JSON_OUTPUT at its default). DuckDB's JSON reads them, so they land as they were."""
+    table = demo_table("NON_FINITE")
+    fetch(admin, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), X VARIANT)")
+    fetch(
+        admin,
+        f"INSERT INTO {table.snowflake_sql} SELECT 1, TO_VARIANT('NaN'::FLOAT) UNION ALL "
+        "SELECT 2, OBJECT_CONSTRUCT('up', 'inf'::FLOAT, 'down', '-inf'::FLOAT) UNION ALL SELECT 3, PARSE_JSON('[1.5]')",
+    )
+    try:
+        source = sorted((int(i), x) for i, x in fetch(admin, f"SELECT ID, TO_JSON(X) FROM {table.snowflake_sql}"))
+        report = sync_table(connector(local_snowflake), table, options(tmp_path))
+        loaded = duckdb_rows(tmp_path / "sync.duckdb", f"(SELECT ID, X::VARCHAR FROM {table.duckdb_sql})")
+    finally:
+        fetch(admin, f"DROP TABLE {table.snowflake_sql}")
+    assert report.rows_loaded == 3 and any("NaN" in x for _, x in source) and any("Infinity" in x for _, x in source)
+    assert sorted((int(i), x) for i, x in loaded) == source
