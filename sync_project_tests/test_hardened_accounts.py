@@ -21,6 +21,7 @@ from sync_project.registry import register
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.attempt import UnloadResult
+from sync_project.sync.catalog import case_twins
 from sync_project.sync.controls import PREVENT_UNLOAD
 from sync_project.sync.errors import TransientError, from_snowflake
 from sync_project.sync.pipeline import space_needed, sync_table
@@ -382,3 +383,12 @@ def test_variant_holding_nan_and_infinity_loads_exactly(
         fetch(admin, f"DROP TABLE {table.snowflake_sql}")
     assert report.rows_loaded == 3 and any("NaN" in x for _, x in source) and any("Infinity" in x for _, x in source)
     assert sorted((int(i), x) for i, x in loaded) == source
+
+
+def test_columns_differing_only_in_case_are_found_and_named() -> None:
+    """Snowflake allows "id" and "ID" in one table; DuckDB cannot hold both, so register, the doctor and the sync
+    refuse such a table naming the pairs (describe_table). The embedded Snowflake cannot create such a table
+    (its DuckDB storage ignores case too), so the rule is proven here on names alone."""
+    assert case_twins(["ID", "id", "Name", "NAME", "name", "note"]) == [("ID", "id"), ("Name", "NAME", "name")]
+    assert case_twins(["ID", "NAME", "Ä", "ä"]) == [("Ä", "ä")]
+    assert case_twins(["a", "b"]) == []

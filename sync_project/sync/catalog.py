@@ -73,6 +73,14 @@ def _is_view(conn: Any, table: TableRef) -> bool:
     return any(dict(zip(names, r, strict=True)).get("name") == table.name for r in cur.fetchall())
 
 
+def case_twins(names: list[str]) -> list[tuple[str, ...]]:
+    """Groups of names equal but for case (`"id"`, `"ID"`), in the order they come."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.lower(), []).append(name)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
 def describe_table(conn: Any, table: TableRef) -> list[Column]:
     """Columns of a table with their mapped types; a clear PermanentError if the table is missing or unmappable.
 
@@ -115,6 +123,14 @@ def describe_table(conn: Any, table: TableRef) -> list[Column]:
                 primary_key=row.get("primary key", "N") == "Y",
                 mapping=mapping,
             )
+        )
+    if twins := case_twins([c.name for c in columns]):
+        named = "; ".join(" and ".join(repr(n) for n in group) for group in twins)
+        raise PermanentError(
+            f"table {table}: columns {named} differ only in case. Snowflake keeps quoted names apart; DuckDB's "
+            "names ignore case, so one DuckDB table cannot hold them both. Rename one of each in Snowflake "
+            '(ALTER TABLE ... RENAME COLUMN "id" TO "id_2"), or register a table that selects them under '
+            "distinct names."
         )
     if refused:
         # Name every such column at once, so one fix round is enough.
