@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from snowflake.connector.errors import ProgrammingError
 
 from sync_project.demo_tables import DEMO_DATABASE, create_tables_in
 from sync_project.sync.errors import PermanentError, TableNotFoundError, UnsupportedTypeError
@@ -351,3 +352,44 @@ def test_each_sync_of_a_lake_is_a_snapshot_to_query_later(mirror: Mirror, backen
         at = f"SELECT count(*) FROM {table.duckdb_sql} AT (VERSION => {first.snapshot_id})"
         assert con.execute(at).fetchone() == (100,)
         assert con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() == (150,)
+
+
+# -- hardened and unusual accounts ---------------------------------------------------------------------------
+
+
+def test_collated_text_syncs_as_varchar(mirror: Mirror, backend: Backend, sf: Any, tmp_path: Path) -> None:
+    table = backend.table("COLLATED")
+    fetch(sf, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), NAME VARCHAR COLLATE 'en-ci')")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (1, 'Ärger'), (2, 'ärger'), (3, NULL)")
+    assert "COLLATE 'en-ci'" in {r[0]: r[1] for r in fetch(sf, f"DESC TABLE {table.snowflake_sql}")}["NAME"]
+    opts = mirror.options(tmp_path)
+    sync_table(backend.connect, table, opts)
+    assert target_rows(opts, table) == source_rows(sf, table)
+
+
+def test_the_parameters_the_sync_asks_about_answer_in_the_shape_it_reads(sf: Any) -> None:
+    """After a refused unload the sync asks SHOW PARAMETERS ... IN USER (sync/controls.py); after a timeout,
+    IN SESSION and IN WAREHOUSE: key, value and level, by name."""
+    for statement in (
+        "SHOW PARAMETERS LIKE 'PREVENT_UNLOAD_TO_INTERNAL_STAGES' IN USER",
+        "SHOW PARAMETERS LIKE 'STATEMENT_TIMEOUT_IN_SECONDS' IN SESSION",
+    ):
+        cur = sf.cursor()
+        cur.execute(statement)
+        names = [d[0].lower() for d in cur.description]
+        (row,) = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        assert {"key", "value", "level"} <= set(row) and row["value"] != "", statement
+    version = fetch(sf, "SELECT CURRENT_VERSION()")[0][0]
+    assert all(part.isdigit() for part in str(version).split("."))  # what SQLAlchemy clients parse on connect
+
+
+def test_get_from_an_external_stage_is_refused_and_the_sync_never_unloads_there(
+    backend: Backend, sf: Any, tmp_path: Path
+) -> None:
+    stage = f"{backend.fq}.EXTERNAL_EXPORTS"
+    fetch(sf, f"CREATE OR REPLACE STAGE {stage} URL = 's3://sync-project-contract-no-such-bucket/exports/'")
+    with pytest.raises(ProgrammingError) as refused:
+        fetch(sf, f"GET '@{stage}/' 'file://{tmp_path}/'")
+    assert refused.value.errno == 91003
+    with pytest.raises(PermanentError, match="an external stage"):
+        sync_table(backend.connect, backend.table("data"), options(tmp_path, stage=stage))
