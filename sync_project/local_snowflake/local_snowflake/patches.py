@@ -70,6 +70,19 @@ def _patch_fakesnow_null_timestamps() -> None:
 _AS_TEXT_FUNCTIONS = {"ST_ASWKT", "ST_ASTEXT"}
 
 
+# Snowflake: SEQ4 "generates a sequence of monotonically increasing integers ... the sequence is not
+# guaranteed to be gap-free". The emulator leaves a gap after every block of this many values, so a caller that
+# wants 0..N-1 must use ROW_NUMBER(); SEQ8 stays gap-free (test data leans on it; noted in the README).
+SEQ4_BLOCK = 1000
+
+
+def _seq4_with_gaps(node: exp.Expr) -> exp.Expr:
+    if type(node).__name__ == "Seq4":
+        text = f"(range % 4294967296 + (range % 4294967296) // {SEQ4_BLOCK} * {SEQ4_BLOCK})"
+        return exp.maybe_parse(text, dialect="duckdb")
+    return node
+
+
 def _geography_as_text(node: exp.Expr) -> exp.Expr:
     """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
     if isinstance(node, exp.Func):
@@ -87,7 +100,8 @@ def _patch_fakesnow_geography() -> None:
         return
 
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
-        transformed: exp.Expr = original(self, expression.transform(_geography_as_text, copy=False), params)
+        expression = expression.transform(_geography_as_text, copy=False).transform(_seq4_with_gaps, copy=False)
+        transformed: exp.Expr = original(self, expression, params)
         return transformed
 
     transform._geography_as_text = True  # type: ignore[attr-defined]
