@@ -141,6 +141,16 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 "(the unload and the table listings run on it)"
             )
 
+    def resolved(self) -> SnowflakeResource:
+        """This resource with its `EnvVar`s read, as Dagster reads them for a run, for code outside a run (the CLI).
+
+        Not `process_config_and_initialize()`: its init context enters an ephemeral Dagster instance and never
+        leaves it, so the next definitions loaded in the process find that dead instance's state storage
+        ("Attempted to resolve undefined DagsterInstance weakref").
+        """
+        with self.process_config_and_initialize_cm() as resource:
+            return resource  # type: ignore[no-any-return]
+
     def connect(self) -> Any:
         """A new connector connection; the caller closes it. Sign-in errors are the connector's."""
         import snowflake.connector

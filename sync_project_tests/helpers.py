@@ -293,6 +293,13 @@ def events_of(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> l
     return [e for e in result.all_events if e.event_type == kind]
 
 
+def failed_once(result: dg.ExecuteInProcessResult) -> str:
+    """The message of a run's one step failure, asserting it failed at once: a permanent error, no retry."""
+    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
+    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
+    return str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+
+
 def create_numbered_tables(process: LocalSnowflakeProcess, prefix: str, count: int, rows: int) -> list[str]:
     """Tables T0..T<count-1> of `rows` + i rows (ID, AMOUNT, NOTE) in a new schema named `prefix`_<random>;
     their partition keys."""

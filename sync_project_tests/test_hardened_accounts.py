@@ -39,7 +39,7 @@ from sync_project_tests.helpers import (
     connector,
     demo_table,
     duckdb_rows,
-    events_of,
+    failed_once,
     fetch,
     options,
     run_job,
@@ -125,9 +125,7 @@ def test_a_sync_refused_by_the_parameter_fails_once_naming_it_and_the_fix(
     user = fetch(admin, "SELECT CURRENT_USER()")[0][0]
     fetch(admin, f"ALTER ACCOUNT SET {PREVENT_UNLOAD} = TRUE")
     result = run_job(settings, instance, SYNC_JOB, DATA)
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    message = failed_once(result)
     assert f'ALTER USER "{user}" SET {PREVENT_UNLOAD} = FALSE' in message and "the account" in message, message
     assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
     observe(
@@ -144,7 +142,7 @@ def test_every_connection_the_project_opens_takes_the_syncs_session_settings(set
     the case of quoted names, their sessions still do not, as the sync's own does (asked for at sign-in)."""
     fetch(admin, f"ALTER ACCOUNT SET {IGNORE_CASE} = TRUE")
     assert parameter(admin, IGNORE_CASE, "SESSION") == ("true", "ACCOUNT")
-    resource = snowflake_resource(settings).process_config_and_initialize()
+    resource = snowflake_resource(settings).resolved()
     with resource.get_connection() as conn:
         assert parameter(conn, IGNORE_CASE, "SESSION") == ("false", "SESSION")
         assert parameter(conn, "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION", "SESSION") == ("false", "SESSION")
@@ -182,9 +180,7 @@ def test_a_sync_stopped_by_the_statement_timeout_fails_once_naming_the_timeout_a
         result = run_job(settings, instance, SYNC_JOB, DATA)
     finally:
         clear_faults(local_snowflake.base_url)
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    message = failed_once(result)
     assert f"{TIMEOUT} = 1 (set on the warehouse {WAREHOUSE})" in message and f"{rows:,} rows" in message, message
     assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
     observe(
@@ -228,9 +224,7 @@ def test_a_sync_through_an_external_stage_is_refused_before_it_unloads(
 ) -> None:
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [DATA])
     result = run_job(dataclasses.replace(settings, stage=external_stage), instance, SYNC_JOB, DATA)
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    message = failed_once(result)
     assert "an external stage (" in message and "SYNC_STAGE" in message and "@~" in message, message
     assert fetch(admin, f"LIST '@{external_stage}'") == []  # nothing was paid for: no unload ran
 
@@ -287,7 +281,7 @@ def test_a_sync_outliving_its_session_token_renews_it_and_ends_exact(
     table = demo_table("data")
     inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=2)
     try:
-        report = sync_table(resource.process_config_and_initialize().get_connection, table, options(tmp_path))
+        report = sync_table(resource.resolved().get_connection, table, options(tmp_path))
     finally:
         clear_faults(local_snowflake.base_url)
     assert report.rows_loaded == report.rows_unloaded > 0 and token_state(short_tokens)["renewals"] >= 1
@@ -351,7 +345,7 @@ def test_an_account_ignoring_the_case_of_quoted_names_cannot_mislead_register_sy
     with snowflake.connector.connect(**sf_settings) as forgetful, pytest.raises(ProgrammingError) as refused:
         fetch(forgetful, f'SELECT count(*) FROM {FQ}."data"')
     assert refused.value.errno == 2003 and "'DATA' does not exist" in str(refused.value)
-    resource = snowflake_resource(settings).process_config_and_initialize()
+    resource = snowflake_resource(settings).resolved()
     registration = register(instance, resource.get_connection, [demo_table("data")])
     assert registration.new == [DATA]
     result = run_job(settings, instance, SYNC_JOB, DATA)

@@ -35,6 +35,7 @@ from sync_project_tests.helpers import (
     demo_table,
     duckdb_rows,
     events_of,
+    failed_once,
     fetch,
     options,
     run_job,
@@ -134,9 +135,7 @@ def test_a_view_is_refused_before_any_unload(
     key = "WORKSPACE_833213390.V_HOSTILE"
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])  # registration refuses views; the UI does not ask
     result = run_job(settings, instance, SYNC_JOB, key)
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    assert "is a view" in str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    assert "is a view" in failed_once(result)
     assert fault_state(local_snowflake.base_url)["fired"] == []
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         assert stage_leftovers(conn) == []
@@ -175,9 +174,7 @@ def test_a_second_table_on_the_same_duckdb_name_is_refused(
     result = run_job(
         dataclasses.replace(settings, snowflake_database=second.database), instance, SYNC_JOB, key_of[second]
     )
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    message = failed_once(result)
     assert "ignore case" in message and f"{schema}.data" in message, message
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         source = sorted_rows(fetch(conn, f"SELECT * FROM {first.snowflake_sql}"))
@@ -293,8 +290,6 @@ def test_an_unwritable_duckdb_path_fails_once_before_any_unload_naming_the_setti
     inject_fault(local_snowflake.base_url, "unload", count=1)  # a tripwire for COPY INTO
     instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [f"{FQ.split('.')[1]}.ALL_TYPES"])
     result = run_job(unwritable, instance, SYNC_JOB, f"{FQ.split('.')[1]}.ALL_TYPES")
-    assert not result.success and events_of(result, dg.DagsterEventType.STEP_UP_FOR_RETRY) == []
-    (failure,) = events_of(result, dg.DagsterEventType.STEP_FAILURE)
-    message = str(failure.step_failure_data.error.message)  # type: ignore[union-attr]
+    message = failed_once(result)
     assert "SYNC_DUCKDB_PATH" in message and "/sys/sync-project" in message and "Traceback" not in message
     assert fault_state(local_snowflake.base_url)["fired"] == []

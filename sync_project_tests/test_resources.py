@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from sync_project.definitions import build_definitions
+from sync_project.jobs import SYNC_JOB
 from sync_project.resources import SnowflakeResource, snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.errors import PermanentError
@@ -27,7 +30,7 @@ def resolved(monkeypatch: pytest.MonkeyPatch, **env: str) -> SnowflakeResource:
         monkeypatch.setenv(name, value)
     resource = snowflake_resource(Settings.from_env())
     # Resolve the EnvVars the way a run does.
-    initialized: SnowflakeResource = resource.process_config_and_initialize()
+    initialized: SnowflakeResource = resource.resolved()
     return initialized
 
 
@@ -93,3 +96,15 @@ def test_an_account_without_a_database_is_refused_naming_both_settings(monkeypat
         Settings.from_env()
     monkeypatch.delenv("SNOWFLAKE_ACCOUNT")
     assert Settings.from_env().snowflake_database == "KEBOOLA_33"  # the embedded Snowflake's demo database
+
+
+def test_reading_the_credentials_leaves_no_dagster_instance_entered(settings: Settings) -> None:
+    """Resolving the resource's EnvVars outside a run must not leave an ephemeral Dagster instance entered: when
+    the resource outlived the instance around it, loading definitions later in the process found that dead
+    instance's state storage and failed ("Attempted to resolve undefined DagsterInstance weakref")."""
+    with dg.instance_for_test():
+        resolved = snowflake_resource(settings).resolved()
+    assert resolved.database == settings.snowflake_database
+    del resolved
+    gc.collect()
+    assert build_definitions(settings).resolve_job_def(SYNC_JOB).name == SYNC_JOB

@@ -95,7 +95,7 @@ def test_a_service_user_cannot_use_a_password_and_is_told_what_to_use(
 ) -> None:
     allow_sign_in(local_snowflake, "token", "a-token")  # a service user: a token, and no password at all
     account(monkeypatch, local_snowflake, tmp_path, SNOWFLAKE_PASSWORD="any-password")
-    resource = snowflake_resource(Settings.from_env()).process_config_and_initialize()
+    resource = snowflake_resource(Settings.from_env()).resolved()
     with pytest.raises(sf.DatabaseError) as raised:
         resource.connect()
     error = errors.from_snowflake(raised.value, "signing in")
@@ -117,7 +117,7 @@ def test_key_pair_from_a_file_with_a_passphrase(
         SNOWFLAKE_PRIVATE_KEY_PATH=str(key_file),
         SNOWFLAKE_PRIVATE_KEY_PASSPHRASE=PASSPHRASE,
     )
-    resource = snowflake_resource(Settings.from_env()).process_config_and_initialize()
+    resource = snowflake_resource(Settings.from_env()).resolved()
     assert resource.auth_mode == "key-pair"
     conn = resource.connect()
     try:

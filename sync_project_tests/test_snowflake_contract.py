@@ -73,7 +73,7 @@ def _account_connect() -> tuple[Connect, str]:
 
     settings = Settings.from_env()
     assert not settings.uses_local_snowflake, "SYNC_CONTRACT_BACKEND=account needs SNOWFLAKE_ACCOUNT"
-    resource = snowflake_resource(settings).process_config_and_initialize()
+    resource = snowflake_resource(settings).resolved()
     return resource.get_connection, settings.snowflake_database
 
 

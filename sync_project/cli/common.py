@@ -72,7 +72,7 @@ class ProjectMirror:
 
     @property
     def connect(self) -> Connect:
-        resource = self.snowflake.process_config_and_initialize()  # EnvVar credentials are read here
+        resource = self.snowflake.resolved()  # EnvVar credentials are read here
         return resource.get_connection  # type: ignore[no-any-return]
 
     def table(self, key: str) -> TableRef:

@@ -195,7 +195,7 @@ def doctor(as_json: bool) -> None:
     from sync_project.doctor import diagnose, report_lines
 
     project = project_mirror()
-    snowflake = project.snowflake.process_config_and_initialize()
+    snowflake = project.snowflake.resolved()
     try:
         instance = cli_instance()
     except Exception:  # the report says what is wrong with it

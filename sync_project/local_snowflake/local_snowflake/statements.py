@@ -118,52 +118,61 @@ DONE = "Statement executed successfully."
 
 
 def alter_session(st: Statement) -> Result:
-    if st.match.group("verb").upper() == "SET":
-        st.session.set_parameters(parse_options(st.rest))
-    else:
-        names = [n.strip().upper() for n in st.rest.split(",") if n.strip()]
-        st.session.set_parameters(dict.fromkeys(names))
+    def unset(names: list[str]) -> None:
+        st.session.set_parameters(dict.fromkeys(names))  # refuses a name that is no parameter
         for name in names:
             st.session.parameters.pop(name, None)
-    return _message(DONE)
+
+    return _set_or_unset(st, st.session.set_parameters, unset)
 
 
 def _names(text: str) -> list[str]:
     return [n.strip().upper() for n in text.split(",") if n.strip()]
 
 
+def _setting(st: Statement) -> bool:
+    return bool(st.match.group("verb").upper() == "SET")
+
+
+def _altered(st: Statement) -> list[str]:
+    """The parameter names an ALTER ... SET or UNSET names."""
+    return list(parse_options(st.rest)) if _setting(st) else _names(st.rest)
+
+
+def _set_or_unset(
+    st: Statement, set_values: Callable[[dict[str, OptionValue]], None], unset: Callable[[list[str]], None]
+) -> Result:
+    if _setting(st):
+        set_values(parse_options(st.rest))
+    else:
+        unset(_names(st.rest))
+    return _message(DONE)
+
+
 def alter_account(st: Statement) -> Result:
     st.session.require_admin("account")
-    if st.match.group("verb").upper() == "SET":
-        st.session.levels.set_account(parse_options(st.rest))
-    else:
-        st.session.levels.unset_account(_names(st.rest))
-    return _message(DONE)
+    return _set_or_unset(st, st.session.levels.set_account, st.session.levels.unset_account)
 
 
 def alter_user(st: Statement) -> Result:
     user = normalise_identifier(st.match.group("user"))
-    if user.upper() != st.session.user.upper():
+    if user.upper() != st.session.user.upper() or any(name in USER_OBJECT_DEFAULTS for name in _altered(st)):
+        # A user may set its own session defaults (Snowflake's docs), never lift a control set on it.
         st.session.require_admin(f"user '{user}'")
-    elif any(name in USER_OBJECT_DEFAULTS for name in parse_options(st.rest) or _names(st.rest)):
-        # A user may set its own session defaults, never lift a control an administrator set on it.
-        st.session.require_admin(f"user '{user}'")
-    if st.match.group("verb").upper() == "SET":
-        st.session.levels.set_user(user, parse_options(st.rest))
-    else:
-        st.session.levels.unset_user(user, _names(st.rest))
-    return _message(DONE)
+    levels = st.session.levels
+    return _set_or_unset(st, lambda values: levels.set_user(user, values), lambda names: levels.unset_user(user, names))
 
 
 def alter_warehouse(st: Statement) -> Result:
     warehouse = normalise_identifier(st.match.group("warehouse"))
     st.session.require_admin(f"warehouse '{warehouse}'")
     known_warehouse(warehouse)
-    if st.match.group("verb").upper() == "SET":
-        st.session.levels.set_warehouse(warehouse, parse_options(st.rest))
-    else:
-        st.session.levels.unset_warehouse(warehouse, _names(st.rest))
-    return _message(DONE)
+    levels = st.session.levels
+    return _set_or_unset(
+        st,
+        lambda values: levels.set_warehouse(warehouse, values),
+        lambda names: levels.unset_warehouse(warehouse, names),
+    )
 
 
 def show_parameters(st: Statement) -> Result:
