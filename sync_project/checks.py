@@ -10,6 +10,7 @@ import dagster as dg
 
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.catalog import table_stats
+from sync_project.sync.controls import row_access_policy
 from sync_project.sync.errors import SyncError
 from sync_project.sync.mirror import Mirror, MirrorTable
 from sync_project.sync.mirror.access import Waited
@@ -27,14 +28,17 @@ WAIT_METADATA = "wait_for_duckdb_seconds"
 READ_LOCK_TIMEOUT_SECONDS = 60.0
 
 
-def _snowflake_rows(connect: Connect, table: TableRef) -> int | None:
-    """The source's current row count, or None if Snowflake cannot say right now (the check still runs)."""
+def _snowflake_rows(connect: Connect, table: TableRef, synced_rows: int) -> tuple[int | None, str | None]:
+    """The source's current row count (None if Snowflake cannot say right now: the check still runs), and the
+    table's row access policy when the count differs from what the sync left (one more query only then)."""
     try:
         with connect() as conn:
             figures = table_stats(conn, table)
+            rows = figures.rows if figures else None
+            policy = row_access_policy(conn, table) if rows is not None and rows != synced_rows else None
     except SyncError:
-        return None
-    return figures.rows if figures else None
+        return None, None
+    return rows, policy
 
 
 def check_specs(scope: MirrorScope) -> list[dg.AssetCheckSpec]:
@@ -65,6 +69,7 @@ def row_count_evaluation(
     source_rows: int | None,
     waited: float = 0.0,
     asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
+    row_access_policy: str | None = None,
 ) -> dg.AssetCheckEvaluation:
     # Text, not numbers: Dagster would plot every table's counts on one axis.
     metadata: dict[str, Any] = {
@@ -78,6 +83,13 @@ def row_count_evaluation(
     passed, severity, description = True, dg.AssetCheckSeverity.ERROR, None
     if not state.exists or state.rows != expected:
         passed, description = False, f"{table}: DuckDB holds {state.rows:,} rows, the last sync left {expected:,}"
+    elif source_rows is not None and source_rows != expected and row_access_policy:
+        # Syncing again would read the same rows: the policy decides what the sync's role sees, not time.
+        metadata["row_access_policy"] = row_access_policy
+        description = (
+            f"{table}: copy is exact for what the sync's role may read: Snowflake counts {source_rows:,} rows, "
+            f"of which the row access policy {row_access_policy} shows it {expected:,}"
+        )
     elif source_rows is not None and source_rows != expected:
         passed, severity = False, dg.AssetCheckSeverity.WARN
         description = f"{table}: copy is exact, but Snowflake has {source_rows:,} rows; sync again"
@@ -119,12 +131,13 @@ def evaluations(
     source_rows: int | None,
     mirror: Mirror,
     asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
+    row_access_policy: str | None = None,
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks of a table, against what the mirror holds now (one read of it) and Snowflake's row count."""
     waited = Waited()
     state = mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
     return [
-        row_count_evaluation(table, rows_total, state, source_rows, waited.seconds, asset_key),
+        row_count_evaluation(table, rows_total, state, source_rows, waited.seconds, asset_key, row_access_policy),
         schema_evaluation(table, columns, state, asset_key),
     ]
 
@@ -137,7 +150,9 @@ def evaluations_after_sync(
     later changes."""
     columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
     source_rows = report.source.rows if report.source is not None else None
-    return evaluations(report.table, report.rows_total, columns, source_rows, mirror, asset_key)
+    return evaluations(
+        report.table, report.rows_total, columns, source_rows, mirror, asset_key, report.row_access_policy
+    )
 
 
 def evaluations_of_latest_sync(
@@ -161,4 +176,5 @@ def evaluations_of_latest_sync(
             for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
         ]
     rows = synced.record.rows if synced.record.rows is not None else -1
-    return evaluations(table, rows, synced.record.columns, _snowflake_rows(connect, table), mirror, asset_key)
+    source_rows, policy = _snowflake_rows(connect, table, rows)
+    return evaluations(table, rows, synced.record.columns, source_rows, mirror, asset_key, policy)

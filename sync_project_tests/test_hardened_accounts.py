@@ -14,8 +14,9 @@ import pytest
 import snowflake.connector
 from snowflake.connector.errors import ProgrammingError
 
+from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
-from sync_project.jobs import SYNC_JOB
+from sync_project.jobs import SYNC_JOB, VERIFY_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.registry import register
 from sync_project.resources import snowflake_resource
@@ -386,3 +387,28 @@ def test_columns_differing_only_in_case_are_found_and_named() -> None:
     assert case_twins(["ID", "id", "Name", "NAME", "name", "note"]) == [("ID", "id"), ("Name", "NAME", "name")]
     assert case_twins(["ID", "NAME", "Ä", "ä"]) == [("Ä", "ä")]
     assert case_twins(["a", "b"]) == []
+
+
+def test_a_row_access_policy_is_named_by_the_row_count_check_instead_of_warning_forever(
+    settings: Settings, instance: dg.DagsterInstance, admin: Any
+) -> None:
+    """Under a row access policy the sync's role reads fewer rows than the table's own count says it holds;
+    syncing again would read the same. The check says so and passes, after the sync and in the checks job."""
+    table = demo_table("SALES_BY_REGION")
+    fetch(admin, f"CREATE OR REPLACE TABLE {table.snowflake_sql} (ID NUMBER(38,0), REGION VARCHAR)")
+    fetch(admin, f"INSERT INTO {table.snowflake_sql} SELECT SEQ8(), IFF(SEQ8() % 5 < 3, 'EU', 'US') "
+                 "FROM TABLE(GENERATOR(ROWCOUNT => 100))")  # fmt: skip
+    fetch(admin, f"CREATE OR REPLACE ROW ACCESS POLICY {FQ}.EU_ONLY AS (R VARCHAR) RETURNS BOOLEAN -> R = 'EU'")
+    fetch(admin, f"ALTER TABLE {table.snowflake_sql} ADD ROW ACCESS POLICY {FQ}.EU_ONLY ON (REGION)")
+    try:
+        visible = fetch(admin, f"SELECT count(*) FROM {table.snowflake_sql}")[0][0]
+        instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [table.key])
+        synced = run_job(settings, instance, SYNC_JOB, table.key)
+        verified = run_job(settings, instance, VERIFY_JOB, table.key)
+    finally:
+        fetch(admin, f"DROP TABLE {table.snowflake_sql}")
+    assert visible == 60 and len(duckdb_rows(settings.duckdb_path, table.duckdb_sql)) == visible
+    for result in (synced, verified):
+        (count,) = [e for e in result.get_asset_check_evaluations() if e.check_name == ROW_COUNT_CHECK]
+        assert count.passed and "row access policy KEBOOLA_33.WORKSPACE_833213390.EU_ONLY" in str(count.description)
+        assert "100 rows" in str(count.description) and count.metadata["row_access_policy"].value.endswith("EU_ONLY")

@@ -16,7 +16,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.catalog import list_tables
 from sync_project.sync.errors import PermanentError, SyncError
-from sync_project.sync.tables import TableRef
+from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
 PREVENT_UNLOAD = "PREVENT_UNLOAD_TO_INTERNAL_STAGES"
 STATEMENT_TIMEOUT = "STATEMENT_TIMEOUT_IN_SECONDS"
@@ -128,3 +128,19 @@ def unload_prevented(conn: Any) -> UnloadPrevented | None:
         if str(found.get("key", "")).upper() == PREVENT_UNLOAD and str(found.get("value", "")).lower() == "true":
             return UnloadPrevented(str(user_row[0]) if user_row else "", str(found.get("level") or "ACCOUNT").upper())
     return None
+
+
+def row_access_policy(conn: Any, table: TableRef) -> str | None:
+    """The row access policy on a table, if Snowflake says it has one (POLICY_REFERENCES): the sync's role then
+    reads only the rows it allows, while the table's own row count still counts them all."""
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT POLICY_DB, POLICY_SCHEMA, POLICY_NAME, POLICY_KIND FROM TABLE("
+            f"{quote_identifier(table.database)}.INFORMATION_SCHEMA.POLICY_REFERENCES("
+            f"REF_ENTITY_NAME => {sql_string(table.snowflake_sql)}, REF_ENTITY_DOMAIN => 'table'))"
+        )
+        rows = [row for row in cur.fetchall() if str(row[3]).upper() == "ROW_ACCESS_POLICY"]
+    except SnowflakeError:
+        return None
+    return ".".join(str(part) for part in rows[0][:3]) if rows else None

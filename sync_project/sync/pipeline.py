@@ -27,6 +27,7 @@ from sync_project.sync.attempt import (
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import describe_table, table_stats
 from sync_project.sync.cleanup import AttemptCleanup
+from sync_project.sync.controls import row_access_policy
 from sync_project.sync.disk import check_free_space, files_size
 from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table
@@ -234,6 +235,12 @@ def _unload_or_resume(
         save_manifest(attempt, unload, query)
     report.unload = unload
     log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
+    counted = report.source.rows if report.source is not None else None
+    # A row access policy shows the role fewer rows than the table's own count says it holds.
+    fewer = where is None and counted is not None and unload.rows_unloaded < counted
+    if fewer and (policy := row_access_policy(conn, table)):
+        report.row_access_policy = policy
+        log(f"{table}: the row access policy {policy} lets this role read {unload.rows_unloaded:,} of {counted:,}")
     return query
 
 

@@ -38,6 +38,7 @@ class SyncReport:
     columns: list[Column] = field(default_factory=list)
     # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
     source: TableStats | None = None
+    row_access_policy: str | None = None  # on the table, found when the unload saw fewer rows than it counts
     unload: UnloadResult | None = None
     resumed_unload: bool = False
     download: Download | None = None

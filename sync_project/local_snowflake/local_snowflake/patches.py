@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from fakesnow.cursor import FakeSnowflakeCursor
 from sqlglot import exp
 
-from local_snowflake import table_meta
+from local_snowflake import policies, table_meta
+from local_snowflake.sqltext import ObjectName
 
 
 def patch_fakesnow() -> None:
@@ -83,6 +84,35 @@ def _seq4_with_gaps(node: exp.Expr) -> exp.Expr:
     return node
 
 
+def _identifier(node: exp.Expr | None) -> str | None:
+    if not isinstance(node, exp.Identifier):
+        return None
+    return str(node.this) if node.quoted else str(node.this).upper()
+
+
+def _with_row_policies(expression: exp.Expr, database: str | None, schema: str | None) -> exp.Expr:
+    """Each table read (in a FROM or a JOIN) that has a row access policy becomes the rows its policy allows."""
+    current = policies.CURRENT.get()
+    if current is None or not current[0].attached:
+        return expression
+    store, role = current
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Table) or node.meta.get("row_policy_applied"):
+            return node
+        if not isinstance(node.parent, exp.From | exp.Join):
+            return node
+        name = _identifier(node.args.get("this"))
+        db = _identifier(node.args.get("catalog")) or database
+        sch = _identifier(node.args.get("db")) or schema
+        if not (name and db and sch):
+            return node
+        found = store.on(ObjectName(db, sch, name))
+        return policies.filtered(node, found[0], found[1], role) if found else node
+
+    return expression.transform(rewrite, copy=False)
+
+
 def _geography_as_text(node: exp.Expr) -> exp.Expr:
     """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
     if isinstance(node, exp.Func):
@@ -101,6 +131,7 @@ def _patch_fakesnow_geography() -> None:
 
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
         expression = expression.transform(_geography_as_text, copy=False).transform(_seq4_with_gaps, copy=False)
+        expression = _with_row_policies(expression, self._conn.database, self._conn.schema)
         transformed: exp.Expr = original(self, expression, params)
         return transformed
 

@@ -10,6 +10,7 @@ webserver, the daemon and every run process see one Snowflake.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -30,13 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local_snowflake import table_meta
+from local_snowflake import policies, table_meta
 from local_snowflake.access import Access, Role
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
 from local_snowflake.faults import Fault, FaultPlan
 from local_snowflake.gcs import ROUTE as GCS_ROUTE, PresignedStorage
 from local_snowflake.parameters import Parameters
 from local_snowflake.patches import patch_fakesnow
+from local_snowflake.policies import Policies
 from local_snowflake.responses import error_response, login_refusal, result_data
 from local_snowflake.running import Running, RunningQueries, canceled_error
 from local_snowflake.signin import SignInRefused, User, Users
@@ -101,6 +103,7 @@ class LocalSnowflake:
         self.access = Access(parameters=Parameters(user_exists=self.users.exists))
         self.queries = RunningQueries()
         self.tokens = Tokens()
+        self.policies = Policies()
 
     @staticmethod
     def health() -> dict[str, Any]:
@@ -334,6 +337,9 @@ class LocalSnowflake:
         kind, match = classify(sql)
         if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
             return failure
+        with contextlib.suppress(SnowflakeError):  # a dead session fails below, as it would anyway
+            # Row access policies apply to what this session's role may see (policies.py, patches.py).
+            policies.CURRENT.set((self.policies, self.access.session(token).role.name))
         try:
             await run_in_threadpool(self._resolve_ignoring_case, token, sql)
         except SnowflakeError as e:
@@ -341,7 +347,7 @@ class LocalSnowflake:
         if kind and match:
             statement = Statement(
                 kind, match, sql, token, conn, str(request.base_url).rstrip("/"), self.access.session(token),
-                self.stages, self.storage, self.fs, self.queries, running,
+                self.stages, self.storage, self.fs, self.queries, running, self.policies,
             )  # fmt: skip
             answered = await self._answer(statement)
             if answered is not None:

@@ -312,6 +312,29 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
             _F,
         ),
     ),
+    (
+        "create_row_access_policy",
+        re.compile(
+            r"CREATE\s+(?P<replace>OR\s+REPLACE\s+)?ROW\s+ACCESS\s+POLICY\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    (
+        "alter_table_row_access",
+        re.compile(
+            r"ALTER\s+TABLE\s+(IF\s+EXISTS\s+)?(?P<table>.+?)\s+(?P<verb>ADD|DROP)\s+ROW\s+ACCESS\s+POLICY\s+"
+            r"(?P<rest>.*)",
+            _F,
+        ),
+    ),
+    (
+        "policy_references",
+        re.compile(
+            r"SELECT\s+(?P<columns>.+?)\s+FROM\s+TABLE\s*\(\s*(?P<database>\S+?)\.INFORMATION_SCHEMA\."
+            r"POLICY_REFERENCES\s*\((?P<rest>.*)\)\s*\)",
+            _F,
+        ),
+    ),
     ("use_warehouse", re.compile(r"USE\s+WAREHOUSE\s+(?P<rest>.*)", _F)),
     ("cancel_all_queries", re.compile(r"SELECT\s+SYSTEM\$CANCEL_ALL_QUERIES\(\s*'?(?P<session>\d+)'?\s*\)", _F)),
     (

@@ -30,6 +30,7 @@ from local_snowflake.parameters import (
     WAREHOUSE_DEFAULTS,
     show_value,
 )
+from local_snowflake.policies import REFERENCE_COLUMNS, Policies, parse_policy
 from local_snowflake.running import Running, RunningQueries
 from local_snowflake.sqltext import (
     OptionValue,
@@ -74,7 +75,8 @@ class Statement:
     storage: PresignedStorage
     fs: FakeSnow
     queries: RunningQueries
-    running: Running  # this statement: a cancel sets it and interrupts what it runs
+    running: Running
+    policies: Policies  # this statement: a cancel sets it and interrupts what it runs
 
     @property
     def rest(self) -> str:
@@ -272,6 +274,47 @@ def create_stage(st: Statement) -> Result:
         url=url if isinstance(url, str) else None,
     )
     return _message(created)
+
+
+def create_row_access_policy(st: Statement) -> Result:
+    parts, after = split_dotted(st.rest.strip())
+    policy = parse_policy(resolve_name(parts, st.db, st.schema), after)
+    replace, if_not_exists = bool(st.match.group("replace")), bool(st.match.group("ine"))
+    return _message(st.policies.create(policy, replace, if_not_exists))
+
+
+def alter_table_row_access(st: Statement) -> Result:
+    parts, _ = split_dotted(st.match.group("table").strip())
+    table = resolve_name(parts, st.db, st.schema)
+    if not table_meta.table_exists(st.duck, table):
+        raise sql_error(f"SQL compilation error:\nTable '{table.display()}' does not exist or not authorized.", 2003)
+    policy_parts, after = split_dotted(st.rest.strip())
+    if st.match.group("verb").upper() == "DROP":
+        st.policies.detach(table)
+        return _message(DONE)
+    m = re.fullmatch(r"\s*ON\s*\((?P<columns>[^)]*)\)\s*", after, re.I)
+    if not m:
+        raise sql_error("SQL compilation error:\nADD ROW ACCESS POLICY needs ON (<column>, ...)")
+    columns = tuple(normalise_identifier(c.strip()) for c in m.group("columns").split(",") if c.strip())
+    st.policies.attach(table, resolve_name(policy_parts, st.db, st.schema), columns)
+    return _message(DONE)
+
+
+def policy_references(st: Statement) -> Result:
+    """TABLE(<db>.INFORMATION_SCHEMA.POLICY_REFERENCES(REF_ENTITY_NAME => '<table>', REF_ENTITY_DOMAIN => 'table'))."""
+    args = dict((k.upper(), v) for k, v in re.findall(r"(\w+)\s*=>\s*'((?:[^']|'')*)'", st.match.group("rest")))
+    if args.get("REF_ENTITY_DOMAIN", "").upper() != "TABLE" or "REF_ENTITY_NAME" not in args:
+        raise sql_error(
+            "SQL compilation error:\nPOLICY_REFERENCES needs REF_ENTITY_NAME and REF_ENTITY_DOMAIN => 'table'"
+        )
+    parts, _ = split_dotted(args["REF_ENTITY_NAME"].replace("''", "'"))
+    table = resolve_name(parts, st.db, st.schema)
+    wanted = [c.strip().upper() for c in st.match.group("columns").split(",")]
+    columns = list(REFERENCE_COLUMNS) if wanted == ["*"] else wanted
+    if unknown := [c for c in columns if c not in REFERENCE_COLUMNS]:
+        raise sql_error(f"SQL compilation error:\ninvalid identifier '{unknown[0]}'", errno=904)
+    rows = [[row[REFERENCE_COLUMNS.index(c)] for c in columns] for row in st.policies.reference_rows(table)]
+    return Result([(c, "text") for c in columns], rows)
 
 
 def desc_stage(st: Statement) -> Result:
@@ -472,5 +515,8 @@ HANDLERS: dict[str, Callable[[Statement], Answer]] = {
     "unload": unload,
     "desc_table": desc_table,
     "desc_stage": desc_stage,
+    "create_row_access_policy": create_row_access_policy,
+    "alter_table_row_access": alter_table_row_access,
+    "policy_references": policy_references,
     "create_table": create_table,
 }
