@@ -411,4 +411,6 @@ def test_a_row_access_policy_is_named_by_the_row_count_check_instead_of_warning_
     for result in (synced, verified):
         (count,) = [e for e in result.get_asset_check_evaluations() if e.check_name == ROW_COUNT_CHECK]
         assert count.passed and "row access policy KEBOOLA_33.WORKSPACE_833213390.EU_ONLY" in str(count.description)
-        assert "100 rows" in str(count.description) and count.metadata["row_access_policy"].value.endswith("EU_ONLY")
+        assert "100 rows" in str(count.description) and str(count.metadata["row_access_policy"].value).endswith(
+            "EU_ONLY"
+        )
