@@ -16,6 +16,7 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.catalog import list_tables
 from sync_project.sync.errors import PermanentError, SyncError
+from sync_project.sync.setting_names import SNOWFLAKE_WAREHOUSE
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 
 PREVENT_UNLOAD = "PREVENT_UNLOAD_TO_INTERNAL_STAGES"
@@ -107,7 +108,7 @@ def statement_timed_out(conn: Any, table: TableRef, what: str) -> StatementTimeo
     return StatementTimeoutError(
         f"{what}: Snowflake stopped it at {setting}; the table holds {_size(conn, table)}. Not retried: it would "
         f'run as long again. Raise the timeout for the sync\'s user (ALTER USER "{user}" SET {STATEMENT_TIMEOUT} = '
-        f"<seconds>; a warehouse's own lower value still applies), use a larger warehouse (SNOWFLAKE_WAREHOUSE), or "
+        f"<seconds>; a warehouse's own lower value still applies), use a larger warehouse ({SNOWFLAKE_WAREHOUSE}), or "
         "sync the table incrementally"
     )
 

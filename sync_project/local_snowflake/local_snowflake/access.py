@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from snowflake.connector.errors import ProgrammingError
+from sqlglot import exp
 
 from local_snowflake.account import LOCAL_WAREHOUSE
 from local_snowflake.parameters import SESSION_DEFAULTS, Parameters, typed
@@ -246,3 +247,16 @@ class Access:
         if found is None:
             raise sql_error("Session no longer exists.  New login required to access the service.", errno=390112)
         return found
+
+
+def needs_warehouse(expression: exp.Expr | None) -> bool:
+    """Does a statement fakesnow runs compute over tables (a query or DML), so that Snowflake needs a warehouse?
+
+    An unparsable statement (None) fails in fakesnow with a syntax error, as on Snowflake.
+    """
+    if expression is None:
+        return False
+    computes = exp.Select | exp.Union | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Copy
+    if isinstance(expression, exp.Create):
+        return expression.args.get("expression") is not None
+    return isinstance(expression, computes) and expression.find(exp.Table) is not None

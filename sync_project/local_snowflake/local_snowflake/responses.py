@@ -7,6 +7,7 @@ from typing import Any
 
 from fakesnow.fakes import FakeSnowflakeConnection
 from snowflake.connector.errors import Error as SnowflakeError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from local_snowflake.statements import Result
@@ -66,3 +67,18 @@ def error_response(error: SnowflakeError) -> JSONResponse:
             "success": False,
         }
     )
+
+
+def without_query_params(request: Request, body: bytes, names: set[str]) -> Request:
+    """The same request (body already read) without some query parameters."""
+    from urllib.parse import urlencode
+
+    scope = dict(request.scope)
+    scope["query_string"] = urlencode(
+        [(k, v) for k, v in request.query_params.multi_items() if k not in names]
+    ).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)

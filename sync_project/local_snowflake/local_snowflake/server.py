@@ -32,27 +32,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local_snowflake import policies, table_meta
-from local_snowflake.access import Access, Role
+from local_snowflake.access import Access, needs_warehouse
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
-from local_snowflake.faults import Fault, FaultPlan
+from local_snowflake.controls import control_routes
+from local_snowflake.faults import FaultPlan
 from local_snowflake.gcs import ROUTE as GCS_ROUTE, PresignedStorage
+from local_snowflake.identifiers import refuse_names_that_fold
+from local_snowflake.kinds import classify
 from local_snowflake.parameters import Parameters
 from local_snowflake.patches import patch_fakesnow
 from local_snowflake.policies import Policies
-from local_snowflake.responses import error_response, login_refusal, result_data
+from local_snowflake.responses import error_response, login_refusal, result_data, without_query_params
 from local_snowflake.running import Running, RunningQueries, canceled_error
-from local_snowflake.signin import SignInRefused, User, Users
-from local_snowflake.sqltext import classify, normalise_identifier, quoted_identifiers, sql_error, strip_comments
+from local_snowflake.signin import SignInRefused, Users
+from local_snowflake.sqltext import normalise_identifier, sql_error
 from local_snowflake.stages import StageStore
 from local_snowflake.statements import Result, Statement, answer
-from local_snowflake.tokens import MASTER_EXPIRED, SESSION_EXPIRED, Tokens
+from local_snowflake.tokens import Tokens, heartbeat, renew_session, session_expired
 
 logger = logging.getLogger("local_snowflake")
 
 
-def _session_expired() -> JSONResponse:
-    """390112, which makes the connector renew the session token with its master token."""
-    return JSONResponse({"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False})
+def _rename_fakesnow(old: str, new: str) -> None:
+    if old in fs_server.sessions:
+        fs_server.sessions[new] = fs_server.sessions.pop(old)
 
 
 def _parse_or_none(sql: str) -> exp.Expr | None:
@@ -61,21 +64,6 @@ def _parse_or_none(sql: str) -> exp.Expr | None:
     except Exception:  # fakesnow reports the syntax error itself
         return None
     return parsed
-
-
-def _without_query_params(request: Request, body: bytes, names: set[str]) -> Request:
-    """The same request (body already read) without some query parameters."""
-    from urllib.parse import urlencode
-
-    scope = dict(request.scope)
-    scope["query_string"] = urlencode(
-        [(k, v) for k, v in request.query_params.multi_items() if k not in names]
-    ).encode()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(scope, receive)
 
 
 class LocalSnowflake:
@@ -109,19 +97,6 @@ class LocalSnowflake:
     def health() -> dict[str, Any]:
         """It answers, and which account it serves: the client checks this against the names it connects with."""
         return {"ok": True, "account": LOCAL_ACCOUNT, "user": LOCAL_USER, "warehouse": LOCAL_WAREHOUSE}
-
-    @staticmethod
-    def needs_warehouse(expression: exp.Expr | None) -> bool:
-        """Does a statement fakesnow runs compute over tables (a query or DML), so that Snowflake needs a warehouse?
-
-        An unparsable statement (None) fails in fakesnow with a syntax error, as on Snowflake.
-        """
-        if expression is None:
-            return False
-        computes = exp.Select | exp.Union | exp.Insert | exp.Update | exp.Delete | exp.Merge | exp.Copy
-        if isinstance(expression, exp.Create):
-            return expression.args.get("expression") is not None
-        return isinstance(expression, computes) and expression.find(exp.Table) is not None
 
     def after_fakesnow(self, expression: exp.Expr | None, conn: FakeSnowflakeConnection) -> None:
         """Keep declared types and statistics in step with a statement fakesnow just ran."""
@@ -178,7 +153,7 @@ class LocalSnowflake:
         database = request.query_params.get("databaseName")
         if database and not self.database_exists(normalise_identifier(database)):
             # Snowflake signs in and leaves the session without a current database; fakesnow would create it.
-            request = _without_query_params(request, body_bytes, {"databaseName", "schemaName"})
+            request = without_query_params(request, body_bytes, {"databaseName", "schemaName"})
         response: Response = await fs_server.login_request(request)
         answer = json.loads(bytes(response.body))
         token = answer.get("data", {}).get("token")
@@ -218,34 +193,11 @@ class LocalSnowflake:
 
     async def renew(self, request: Request) -> Response:
         """The connector's `/session/token-request` (RENEW): a new session token for the same session."""
-        raw = await request.body()
-        if request.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        body = json.loads(raw or b"{}")
-        master = fs_server.to_token(request) if request.headers.get("Authorization") else ""
-        old = str(body.get("oldSessionToken") or "")
-        new, code = self.tokens.renew(master, old)
-        if new is None:
-            message = "Master token has expired." if code == MASTER_EXPIRED else "Session no longer exists."
-            return JSONResponse({"data": None, "code": code, "message": message, "success": False})
-        for renamed in (self.access.renamed, self.queries.renamed_session, self.stages.renamed_session):
-            renamed(old, new)
-        if old in fs_server.sessions:
-            fs_server.sessions[new] = fs_server.sessions.pop(old)
-        data = {
-            "sessionToken": new,
-            "masterToken": master,
-            "validityInSecondsST": int(self.tokens.validity.session_seconds),
-        }
-        return JSONResponse({"data": data, "success": True})
+        renamers = (self.access.renamed, self.queries.renamed_session, self.stages.renamed_session, _rename_fakesnow)
+        return await renew_session(request, self.tokens, renamers)
 
     async def heartbeat(self, request: Request) -> Response:
-        token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
-        if not self.tokens.heartbeat(token):
-            return JSONResponse(
-                {"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False}
-            )
-        return JSONResponse({"data": None, "code": None, "message": None, "success": True})
+        return heartbeat(request, self.tokens)
 
     async def session(self, request: Request) -> Response:
         if request.query_params.get("delete"):
@@ -268,9 +220,7 @@ class LocalSnowflake:
         except fs_server.ServerError as e:
             return JSONResponse({"data": None, "code": e.code, "message": e.message, "success": False}, e.status_code)
         if self.tokens.expired(token):
-            return JSONResponse(
-                {"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False}
-            )
+            return session_expired()
         with self.queries.running(token, request.query_params.get("requestId", "")) as running:
             with running.timeout(self._statement_timeout(token)):
                 response = await self._run(request, sql, token, conn, running)
@@ -285,30 +235,11 @@ class LocalSnowflake:
             return response
 
     def _resolve_ignoring_case(self, token: str, sql: str) -> None:
-        """QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE in force: Snowflake reads `"data"` as DATA. The emulator keeps
-        names in DuckDB, which cannot hold `"data"` and DATA side by side, so it cannot look DATA up; it refuses,
-        as Snowflake would, a quoted lower-case name that exists only in that case."""
         try:
             session = self.access.session(token)
         except SnowflakeError:
             return
-        if session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is not True:
-            return
-        for name in {n for n in quoted_identifiers(strip_comments(sql)) if n != n.upper()}:
-            with self.fs.duck_conn.cursor() as duck:
-                found = duck.execute(
-                    "SELECT kind FROM (SELECT 'object' AS kind, table_name AS name FROM duckdb_tables() "
-                    "UNION ALL SELECT 'object', schema_name FROM duckdb_schemas() "
-                    "UNION ALL SELECT 'object', view_name FROM duckdb_views() "
-                    "UNION ALL SELECT 'column', column_name FROM duckdb_columns()) WHERE name = ? LIMIT 1",
-                    [name],
-                ).fetchone()
-            if found and found[0] == "column":
-                raise sql_error(f"SQL compilation error:\ninvalid identifier '\"{name.upper()}\"'", errno=904)
-            if found:
-                raise sql_error(
-                    f"SQL compilation error:\nObject '{name.upper()}' does not exist or not authorized.", errno=2003
-                )
+        refuse_names_that_fold(session, self.fs.duck_conn, sql)
 
     def _statement_timeout(self, token: str) -> int:
         """STATEMENT_TIMEOUT_IN_SECONDS for this session's statement: the lower non-zero of the session's (with
@@ -354,7 +285,7 @@ class LocalSnowflake:
                 return answered
         # Parsed once, for the warehouse check before fakesnow runs it and the bookkeeping after.
         expression = _parse_or_none(sql)
-        if self.needs_warehouse(expression):
+        if needs_warehouse(expression):
             try:
                 self.access.session(token).require_warehouse()
             except SnowflakeError as e:
@@ -389,20 +320,6 @@ class LocalSnowflake:
             return JSONResponse({"data": result_data(answered, statement.conn), "success": True})
         return None
 
-    def _control(
-        self, define: Callable[[dict[str, Any]], None], clear: Callable[[], None], state: Callable[[], Any]
-    ) -> Callable[[Request], Any]:
-        """A test-control endpoint: POST defines one thing, DELETE clears them, every method answers the state."""
-
-        async def endpoint(request: Request) -> Response:
-            if request.method == "POST":
-                define(await request.json())
-            elif request.method == "DELETE":
-                clear()
-            return JSONResponse(state())
-
-        return endpoint
-
     def app(self) -> Starlette:
         route: Callable[..., Any] = Route
         routes = [
@@ -412,39 +329,9 @@ class LocalSnowflake:
             route("/session/heartbeat", self.heartbeat, methods=["POST"]),
             route("/queries/v1/query-request", self.query, methods=["POST"]),
             route("/queries/v1/abort-request", self.abort, methods=["POST"]),
-            # Tests inject faults, define restricted roles (`{"name": "READER", "create_stage": false, "stages":
-            # {"DB.S.X": "read"}}`) and users (`{"name": "SYNC_SERVICE", "type": "SERVICE", "rsa_public_key": ..}`).
-            route(
-                "/_local/faults",
-                self._control(lambda d: self.faults.add(Fault(**d)), self.faults.clear, self.faults.snapshot),
-                methods=["GET", "POST", "DELETE"],
-            ),
-            route(
-                "/_local/faults/release",
-                self._control(lambda _: self.faults.release(), lambda: None, self.faults.snapshot),
-                methods=["POST"],
-            ),
-            route(
-                "/_local/roles",
-                self._control(
-                    lambda d: self.access.define_role(Role(**d)),
-                    self.access.clear_roles,
-                    lambda: {"roles": sorted(self.access.roles)},
-                ),
-                methods=["GET", "POST", "DELETE"],
-            ),
-            route(
-                "/_local/users",
-                self._control(lambda d: self.users.define(User(**d)), self.users.clear, self.users.snapshot),
-                methods=["GET", "POST", "DELETE"],
-            ),
-            route(
-                "/_local/tokens",
-                self._control(self.tokens.configure, self.tokens.reset, self.tokens.snapshot),
-                methods=["GET", "POST", "DELETE"],
-            ),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse(self.health()), methods=["GET"]),
+            *control_routes(self.faults, self.access, self.users, self.tokens),
         ]
         own = {
             "/session/v1/login-request", "/session", "/session/token-request", "/session/heartbeat",

@@ -12,11 +12,18 @@ Tests shorten both validities over HTTP (`POST /_local/tokens`): Snowflake has n
 
 from __future__ import annotations
 
+import gzip
+import json
 import secrets
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import fakesnow.server as fs_server
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 SESSION_EXPIRED = "390112"
 MASTER_EXPIRED = "390114"
@@ -90,3 +97,34 @@ class Tokens:
         with self._lock:
             self._expiry.pop(token, None)
             self._masters = {m: v for m, v in self._masters.items() if v[0] != token}
+
+
+def session_expired() -> JSONResponse:
+    """390112, which makes the connector renew the session token with its master token."""
+    return JSONResponse({"data": None, "code": SESSION_EXPIRED, "message": "Session token expired", "success": False})
+
+
+async def renew_session(request: Request, tokens: Tokens, renamers: Sequence[Callable[[str, str], None]]) -> Response:
+    """The connector's `/session/token-request` (RENEW): a new session token for the same session, which every
+    store keyed by the old token (`renamers`) takes over."""
+    raw = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    body = json.loads(raw or b"{}")
+    master = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+    old = str(body.get("oldSessionToken") or "")
+    new, code = tokens.renew(master, old)
+    if new is None:
+        message = "Master token has expired." if code == MASTER_EXPIRED else "Session no longer exists."
+        return JSONResponse({"data": None, "code": code, "message": message, "success": False})
+    for renamed in renamers:
+        renamed(old, new)
+    data = {"sessionToken": new, "masterToken": master, "validityInSecondsST": int(tokens.validity.session_seconds)}
+    return JSONResponse({"data": data, "success": True})
+
+
+def heartbeat(request: Request, tokens: Tokens) -> Response:
+    token = fs_server.to_token(request) if request.headers.get("Authorization") else ""
+    if not tokens.heartbeat(token):
+        return session_expired()
+    return JSONResponse({"data": None, "code": None, "message": None, "success": True})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlglot
 from local_snowflake.coltypes import declared_type, storage_type
-from local_snowflake.sqltext import ObjectName, classify, parse_options, parse_stage_ref, split_dotted
+from local_snowflake.kinds import classify
+from local_snowflake.sqltext import ObjectName, parse_options, parse_stage_ref, split_dotted
 from local_snowflake.stages import safe_component
 from snowflake.connector.errors import ProgrammingError
 from sqlglot import exp
