@@ -17,7 +17,7 @@ from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.process import keep_final_collection
 from sync_project.settings import SYNC_SCHEDULES, Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
-from sync_project_tests.emulator_controls import clear_faults, clear_roles, clear_users
+from sync_project_tests.emulator_controls import clear_faults, clear_roles, clear_users, reset_tokens
 from sync_project_tests.helpers import snowflake_settings
 from sync_project_tests.leftovers import kill_all, left_behind
 from sync_project_tests.postgres import Postgres, postgres_server
@@ -67,11 +67,13 @@ def _reset(base_url: str) -> None:
     clear_faults(base_url)
     clear_roles(base_url)
     clear_users(base_url)
+    reset_tokens(base_url)
 
 
 @pytest.fixture(autouse=True)
 def nothing_crosses_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test against the local Snowflake starts and ends with no fault, extra role or user, or sign-in record."""
+    """A test against the local Snowflake starts and ends with no fault, extra role or user, sign-in record, or
+    shortened token validity."""
     if "local_snowflake" not in request.fixturenames:
         yield
         return

@@ -28,9 +28,7 @@ from sync_project.sync.errors import TransientError, from_snowflake
 from sync_project.sync.pipeline import space_needed, sync_table
 from sync_project.sync_record import COLUMNS
 from sync_project_tests.emulator_controls import (
-    clear_faults,
     inject_fault,
-    reset_tokens,
     set_token_validity,
     token_state,
 )
@@ -158,11 +156,8 @@ def test_a_statement_stops_at_the_lower_of_its_sessions_and_its_warehouses_timeo
     assert parameter(admin, TIMEOUT, "SESSION") == ("3600", "USER")
     assert parameter(admin, TIMEOUT, f"WAREHOUSE {WAREHOUSE}") == ("1", "WAREHOUSE")
     inject_fault(local_snowflake.base_url, "unload", mode="hold", seconds=60)  # an unload that would run a minute
-    try:
-        with pytest.raises(ProgrammingError) as stopped:
-            unload(admin, "hardened/timeout")
-    finally:
-        clear_faults(local_snowflake.base_url)
+    with pytest.raises(ProgrammingError) as stopped:
+        unload(admin, "hardened/timeout")
     assert stopped.value.errno == 630 and "timeout of 1 second(s)" in str(stopped.value)
     with pytest.raises(ProgrammingError, match="invalid parameter"):
         fetch(admin, f"ALTER WAREHOUSE {WAREHOUSE} SET {PREVENT_UNLOAD} = TRUE")
@@ -177,10 +172,7 @@ def test_a_sync_stopped_by_the_statement_timeout_fails_once_naming_the_timeout_a
     rows = fetch(admin, f'SELECT count(*) FROM {FQ}."data"')[0][0]
     fetch(admin, f"ALTER WAREHOUSE {WAREHOUSE} SET {TIMEOUT} = 1")
     inject_fault(local_snowflake.base_url, "unload", mode="hold", seconds=60)
-    try:
-        result = run_job(settings, instance, SYNC_JOB, DATA)
-    finally:
-        clear_faults(local_snowflake.base_url)
+    result = run_job(settings, instance, SYNC_JOB, DATA)
     message = failed_once(result)
     assert f"{TIMEOUT} = 1 (set on the warehouse {WAREHOUSE})" in message and f"{rows:,} rows" in message, message
     assert duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"') == before
@@ -236,11 +228,10 @@ def sf_settings(local_snowflake: LocalSnowflakeProcess) -> dict[str, Any]:
 
 
 @pytest.fixture
-def short_tokens(local_snowflake: LocalSnowflakeProcess) -> Iterator[str]:
+def short_tokens(local_snowflake: LocalSnowflakeProcess) -> str:
     """Sign-ins from now on get session tokens valid 1 s (Snowflake: an hour), master tokens 10 minutes."""
     set_token_validity(local_snowflake.base_url, session_seconds=1, master_seconds=600)
-    yield local_snowflake.base_url
-    reset_tokens(local_snowflake.base_url)
+    return local_snowflake.base_url
 
 
 def test_an_expired_session_token_is_renewed_by_the_connector(short_tokens: str, sf_settings: dict[str, Any]) -> None:
@@ -281,10 +272,7 @@ def test_a_sync_outliving_its_session_token_renews_it_and_ends_exact(
     assert resource.connect_args()["client_session_keep_alive"] is True
     table = demo_table("data")
     inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=2)
-    try:
-        report = sync_table(resource.resolved().get_connection, table, options(tmp_path))
-    finally:
-        clear_faults(local_snowflake.base_url)
+    report = sync_table(resource.resolved().get_connection, table, options(tmp_path))
     assert report.rows_loaded == report.rows_unloaded > 0 and token_state(short_tokens)["renewals"] >= 1
     assert_exact_copy(local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", table)
 

@@ -20,8 +20,7 @@ _NAMED = (
 
 
 def refuse_names_that_fold(session: Session, duck: duckdb.DuckDBPyConnection, sql: str) -> None:
-    if session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is not True:
-        return
+    """Call only with the parameter TRUE in `session`."""
     for name in {n for n in quoted_identifiers(strip_comments(sql)) if n != n.upper()}:
         with duck.cursor() as cursor:
             found = cursor.execute(_NAMED, [name]).fetchone()

@@ -8,20 +8,22 @@ import re
 from local_snowflake.sqltext import strip_comments
 
 _F = re.IGNORECASE | re.DOTALL
+# One name: double-quoted (quotes doubled inside) or bare.
+_NAME = r'"(?:[^"]|"")+"|[A-Za-z_][\w$]*'
 STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
     ("alter_session", re.compile(r"ALTER\s+SESSION\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
     ("alter_account", re.compile(r"ALTER\s+ACCOUNT\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)", _F)),
     (
         "alter_user",
         re.compile(
-            r"ALTER\s+USER\s+(IF\s+EXISTS\s+)?(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)",
+            rf"ALTER\s+USER\s+(IF\s+EXISTS\s+)?(?P<user>{_NAME})\s+(?P<verb>SET|UNSET)\s+(?P<rest>.*)",
             _F,
         ),
     ),
     (
         "alter_warehouse",
         re.compile(
-            r"ALTER\s+WAREHOUSE\s+(IF\s+EXISTS\s+)?(?P<warehouse>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)\s+"
+            rf"ALTER\s+WAREHOUSE\s+(IF\s+EXISTS\s+)?(?P<warehouse>{_NAME})\s+"
             r"(?P<verb>SET|UNSET)\s+(?P<rest>.*)",
             _F,
         ),
@@ -30,7 +32,7 @@ STATEMENTS: list[tuple[str, re.Pattern[str]]] = [
         "show_parameters",
         re.compile(
             r"SHOW\s+PARAMETERS(\s+LIKE\s+'(?P<like>[^']*)')?"
-            r"(\s+IN\s+(?P<scope>SESSION|ACCOUNT|USER|WAREHOUSE)(\s+(?P<user>\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*))?)?",
+            rf"(\s+IN\s+(?P<scope>SESSION|ACCOUNT|USER|WAREHOUSE)(\s+(?P<user>{_NAME}))?)?",
             _F,
         ),
     ),

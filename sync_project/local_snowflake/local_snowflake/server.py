@@ -234,13 +234,6 @@ class LocalSnowflake:
                 return error_response(running.stop_error())
             return response
 
-    def _resolve_ignoring_case(self, token: str, sql: str) -> None:
-        try:
-            session = self.access.session(token)
-        except SnowflakeError:
-            return
-        refuse_names_that_fold(session, self.fs.duck_conn, sql)
-
     def _statement_timeout(self, token: str) -> int:
         """STATEMENT_TIMEOUT_IN_SECONDS for this session's statement: the lower non-zero of the session's (with
         its user's and the account's under it) and its warehouse's."""
@@ -268,13 +261,17 @@ class LocalSnowflake:
         kind, match = classify(sql)
         if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
             return failure
+        session = None
         with contextlib.suppress(SnowflakeError):  # a dead session fails below, as it would anyway
+            session = self.access.session(token)
+        if session is not None:
             # Row access policies apply to what this session's role may see (policies.py, patches.py).
-            policies.CURRENT.set((self.policies, self.access.session(token).role.name))
-        try:
-            await run_in_threadpool(self._resolve_ignoring_case, token, sql)
-        except SnowflakeError as e:
-            return error_response(e)
+            policies.CURRENT.set((self.policies, session.role.name))
+            if session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is True:  # rare: only then look names up
+                try:
+                    await run_in_threadpool(refuse_names_that_fold, session, self.fs.duck_conn, sql)
+                except SnowflakeError as e:
+                    return error_response(e)
         if kind and match:
             statement = Statement(
                 kind, match, sql, token, conn, str(request.base_url).rstrip("/"), self.access.session(token),
