@@ -153,6 +153,23 @@ def test_an_account_that_prevents_unloads_fails_the_stage_line_with_the_alter_us
     assert statement in checks["stage"]["fix"] and "firewall" not in checks["stage"]["fix"], checks["stage"]
 
 
+def test_a_registered_table_whose_columns_differ_only_in_case_fails_the_tables_line_naming_them(
+    env: Path, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """Registered while it could be copied, then replaced in Snowflake by a table with "id" and ID."""
+    twins = f"{SCHEMA}.TWINS"
+    dg.DagsterInstance.get().add_dynamic_partitions(SNOWFLAKE_TABLES, [twins])
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as admin:
+        fetch(admin, f'CREATE TABLE {SCHEMA}.{SCHEMA}.TWINS ("id" NUMBER(38,0), ID NUMBER(38,0))')
+        try:
+            code, checks = doctor()
+        finally:
+            fetch(admin, f"DROP TABLE {SCHEMA}.{SCHEMA}.TWINS")
+    assert code == 1
+    failed_only(checks, "tables")
+    assert "columns 'id' and 'ID' differ only in case" in checks["tables"]["detail"], checks["tables"]
+
+
 def test_a_download_that_fails_on_the_way_fails_the_stage_line_with_the_network_fix(
     env: Path, local_snowflake: LocalSnowflakeProcess
 ) -> None:

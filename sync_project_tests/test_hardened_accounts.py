@@ -15,6 +15,7 @@ import snowflake.connector
 from snowflake.connector.errors import ProgrammingError
 
 from sync_project.checks import ROW_COUNT_CHECK
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import SYNC_JOB, VERIFY_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
@@ -24,7 +25,7 @@ from sync_project.settings import Settings
 from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.catalog import case_twins
 from sync_project.sync.controls import PREVENT_UNLOAD
-from sync_project.sync.errors import TransientError, from_snowflake
+from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
 from sync_project.sync.pipeline import space_needed, sync_table
 from sync_project.sync_record import COLUMNS
 from sync_project_tests.emulator_controls import (
@@ -328,22 +329,79 @@ def test_an_account_ignoring_the_case_of_quoted_names_cannot_mislead_register_sy
     settings: Settings, instance: dg.DagsterInstance, admin: Any, sf_settings: dict[str, Any]
 ) -> None:
     """With QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE on the account, "data" means DATA to any session that does not
-    set it back: a client that forgets is refused (only "data" exists). Register, the sync and its checks all
-    connect with the setting off, so they address "data" itself."""
+    set it back: a client that forgets is refused while only "data" exists, and reads the other table once a
+    table DATA exists beside it. Register, the sync and its checks all connect with the setting off, so they
+    address "data" itself and copy its rows, never DATA's."""
     fetch(admin, f"ALTER ACCOUNT SET {IGNORE_CASE} = TRUE")
-    with snowflake.connector.connect(**sf_settings) as forgetful, pytest.raises(ProgrammingError) as refused:
-        fetch(forgetful, f'SELECT count(*) FROM {FQ}."data"')
-    assert refused.value.errno == 2003 and "'DATA' does not exist" in str(refused.value)
-    resource = snowflake_resource(settings).resolved()
-    registration = register(instance, resource.get_connection, [demo_table("data")])
-    assert registration.new == [DATA]
-    result = run_job(settings, instance, SYNC_JOB, DATA)
-    assert result.success
-    evaluations = result.get_asset_check_evaluations()
-    assert evaluations and all(e.passed for e in evaluations)
-    with resource.get_connection() as conn:
-        rows = fetch(conn, f'SELECT count(*) FROM {FQ}."data"')[0][0]
-    assert len(duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')) == rows > 0
+    with snowflake.connector.connect(**sf_settings) as forgetful:
+        with pytest.raises(ProgrammingError) as refused:
+            fetch(forgetful, f'SELECT count(*) FROM {FQ}."data"')
+        assert refused.value.errno == 2003 and ".WORKSPACE_833213390.DATA' does not exist" in str(refused.value)
+        fetch(admin, f"ALTER SESSION SET {IGNORE_CASE} = FALSE")
+        fetch(admin, f"CREATE TABLE {FQ}.DATA (MARK VARCHAR)")
+        try:
+            fetch(admin, f"INSERT INTO {FQ}.DATA VALUES ('upper'), ('upper')")
+            assert fetch(forgetful, f'SELECT MARK FROM {FQ}."data"') == [("upper",), ("upper",)]
+            resource = snowflake_resource(settings).resolved()
+            registration = register(instance, resource.get_connection, [demo_table("data")])
+            assert registration.new == [DATA]
+            result = run_job(settings, instance, SYNC_JOB, DATA)
+            assert result.success
+            evaluations = result.get_asset_check_evaluations()
+            assert evaluations and all(e.passed for e in evaluations)
+            with resource.get_connection() as conn:
+                source = sorted(fetch(conn, f'SELECT * FROM {FQ}."data"'))
+        finally:
+            fetch(admin, f"DROP TABLE {FQ}.DATA")
+    assert len(source) > 2 and source[0] != ("upper",)
+    assert sorted(duckdb_rows(settings.duckdb_path, '"WORKSPACE_833213390"."data"')) == source
+
+
+def test_tables_differing_only_in_case_are_two_tables(admin: Any) -> None:
+    """Snowflake keeps "data" and DATA apart; each reference reaches exactly its own, each listing names both,
+    and an unquoted data (DATA) is not found while only "data" exists, as DuckDB alone would have found it."""
+    with pytest.raises(ProgrammingError) as missing:
+        fetch(admin, f"SELECT count(*) FROM {FQ}.data")
+    assert missing.value.errno == 2003 and "DATA' does not exist" in str(missing.value)
+    rows = fetch(admin, f'SELECT count(*) FROM {FQ}."data"')[0][0]
+    fetch(admin, f"CREATE TABLE {FQ}.DATA AS SELECT 'upper' AS MARK")
+    try:
+        assert fetch(admin, f'SELECT count(*) FROM {FQ}."data"')[0][0] == rows > 1
+        assert fetch(admin, f"SELECT * FROM {FQ}.data") == [("upper",)]
+        assert [r[0] for r in fetch(admin, f'DESC TABLE {FQ}."DATA"')] == ["MARK"]
+        listed = fetch(
+            admin,
+            f"SELECT TABLE_NAME, ROW_COUNT FROM {DEMO_DATABASE}.INFORMATION_SCHEMA.TABLES "
+            f"WHERE TABLE_SCHEMA = '{DEMO_SCHEMA}' AND lower(TABLE_NAME) = 'data'",
+        )
+        assert sorted(listed) == [("DATA", 1), ("data", rows)]
+        shown = fetch(admin, f"SHOW TABLES LIKE 'data' IN SCHEMA {FQ}")
+        assert sorted(r[1] for r in shown) == ["DATA", "data"]
+    finally:
+        fetch(admin, f"DROP TABLE {FQ}.DATA")
+    assert fetch(admin, f'SELECT count(*) FROM {FQ}."data"')[0][0] == rows
+
+
+def test_columns_differing_only_in_case_are_described_and_refused_by_register(
+    admin: Any, instance: dg.DagsterInstance, settings: Settings
+) -> None:
+    """Snowflake allows "id" and "ID" in one table and DESC TABLE prints both; DuckDB cannot hold both in one
+    table, so register refuses such a table naming the pair (the doctor: test_doctor), and the embedded
+    Snowflake, which keeps its tables in DuckDB too, refuses to read it rather than answer for one of them."""
+    assert case_twins(["ID", "id", "Name", "NAME", "name", "note"]) == [("ID", "id"), ("Name", "NAME", "name")]
+    assert case_twins(["ID", "NAME", "Ä", "ä"]) == [("Ä", "ä")]
+    table = demo_table("TWINS")
+    fetch(admin, f'CREATE OR REPLACE TABLE {table.snowflake_sql} ("id" NUMBER(38,0), ID VARCHAR, "Note" TEXT)')
+    try:
+        described = [(r[0], r[1]) for r in fetch(admin, f"DESC TABLE {table.snowflake_sql}")]
+        assert described == [("id", "NUMBER(38,0)"), ("ID", "VARCHAR(16777216)"), ("Note", "VARCHAR(16777216)")]
+        resource = snowflake_resource(settings).resolved()
+        with pytest.raises(PermanentError, match="columns 'id' and 'ID' differ only in case"):
+            register(instance, resource.get_connection, [table])
+        with pytest.raises(ProgrammingError, match=r"cannot read table .*differ only in case"):
+            fetch(admin, f"SELECT * FROM {table.snowflake_sql}")
+    finally:
+        fetch(admin, f"DROP TABLE {table.snowflake_sql}")
 
 
 def test_variant_holding_nan_and_infinity_loads_exactly(
@@ -366,15 +424,6 @@ def test_variant_holding_nan_and_infinity_loads_exactly(
         fetch(admin, f"DROP TABLE {table.snowflake_sql}")
     assert report.rows_loaded == 3 and any("NaN" in x for _, x in source) and any("Infinity" in x for _, x in source)
     assert sorted((int(i), x) for i, x in loaded) == source
-
-
-def test_columns_differing_only_in_case_are_found_and_named() -> None:
-    """Snowflake allows "id" and "ID" in one table; DuckDB cannot hold both, so register, the doctor and the sync
-    refuse such a table naming the pairs (describe_table). The embedded Snowflake cannot create such a table
-    (its DuckDB storage ignores case too), so the rule is proven here on names alone."""
-    assert case_twins(["ID", "id", "Name", "NAME", "name", "note"]) == [("ID", "id"), ("Name", "NAME", "name")]
-    assert case_twins(["ID", "NAME", "Ä", "ä"]) == [("Ä", "ä")]
-    assert case_twins(["a", "b"]) == []
 
 
 def test_a_row_access_policy_is_named_by_the_row_count_check_instead_of_warning_forever(

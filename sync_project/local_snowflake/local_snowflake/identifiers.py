@@ -1,7 +1,8 @@
 """QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE in force: Snowflake reads a quoted name in upper case, `"data"` as DATA.
 
-The emulator keeps names in DuckDB, which cannot hold `"data"` and DATA side by side, so it cannot look DATA
-up; instead it refuses, as Snowflake would, a quoted lower- or mixed-case name that exists only in that case.
+Tables and views are then looked up by their upper-case name (twins.py), which refuses `"data"` when only a
+table `data` exists. Schemas and columns live in DuckDB, which finds `data` for DATA; so a quoted lower- or
+mixed-case schema or column name that exists only in that case is refused here, as Snowflake would.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from local_snowflake.access import Session
 from local_snowflake.sqltext import quoted_identifiers, sql_error, strip_comments
 
 _NAMED = (
-    "SELECT kind FROM (SELECT 'object' AS kind, table_name AS name FROM duckdb_tables() "
-    "UNION ALL SELECT 'object', schema_name FROM duckdb_schemas() "
-    "UNION ALL SELECT 'object', view_name FROM duckdb_views() "
+    "SELECT kind FROM (SELECT 'object' AS kind, schema_name AS name FROM duckdb_schemas() "
     "UNION ALL SELECT 'column', column_name FROM duckdb_columns()) WHERE name = ? LIMIT 1"
 )
 

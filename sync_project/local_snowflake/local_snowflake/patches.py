@@ -1,7 +1,7 @@
 """Where fakesnow answers differently from Snowflake, patched in place (each patch applied once).
 
 NULL timestamps (fakesnow returns 1970-01-01), GEOGRAPHY as WKT text (ST_ASWKT is the value itself), and
-INFORMATION_SCHEMA's figures (`table_meta.patch_fakesnow_info_schema`).
+INFORMATION_SCHEMA's figures and names (`info_views.patch_fakesnow_info_schema`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import pyarrow.compute as pc
 from fakesnow.cursor import FakeSnowflakeCursor
 from sqlglot import exp
 
-from local_snowflake import policies, table_meta
+from local_snowflake import info_views, policies, twins
 from local_snowflake.sqltext import ObjectName
 
 
 def patch_fakesnow() -> None:
-    table_meta.patch_fakesnow_info_schema()
+    info_views.patch_fakesnow_info_schema()
     _patch_fakesnow_null_timestamps()
     _patch_fakesnow_geography()
     _patch_fakesnow_number_casts()
@@ -87,7 +87,7 @@ def _seq4_with_gaps(node: exp.Expr) -> exp.Expr:
 def _identifier(node: exp.Expr | None) -> str | None:
     if not isinstance(node, exp.Identifier):
         return None
-    return str(node.this) if node.quoted else str(node.this).upper()
+    return str(node.this) if node.quoted and not twins.IGNORE_CASE.get() else str(node.this).upper()
 
 
 def _with_row_policies(expression: exp.Expr, database: str | None, schema: str | None) -> exp.Expr:
@@ -132,6 +132,7 @@ def _patch_fakesnow_geography() -> None:
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
         expression = expression.transform(_geography_as_text, copy=False).transform(_seq4_with_gaps, copy=False)
         expression = _with_row_policies(expression, self._conn.database, self._conn.schema)
+        expression = twins.resolve_tables(expression, self._conn._duck_conn, self._conn.database, self._conn.schema)
         transformed: exp.Expr = original(self, expression, params)
         return transformed
 

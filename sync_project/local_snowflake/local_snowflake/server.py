@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local_snowflake import policies, table_meta
+from local_snowflake import info_views, policies, table_meta, twins
 from local_snowflake.access import Access, needs_warehouse
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
 from local_snowflake.controls import control_routes
@@ -45,7 +45,7 @@ from local_snowflake.policies import Policies
 from local_snowflake.responses import error_response, login_refusal, result_data, without_query_params
 from local_snowflake.running import Running, RunningQueries, canceled_error
 from local_snowflake.signin import SignInRefused, Users
-from local_snowflake.sqltext import normalise_identifier, sql_error
+from local_snowflake.sqltext import normalise_identifier, sql_error, upper_quoted_identifiers
 from local_snowflake.stages import StageStore
 from local_snowflake.statements import Result, Statement, answer
 from local_snowflake.tokens import Tokens, heartbeat, renew_session, session_expired
@@ -78,7 +78,7 @@ class LocalSnowflake:
         duck = self.fs.duck_conn
         duck.execute(f"ATTACH '{self.data_dir / 'emulator.duckdb'}' AS {table_meta.META}")
         duck.execute(table_meta.META_SCHEMA_SQL)
-        duck.execute(table_meta.SHOW_TABLES_VIEW_SQL)
+        duck.execute(info_views.SHOW_TABLES_VIEW_SQL)
         # Attach the databases earlier runs created, so fully qualified names resolve from any session.
         for db_file in sorted(databases.glob("*.db")):
             self.fs.connect(db_file.stem, None).close()
@@ -111,8 +111,8 @@ class LocalSnowflake:
         table = expression.find(exp.Table)
         if table is None:
             return
-        obj = table_meta.object_name(table, conn.database, conn.schema)
         duck = conn._duck_conn
+        obj = twins.stored(duck, table_meta.object_name(table, conn.database, conn.schema))
         if isinstance(expression, exp.Drop):
             table_meta.forget_table(duck, obj)
             return
@@ -258,20 +258,23 @@ class LocalSnowflake:
     async def _run(
         self, request: Request, sql: str, token: str, conn: FakeSnowflakeConnection, running: Running
     ) -> Response:
-        kind, match = classify(sql)
-        if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
-            return failure
         session = None
         with contextlib.suppress(SnowflakeError):  # a dead session fails below, as it would anyway
             session = self.access.session(token)
         if session is not None:
             # Row access policies apply to what this session's role may see (policies.py, patches.py).
             policies.CURRENT.set((self.policies, session.role.name))
-            if session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is True:  # rare: only then look names up
+            ignore_case = session.value("QUOTED_IDENTIFIERS_IGNORE_CASE") is True
+            twins.IGNORE_CASE.set(ignore_case)
+            if ignore_case:  # rare: only then look names up
                 try:
                     await run_in_threadpool(refuse_names_that_fold, session, self.fs.duck_conn, sql)
                 except SnowflakeError as e:
                     return error_response(e)
+                sql = upper_quoted_identifiers(sql)  # for the emulator's own handlers; fakesnow's: twins.py
+        kind, match = classify(sql)
+        if failure := await self._apply_fault("query", *([kind] if kind else []), running=running):
+            return failure
         if kind and match:
             statement = Statement(
                 kind, match, sql, token, conn, str(request.base_url).rstrip("/"), self.access.session(token),

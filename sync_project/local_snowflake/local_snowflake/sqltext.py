@@ -245,9 +245,9 @@ def parse_options(text: str) -> dict[str, OptionValue]:
     return options
 
 
-def quoted_identifiers(sql: str) -> list[str]:
-    """The double-quoted identifiers of a statement (`""` unescaped), skipping string literals."""
-    found: list[str] = []
+def _quoted_spans(sql: str) -> list[tuple[int, int]]:
+    """Where the double-quoted identifiers of a statement are (quotes included), skipping string literals."""
+    spans: list[tuple[int, int]] = []
     i = 0
     while i < len(sql):
         c = sql[i]
@@ -263,11 +263,25 @@ def quoted_identifiers(sql: str) -> list[str]:
                 if sql[end] == '"':
                     break
                 end += 1
-            found.append(sql[i + 1 : end].replace('""', '"'))
+            spans.append((i, end + 1))
             i = end + 1
             continue
         i += 1
-    return found
+    return spans
+
+
+def quoted_identifiers(sql: str) -> list[str]:
+    """The double-quoted identifiers of a statement (`""` unescaped), skipping string literals."""
+    return [sql[start + 1 : end - 1].replace('""', '"') for start, end in _quoted_spans(sql)]
+
+
+def upper_quoted_identifiers(sql: str) -> str:
+    """The statement as QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE reads it: every quoted identifier upper-cased."""
+    text, last = [], 0
+    for start, end in _quoted_spans(sql):
+        text += [sql[last:start], sql[start:end].upper()]
+        last = end
+    return "".join([*text, sql[last:]])
 
 
 def strip_comments(sql: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from fakesnow.dialect import parse_one
 from sqlglot import exp
 
-from local_snowflake import session_statements, stage_statements, table_meta
+from local_snowflake import session_statements, stage_statements, table_meta, twins
 from local_snowflake.policies import REFERENCE_COLUMNS, parse_policy
 from local_snowflake.sqltext import (
     normalise_identifier,
@@ -40,7 +40,7 @@ def create_row_access_policy(st: Statement) -> Result:
 def alter_table_row_access(st: Statement) -> Result:
     parts, _ = split_dotted(st.match.group("table").strip())
     table = resolve_name(parts, st.db, st.schema)
-    if not table_meta.table_exists(st.duck, table):
+    if not table_meta.table_exists(st.duck, twins.stored(st.duck, table)):
         raise sql_error(f"SQL compilation error:\nTable '{table.display()}' does not exist or not authorized.", 2003)
     policy_parts, after = split_dotted(st.rest.strip())
     if st.match.group("verb").upper() == "DROP":

@@ -1,4 +1,4 @@
-"""What the emulator knows about tables beyond what fakesnow keeps.
+"""What the emulator knows about tables beyond what fakesnow keeps (the views that print it: info_views.py).
 
 Declared column types (so DESC TABLE prints what CREATE TABLE said) and true
 table statistics (rows, bytes, created, last altered), both stored in a small
@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
+from local_snowflake import twins
 from local_snowflake.coltypes import declared_from_storage, declared_type, storage_type
 from local_snowflake.sqltext import ObjectName, sql_error
 
@@ -31,58 +32,6 @@ CREATE TABLE IF NOT EXISTS {META}.main.table_stats (
 );
 """
 
-# fakesnow's SHOW TABLES view prints 0 rows, 0 bytes and 1970; this one reads true figures.
-SHOW_TABLES_VIEW_SQL = f"""
-CREATE OR REPLACE VIEW _fs_global._fs_information_schema._fs_show_tables AS
-SELECT
-    coalesce(s.created_on, to_timestamp(0)::TIMESTAMPTZ) AS created_on,
-    t.table_name AS name, 'TABLE' AS kind, t.table_catalog AS database_name,
-    t.table_schema AS schema_name, '' AS comment, '' AS cluster_by,
-    coalesce(s.row_count, 0) AS rows, coalesce(s.bytes, 0) AS bytes,
-    'SYSADMIN' AS owner, 1 AS retention_time, 'OFF' AS automatic_clustering,
-    'OFF' AS change_tracking, 'OFF' AS search_optimization,
-    NULL AS search_optimization_progress, NULL AS search_optimization_bytes,
-    'N' AS is_external, 'N' AS enable_schema_evolution, 'ROLE' AS owner_role_type,
-    'N' AS is_event, NULL AS budget, 'N' AS is_hybrid, 'N' AS is_iceberg,
-    'N' AS is_dynamic, 'N' AS is_immutable
-FROM information_schema.tables t
-LEFT JOIN {META}.main.table_stats s
-  ON s.database_name = t.table_catalog AND s.schema_name = t.table_schema AND s.table_name = t.table_name
-WHERE NOT (t.table_schema = '_fs_information_schema') AND t.table_type = 'BASE TABLE'
-"""
-
-
-def patch_fakesnow_info_schema() -> None:
-    """Make fakesnow's per-database INFORMATION_SCHEMA.TABLES view read the emulator's statistics."""
-    from string import Template
-
-    from fakesnow import info_schema
-
-    text = info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW.template
-    if META in text:
-        return
-    replacements = {
-        "create view if not exists": "create or replace view",
-        'tables.estimated_size AS "ROW_COUNT"': 'coalesce(st.row_count, tables.estimated_size) AS "ROW_COUNT"',
-        '0 AS "BYTES"': 'coalesce(st.bytes, 0) AS "BYTES"',
-        'to_timestamp(0)::timestamptz AS "CREATED"': (
-            'coalesce(st.created_on, to_timestamp(0)::timestamptz) AS "CREATED"'
-        ),
-        'to_timestamp(0)::timestamptz AS "LAST_ALTERED"': (
-            'coalesce(st.last_altered, to_timestamp(0)::timestamptz) AS "LAST_ALTERED"'
-        ),
-        "from duckdb_tables tables\n": (
-            f"from duckdb_tables tables\nleft join {META}.main.table_stats st on "
-            "st.database_name = tables.database_name and st.schema_name = tables.schema_name "
-            "and st.table_name = tables.table_name\n"
-        ),
-    }
-    for old, new in replacements.items():
-        if old not in text:
-            raise RuntimeError(f"fakesnow's INFORMATION_SCHEMA.TABLES view changed; cannot patch {old!r}")
-        text = text.replace(old, new)
-    info_schema.SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW = Template(text)
-
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -95,7 +44,7 @@ def qualified(obj: ObjectName) -> str:
 def _identifier(node: exp.Expr | None) -> str:
     if isinstance(node, exp.Identifier):
         text = str(node.this)
-        return text if node.quoted else text.upper()
+        return text if node.quoted and not twins.IGNORE_CASE.get() else text.upper()
     if node is None:
         raise sql_error("SQL compilation error:\nmissing identifier")
     return node.name.upper()
@@ -123,30 +72,18 @@ def table_exists(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> bool:
 
 
 def not_found(obj: ObjectName) -> Exception:
+    shown = ObjectName(obj.database, obj.schema, twins.snowflake_name(obj.name))
     return sql_error(
-        f"SQL compilation error:\nTable '{obj.display()}' does not exist or not authorized.",
+        f"SQL compilation error:\nTable '{shown.display()}' does not exist or not authorized.",
         errno=2003,
         sqlstate="42S02",
     )
 
 
-def create_table(
-    duck: duckdb.DuckDBPyConnection,
-    create: exp.Create,
-    database: str | None,
-    schema: str | None,
-    default_collation: str = "",
-) -> str:
-    """Run a CREATE TABLE with column definitions: store declared types, create the DuckDB table.
-
-    A text column's collation (its own `COLLATE '<spec>'`, else the account's DEFAULT_DDL_COLLATION) is part of
-    its declared type, as DESC TABLE prints it (`VARCHAR(16777216) COLLATE 'en-ci'`); the values are stored as
-    they are."""
-    schema_node = create.this
-    assert isinstance(schema_node, exp.Schema)
-    table = schema_node.this
-    assert isinstance(table, exp.Table)
-    obj = object_name(table, database, schema)
+def _column_definitions(
+    schema_node: exp.Schema, default_collation: str
+) -> tuple[list[tuple[str, str, bool]], list[str]]:
+    """(name, declared type, NOT NULL) per column of a CREATE TABLE, and its primary key's columns."""
     columns: list[tuple[str, str, bool]] = []
     primary_key: list[str] = []
     for item in schema_node.expressions:
@@ -168,25 +105,53 @@ def create_table(
             columns.append((name, declared, not_null))
         elif isinstance(item, exp.PrimaryKey):
             primary_key.extend(_identifier(e if isinstance(e, exp.Identifier) else e.this) for e in item.expressions)
-    exists = table_exists(duck, obj)
+    return columns, primary_key
+
+
+def create_table(
+    duck: duckdb.DuckDBPyConnection,
+    create: exp.Create,
+    database: str | None,
+    schema: str | None,
+    default_collation: str = "",
+) -> str:
+    """Run a CREATE TABLE with column definitions: store declared types, create the DuckDB table.
+
+    A text column's collation (its own `COLLATE '<spec>'`, else the account's DEFAULT_DDL_COLLATION) is part of
+    its declared type, as DESC TABLE prints it (`VARCHAR(16777216) COLLATE 'en-ci'`); the values are stored as
+    they are."""
+    schema_node = create.this
+    assert isinstance(schema_node, exp.Schema)
+    table = schema_node.this
+    assert isinstance(table, exp.Table)
+    obj = object_name(table, database, schema)
+    columns, primary_key = _column_definitions(schema_node, default_collation)
+    exists = table_exists(duck, twins.stored(duck, obj))
     if exists and create.args.get("exists"):
         return f"{obj.name} already exists, statement succeeded."
     if exists and not create.args.get("replace"):
         raise sql_error(f"SQL compilation error:\nObject '{obj.display()}' already exists.", errno=2002)
+    # Columns (and the table) that differ from another only in case are stored under marked names (twins.py).
+    stored_names = twins.column_twins([name for name, _, _ in columns])
+    by_name = dict(zip([name for name, _, _ in columns], stored_names, strict=True))
     body = [
-        f"{quote(name)} {storage_type(decl.split(' COLLATE ')[0])}{' NOT NULL' if not_null else ''}"
-        for name, decl, not_null in columns
+        f"{quote(stored)} {storage_type(decl.split(' COLLATE ')[0])}{' NOT NULL' if not_null else ''}"
+        for stored, (_, decl, not_null) in zip(stored_names, columns, strict=True)
     ]
     if primary_key:
-        body.append(f"PRIMARY KEY ({', '.join(quote(c) for c in primary_key)})")
+        body.append(f"PRIMARY KEY ({', '.join(quote(by_name.get(c, c)) for c in primary_key)})")
+    target = twins.name_to_create(duck, obj)
     duck.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(obj.database)}.{quote(obj.schema)}")
-    duck.execute(f"CREATE OR REPLACE TABLE {qualified(obj)} ({', '.join(body)})")
-    forget_table(duck, obj)
+    duck.execute(f"CREATE OR REPLACE TABLE {qualified(target)} ({', '.join(body)})")
+    forget_table(duck, target)
     duck.executemany(
         f"INSERT INTO {META}.main.declared_columns VALUES (?, ?, ?, ?, ?)",
-        [[obj.database, obj.schema, obj.name, name, decl] for name, decl, _ in columns],
+        [
+            [target.database, target.schema, target.name, stored, decl]
+            for stored, (_, decl, _) in zip(stored_names, columns, strict=True)
+        ],
     )
-    refresh_stats(duck, obj, created=True)
+    refresh_stats(duck, target, created=True)
     return f"Table {obj.name} successfully created."
 
 
@@ -217,10 +182,12 @@ def record_altered_columns(
 
 
 def forget_table(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> None:
+    # By the Snowflake name: after a DROP the stored name of a twin is no longer known.
     for meta_table in ("declared_columns", "table_stats"):
         duck.execute(
-            f"DELETE FROM {META}.main.{meta_table} WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-            [obj.database, obj.schema, obj.name],
+            f"DELETE FROM {META}.main.{meta_table} WHERE database_name = ? AND schema_name = ? "
+            f"AND {twins.DECODE_SQL.format('table_name')} = ?",
+            [obj.database, obj.schema, twins.snowflake_name(obj.name)],
         )
 
 
@@ -288,6 +255,7 @@ DESC_COLUMNS = [
 
 def desc_table_rows(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[list[Any]]:
     """DESC TABLE rows, as Snowflake prints them, from declared types (or derived ones)."""
+    obj = twins.stored(duck, obj)
     is_view = duck.execute(
         "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
         [obj.database, obj.schema, obj.name],
@@ -316,7 +284,7 @@ def desc_table_rows(duck: duckdb.DuckDBPyConnection, obj: ObjectName) -> list[li
         cols = _columns(duck, obj)
     return [
         [
-            name,
+            twins.snowflake_name(name),
             declared.get(name) or declared_from_storage(dtype),
             "COLUMN",
             "Y" if nullable else "N",
