@@ -75,6 +75,16 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
         default=None, ge=0, description="Lake snapshots younger than this stay queryable (time travel)"
     )
     stage: str | None = Field(default=None, description="Where unloads go: ~ (the user's stage) or a stage's name")
+    extract: Literal["auto", "unload", "results"] | None = Field(
+        default=None,
+        description="The way out of Snowflake: unload (COPY INTO a stage, GET), results (the query's result set), "
+        "or auto (the result set for small tables and wherever unloads are prevented)",
+    )
+    results_max_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Under extract auto, tables up to this size (Snowflake's BYTES) read the result set",
+    )
     max_file_size: int | None = Field(default=None, ge=1, description="The unload's MAX_FILE_SIZE, in bytes")
     get_parallel: int | None = Field(default=None, ge=1, le=99, description="GET's PARALLEL: files at a time")
     lock_timeout_seconds: float | None = Field(
@@ -131,6 +141,8 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             "ducklake_data_path": self.ducklake_data_path,
             "ducklake_retention_days": self.ducklake_retention_days,
             "stage": self.stage,
+            "extract": self.extract,
+            "results_max_bytes": self.results_max_bytes,
             "max_file_size": self.max_file_size,
             "get_parallel": self.get_parallel,
             "lock_timeout_seconds": self.lock_timeout_seconds,

@@ -33,7 +33,7 @@ from sync_project.sync.mirror import Mirror, mirror_for
 from sync_project.sync.mirror.access import Waited
 from sync_project.sync.mirror.lake import lake_for
 from sync_project.sync.mirror.publish import published_default
-from sync_project.sync.options import SyncOptions
+from sync_project.sync.options import DEFAULT_RESULTS_MAX_BYTES, Extract, SyncOptions
 from sync_project.sync.stage import SESSION_PARAMETERS
 
 
@@ -184,6 +184,10 @@ class SyncDuckDBResource(DuckDBResource):
         default=env.DEFAULT_DISK_RESERVE_BYTES, description="Space a sync must leave free on each disk it writes"
     )
     stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
+    extract: Extract = Field(default="unload", description="The way out of Snowflake: unload, results or auto")
+    results_max_bytes: int = Field(
+        default=DEFAULT_RESULTS_MAX_BYTES, description="Under auto, tables up to this size read the result set"
+    )
     published_path: str = Field(default="", description="What readers open (SYNC_PUBLISHED_PATH); default beside it")
     published_storage_version: str = Field(
         default=env.DEFAULT_PUBLISHED_STORAGE_VERSION, description="DuckDB storage version readers need at least"
@@ -223,6 +227,8 @@ class SyncDuckDBResource(DuckDBResource):
             max_file_size=self.max_file_size,
             disk_reserve=self.disk_reserve_bytes,
             stage=self.stage,
+            extract=self.extract,
+            results_max_bytes=self.results_max_bytes,
         )
 
 
@@ -286,6 +292,8 @@ _FROM_SETTINGS = (
     "max_file_size",
     "disk_reserve_bytes",
     "stage",
+    "extract",
+    "results_max_bytes",
     "published_storage_version",
     "target",
     "ducklake_catalog",

@@ -42,12 +42,14 @@ from sync_project.sync.setting_names import (  # re-exported: settings.X is how 
     SYNC_DUCKLAKE_CATALOG as SYNC_DUCKLAKE_CATALOG,
     SYNC_DUCKLAKE_DATA_PATH as SYNC_DUCKLAKE_DATA_PATH,
     SYNC_DUCKLAKE_RETENTION_DAYS as SYNC_DUCKLAKE_RETENTION_DAYS,
+    SYNC_EXTRACT as SYNC_EXTRACT,
     SYNC_GET_PARALLEL as SYNC_GET_PARALLEL,
     SYNC_LOCK_TIMEOUT_SECONDS as SYNC_LOCK_TIMEOUT_SECONDS,
     SYNC_MAX_FILE_SIZE as SYNC_MAX_FILE_SIZE,
     SYNC_PUBLISH_MINUTES as SYNC_PUBLISH_MINUTES,
     SYNC_PUBLISHED_PATH as SYNC_PUBLISHED_PATH,
     SYNC_PUBLISHED_STORAGE_VERSION as SYNC_PUBLISHED_STORAGE_VERSION,
+    SYNC_RESULTS_MAX_BYTES as SYNC_RESULTS_MAX_BYTES,
     SYNC_SCHEDULE_CRON as SYNC_SCHEDULE_CRON,
     SYNC_SCHEDULE_TIMEZONE as SYNC_SCHEDULE_TIMEZONE,
     SYNC_SCHEDULES as SYNC_SCHEDULES,
@@ -65,6 +67,7 @@ Number = TypeVar("Number", int, float)
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
+DEFAULT_RESULTS_MAX_BYTES = 16 * 1024 * 1024  # the engine's default too (sync/options.py), which paths.py explains
 DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
 DEFAULT_STAGE = "~"
 DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 0.10 and every later release
@@ -87,6 +90,15 @@ DEFAULT_LOCAL_PORT = 8765
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _extract() -> str:
+    from sync_project.sync.options import EXTRACTS
+
+    value = _env(SYNC_EXTRACT, "unload").lower()
+    if value not in EXTRACTS:
+        raise ValueError(f"{SYNC_EXTRACT}={value!r}: give one of {', '.join(EXTRACTS)}")
+    return value
 
 
 def _env_number(name: str, default: Number) -> Number:
@@ -214,6 +226,8 @@ class Settings:
     max_file_size: int
     disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
     stage: str = DEFAULT_STAGE
+    extract: str = "unload"  # unload | results | auto (sync/paths.py)
+    results_max_bytes: int = DEFAULT_RESULTS_MAX_BYTES
     published_path: Path | None = None  # unset: mirror.duckdb beside the working file
     published_storage_version: str = DEFAULT_PUBLISHED_STORAGE_VERSION
     publish_minutes: float = DEFAULT_PUBLISH_MINUTES
@@ -281,6 +295,8 @@ class Settings:
             max_file_size=_env_number(SYNC_MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE),
             disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, DEFAULT_DISK_RESERVE_BYTES),
             stage=_env(SYNC_STAGE, DEFAULT_STAGE),
+            extract=_extract(),
+            results_max_bytes=_env_number(SYNC_RESULTS_MAX_BYTES, DEFAULT_RESULTS_MAX_BYTES),
             published_path=Path(p) if (p := os.environ.get(SYNC_PUBLISHED_PATH, "").strip()) else None,
             published_storage_version=_env(SYNC_PUBLISHED_STORAGE_VERSION, DEFAULT_PUBLISHED_STORAGE_VERSION),
             publish_minutes=_env_number(SYNC_PUBLISH_MINUTES, DEFAULT_PUBLISH_MINUTES),

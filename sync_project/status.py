@@ -75,6 +75,7 @@ class TableStatus:
             "registered": self.registered,
             "options": facts.state.options.as_dict(),
             "high_water_mark": facts.state.high_water_mark,
+            "unload_prevented": facts.state.unload_prevented.value if facts.state.unload_prevented else None,
             "last_run": self.last_run.as_json() if self.last_run else None,
             "last_successful_sync": self.last_sync.summary() if self.last_sync else None,
             "row_count_check": self.row_count_check.__dict__ if self.row_count_check else None,
@@ -102,9 +103,14 @@ class TableStatus:
             lines.append("  last run:     none")
         if synced := self.last_sync:
             rows = f"{synced.record.rows:,}" if synced.record.rows is not None else "?"
+            moved = (
+                f"read its result set into {human_bytes(synced.record.bytes)} of Parquet"
+                if synced.record.figures.get("extract") == "results"
+                else f"unloaded {human_bytes(synced.record.bytes)} of Parquet"
+            )
             lines.append(
                 f"  last synced:  {synced.at.isoformat()}, {synced.record.strategy}: the table had {rows} rows after "
-                f"it; it unloaded {human_bytes(synced.record.bytes)} of Parquet"
+                f"it; it {moved}"
             )
         else:
             lines.append("  last synced:  never")
@@ -127,6 +133,11 @@ class TableStatus:
         ]
         if facts.read_from:
             lines.append(f"  read from:    {facts.read_from}")
+        if prevented := facts.state.unload_prevented:
+            lines.append(
+                f"  extract:      Snowflake refused unloads to internal stages at {prevented.noted_at:%Y-%m-%d %H:%M} "
+                f"UTC; with extract auto, tables are read through their result sets (to lift it, {prevented.value})"
+            )
         if self.problem:
             lines.append(f"  problem:      {self.problem}")
         return lines

@@ -92,6 +92,7 @@ def figures_of(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "files": report.files,
         "files_reused": report.files_reused,
         "resumed_unload": report.resumed_unload,
+        "extract": report.path,
         mirror.bytes_figure: report.duckdb_bytes,
         "rows_per_second": report.rows_per_second,
         "seconds": dict(report.phase_seconds, total=report.total_seconds),
@@ -117,6 +118,7 @@ def to_metadata(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
             f"{report.total_seconds:.2f}s at {report.rows_per_second:,.0f} rows/s"
         ),
         "strategy_reason": report.strategy_reason,
+        "extract": dg.MetadataValue.text(f"{report.path}: {report.path_reason}"),
         "preview": preview_table(report.preview_columns, report.preview_rows),
         COLUMNS: dg.MetadataValue.table_schema(_table_schema(report)),
         "high_water_mark": report.high_water_mark or "",

@@ -27,6 +27,7 @@ from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.mirror.access import lock_path
+from sync_project.sync_record import last_sync
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.emulator_controls import inject_fault
@@ -261,6 +262,29 @@ def test_discover_and_register_jobs_from_the_launchpad(env: Path) -> None:
         instance=instance,
     )
     assert registered.success and partitions() == [DATA]
+
+
+def test_an_account_refusing_unloads_is_synced_through_result_sets_and_status_says_so(
+    env: Path, local_snowflake: LocalSnowflakeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With extract auto (and every table over the size that goes to the result set at once), a refused unload
+    falls back to the result set in the same run, is remembered, and status and the metadata say so."""
+    monkeypatch.setenv("SYNC_EXTRACT", "auto")
+    monkeypatch.setenv("SYNC_RESULTS_MAX_BYTES", "0")
+    assert cli("register", DATA).exit_code == 0
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as admin:
+        fetch(admin, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+        try:
+            assert sync(DATA)
+        finally:
+            fetch(admin, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    record = last_sync(dg.DagsterInstance.get(), DATA)
+    assert record is not None and record.record.figures["extract"] == "results"
+    (report,) = json.loads(cli("status", DATA, "--json").output)
+    assert "PREVENT_UNLOAD_TO_INTERNAL_STAGES = FALSE" in report["unload_prevented"]
+    assert report["last_successful_sync"]["rows"] == DEMO_ROWS
+    human = cli("status", DATA).output
+    assert "read its result set into" in human and "Snowflake refused unloads to internal stages" in human
 
 
 def test_register_with_options_status_and_rebuild(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:

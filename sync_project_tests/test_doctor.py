@@ -68,6 +68,7 @@ def test_the_demo_passes_every_line_and_leaves_nothing(env: Path, local_snowflak
         "database",
         "stage",
         "tables",
+        "extract",
         "duckdb file",
         "download folder",
         "disk space",
@@ -170,6 +171,19 @@ def test_a_registered_table_whose_columns_differ_only_in_case_fails_the_tables_l
     assert "columns 'id' and 'ID' differ only in case" in checks["tables"]["detail"], checks["tables"]
 
 
+def test_the_extract_line_says_which_way_each_table_would_take_and_why(
+    env: Path, local_snowflake: LocalSnowflakeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, checks = doctor()
+    assert code == 0 and checks["extract"]["status"] == "passed"
+    assert checks["extract"]["detail"].startswith("extract unload: 2 by unload, 0 by result set")
+    monkeypatch.setenv("SYNC_EXTRACT", "auto")
+    code, checks = doctor()
+    assert code == 0
+    assert checks["extract"]["detail"].startswith("extract auto: 0 by unload, 2 by result set"), checks["extract"]
+    assert "one query beats a stage's round trips" in checks["extract"]["detail"]
+
+
 def test_a_download_that_fails_on_the_way_fails_the_stage_line_with_the_network_fix(
     env: Path, local_snowflake: LocalSnowflakeProcess
 ) -> None:
@@ -241,7 +255,7 @@ def test_the_doctor_job_puts_the_checklist_in_the_run(env: Path, monkeypatch: py
     table = observation["checks"]
     assert isinstance(table, dg.TableMetadataValue)
     rows = table.records
-    assert len(rows) == 10 and {r.data["status"] for r in rows} == {"passed"}
+    assert len(rows) == 11 and {r.data["status"] for r in rows} == {"passed"}
     monkeypatch.setenv("SYNC_DISK_RESERVE_BYTES", str(10**18))
     bad = (
         build_definitions(Settings.from_env())

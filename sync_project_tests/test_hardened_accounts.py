@@ -25,8 +25,9 @@ from sync_project.settings import Settings
 from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.catalog import case_twins
 from sync_project.sync.controls import PREVENT_UNLOAD
+from sync_project.sync.disk import space_needed
 from sync_project.sync.errors import PermanentError, TransientError, from_snowflake
-from sync_project.sync.pipeline import space_needed, sync_table
+from sync_project.sync.pipeline import sync_table
 from sync_project.sync_record import COLUMNS
 from sync_project_tests.emulator_controls import (
     inject_fault,

@@ -9,6 +9,7 @@ itself, and removes them. Nothing here prints a secret: the target names the aut
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -22,10 +23,12 @@ from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import USER_STAGE, Attempt
 from sync_project.sync.catalog import describe_table, list_schemas, table_stats
+from sync_project.sync.controls import unload_prevented
 from sync_project.sync.disk import check_free_space
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.options import SyncOptions
+from sync_project.sync.paths import choose_path
 from sync_project.sync.setting_names import (
     SNOWFLAKE_DATABASE,
     SNOWFLAKE_WAREHOUSE,
@@ -40,6 +43,7 @@ from sync_project.sync.stage import (
     staged_names,
     unload_query_to_stage,
 )
+from sync_project.sync.state import Fact
 from sync_project.sync.tables import TableRef
 
 Status = Literal["passed", "failed", "skipped"]
@@ -121,7 +125,7 @@ def run_doctor(
     connect: Callable[[], Any], target: Target, tables: list[TableRef], options: SyncOptions
 ) -> DoctorReport:
     """Every check, Snowflake side then local side; `connect` returns a new connection (the caller's auth)."""
-    checks, largest = _snowflake_checks(connect, target, tables, options.download_root)
+    checks, largest = _snowflake_checks(connect, target, tables, options)
     mirror = _mirror(options.mirror)
     checks += [mirror, _download_folder(options.download_root)]
     checks.append(_free_space(options, largest) if largest is not False else _skipped("disk space", "sign-in failed"))
@@ -132,14 +136,16 @@ Largest = tuple[int, TableRef] | None | Literal[False]  # False: the sizes could
 
 
 def _snowflake_checks(
-    connect: Callable[[], Any], target: Target, tables: list[TableRef], download_root: Path
+    connect: Callable[[], Any], target: Target, tables: list[TableRef], options: SyncOptions
 ) -> tuple[list[Check], Largest]:
+    download_root = options.download_root
     checks = [Check("configuration", "passed", target.describe())]
     try:
         conn = connect()
     except (SyncError, SnowflakeError) as e:
         checks.append(_failed("sign-in", e if isinstance(e, SyncError) else from_snowflake(e, "signing in")))
-        return checks + [_skipped(n, "sign-in failed") for n in ("warehouse", "database", "stage", "tables")], False
+        skipped = ("warehouse", "database", "stage", "tables", "extract")
+        return checks + [_skipped(n, "sign-in failed") for n in skipped], False
     try:
         checks.append(_run("sign-in", lambda: _signed_in(conn)))
         warehouse = _warehouse(conn, target)
@@ -149,6 +155,10 @@ def _snowflake_checks(
         else:
             checks.append(_skipped("stage", "COPY INTO needs a warehouse"))
         checks.append(_tables(conn, tables))
+        if warehouse.passed:
+            checks.append(_run("extract", lambda: _paths(conn, tables, options)))
+        else:
+            checks.append(_skipped("extract", "table sizes need a warehouse"))
         return checks, _largest(conn, tables) if warehouse.passed else False
     finally:
         with contextlib.suppress(Exception):
@@ -264,6 +274,22 @@ def _tables(conn: Any, tables: list[TableRef]) -> Check:
             "fix each table named, or deregister it (sync-project deregister KEY)",
         )
     return Check("tables", "passed", f"{len(tables)} registered table(s), {columns} columns, every column maps")
+
+
+def _paths(conn: Any, tables: list[TableRef], options: SyncOptions) -> str:
+    """Which way out of Snowflake each registered table would take now, and why (paths.py)."""
+    prevented = unload_prevented(conn)
+    refused = Fact(f"an administrator runs: {prevented.fix}", dt.datetime.now(dt.UTC)) if prevented else None
+    taken = [
+        (table.key, *choose_path(options.extract, table_stats(conn, table), options.results_max_bytes, refused))
+        for table in tables
+    ]
+    if not taken:
+        return f"extract {options.extract}; no table is registered yet"
+    shown = "; ".join(f"{key}: {path} ({why})" for key, path, why in taken[:20])
+    more = f"; and {len(taken) - 20} more" if len(taken) > 20 else ""
+    counts = {p: sum(1 for _, path, _ in taken if path == p) for p in ("unload", "results")}
+    return f"extract {options.extract}: {counts['unload']} by unload, {counts['results']} by result set. {shown}{more}"
 
 
 def _largest(conn: Any, tables: list[TableRef]) -> Largest:

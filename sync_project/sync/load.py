@@ -21,7 +21,7 @@ from sync_project.sync.catalog import Column
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
 from sync_project.sync.mirror import Mirror, table_columns
 from sync_project.sync.mirror.access import Log, Waited, quiet
-from sync_project.sync.state import STATE_DDL, Strategy, create_each, write_sync_state
+from sync_project.sync.state import STATE_DDL, Strategy, create_each, write_facts, write_sync_state
 from sync_project.sync.tables import TableRef, quote_identifier, sql_string
 from sync_project.sync.types import duckdb_type_name, widens
 
@@ -36,6 +36,7 @@ class LoadPlan:
     cursor_column: str | None = None
     primary_key: tuple[str, ...] = ()
     previous_mark: str | None = None
+    facts: tuple[tuple[str, str | None], ...] = ()  # noted (None: forgotten) in the same transaction
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ def _load_in_transaction(
     total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
     rows_total = int(total[0]) if total else 0
     write_sync_state(con, table, mark, rows_total, table_columns(con, table))
+    write_facts(con, dict(plan.facts))
     return rows_loaded, rows_total, replaced, mark, changes
 
 

@@ -8,42 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import (
     Attempt,
-    UnloadResult,
-    downloaded_files,
-    load_manifest,
-    save_manifest,
 )
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import describe_table, table_stats
 from sync_project.sync.cleanup import AttemptCleanup
-from sync_project.sync.controls import row_access_policy
-from sync_project.sync.disk import check_free_space, files_size
-from sync_project.sync.errors import LockTimeoutError, PermanentError, TransientError, from_snowflake
+from sync_project.sync.errors import LockTimeoutError, PermanentError, from_snowflake
 from sync_project.sync.load import LoadPlan, load_table
 from sync_project.sync.mirror import table_columns
 from sync_project.sync.mirror.access import Log, Waited
+from sync_project.sync.moving import move_rows
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.setting_names import SNOWFLAKE_DATABASE
 from sync_project.sync.stage import (
-    Download,
-    clear_location,
     configure_session,
-    download_files,
-    staged_names,
-    unload_query,
-    unload_to_stage,
 )
 from sync_project.sync.state import (
     Strategy,
@@ -52,7 +39,7 @@ from sync_project.sync.state import (
     synced_from_another_database,
     validate_options,
 )
-from sync_project.sync.strategy import choose_strategy, cursor_predicate
+from sync_project.sync.strategy import choose_strategy
 from sync_project.sync.tables import TableRef
 
 
@@ -98,33 +85,6 @@ def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellat
     finally:
         with contextlib.suppress(Exception):  # closing a broken connection must not hide the real error
             manager.__exit__(None, None, None)
-
-
-def _needed_space(options: SyncOptions, unload: UnloadResult) -> dict[Path, int]:
-    download = options.download_root
-    download.mkdir(parents=True, exist_ok=True)
-    database = options.mirror.growth_folder()  # None: the lake's files are not on this machine
-    if database is not None:
-        database.mkdir(parents=True, exist_ok=True)
-    return space_needed(
-        download, database, Path(tempfile.gettempdir()), unload, options.get_parallel, options.max_file_size
-    )
-
-
-def space_needed(
-    download: Path, database: Path | None, temp: Path, unload: UnloadResult, parallel: int, max_file_size: int
-) -> dict[Path, int]:
-    """Bytes each disk needs, by the first folder on it: the download takes output_bytes; the DuckDB file grows
-    by about the uncompressed size; and GET decrypts each file in the connector's temporary folder ($TMPDIR)
-    before moving it into place, up to PARALLEL files at once. Folders on one disk add up."""
-    needs = [(download, unload.output_bytes), (temp, min(unload.output_bytes, parallel * max_file_size))]
-    if database is not None:
-        needs.append((database, unload.input_bytes))
-    by_disk: dict[int, tuple[Path, int]] = {}
-    for folder, needed in needs:
-        first, total = by_disk.get(folder.stat().st_dev, (folder, 0))
-        by_disk[folder.stat().st_dev] = (first, total + needed)
-    return dict(by_disk.values())
 
 
 def state_before_sync(
@@ -188,11 +148,7 @@ def sync_table(
         with snowflake_session(connect, table, cancellation) as conn:
             with entering("describe"):
                 _describe(report, conn, state)
-            with cleanup.stage(conn), cleanup.keeping_on(TransientError):
-                with entering("unload"):
-                    query = _unload_or_resume(report, conn, attempt, options, _incremental_where(report, state), log)
-                with entering("download"):
-                    _download_or_reuse(report, conn, attempt, options, query, log)
+            move_rows(report, conn, attempt, cleanup, options, state, log, entering)
         with cleanup.keeping_on(LockTimeoutError), entering("load"):
             _load(report, options, state, log, cancellation)
     _split_wait(report, state_wait.seconds)
@@ -205,71 +161,13 @@ def _describe(report: SyncReport, conn: Any, state: SyncState) -> None:
     report.options = validate_options(report.table, report.columns, state.options)
 
 
-def _incremental_where(report: SyncReport, state: SyncState) -> str | None:
-    """The unload's WHERE on an incremental sync: the cursor from the last high-water mark on."""
-    cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
-    if report.strategy != "incremental" or cursor is None or state.high_water_mark is None:
-        return None
-    return cursor_predicate(cursor, state.high_water_mark)
-
-
-def _unload_or_resume(
-    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, where: str | None, log: Log
-) -> str:
-    """Unload to the stage, or take up the attempt a failed try left (its unload, and maybe its download).
-    Returns the unload's query, which the attempt's manifest is keyed by."""
-    table = report.table
-    query = unload_query(table, report.columns, where)
-    unload = load_manifest(attempt, query)
-    downloaded = downloaded_files(attempt, query) if unload is not None else None
-    if unload is not None and downloaded is not None:
-        report.resumed_unload = True
-        report.download = Download(downloaded, [], [f.name for f in downloaded], files_size(downloaded))
-        log(f"{table}: resuming attempt {attempt.name}: its unload and download are done")
-    elif unload is not None and (not unload.rows_unloaded or staged_names(conn, attempt)):
-        report.resumed_unload = True
-        log(f"{table}: resuming attempt {attempt.name}: its unload is done already")
-    else:
-        clear_location(conn, attempt)
-        unload = unload_to_stage(conn, attempt, report.columns, options.max_file_size, where)
-        save_manifest(attempt, unload, query)
-    report.unload = unload
-    log(f"{table}: unloaded {unload.rows_unloaded:,} rows, {unload.output_bytes:,} bytes of Parquet")
-    counted = report.source.rows if report.source is not None else None
-    # A row access policy shows the role fewer rows than the table's own count says it holds.
-    fewer = where is None and counted is not None and unload.rows_unloaded < counted
-    if fewer and (policy := row_access_policy(conn, table)):
-        report.row_access_policy = policy
-        log(f"{table}: the row access policy {policy} lets this role read {unload.rows_unloaded:,} of {counted:,}")
-    return query
-
-
-def _download_or_reuse(
-    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, query: str, log: Log
-) -> None:
-    unload = report.unload
-    if report.download is not None or unload is None:
-        return  # the attempt's files are all here already
-    if not unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
-        report.download = Download([], [], [], 0)
-        return
-    staged = staged_names(conn, attempt)
-    for folder, needed in _needed_space(options, unload).items():
-        check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
-    download = download_files(conn, attempt, unload, query, staged, options.get_parallel)
-    report.download = download
-    log(
-        f"{report.table}: downloaded {len(download.fetched)} file(s)"
-        + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
-    )
-
-
 def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, cancellation: Cancellation) -> None:
     plan = LoadPlan(
         strategy=report.strategy,
         cursor_column=report.options.cursor_column,
         primary_key=report.options.primary_key,
         previous_mark=state.high_water_mark if report.strategy == "incremental" else None,
+        facts=tuple(report.noted.items()),
     )
     report.load = load_table(
         options.mirror,

@@ -39,6 +39,9 @@ class SyncReport:
     # Snowflake's figures read before the unload, so a change during the sync is seen by the next check.
     source: TableStats | None = None
     row_access_policy: str | None = None  # on the table, found when the unload saw fewer rows than it counts
+    path: str = "unload"  # the way out of Snowflake: "unload" (a stage) or "results" (the result set); paths.py
+    path_reason: str = ""
+    noted: dict[str, str | None] = field(default_factory=dict)  # facts for the next syncs (state.py), None: forget
     unload: UnloadResult | None = None
     resumed_unload: bool = False
     download: Download | None = None

@@ -8,6 +8,7 @@ or the rows without the cursor.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +39,11 @@ _COLUMNS = """
 STATE_DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (table_id VARCHAR NOT NULL, {_COLUMNS})",
+    # What a sync learned about the account, for the next ones (one row per name).
+    f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.facts (name VARCHAR NOT NULL, value VARCHAR, noted_at TIMESTAMPTZ)",
 )
+# The account refused an unload to an internal stage (PREVENT_UNLOAD_TO_INTERNAL_STAGES); the value is the fix.
+UNLOAD_PREVENTED = "unload_prevented"
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,41 @@ class TableOptions:
 
 
 @dataclass(frozen=True)
+class Fact:
+    value: str
+    noted_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class SyncState:
     options: TableOptions = field(default_factory=TableOptions)
     high_water_mark: str | None = None  # text of the cursor's largest synced value
     rows: int | None = None
     columns: dict[str, str] | None = None  # as the last sync left the DuckDB table
+    unload_prevented: Fact | None = None  # the account refused unloads when a sync last tried
+
+
+def read_fact(con: duckdb.DuckDBPyConnection, name: str) -> Fact | None:
+    """The newest note of `name`, if the mirror has one (works read-only too)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
+        "AND table_name = 'facts'",
+        [STATE_SCHEMA],
+    ).fetchone()
+    if not (exists and exists[0]):
+        return None
+    row = con.execute(
+        f"SELECT value, noted_at FROM {STATE_SCHEMA}.facts WHERE name = ? ORDER BY noted_at DESC LIMIT 1", [name]
+    ).fetchone()
+    return Fact(str(row[0]), row[1]) if row else None
+
+
+def write_facts(con: duckdb.DuckDBPyConnection, facts: dict[str, str | None]) -> None:
+    """Note (or, with None, forget) what a sync learned, inside the load's transaction."""
+    for name, value in facts.items():
+        con.execute(f"DELETE FROM {STATE_SCHEMA}.facts WHERE name = ?", [name])
+        if value is not None:
+            con.execute(f"INSERT INTO {STATE_SCHEMA}.facts VALUES (?, ?, now())", [name, value])
 
 
 def create_each(con: duckdb.DuckDBPyConnection, statements: tuple[str, ...] = STATE_DDL) -> None:
@@ -125,15 +160,16 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncStat
     """The table's options and progress; defaults if none were ever written (works read-only too)."""
     if not _has_state(con):
         return SyncState()
+    prevented = read_fact(con, UNLOAD_PREVENTED)
     row = con.execute(
         f"SELECT strategy, cursor_column, primary_key, high_water_mark, rows, columns FROM {STATE_SCHEMA}.tables "
         "WHERE table_id = ?",
         [str(table)],
     ).fetchone()
     if row is None:
-        return SyncState()
+        return SyncState(unload_prevented=prevented)
     options = TableOptions(row[0], row[1], tuple(json.loads(row[2])) if row[2] else ())
-    return SyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None)
+    return SyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None, prevented)
 
 
 def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, Any]:

@@ -26,6 +26,7 @@ Level = Literal["SESSION", "USER", "WAREHOUSE", "ACCOUNT", ""]
 SESSION_DEFAULTS: dict[str, OptionValue] = {
     "ABORT_DETACHED_QUERY": False,
     "AUTOCOMMIT": True,
+    "CLIENT_RESULT_CHUNK_SIZE": 160,
     "CLIENT_SESSION_KEEP_ALIVE": False,
     "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION": True,
     "LOCK_TIMEOUT": 43200,
@@ -56,6 +57,8 @@ ACCOUNT_DEFAULTS: dict[str, OptionValue] = {
 }
 DEFAULTS = SESSION_DEFAULTS | USER_OBJECT_DEFAULTS | WAREHOUSE_DEFAULTS | ACCOUNT_DEFAULTS
 TIMEOUT = "STATEMENT_TIMEOUT_IN_SECONDS"
+CHUNK_SIZE = "CLIENT_RESULT_CHUNK_SIZE"
+RANGES = {CHUNK_SIZE: (48, 160)}  # documented bounds (MB)
 
 
 def typed(name: str, value: OptionValue) -> OptionValue:
@@ -67,7 +70,7 @@ def typed(name: str, value: OptionValue) -> OptionValue:
         or (isinstance(default, bool) and isinstance(value, bool))
         or (isinstance(default, int) and not isinstance(default, bool) and isinstance(value, int) and value >= 0)
         or (isinstance(default, str) and isinstance(value, str))
-    )
+    ) and (name not in RANGES or (isinstance(value, int) and RANGES[name][0] <= value <= RANGES[name][1]))
     if not ok:
         raise sql_error(
             f"SQL compilation error:\ninvalid value [{value}] for parameter '{name}'", errno=1008, sqlstate="22023"

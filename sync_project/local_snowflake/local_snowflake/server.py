@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local_snowflake import info_views, policies, table_meta, twins
+from local_snowflake import info_views, policies, result_chunks, table_meta, twins
 from local_snowflake.access import Access, needs_warehouse
 from local_snowflake.account import LOCAL_ACCOUNT, LOCAL_USER, LOCAL_WAREHOUSE
 from local_snowflake.controls import control_routes
@@ -39,10 +39,11 @@ from local_snowflake.faults import FaultPlan
 from local_snowflake.gcs import ROUTE as GCS_ROUTE, PresignedStorage
 from local_snowflake.identifiers import refuse_names_that_fold
 from local_snowflake.kinds import classify
-from local_snowflake.parameters import Parameters
+from local_snowflake.parameters import CHUNK_SIZE, Parameters
 from local_snowflake.patches import patch_fakesnow
 from local_snowflake.policies import Policies
 from local_snowflake.responses import error_response, login_refusal, result_data, without_query_params
+from local_snowflake.result_chunks import ResultChunks
 from local_snowflake.running import Running, RunningQueries, canceled_error
 from local_snowflake.signin import SignInRefused, Users
 from local_snowflake.sqltext import normalise_identifier, sql_error, upper_quoted_identifiers
@@ -87,6 +88,7 @@ class LocalSnowflake:
         self.stages = StageStore(self.data_dir / "stages")
         self.faults = FaultPlan()
         self.storage = PresignedStorage(self.stages, self.faults)
+        self.results = ResultChunks(self.data_dir / "results", self.faults)
         self.users = Users()
         self.access = Access(parameters=Parameters(user_exists=self.users.exists))
         self.queries = RunningQueries()
@@ -296,6 +298,10 @@ class LocalSnowflake:
             # would retry for minutes; Snowflake reports such a failure as the statement's error.
             message = json.loads(bytes(response.body)).get("message") or "statement failed"
             return error_response(sql_error(str(message)[-2000:], errno=100072, sqlstate="22000"))
+        if response.status_code == 200 and len(response.body) > result_chunks.INLINE_BYTES and session is not None:
+            # A large result as Snowflake sends it: the first rows inline, the rest as chunks (result_chunks.py).
+            base, cap = str(request.base_url).rstrip("/"), session.value(CHUNK_SIZE)
+            response = await run_in_threadpool(self.results.chunked_response, response, base, cap)
         if response.status_code == 200 and b'"success":true' in bytes(response.body):
             try:
                 await run_in_threadpool(self.after_fakesnow, expression, conn)
@@ -330,6 +336,7 @@ class LocalSnowflake:
             route("/queries/v1/query-request", self.query, methods=["POST"]),
             route("/queries/v1/abort-request", self.abort, methods=["POST"]),
             route(GCS_ROUTE, self.storage.serve, methods=["GET"]),
+            route(result_chunks.ROUTE, self.results.serve, methods=["GET"]),
             route("/_local/health", lambda _: JSONResponse(self.health()), methods=["GET"]),
             *control_routes(self.faults, self.access, self.users, self.tokens),
         ]

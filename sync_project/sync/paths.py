@@ -1,0 +1,46 @@
+"""Which way out of Snowflake a sync takes: an unload through a stage (COPY INTO, GET) or the query's result set.
+
+Both run the same projection and end in the same Parquet files, load and checks; they differ in what they
+cost. The unload pays fixed round trips (COPY INTO, LIST, GET and its storage requests, REMOVE) and then moves
+data in parallel compressed files; the result set pays one statement and then Arrow chunks. `auto` reads a
+table through its result set when Snowflake says it is small (its BYTES under `results_max_bytes`), and
+whenever the account refuses unloads to internal stages (PREVENT_UNLOAD_TO_INTERNAL_STAGES), which it finds
+from the unload's own refusal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sync_project.sync.catalog import TableStats
+from sync_project.sync.options import Extract
+from sync_project.sync.state import Fact
+
+# A refused unload is remembered this long: then one sync tries again, in case an administrator lifted the control.
+RECHECK_PREVENTED = dt.timedelta(days=1)
+
+
+def choose_path(
+    setting: Extract,
+    source: TableStats | None,
+    results_max_bytes: int,
+    prevented: Fact | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[str, str]:
+    """("unload" | "results", why) for one sync, before any unload ran. `results_max_bytes` is Snowflake's BYTES
+    (compressed storage) up to which `auto` takes the result set."""
+    if setting != "auto":
+        return setting, f"extract is set to {setting}"
+    now = now or dt.datetime.now(dt.UTC)
+    if prevented is not None and now - prevented.noted_at < RECHECK_PREVENTED:
+        noted = prevented.noted_at.strftime("%Y-%m-%d %H:%M UTC")
+        return "results", f"Snowflake refused unloads to internal stages at {noted}; to lift it, {prevented.value}"
+    size = source.bytes if source is not None else None
+    if size is not None and size <= results_max_bytes:
+        return (
+            "results",
+            f"{size:,} bytes in Snowflake, at most {results_max_bytes:,}: one query beats a stage's round trips",
+        )
+    if size is None:
+        return "unload", "Snowflake did not say the table's size"
+    return "unload", f"{size:,} bytes in Snowflake, over {results_max_bytes:,}: parallel files beat one result set"

@@ -1,0 +1,158 @@
+"""Large query results as Snowflake sends them (the first rows inline, the rest as chunks in cloud storage that
+need the response's chunk headers), read by the connector's own chunk download, with its retries."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from snowflake.connector.result_batch import ResultBatch
+
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.sync.catalog import TableStats
+from sync_project.sync.controls import UnloadPreventedError
+from sync_project.sync.paths import choose_path
+from sync_project.sync.pipeline import sync_table
+from sync_project.sync.state import Fact
+from sync_project_tests.emulator_controls import fault_state, inject_fault
+from sync_project_tests.helpers import connector, demo_table, fetch, options, sorted_rows, synced_rows
+
+ROWS = 200_000
+QUERY = f"SELECT SEQ8() AS N, TO_VARCHAR(SEQ8()) || '-padding-padding' AS S FROM TABLE(GENERATOR(ROWCOUNT => {ROWS}))"
+
+
+def batches(conn: Any) -> list[ResultBatch]:
+    cur = conn.cursor()
+    cur.execute(QUERY)
+    return list(cur.get_result_batches() or [])
+
+
+def assert_every_row(conn: Any) -> None:
+    """Through the connector's own chunk download and decoding (its row iterator: no pandas here)."""
+    cur = conn.cursor()
+    cur.execute(QUERY)
+    rows = cur.fetchall()
+    assert sorted(int(n) for n, _ in rows) == list(range(ROWS))
+    assert all(s == f"{n}-padding-padding" for n, s in rows)
+
+
+def chunk_request(batch: ResultBatch, headers: dict[str, str]) -> int:
+    info = batch._remote_chunk_info
+    assert info is not None
+    try:
+        # The URL is the emulator's own, from its response.
+        with urllib.request.urlopen(urllib.request.Request(info.url, headers=headers)) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as e:
+        assert b"EncryptionKey" in e.read()
+        return int(e.code)
+
+
+def test_a_large_result_comes_inline_then_in_growing_chunks(sf: Any) -> None:
+    found = batches(sf)
+    assert len(found) >= 4
+    assert found[0]._remote_chunk_info is None and all(b._remote_chunk_info for b in found[1:])
+    sizes = [b._remote_chunk_info.uncompressedSize for b in found[1:-1] if b._remote_chunk_info]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    assert sum(b.rowcount for b in found) == ROWS
+    assert_every_row(sf)
+
+
+def test_a_chunk_is_refused_without_the_headers_the_response_names(sf: Any) -> None:
+    chunk = batches(sf)[1]
+    assert chunk_request(chunk, {}) == 400
+    headers = chunk._chunk_headers or {}
+    wrong = dict(headers)
+    wrong["x-goog-encryption-key"] = "A" * 43 + "="
+    assert chunk_request(chunk, wrong) == 400
+    assert chunk_request(chunk, dict(headers)) == 200
+
+
+def test_chunk_size_is_the_session_parameter_within_its_documented_range(sf: Any) -> None:
+    from snowflake.connector.errors import ProgrammingError
+
+    with pytest.raises(ProgrammingError, match="invalid value"):
+        sf.cursor().execute("ALTER SESSION SET CLIENT_RESULT_CHUNK_SIZE = 16")
+    sf.cursor().execute("ALTER SESSION SET CLIENT_RESULT_CHUNK_SIZE = 48")
+    assert_every_row(sf)
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"), [("http_error", {"status": 503}), ("stall", {"seconds": 1.0}), ("truncate", {})]
+)
+def test_a_chunk_download_that_fails_stalls_or_is_cut_short_is_retried_by_the_connector(
+    sf: Any, local_snowflake: LocalSnowflakeProcess, mode: str, options: dict[str, Any]
+) -> None:
+    inject_fault(local_snowflake.base_url, "result_chunk", mode=mode, count=1, **options)
+    assert_every_row(sf)
+    assert fault_state(local_snowflake.base_url)["fired"] == ["result_chunk"]
+
+
+# -- the sync through the result set -------------------------------------------------------------------------
+
+
+def test_choose_path_takes_small_tables_and_remembered_refusals_to_the_result_set() -> None:
+    now = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    small = TableStats("S", "T", "TABLE", 10, 1_000, None)
+    big = dataclasses.replace(small, bytes=10**9)
+    assert choose_path("auto", small, 16 * 2**20)[0] == "results"
+    assert choose_path("auto", big, 16 * 2**20)[0] == "unload"
+    assert choose_path("auto", None, 16 * 2**20) == ("unload", "Snowflake did not say the table's size")
+    assert choose_path("unload", small, 16 * 2**20)[0] == "unload"
+    assert choose_path("results", big, 16 * 2**20)[0] == "results"
+    refused = Fact("an administrator runs: ALTER USER ...", now - dt.timedelta(hours=2))
+    path, why = choose_path("auto", big, 16 * 2**20, refused, now)
+    assert path == "results" and "refused unloads" in why and "ALTER USER" in why
+    stale = dataclasses.replace(refused, noted_at=now - dt.timedelta(days=2))
+    assert choose_path("auto", big, 16 * 2**20, stale, now)[0] == "unload"  # tried again: it may be lifted
+
+
+def test_auto_reads_through_the_result_set_once_unloads_are_refused_and_remembers_it(
+    sf: Any, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """`auto` on a table it would unload: the account refuses, the same attempt reads the result set, and the
+    next sync goes there at once; once the control is lifted and the note is old, an unload works again."""
+    table = demo_table("data")
+    opts = options(tmp_path, extract="auto", results_max_bytes=0)
+    fetch(sf, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+    try:
+        first = sync_table(connector(local_snowflake), table, opts)
+        second = sync_table(connector(local_snowflake), table, opts)
+    finally:
+        fetch(sf, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    assert first.path == second.path == "results"
+    assert (
+        "refused the unload" in first.path_reason and "PREVENT_UNLOAD_TO_INTERNAL_STAGES = FALSE" in first.path_reason
+    )
+    assert {"unload", "result_set"} <= set(first.phase_seconds)  # the one refused try, then the result set
+    assert "unload" not in second.phase_seconds and "refused unloads" in second.path_reason
+    assert sorted_rows(synced_rows(opts, table.duckdb_sql)) == sorted_rows(
+        fetch(sf, f"SELECT * FROM {table.snowflake_sql}")
+    )
+    with duckdb.connect(str(tmp_path / "sync.duckdb")) as con:
+        con.execute("UPDATE _sync.facts SET noted_at = noted_at - INTERVAL 2 DAY")
+    third = sync_table(connector(local_snowflake), table, opts)
+    assert third.path == "unload" and third.rows_loaded == second.rows_loaded
+    with duckdb.connect(str(tmp_path / "sync.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM _sync.facts").fetchone() == (0,)
+
+
+def test_results_can_be_asked_for_and_unload_stays_refused(
+    sf: Any, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    table = demo_table("data")
+    fetch(sf, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+    try:
+        asked = sync_table(connector(local_snowflake), table, options(tmp_path, extract="results"))
+        with pytest.raises(UnloadPreventedError):
+            sync_table(connector(local_snowflake), table, options(tmp_path / "u", extract="unload"))
+    finally:
+        fetch(sf, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    assert asked.path == "results" and asked.path_reason == "extract is set to results"
+    assert asked.rows_loaded == asked.rows_unloaded > 0 and asked.files >= 1
