@@ -184,7 +184,7 @@ class SyncDuckDBResource(DuckDBResource):
         default=env.DEFAULT_DISK_RESERVE_BYTES, description="Space a sync must leave free on each disk it writes"
     )
     stage: str = Field(default=env.DEFAULT_STAGE, description="Where unloads go: ~ (the user stage) or a stage name")
-    extract: Extract = Field(default="unload", description="The way out of Snowflake: unload, results or auto")
+    extract: Extract = Field(default="auto", description="The way out of Snowflake: unload, results or auto")
     results_max_bytes: int = Field(
         default=DEFAULT_RESULTS_MAX_BYTES, description="Under auto, tables up to this size read the result set"
     )

@@ -67,7 +67,7 @@ Number = TypeVar("Number", int, float)
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
-DEFAULT_RESULTS_MAX_BYTES = 16 * 1024 * 1024  # the engine's default too (sync/options.py), which paths.py explains
+DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024  # the engine's default too (sync/options.py), which paths.py explains
 DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
 DEFAULT_STAGE = "~"
 DEFAULT_PUBLISHED_STORAGE_VERSION = "v1.0.0"  # readable by DuckDB 0.10 and every later release
@@ -95,7 +95,7 @@ def _env(name: str, default: str) -> str:
 def _extract() -> str:
     from sync_project.sync.options import EXTRACTS
 
-    value = _env(SYNC_EXTRACT, "unload").lower()
+    value = _env(SYNC_EXTRACT, "auto").lower()
     if value not in EXTRACTS:
         raise ValueError(f"{SYNC_EXTRACT}={value!r}: give one of {', '.join(EXTRACTS)}")
     return value
@@ -226,7 +226,7 @@ class Settings:
     max_file_size: int
     disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
     stage: str = DEFAULT_STAGE
-    extract: str = "unload"  # unload | results | auto (sync/paths.py)
+    extract: str = "auto"  # unload | results | auto (sync/paths.py)
     results_max_bytes: int = DEFAULT_RESULTS_MAX_BYTES
     published_path: Path | None = None  # unset: mirror.duckdb beside the working file
     published_storage_version: str = DEFAULT_PUBLISHED_STORAGE_VERSION

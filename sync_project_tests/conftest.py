@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.process import keep_final_collection
-from sync_project.settings import SYNC_SCHEDULES, Settings, project_root
+from sync_project.settings import SYNC_EXTRACT, SYNC_SCHEDULES, Settings, project_root
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.emulator_controls import clear_faults, clear_roles, clear_users, reset_tokens
 from sync_project_tests.helpers import snowflake_settings
@@ -32,6 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
     nightly sync's or the cleanup's time, or an environment whose crons say every minute, counts no extra run.
     Hypothesis runs without its per-example deadline: a loaded 2-core machine is slow by moments, not wrong."""
     os.environ[SYNC_SCHEDULES] = "stopped"
+    # The demo's tables are small, so `auto` would read every one through its result set: the tests about the
+    # unload (its faults, resume, cleanup) pin it; those about the result set and `auto` set it themselves.
+    os.environ[SYNC_EXTRACT] = "unload"
     hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
     hypothesis_settings.load_profile("ci")
 

@@ -109,7 +109,8 @@ def options(
     """A sync's options for a test: the mirror a file in `tmp_path` (or `duckdb_path`), or `lake`."""
     path = duckdb_path or tmp_path / "sync.duckdb"
     mirror = mirror_for(path, published_default(path), lock_timeout, lake)
-    values: dict[str, Any] = {"download_root": tmp_path / "downloads", "get_parallel": 4} | overrides
+    values: dict[str, Any] = {"download_root": tmp_path / "downloads", "get_parallel": 4, "extract": "unload"}
+    values |= overrides
     return SyncOptions(mirror=mirror, **values)
 
 

@@ -13,8 +13,8 @@ from sync_project.sync.attempt import USER_STAGE
 from sync_project.sync.mirror import Mirror
 
 Extract = Literal["auto", "unload", "results"]
-# Snowflake's BYTES (compressed storage) up to which `auto` reads a table's result set (paths.py says why).
-DEFAULT_RESULTS_MAX_BYTES = 16 * 1024 * 1024
+# Snowflake's BYTES up to which `auto` reads a table's result set (paths.py says why).
+DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024
 EXTRACTS: tuple[Extract, ...] = ("auto", "unload", "results")
 
 # A new connector connection each call, as a context manager (the resource's get_connection, or a test's).
@@ -29,5 +29,5 @@ class SyncOptions:
     max_file_size: int = 64 * 1024 * 1024
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
     stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
-    extract: Extract = "unload"  # the way out of Snowflake: a stage, the result set, or auto (paths.py)
+    extract: Extract = "auto"  # the way out of Snowflake: a stage, the result set, or auto (paths.py)
     results_max_bytes: int = DEFAULT_RESULTS_MAX_BYTES  # under auto, tables up to this size take the result set

@@ -454,12 +454,16 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    from sync_project_tests.bench.result_sets import PATH_ROWS, measure_paths, measure_small_tables, print_figures
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--output", type=Path, default=Path(".local/bench.json"))
     parser.add_argument("--tables", type=int, default=8, help="Tables for the parallel run (0 to skip).")
     parser.add_argument("--many", type=int, default=200, help="Small tables for the many-tables case (0 to skip).")
     parser.add_argument("--many-rows", type=int, default=10_000, help="Rows in each of those tables.")
+    parser.add_argument("--small", type=int, default=40, help="Small tables through the result set (0 to skip).")
+    parser.add_argument("--small-rows", type=int, default=5_000, help="Rows in each of those tables.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         root = Path(tmp)
@@ -473,6 +477,8 @@ def main() -> None:
             incremental = measure_incremental(process, table, options)
             published = measure_publish(options, root)
             many = measure_many(process, root, args.many, args.many_rows) if args.many else {}
+            paths = measure_paths(process, root) if args.rows >= max(PATH_ROWS) else []
+            small = measure_small_tables(process, root, args.small, args.small_rows) if args.small else {}
             (root / "dagster").mkdir()
             shutil.copyfile(project_root() / "dagster.yaml", root / "dagster" / "dagster.yaml")
             env = os.environ | {
@@ -521,6 +527,8 @@ def main() -> None:
         "incremental_1_percent": incremental,
         "publish": published,
         "many_tables": many,
+        "extract_paths": paths,
+        "small_tables_through_the_result_set": small,
         "backfill_wall_seconds": {"tables": args.tables, **parallel},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -574,6 +582,7 @@ def main() -> None:
             f"the nightly schedule through the daemon ({many['nightly_runs']} runs, 4 at a time) "
             f"{many['nightly_schedule_with_daemon']:.2f}s ({many['ratio_nightly_to_engine_floor']}x the first)"
         )
+    print_figures(paths, small)
     for label, figures in parallel.items():
         print(
             f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: "

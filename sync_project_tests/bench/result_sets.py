@@ -1,0 +1,116 @@
+"""`make bench`'s figures for the two ways out of Snowflake: where they cross, and small tables.
+
+- `measure_paths`: one table at several sizes through each path (the engine, the best of three), which is
+  where `auto`'s threshold comes from (`sync/paths.py`).
+- `measure_small_tables`: many small tables through the nightly path (the schedule, the daemon, runs of up to 25
+  tables) and the engine's one-process loop, beside a plain connector loop (`fetch_arrow_all`, then one
+  `CREATE TABLE AS` each, one process): what Sling and dlt do for small tables. The plain loop runs in the
+  embedded Snowflake's environment, which has pandas (the connector's Arrow fetch needs it; ours does not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import LocalSnowflakeProcess, emulator_python
+from sync_project.sync.catalog import table_stats
+from sync_project.sync.options import Extract
+from sync_project.sync.pipeline import sync_table, sync_tables
+from sync_project.sync.tables import TableRef
+from sync_project_tests.bench.sync_bench import engine_connect, file_options, measure_nightly
+
+PATH_ROWS = (10_000, 40_000, 200_000)
+PLAIN_LOOP = """
+import sys, time, duckdb, snowflake.connector
+port, database, schema, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+names = sys.argv[5:]
+started = time.monotonic()
+conn = snowflake.connector.connect(account="local", user="local", password="local", host="127.0.0.1", port=port,
+                                   protocol="http", database=database, warehouse="COMPUTE_WH")
+with duckdb.connect(out) as con:
+    for name in names:
+        rows = conn.cursor().execute(f'SELECT * FROM {database}.{schema}."{name}"').fetch_arrow_all()
+        con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM rows')
+conn.close()
+print("seconds", round(time.monotonic() - started, 3))
+"""
+
+
+def _copy_of_data(process: LocalSnowflakeProcess, schema: str, name: str, rows: int) -> TableRef:
+    with engine_connect(process) as conn:
+        conn.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {DEMO_DATABASE}.{schema}")
+        conn.cursor().execute(
+            f"CREATE OR REPLACE TABLE {DEMO_DATABASE}.{schema}.{name} AS "
+            f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data" LIMIT {rows}'
+        )
+    return TableRef(DEMO_DATABASE, schema, name)
+
+
+def measure_paths(process: LocalSnowflakeProcess, root: Path) -> list[dict[str, Any]]:
+    """Seconds of a full sync by each path at each size (the best of three), with Snowflake's BYTES."""
+    found = []
+    for rows in PATH_ROWS:
+        table = _copy_of_data(process, DEMO_SCHEMA, f"PATHS_{rows}", rows)
+        with engine_connect(process) as conn:
+            stats = table_stats(conn, table)
+        seconds: dict[str, float] = {}
+        for path in ("unload", "results") * 3:
+            extract: Extract = "unload" if path == "unload" else "results"
+            options = dataclasses.replace(
+                file_options(root / f"paths-{rows}-{path}.duckdb", root / "paths"), extract=extract
+            )
+            started = time.monotonic()
+            sync_table(lambda: engine_connect(process), table, options)
+            took = time.monotonic() - started
+            seconds[path] = round(min(seconds.get(path, took), took), 3)
+        found.append({"rows": rows, "snowflake_bytes": stats.bytes if stats else None, **seconds})
+    return found
+
+
+def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int, rows: int) -> dict[str, Any]:
+    schema = "SMALL"
+    refs = [_copy_of_data(process, schema, f"S{i:03d}", rows) for i in range(tables)]
+    options = file_options(root / "small-engine.duckdb", root / "small-engine")  # extract: auto
+    started = time.monotonic()
+    outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, 1))
+    engine = round(time.monotonic() - started, 2)
+    assert all(o.report is not None and o.report.path == "results" for o in outcomes), outcomes
+    plain = subprocess.run(
+        [str(emulator_python()), "-c", PLAIN_LOOP, str(process.port),
+         DEMO_DATABASE, schema, str(root / "small-plain.duckdb"), *[r.name for r in refs]],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if plain.returncode:
+        raise RuntimeError(f"the plain connector loop failed: {plain.stderr[-2000:]}")
+    plain_seconds = float(plain.stdout.rsplit("seconds", 1)[1].split()[0])
+    (root / "small").mkdir()
+    nightly = measure_nightly(process, root / "small", [f"{schema}.{r.name}" for r in refs])
+    return {
+        "tables": tables,
+        "rows": rows,
+        "engine_one_process_loop": engine,
+        "plain_connector_loop": plain_seconds,
+        "ratio_engine_to_plain": round(engine / plain_seconds, 2),
+        "nightly_runs": nightly["runs"],
+        "nightly_schedule_with_daemon": nightly["seconds"],
+    }
+
+
+def print_figures(paths: list[dict[str, Any]], small: dict[str, Any]) -> None:
+    for p in paths:
+        print(
+            f"extract paths, {p['rows']:,} rows ({p['snowflake_bytes']:,} bytes in Snowflake): "
+            f"unload {p['unload']:.2f}s, result set {p['results']:.2f}s"
+        )
+    if small:
+        print(
+            f"{small['tables']} tables x {small['rows']:,} rows through the result set: the nightly schedule with "
+            f"the daemon ({small['nightly_runs']} runs) {small['nightly_schedule_with_daemon']:.2f}s; the engine's "
+            f"one-process loop {small['engine_one_process_loop']:.2f}s, a plain connector loop "
+            f"{small['plain_connector_loop']:.2f}s ({small['ratio_engine_to_plain']}x)"
+        )
