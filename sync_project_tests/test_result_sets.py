@@ -5,23 +5,41 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
+import snowflake.connector
+from dagster import DagsterEventType
 from snowflake.connector.result_batch import ResultBatch
 
+from sync_project.demo_tables import DEMO_TABLES
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.partitions import SNOWFLAKE_TABLES
+from sync_project.settings import project_root
 from sync_project.sync.catalog import TableStats
 from sync_project.sync.controls import UnloadPreventedError
 from sync_project.sync.paths import choose_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.state import Fact
+from sync_project.sync_record import last_sync
+from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.emulator_controls import fault_state, inject_fault
-from sync_project_tests.helpers import connector, demo_table, fetch, options, sorted_rows, synced_rows
+from sync_project_tests.helpers import (
+    assert_exact_copy,
+    connector,
+    demo_table,
+    fetch,
+    options,
+    snowflake_settings,
+    sorted_rows,
+    synced_rows,
+)
 
 ROWS = 200_000
 QUERY = f"SELECT SEQ8() AS N, TO_VARCHAR(SEQ8()) || '-padding-padding' AS S FROM TABLE(GENERATOR(ROWCOUNT => {ROWS}))"
@@ -156,3 +174,49 @@ def test_results_can_be_asked_for_and_unload_stays_refused(
         fetch(sf, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
     assert asked.path == "results" and asked.path_reason == "extract is set to results"
     assert asked.rows_loaded == asked.rows_unloaded > 0 and asked.files >= 1
+
+
+@pytest.mark.e2e
+def test_an_account_refusing_unloads_gets_the_demo_backfilled_exactly_through_result_sets(
+    dagster_processes: DagsterProcesses, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """PREVENT_UNLOAD_TO_INTERNAL_STAGES set by SQL on the account; `extract: auto` with every table over the size
+    that goes to the result set at once: each run's unload is refused, the same step reads the result set, and
+    the backfill of the demo's tables succeeds exactly, each in one run, no step failed or retried."""
+    dagster_processes.env |= {"SYNC_EXTRACT": "auto", "SYNC_RESULTS_MAX_BYTES": "0"}
+    keys = [demo_table(name).key for name in DEMO_TABLES]
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as admin:
+        fetch(admin, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
+        try:
+            dagster_processes.start_daemon()
+            launched = dagster_processes.dagster(
+                "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
+                "--noprompt",
+            )  # fmt: skip
+            assert launched.returncode == 0, launched.stdout + launched.stderr
+            records = wait_for_runs(instance, len(keys))
+        finally:
+            fetch(admin, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
+    log = (dagster_processes.home / "daemon.log").read_text()[-3000:]
+    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, log
+    for record in records:
+        kinds = {e.dagster_event_type for e in instance.all_logs(record.dagster_run.run_id) if e.dagster_event}
+        assert not kinds & {DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_RESTARTED}
+    for key in keys:
+        found = last_sync(instance, key)
+        assert found is not None and found.record.figures["extract"] == "results"
+        assert_exact_copy(
+            local_snowflake, tmp_path / "sync.duckdb", tmp_path / "downloads", demo_table(key.split(".")[1])
+        )
+
+
+def wait_for_runs(instance: dg.DagsterInstance, count: int) -> list[Any]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        records = list(instance.get_run_records(dg.RunsFilter(job_name="sync_tables")))
+        if len(records) >= count and all(r.dagster_run.is_finished for r in records):
+            return records
+        time.sleep(1)
+    raise TimeoutError(f"{count} runs did not finish in 300 s")
