@@ -7,13 +7,13 @@ table through its result set when Snowflake says it is small (its BYTES under `r
 whenever the account refuses unloads to internal stages (PREVENT_UNLOAD_TO_INTERNAL_STAGES), which it finds
 from the unload's own refusal.
 
-The threshold, measured (`make bench`, its `extract paths` lines; 2 cores, the embedded Snowflake): the two
-paths cross at about 1 MB, 10,000 rows of the demo table (unload 0.23 s, result set 0.25 s); at 4.6 MB the
-result set costs 0.13 s more, about 0.03 s per MB, and from there it grows with the rows. The embedded
-Snowflake answers a statement in milliseconds; an account takes 100-300 ms per statement, and the unload makes
-at least four more (COPY INTO, LIST, GET with its storage requests, REMOVE): 0.4 s or more, which at the
-measured 0.03 s per MB the result set keeps ahead of up to about 13 MB. `auto` takes 8 MiB, between the two,
-and `SYNC_RESULTS_MAX_BYTES` moves it.
+The threshold, measured (`python -m sync_project_tests.bench.sync_bench --rows 200000 --tables 0 --many 0`,
+its `extract paths` lines; 2 cores, the embedded Snowflake): the two paths cross at about 1 MB, 10,000 rows of
+the demo table (unload 0.25 s, result set 0.28 s); at 4.7 MB the result set costs 0.20 s more, about 0.04 s per
+MB. The embedded Snowflake answers a statement in milliseconds; an account takes 100-300 ms per statement, and
+the unload makes at least four more (COPY INTO, LIST, GET with its storage requests, REMOVE): 0.4 s or more,
+which at the measured 0.04 s per MB keeps the result set ahead up to about 9 MB. `auto` takes 8 MiB, and
+`SYNC_RESULTS_MAX_BYTES` moves it.
 """
 
 from __future__ import annotations
