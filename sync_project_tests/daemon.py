@@ -75,6 +75,14 @@ class DagsterProcesses:
     def dagster(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run([sys.executable, "-m", "dagster", *args], timeout)
 
+    def backfill_every_table(self) -> None:
+        """`dagster job backfill` of the sync job over every registered table, as a user starts one."""
+        launched = self.dagster(
+            "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
+            "--noprompt",
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+
     def run(self, command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """A command in this environment, to completion, its output captured."""
         return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)

@@ -49,11 +49,7 @@ def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
     # Real unloads take seconds; so does each one here, which is when parallel runs pay off.
     inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=4, count=TABLES)
     dagster_processes.start_daemon()
-    launched = dagster_processes.dagster(
-        "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
-        "--noprompt",
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stdout + launched.stderr
+    dagster_processes.backfill_every_table()
     [backfill] = instance.get_backfills()
     ours = dg.RunsFilter(job_name="sync_tables", tags={"dagster/backfill": backfill.backfill_id})  # its runs only
     deadline = time.monotonic() + 420

@@ -21,7 +21,6 @@ from snowflake.connector.result_batch import ResultBatch
 from sync_project.demo_tables import DEMO_TABLES
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
-from sync_project.settings import project_root
 from sync_project.sync.catalog import TableStats
 from sync_project.sync.controls import UnloadPreventedError
 from sync_project.sync.paths import choose_path
@@ -191,11 +190,7 @@ def test_an_account_refusing_unloads_gets_the_demo_backfilled_exactly_through_re
         fetch(admin, "ALTER ACCOUNT SET PREVENT_UNLOAD_TO_INTERNAL_STAGES = TRUE")
         try:
             dagster_processes.start_daemon()
-            launched = dagster_processes.dagster(
-                "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
-                "--noprompt",
-            )  # fmt: skip
-            assert launched.returncode == 0, launched.stdout + launched.stderr
+            dagster_processes.backfill_every_table()
             records = wait_for_runs(instance, len(keys))
         finally:
             fetch(admin, "ALTER ACCOUNT UNSET PREVENT_UNLOAD_TO_INTERNAL_STAGES")
