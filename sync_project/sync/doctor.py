@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import USER_STAGE, Attempt
-from sync_project.sync.catalog import describe_table, list_schemas, table_stats
+from sync_project.sync.catalog import TableStats, describe_table, list_schemas, table_stats
 from sync_project.sync.controls import unload_prevented
 from sync_project.sync.disk import check_free_space
 from sync_project.sync.errors import SyncError, from_snowflake
@@ -155,11 +155,11 @@ def _snowflake_checks(
         else:
             checks.append(_skipped("stage", "COPY INTO needs a warehouse"))
         checks.append(_tables(conn, tables))
-        if warehouse.passed:
-            checks.append(_run("extract", lambda: _paths(conn, tables, options)))
-        else:
-            checks.append(_skipped("extract", "table sizes need a warehouse"))
-        return checks, _largest(conn, tables) if warehouse.passed else False
+        if not warehouse.passed:
+            return [*checks, _skipped("extract", "table sizes need a warehouse")], False
+        sizes = _sizes(conn, tables)  # read once: the extract line and the disk check both use them
+        checks.append(_run("extract", lambda: _paths(conn, sizes, options)))
+        return checks, _largest(sizes)
     finally:
         with contextlib.suppress(Exception):
             conn.close()
@@ -276,13 +276,23 @@ def _tables(conn: Any, tables: list[TableRef]) -> Check:
     return Check("tables", "passed", f"{len(tables)} registered table(s), {columns} columns, every column maps")
 
 
-def _paths(conn: Any, tables: list[TableRef], options: SyncOptions) -> str:
+def _sizes(conn: Any, tables: list[TableRef]) -> dict[TableRef, TableStats | None] | None:
+    """Each registered table's figures as Snowflake reports them; None if they could not be read."""
+    try:
+        return {table: table_stats(conn, table) for table in tables}
+    except SyncError:
+        return None
+
+
+def _paths(conn: Any, sizes: dict[TableRef, TableStats | None] | None, options: SyncOptions) -> str:
     """Which way out of Snowflake each registered table would take now, and why (paths.py)."""
+    if sizes is None:
+        raise SyncError("the tables' sizes could not be read from INFORMATION_SCHEMA")
     prevented = unload_prevented(conn)
     refused = Fact(f"an administrator runs: {prevented.fix}", dt.datetime.now(dt.UTC)) if prevented else None
     taken = [
-        (table.key, *choose_path(options.extract, table_stats(conn, table), options.results_max_bytes, refused))
-        for table in tables
+        (table.key, *choose_path(options.extract, stats, options.results_max_bytes, refused))
+        for table, stats in sizes.items()
     ]
     if not taken:
         return f"extract {options.extract}; no table is registered yet"
@@ -292,17 +302,12 @@ def _paths(conn: Any, tables: list[TableRef], options: SyncOptions) -> str:
     return f"extract {options.extract}: {counts['unload']} by unload, {counts['results']} by result set. {shown}{more}"
 
 
-def _largest(conn: Any, tables: list[TableRef]) -> Largest:
+def _largest(sizes: dict[TableRef, TableStats | None] | None) -> Largest:
     """The largest registered table by Snowflake's bytes; False if no size could be read."""
-    sizes: list[tuple[int, TableRef]] = []
-    try:
-        for table in tables:
-            figures = table_stats(conn, table)
-            if figures is not None and figures.bytes is not None:
-                sizes.append((figures.bytes, table))
-    except SyncError:
+    if sizes is None:
         return False
-    largest: tuple[int, TableRef] | None = max(sizes, key=lambda size: size[0], default=None)
+    known = [(stats.bytes, table) for table, stats in sizes.items() if stats is not None and stats.bytes is not None]
+    largest: tuple[int, TableRef] | None = max(known, key=lambda size: size[0], default=None)
     return largest
 
 

@@ -84,12 +84,6 @@ def _seq4_with_gaps(node: exp.Expr) -> exp.Expr:
     return node
 
 
-def _identifier(node: exp.Expr | None) -> str | None:
-    if not isinstance(node, exp.Identifier):
-        return None
-    return str(node.this) if node.quoted and not twins.IGNORE_CASE.get() else str(node.this).upper()
-
-
 def _with_row_policies(expression: exp.Expr, database: str | None, schema: str | None) -> exp.Expr:
     """Each table read (in a FROM or a JOIN) that has a row access policy becomes the rows its policy allows."""
     current = policies.CURRENT.get()
@@ -102,9 +96,9 @@ def _with_row_policies(expression: exp.Expr, database: str | None, schema: str |
             return node
         if not isinstance(node.parent, exp.From | exp.Join):
             return node
-        name = _identifier(node.args.get("this"))
-        db = _identifier(node.args.get("catalog")) or database
-        sch = _identifier(node.args.get("db")) or schema
+        name = twins.identifier_part(node.args.get("this"))
+        db = twins.identifier_part(node.args.get("catalog")) or database
+        sch = twins.identifier_part(node.args.get("db")) or schema
         if not (name and db and sch):
             return node
         found = store.on(ObjectName(db, sch, name))

@@ -42,9 +42,8 @@ def qualified(obj: ObjectName) -> str:
 
 
 def _identifier(node: exp.Expr | None) -> str:
-    if isinstance(node, exp.Identifier):
-        text = str(node.this)
-        return text if node.quoted and not twins.IGNORE_CASE.get() else text.upper()
+    if (part := twins.identifier_part(node)) is not None:
+        return part
     if node is None:
         raise sql_error("SQL compilation error:\nmissing identifier")
     return node.name.upper()

@@ -113,7 +113,9 @@ def refuse_twin_columns(obj: ObjectName) -> Exception:
     )
 
 
-def _part(node: exp.Expr | None) -> str | None:
+def identifier_part(node: exp.Expr | None) -> str | None:
+    """One part of a name as Snowflake resolves it in this session: quoted exactly (upper-cased when
+    QUOTED_IDENTIFIERS_IGNORE_CASE is TRUE), unquoted upper-cased; None if it is not a plain identifier."""
     if not isinstance(node, exp.Identifier):
         return None
     text = str(node.this)
@@ -144,9 +146,9 @@ def resolve_tables(
         else expression.this
     )
     for table in list(expression.find_all(exp.Table)):
-        name = _part(table.args.get("this"))
-        db = _part(table.args.get("catalog")) or database
-        sch = _part(table.args.get("db")) or schema
+        name = identifier_part(table.args.get("this"))
+        db = identifier_part(table.args.get("catalog")) or database
+        sch = identifier_part(table.args.get("db")) or schema
         if not (name and db and sch) or (not table.args.get("db") and name.casefold() in ctes):
             continue
         obj = ObjectName(db, sch, name)
