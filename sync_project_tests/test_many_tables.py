@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -155,3 +156,28 @@ def test_a_process_that_loads_the_definitions_skips_the_final_collection() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "frozen True"
+
+
+def test_tables_of_one_run_share_sessions_and_release_the_file_when_it_ends(
+    local_snowflake: LocalSnowflakeProcess, schema: str, tmp_path: Path
+) -> None:
+    """A run of small tables signs in once per worker (a failed table's session is dropped, not reused), and the
+    DuckDB file its loads shared is free for another process the moment the run's last outcome is read."""
+    signed_in: list[int] = []
+    real = connector(local_snowflake)
+
+    def counting() -> Any:
+        signed_in.append(1)
+        return real()
+
+    tables = [TableRef("KEBOOLA_33", schema, f"T{i}") for i in range(TABLES)]
+    tables.insert(3, TableRef("KEBOOLA_33", schema, "NOT_THERE"))
+    opts = options(tmp_path)
+    outcomes = list(sync_tables(counting, tables, opts, workers=2))
+    assert sum(o.report is not None for o in outcomes) == TABLES
+    assert len(signed_in) <= 3  # two workers, and one new session after the failed table's
+    other = subprocess.run(
+        [sys.executable, "-c", f"import duckdb; duckdb.connect({str(tmp_path / 'sync.duckdb')!r}).close()"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr

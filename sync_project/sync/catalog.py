@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -81,13 +82,14 @@ def case_twins(names: list[str]) -> list[tuple[str, ...]]:
     return [tuple(group) for group in groups.values() if len(group) > 1]
 
 
-def describe_table(conn: Any, table: TableRef) -> list[Column]:
+def describe_table(conn: Any, table: TableRef, stats: TableStats | None = None) -> list[Column]:
     """Columns of a table with their mapped types; a clear PermanentError if the table is missing or unmappable.
 
-    Views are refused: the sync mirrors tables, whose row counts and change times Snowflake reports.
+    Views are refused: the sync mirrors tables, whose row counts and change times Snowflake reports. `stats`,
+    when the caller has just read them, say whether it is a view without another round trip.
     """
     try:
-        if _is_view(conn, table):
+        if stats.kind == "VIEW" if stats is not None else _is_view(conn, table):
             raise PermanentError(
                 f"{table} is a view. The sync mirrors tables (it checks their row counts and change times); "
                 "materialize the view into a table in Snowflake and register that."
@@ -143,19 +145,20 @@ def describe_table(conn: Any, table: TableRef) -> list[Column]:
 
 
 def list_tables(
-    conn: Any, database: str, schema: str, like: str | None = None, name: str | None = None
+    conn: Any, database: str, schema: str, like: str | None = None, names: list[str] | None = None
 ) -> list[TableStats]:
-    """Tables of a schema with rows, bytes and LAST_ALTERED, in one INFORMATION_SCHEMA query.
+    """Tables of a schema (or only `names` of it) with rows, bytes and LAST_ALTERED, in one INFORMATION_SCHEMA
+    query.
 
     LAST_ALTERED over-reports (DDL and maintenance bump it too), which only ever causes an extra sync.
     """
+    only = f" AND TABLE_NAME IN ({', '.join(['%s'] * len(names))})" if names else ""
     try:
         cur = conn.cursor()
         cur.execute(
             f"SELECT TABLE_NAME, TABLE_TYPE, ROW_COUNT, BYTES, LAST_ALTERED "
-            f"FROM {quote_identifier(database)}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s"
-            + (" AND TABLE_NAME = %s" if name is not None else ""),
-            (schema, name) if name is not None else (schema,),
+            f"FROM {quote_identifier(database)}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = %s{only}",
+            (schema, *(names or [])),
         )
         found = [
             TableStats(
@@ -201,5 +204,30 @@ def list_schemas(conn: Any, database: str) -> list[str]:
 
 def table_stats(conn: Any, table: TableRef) -> TableStats | None:
     """Snowflake's current rows, bytes and LAST_ALTERED for one table (None if it is gone)."""
-    found = list_tables(conn, table.database, table.schema, name=table.name)
-    return found[0] if found else None
+    return RunFigures([table]).of(conn, table)
+
+
+class RunFigures:
+    """Snowflake's figures for the tables of one run, read by one query per schema when its first table asks.
+
+    A statement per table costs a round trip (100-300 ms on an account) that a small table's rows do not
+    justify. Figures read at the start of a run are older by the time a later table is read; they only ever
+    say a table changed when it did not (one extra sync), or warn that its rows moved meanwhile, which they did.
+    """
+
+    def __init__(self, tables: list[TableRef]) -> None:
+        self._names: dict[tuple[str, str], list[str]] = {}
+        for table in tables:
+            self._names.setdefault((table.database, table.schema), []).append(table.name)
+        self._read: dict[tuple[str, str], dict[str, TableStats]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, conn: Any, table: TableRef) -> TableStats | None:
+        """The table's figures (None if Snowflake lists no such table); listing errors are raised each time."""
+        schema = (table.database, table.schema)
+        with self._lock:
+            if schema not in self._read:
+                names = self._names.get(schema, [table.name])
+                found = list_tables(conn, table.database, table.schema, names=names)
+                self._read[schema] = {t.name: t for t in found}
+            return self._read[schema].get(table.name)

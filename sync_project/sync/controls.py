@@ -77,7 +77,7 @@ def _scalar(conn: Any, sql: str) -> Any:
 
 def _size(conn: Any, table: TableRef) -> str:
     try:
-        (stats,) = list_tables(conn, table.database, table.schema, name=table.name)
+        (stats,) = list_tables(conn, table.database, table.schema, names=[table.name])
     except (SyncError, ValueError):
         return "its size unknown"
     rows = "?" if stats.rows is None else f"{stats.rows:,}"

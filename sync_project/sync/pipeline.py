@@ -8,30 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from snowflake.connector.errors import Error as SnowflakeError
+import duckdb
 
 from sync_project.sync.attempt import (
     Attempt,
 )
 from sync_project.sync.cancel import Cancellation, Interrupted
-from sync_project.sync.catalog import describe_table, table_stats
+from sync_project.sync.catalog import RunFigures, describe_table
 from sync_project.sync.cleanup import AttemptCleanup
-from sync_project.sync.errors import LockTimeoutError, PermanentError, from_snowflake
+from sync_project.sync.errors import LockTimeoutError, PermanentError, SyncError
 from sync_project.sync.load import LoadPlan, load_table
 from sync_project.sync.mirror import table_columns
 from sync_project.sync.mirror.access import Log, Waited
 from sync_project.sync.moving import move_rows
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
+from sync_project.sync.sessions import SnowflakeSessions, session_for
 from sync_project.sync.setting_names import SNOWFLAKE_DATABASE
-from sync_project.sync.stage import (
-    configure_session,
-)
 from sync_project.sync.state import (
     Strategy,
     SyncState,
@@ -69,27 +68,11 @@ def _step(report: SyncReport, name: str, log: Log, cancellation: Cancellation) -
         raise
 
 
-@contextlib.contextmanager
-def snowflake_session(connect: Connect, table: TableRef, cancellation: Cancellation | None = None) -> Iterator[Any]:
-    """A connector connection; login failures become transient/permanent errors naming the table. With a
-    cancellation, a cancel asks Snowflake to stop what the session runs."""
-    try:
-        manager = connect()
-        conn = manager.__enter__()
-    except SnowflakeError as e:
-        raise from_snowflake(e, f"connecting to Snowflake to sync {table}") from None
-    try:
-        configure_session(conn)
-        with cancellation.snowflake(conn) if cancellation else contextlib.nullcontext():
-            yield conn
-    finally:
-        with contextlib.suppress(Exception):  # closing a broken connection must not hide the real error
-            manager.__exit__(None, None, None)
+# A table's sync state, its DuckDB columns, and the database it was last synced from if another.
+StateBefore = tuple[SyncState, dict[str, str], str | None]
 
 
-def state_before_sync(
-    options: SyncOptions, table: TableRef, log: Log, waited: Waited
-) -> tuple[SyncState, dict[str, str], str | None]:
+def state_before_sync(options: SyncOptions, table: TableRef, log: Log, waited: Waited) -> StateBefore:
     """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
     holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
     what = f"reading the state of {table}"
@@ -98,7 +81,34 @@ def state_before_sync(
     if options.mirror.is_empty():
         return SyncState(), {}, None
     with options.mirror.session(what, read_only=True, log=log, waited=waited) as con:
-        return read_sync_state(con, table), table_columns(con, table), synced_from_another_database(con, table)
+        return _state_in(con, table)
+
+
+def _state_in(con: duckdb.DuckDBPyConnection, table: TableRef) -> StateBefore:
+    return read_sync_state(con, table), table_columns(con, table), synced_from_another_database(con, table)
+
+
+class RunStates:
+    """The sync state of a run's tables, read in one short session when its first table asks: a session of the
+    DuckDB file costs about as much as a small table's load. Each table's own read stands in when the shared
+    one could not be made (a mirror not yet written, or the first read failed: that table reports why)."""
+
+    def __init__(self, options: SyncOptions, tables: list[TableRef]) -> None:
+        self._options, self._tables = options, tables
+        self._read: dict[TableRef, StateBefore] | None = None
+        self._lock = threading.Lock()
+
+    def of(self, table: TableRef, log: Log, waited: Waited) -> StateBefore:
+        mirror = self._options.mirror
+        with self._lock:
+            if self._read is None:
+                self._read = {}
+                what = f"reading the state of {len(self._tables)} table(s)"
+                if len(self._tables) > 1 and not mirror.writable_problem(what) and not mirror.is_empty():
+                    with mirror.session(what, read_only=True, log=log, waited=waited) as con:
+                        self._read = {t: _state_in(con, t) for t in self._tables}
+        found = self._read.get(table)
+        return found if found is not None else state_before_sync(self._options, table, log, waited)
 
 
 def sync_table(
@@ -113,12 +123,17 @@ def sync_table(
     attempt_started: dt.datetime | None = None,
     keep_for_retry: bool = False,
     cancellation: Cancellation | None = None,
+    sessions: SnowflakeSessions | None = None,
+    figures: RunFigures | None = None,
+    states: RunStates | None = None,
 ) -> SyncReport:
     """Sync one table: describe, unload (or resume), download (or reuse), load. On any failure the previous
     table and its state are untouched.
 
     `attempt_id` ties retries of one run together: they reuse its stage and the files already downloaded
     (see `AttemptCleanup` for when they are kept). A set `cancellation` stops it with `Interrupted` (`cancel.py`).
+    `sessions`, `figures` and `states`: what the tables of one run share (Snowflake sessions, one listing of
+    figures per schema, one read of their states).
     """
     cancellation = cancellation or Cancellation()
 
@@ -126,7 +141,7 @@ def sync_table(
         return _step(report, name, log, cancellation)
 
     state_wait = Waited()
-    state, target, elsewhere = state_before_sync(options, table, log, state_wait)
+    state, target, elsewhere = (states or RunStates(options, [table])).of(table, log, state_wait)
     if elsewhere and not rebuild:
         raise PermanentError(
             f"{table.key} was last synced from database {elsewhere}, and {SNOWFLAKE_DATABASE} now names "
@@ -145,9 +160,9 @@ def sync_table(
     cleanup = AttemptCleanup(attempt, keep_for_retry)
     with cleanup.local_files():
         # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
-        with snowflake_session(connect, table, cancellation) as conn:
+        with session_for(connect, sessions, table, cancellation) as conn:
             with entering("describe"):
-                _describe(report, conn, state)
+                _describe(report, conn, state, figures or RunFigures([table]))
             move_rows(report, conn, attempt, cleanup, options, state, log, entering)
         with cleanup.keeping_on(LockTimeoutError), entering("load"):
             _load(report, options, state, log, cancellation)
@@ -155,9 +170,12 @@ def sync_table(
     return report
 
 
-def _describe(report: SyncReport, conn: Any, state: SyncState) -> None:
-    report.columns = describe_table(conn, report.table)
-    report.source = table_stats(conn, report.table)
+def _describe(report: SyncReport, conn: Any, state: SyncState, figures: RunFigures) -> None:
+    """Snowflake's figures, then the columns (the figures say whether it is a view: one round trip fewer). A
+    table the figures do not show gets DESC's own answer: not found, or a view, or no figures."""
+    with contextlib.suppress(SyncError):
+        report.source = figures.of(conn, report.table)
+    report.columns = describe_table(conn, report.table, report.source)
     report.options = validate_options(report.table, report.columns, state.options)
 
 
@@ -210,7 +228,9 @@ def sync_tables(
     """Sync several tables, yielding each outcome as it completes; one table's failure stops no other.
 
     Up to `workers` tables are in flight at once: their Snowflake work (DESC, COPY INTO, GET) mostly waits on
-    Snowflake and overlaps, while their DuckDB loads still take the writer lock one at a time.
+    Snowflake and overlaps, while their DuckDB loads still take the writer lock one at a time. They share
+    Snowflake sessions, one listing of figures per schema, and the mirror's opening while loads follow each
+    other closely: what a small table cannot afford to pay each time.
 
     An interrupt (KeyboardInterrupt, SIGTERM made one, Dagster's termination) arrives in the thread iterating
     this: it cancels every table in flight (`cancel.py`), starts no other, waits for their cleanup, and goes on.
@@ -218,11 +238,18 @@ def sync_tables(
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     cancellation = Cancellation()
+    sessions, figures, states = SnowflakeSessions(connect), RunFigures(tables), RunStates(options, tables)
+    sharing = options.mirror.sharing()
+    sharing.__enter__()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync")
     try:
         futures = {
-            pool.submit(sync_table, connect, t, options, log, cancellation=cancellation, **per_table): t for t in tables
-        }
+            pool.submit(
+                sync_table, connect, t, options, log,
+                cancellation=cancellation, sessions=sessions, figures=figures, states=states, **per_table,
+            ): t
+            for t in tables
+        }  # fmt: skip
         for future in as_completed(futures):
             table = futures[future]
             try:
@@ -237,3 +264,5 @@ def sync_tables(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        sessions.close()
+        sharing.__exit__(None, None, None)

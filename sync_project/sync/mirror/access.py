@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
@@ -32,6 +33,12 @@ from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
 from sync_project.sync.setting_names import SYNC_DUCKDB_PATH, SYNC_LOCK_TIMEOUT_SECONDS, SYNC_PUBLISHED_PATH
 
 Log = Callable[[str], None]
+
+# DuckDB looks for pandas on every statement with parameters (is one a DataFrame?). Without pandas installed,
+# Python searches the whole path again each time: about 7 ms per small table's load. Its absence is recorded
+# once, as Python records any module it found missing on purpose.
+if importlib.util.find_spec("pandas") is None:
+    sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]
 
 # Bounded memory whatever the table size: DuckDB spills past this instead of growing.
 DUCKDB_MEMORY_LIMIT = "512MB"
@@ -109,7 +116,7 @@ class Waited:
     seconds: float = 0.0
 
 
-def _wait_for(
+def wait_for(
     attempt: Callable[[float], bool],
     holder: Callable[[], Holder | None],
     path: Path,
@@ -156,7 +163,8 @@ def writer_lock(
 ) -> Iterator[None]:
     """Hold the project's lock for `duckdb_path`; LockTimeoutError (transient) if it stays taken."""
     duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(lock_path(duckdb_path)))
+    # Not thread-local: a run's shared instance (sharing.py) may be closed, and the lock released, by another thread.
+    lock = filelock.FileLock(str(lock_path(duckdb_path)), thread_local=False)
 
     def attempt(seconds: float) -> bool:
         try:
@@ -165,7 +173,7 @@ def writer_lock(
             return False
         return True
 
-    took = _wait_for(
+    took = wait_for(
         attempt, lambda: project_holder(duckdb_path), duckdb_path, timeout, what or "DuckDB access", log or quiet
     )
     if waited is not None:
@@ -221,7 +229,7 @@ def connect(
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    took = _wait_for(
+    took = wait_for(
         attempt,
         lambda: duckdb_holder(last_error[0], read_only),
         duckdb_path,
@@ -252,7 +260,7 @@ def open_duckdb(
         raise PermanentError(f"the DuckDB file {duckdb_path} does not exist yet; sync a table first")
     con = connect(duckdb_path, read_only, wait, what, log, waited)
     try:
-        _session_settings(con)
+        session_settings(con)
         yield con
     except duckdb.Error as e:
         # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
@@ -266,7 +274,7 @@ def open_duckdb(
         con.close()
 
 
-def _session_settings(con: duckdb.DuckDBPyConnection) -> None:
+def session_settings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
@@ -289,7 +297,7 @@ def lake_session(
             Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
         attach_lake(con, lake, read_only, what or "opening the lake", log or quiet)
         con.execute(f"USE {LAKE_ALIAS}")
-        _session_settings(con)
+        session_settings(con)
         yield con
     finally:
         con.close()

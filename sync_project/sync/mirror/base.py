@@ -110,6 +110,11 @@ class Mirror(ABC):
     @abstractmethod
     def _open(self, ask: SessionAsk) -> Session: ...
 
+    def sharing(self) -> contextlib.AbstractContextManager[None]:
+        """While inside, this process's sessions that follow each other closely may share one opening of the
+        mirror (a file's: `sharing.py`); a lake's sessions never wait for each other, so it opens each."""
+        return contextlib.nullcontext()
+
     @abstractmethod
     def read(self, what: str, log: Log = quiet, wait: float | None = None) -> Reading:
         """A read-only connection for the project's own readers, and which copy it reads."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from pathlib import Path
 import duckdb
 
 from sync_project.sync.errors import PermanentError
-from sync_project.sync.mirror.access import Log, duckdb_session, ensure_writable_folder, quiet
+from sync_project.sync.mirror.access import Log, ensure_writable_folder, quiet
 from sync_project.sync.mirror.base import Mirror, Reading, Session, SessionAsk
 from sync_project.sync.mirror.publish import PublishReport, current_snapshot, publish, remove_old_snapshots
 from sync_project.sync.mirror.read import read_mirror
+from sync_project.sync.mirror.sharing import file_session, sharing
 from sync_project.sync.setting_names import SYNC_DUCKDB_PATH
 from sync_project.sync.tables import TableRef, quote_identifier
 
@@ -41,7 +43,10 @@ class FileMirror(Mirror):
         return f"the DuckDB file {self.path}"
 
     def _open(self, ask: SessionAsk) -> Session:
-        return duckdb_session(self.path, ask.wait, ask.what, read_only=ask.read_only, log=ask.log, waited=ask.waited)
+        return file_session(self.path, ask.wait, ask.what, read_only=ask.read_only, log=ask.log, waited=ask.waited)
+
+    def sharing(self) -> contextlib.AbstractContextManager[None]:
+        return sharing(self.path)
 
     def read(self, what: str, log: Log = quiet, wait: float | None = None) -> Reading:
         return read_mirror(self.path, self.published, self.lock_timeout if wait is None else wait, what, log)

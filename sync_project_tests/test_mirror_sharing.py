@@ -1,0 +1,95 @@
+"""Sessions of one run that follow each other closely share one opening of the DuckDB file (sharing.py): it
+stays open LINGER_SECONDS after a write for the next one, closes at once after a read (Snowflake work follows),
+after a failure, and when the run ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import filelock
+import pytest
+
+from sync_project.sync.mirror.access import lock_path
+from sync_project.sync.mirror.sharing import LINGER_SECONDS, _shared, file_session, sharing
+
+
+def project_lock_is_free(path: Path) -> bool:
+    """Whether another holder could take the project's lock now (a lock of its own, as another process has)."""
+    lock = filelock.FileLock(str(lock_path(path)), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    lock.release()
+    return True
+
+
+def free_within(path: Path, seconds: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if project_lock_is_free(path):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
+
+
+def test_a_write_keeps_the_opening_for_a_while_and_a_read_closes_it_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.duckdb"
+    with sharing(path):
+        with file_session(path, 5.0, "first load") as con:
+            con.execute("CREATE TABLE t AS SELECT 1 AS n")
+        assert not project_lock_is_free(path)  # still open for the next load
+        with file_session(path, 5.0, "second load") as con:
+            con.execute("INSERT INTO t VALUES (2)")
+        assert free_within(path, 10 * LINGER_SECONDS) is not None  # closed once no session came
+        with file_session(path, 5.0, "a state read", read_only=True) as con:  # opens it again
+            assert con.execute("SELECT sum(n) FROM t").fetchone() == (3,)
+        assert project_lock_is_free(path)  # a read is followed by Snowflake work: nothing stays open
+        with file_session(path, 5.0, "third load") as con:
+            con.execute("INSERT INTO t VALUES (3)")
+    assert project_lock_is_free(path)  # the run's end closes it at once
+    with duckdb.connect(str(path), read_only=True) as con:  # and what it wrote is in the file
+        assert con.execute("SELECT sum(n) FROM t").fetchone() == (6,)
+
+
+def test_a_session_waiting_for_its_turn_takes_the_opening_over(tmp_path: Path) -> None:
+    """Two threads: the second asks while the first holds the turn; the opening passes to it without a close
+    (an instance-wide setting the first made is still there: a reopened file would have the default)."""
+    path = tmp_path / "mirror.duckdb"
+    seen: list[object] = []
+
+    def second() -> None:
+        with file_session(path, 5.0, "second read", read_only=True) as con:
+            seen.append(con.execute("SELECT current_setting('checkpoint_threshold')").fetchone())
+
+    with sharing(path):
+        shared = _shared[path]
+        with file_session(path, 5.0, "first load") as con:
+            con.execute("SET GLOBAL checkpoint_threshold = '64MiB'")
+            waiter = threading.Thread(target=second)
+            waiter.start()
+            while not shared._waiting:  # the second session is now waiting for its turn
+                time.sleep(0.01)
+        waiter.join()
+        assert project_lock_is_free(path)  # it was a read: closed after it
+    assert seen == [("64.0 MiB",)]
+
+
+def test_a_failed_session_closes_the_opening_at_once_and_the_next_one_opens_it_again(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.duckdb"
+    with sharing(path):
+        with pytest.raises(duckdb.CatalogException), file_session(path, 5.0, "failing") as con:
+            con.execute("SELECT * FROM missing")
+        assert project_lock_is_free(path)
+        with file_session(path, 5.0, "next") as con:
+            assert con.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_outside_a_run_each_session_opens_and_closes_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.duckdb"
+    with file_session(path, 5.0, "alone") as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS n")
+    assert project_lock_is_free(path)
