@@ -14,7 +14,7 @@ from sync_project.sync.errors import PermanentError
 from sync_project.sync.leftovers import remove_leftovers
 from sync_project.sync.mirror import NothingToDo
 from sync_project.sync.mirror.publish import PublishReport
-from sync_project.sync.state import TableOptions
+from sync_project.sync.state import EXTRACTS, TableOptions
 from sync_project.sync.tables import TableRef
 
 LEFTOVER_HOURS = 24.0  # a live sync's folders are younger: a day-old one belongs to a killed or exhausted run
@@ -49,6 +49,9 @@ class RegisterConfig(dg.Config):
     strategy: str = Field(default="full", description="full or incremental")
     cursor_column: str | None = Field(default=None, description="Incremental: the column whose growth marks new rows")
     primary_key: list[str] = Field(default_factory=list, description="Default: the declared primary key")
+    extract: str | None = Field(
+        default=None, description="auto, unload or results: the tables' way out of Snowflake; unset: the mirror's"
+    )
 
 
 def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, scope: MirrorScope) -> None:
@@ -63,7 +66,14 @@ def register_in_schema(context: dg.OpExecutionContext, config: RegisterConfig, s
     try:
         if config.strategy not in ("full", "incremental"):
             raise PermanentError(f"strategy must be full or incremental, not {config.strategy!r}")
-        options = TableOptions(config.strategy, config.cursor_column, tuple(config.primary_key))  # type: ignore[arg-type]
+        if config.extract not in (None, *EXTRACTS):
+            raise PermanentError(f"extract must be one of {', '.join(EXTRACTS)} or unset, not {config.extract!r}")
+        options = TableOptions(
+            config.strategy,  # type: ignore[arg-type]
+            config.cursor_column,
+            tuple(config.primary_key),
+            config.extract,  # type: ignore[arg-type]
+        )
         done = registry.register(
             context.instance,
             snowflake.get_connection,

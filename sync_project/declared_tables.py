@@ -34,10 +34,13 @@ class DeclaredTable(BaseModel):
     strategy: Literal["full", "incremental"] = "full"
     cursor_column: str | None = Field(default=None, description="incremental: the column whose growth marks new rows")
     primary_key: list[str] = Field(default_factory=list, description="incremental: default the declared key")
+    extract: Literal["auto", "unload", "results"] | None = Field(
+        default=None, description="this table's way out of Snowflake; unset: the component's `extract`"
+    )
 
     @property
     def options(self) -> TableOptions:
-        return TableOptions(self.strategy, self.cursor_column, tuple(self.primary_key))
+        return TableOptions(self.strategy, self.cursor_column, tuple(self.primary_key), self.extract)
 
 
 def declaration_stamp(tables: Sequence[DeclaredTable]) -> str:

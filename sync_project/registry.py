@@ -22,6 +22,7 @@ from sync_project.sync.mirror import Mirror
 from sync_project.sync.mirror.access import Log
 from sync_project.sync.options import Connect
 from sync_project.sync.state import (
+    Extract,
     TableOptions,
     validate_options,
     write_all_options,
@@ -93,15 +94,17 @@ def register(
     mirror: Mirror | None = None,
     log: Log = lambda _: None,
     scope: MirrorScope = FIRST_MIRROR,
+    extract: Extract | None = None,
 ) -> Registration:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
     With `options` (strategy, cursor, key), each table's options are checked against its columns and kept
-    in the DuckDB file; registering again with other options changes them, and says so. All or nothing:
+    in the DuckDB file; registering again with other options changes them, and says so. `extract`, when given,
+    sets the tables' way out of Snowflake and keeps the rest of their options. All or nothing:
     every refusal is named in one PermanentError, and then none is added.
     """
     tables = list(dict.fromkeys(tables))
-    checked: list[tuple[TableRef, TableOptions]] = []
+    checked: list[tuple[TableRef, TableOptions | None]] = []
     refusals: list[str] = []
     with connect() as conn:
         for table in tables:
@@ -109,6 +112,8 @@ def register(
                 columns = describe_table(conn, table)
                 if options is not None:
                     checked.append((table, validate_options(table, columns, options)))
+                elif extract is not None:
+                    checked.append((table, None))
             except TableNotFoundError as e:
                 refusals.append(str(e) + _did_you_mean(conn, table))
             except PermanentError as e:
@@ -122,8 +127,8 @@ def register(
         if mirror is None:
             raise ValueError("options need the mirror they are kept in")
         with mirror.session("saving sync options", log=log) as con:
-            before = write_all_options(con, checked)
-        changed = {table.key: f"{before[table]} -> {after}" for table, after in checked if before[table] != after}
+            written = write_all_options(con, checked, extract)
+        changed = {table.key: f"{before} -> {after}" for table, (before, after) in written.items() if before != after}
     new = add_tables(instance, tables, scope.partitions_name)
     return Registration(new, [t.key for t in tables if t.key not in new], changed)
 

@@ -33,8 +33,9 @@ from sync_project.sync.mirror import Mirror, mirror_for
 from sync_project.sync.mirror.access import Waited
 from sync_project.sync.mirror.lake import lake_for
 from sync_project.sync.mirror.publish import published_default
-from sync_project.sync.options import DEFAULT_RESULTS_MAX_BYTES, Extract, SyncOptions
+from sync_project.sync.options import DEFAULT_RESULTS_MAX_BYTES, SyncOptions
 from sync_project.sync.stage import SESSION_PARAMETERS
+from sync_project.sync.state import Extract
 
 
 def _private_key_der(pem: bytes, passphrase: str | None) -> bytes:

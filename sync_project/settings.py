@@ -93,7 +93,7 @@ def _env(name: str, default: str) -> str:
 
 
 def _extract() -> str:
-    from sync_project.sync.options import EXTRACTS
+    from sync_project.sync.state import EXTRACTS
 
     value = _env(SYNC_EXTRACT, "auto").lower()
     if value not in EXTRACTS:

@@ -18,19 +18,21 @@ import snowflake.connector
 from dagster import DagsterEventType
 from snowflake.connector.result_batch import ResultBatch
 
-from sync_project.demo_tables import DEMO_TABLES
+from sync_project import registry
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA, DEMO_TABLES
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.sync.catalog import TableStats
 from sync_project.sync.controls import UnloadPreventedError
 from sync_project.sync.paths import choose_path
 from sync_project.sync.pipeline import sync_table
-from sync_project.sync.state import Fact
+from sync_project.sync.state import Fact, TableOptions, read_sync_state, write_all_options
 from sync_project.sync_record import last_sync
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import (
     assert_exact_copy,
+    configure,
     connector,
     demo_table,
     fetch,
@@ -215,3 +217,65 @@ def wait_for_runs(instance: dg.DagsterInstance, count: int) -> list[Any]:
             return records
         time.sleep(1)
     raise TimeoutError(f"{count} runs did not finish in 300 s")
+
+
+def test_a_chunk_that_fails_mid_stream_is_retried_and_the_table_ends_exact(
+    sf: Any, local_snowflake: LocalSnowflakeProcess, tmp_path: Path
+) -> None:
+    """The sync's own chunk reading: the inline rows arrive, the next chunk's download fails once (503), the
+    connector's retry fetches it, and the mirror holds every row once."""
+    fetch(sf, f"CREATE OR REPLACE TABLE {DEMO_DATABASE}.{DEMO_SCHEMA}.CHUNKED AS {QUERY}")
+    table = demo_table("CHUNKED")
+    inject_fault(local_snowflake.base_url, "result_chunk", mode="http_error", status=503, count=1)
+    report = sync_table(connector(local_snowflake), table, options(tmp_path, extract="results"))
+    assert fault_state(local_snowflake.base_url)["fired"] == ["result_chunk"]
+    assert report.path == "results" and report.files >= 3  # the inline part and at least two chunks
+    rows = synced_rows(options(tmp_path), table.duckdb_sql)
+    assert sorted(int(n) for n, _ in rows) == list(range(ROWS))
+    assert all(s == f"{n}-padding-padding" for n, s in rows)
+
+
+def test_a_tables_own_extract_setting_overrides_the_mirrors_and_keeps_its_other_options(
+    local_snowflake: LocalSnowflakeProcess, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """`register --extract results` on an incremental table: it stays incremental, reads its result set while
+    the mirror's setting says unload, and `status --json` shows the setting; registering with another strategy
+    and no --extract resets it to the mirror's."""
+    table = demo_table("data")
+    opts = options(tmp_path, extract="unload")
+    configure(opts, table, TableOptions("incremental", "id", ("id",)))
+    registry.register(instance, connector(local_snowflake), [table], None, opts.mirror, extract="results")
+    with opts.mirror.session("reading", read_only=True) as con:
+        kept = read_sync_state(con, table).options
+    assert kept == TableOptions("incremental", "id", ("id",), "results")
+    assert str(kept).endswith(", extract results")
+    report = sync_table(connector(local_snowflake), table, opts)
+    assert report.path == "results" and report.path_reason == "extract is set to results"
+    assert report.strategy == "full" and report.rows_loaded == report.rows_unloaded > 0  # first sync of it
+    registry.register(instance, connector(local_snowflake), [table], TableOptions(), opts.mirror)
+    assert sync_table(connector(local_snowflake), table, opts).path == "unload"
+
+
+def test_a_mirror_from_before_the_extract_option_is_read_and_then_gains_it(tmp_path: Path) -> None:
+    """Files written before `_sync.tables` had an `extract` column: read-only readers see no setting, and the
+    next write adds the column without losing the table's options."""
+    path = tmp_path / "old.duckdb"
+    table = demo_table("data")
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA _sync")
+        con.execute(
+            "CREATE TABLE _sync.tables (table_id VARCHAR NOT NULL, strategy VARCHAR NOT NULL, cursor_column VARCHAR, "
+            "primary_key VARCHAR, high_water_mark VARCHAR, rows BIGINT, synced_at TIMESTAMPTZ, columns VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO _sync.tables VALUES (?, 'incremental', 'id', '[\"id\"]', '7', 3, now(), NULL)", [str(table)]
+        )
+    opts = options(tmp_path, duckdb_path=path)
+    with opts.mirror.session("reading", read_only=True) as con:
+        before = read_sync_state(con, table)
+    assert before.options == TableOptions("incremental", "id", ("id",)) and before.high_water_mark == "7"
+    with opts.mirror.session("writing") as con:
+        written = write_all_options(con, [(table, None)], "results")
+    assert written[table] == (before.options, TableOptions("incremental", "id", ("id",), "results"))
+    with opts.mirror.session("reading", read_only=True) as con:
+        assert read_sync_state(con, table).high_water_mark == "7"  # the cursor did not change: the mark stays

@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from sync_project.sync.options import Connect
+    from sync_project.sync.state import Extract
 
 from sync_project.cli.common import (
     cli_instance,
@@ -92,6 +93,13 @@ def _explain_empty_listing(connect: Connect, database: str, schema: str, like: s
 )
 @click.option("--cursor", default=None, help="Incremental: the column whose growth marks new rows (exact name).")
 @click.option("--primary-key", default=None, help="Incremental: key column(s), comma-separated (default: declared).")
+@click.option(
+    "--extract",
+    type=click.Choice(["auto", "unload", "results"]),
+    default=None,
+    help="The way out of Snowflake for these tables: a stage unload, the result set, or auto by size "
+    "(default: the mirror's SYNC_EXTRACT). Given alone, it keeps the tables' other options.",
+)
 @reports_errors
 def register(
     keys: tuple[str, ...],
@@ -101,6 +109,7 @@ def register(
     strategy: str | None,
     cursor: str | None,
     primary_key: str | None,
+    extract: Extract | None,
 ) -> None:
     """Register tables (SCHEMA.TABLE ...) as partitions, after DESC TABLE proves each one.
 
@@ -134,6 +143,7 @@ def register(
         options,
         project.mirror,
         log=to_stderr,
+        extract=extract,
     )
     new = done.new
     for key in done.new:

@@ -9,7 +9,6 @@ itself, and removes them. Nothing here prints a secret: the target names the aut
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -22,13 +21,12 @@ import pyarrow.parquet as pq
 from snowflake.connector.errors import Error as SnowflakeError
 
 from sync_project.sync.attempt import USER_STAGE, Attempt
-from sync_project.sync.catalog import TableStats, describe_table, list_schemas, table_stats
-from sync_project.sync.controls import unload_prevented
+from sync_project.sync.catalog import TableStats, describe_table, list_schemas
 from sync_project.sync.disk import check_free_space
+from sync_project.sync.doctor_extract import extract_paths, table_sizes
 from sync_project.sync.errors import SyncError, from_snowflake
 from sync_project.sync.mirror import Mirror
 from sync_project.sync.options import SyncOptions
-from sync_project.sync.paths import choose_path
 from sync_project.sync.setting_names import (
     SNOWFLAKE_DATABASE,
     SNOWFLAKE_WAREHOUSE,
@@ -43,7 +41,6 @@ from sync_project.sync.stage import (
     staged_names,
     unload_query_to_stage,
 )
-from sync_project.sync.state import Fact
 from sync_project.sync.tables import TableRef
 
 Status = Literal["passed", "failed", "skipped"]
@@ -157,8 +154,8 @@ def _snowflake_checks(
         checks.append(_tables(conn, tables))
         if not warehouse.passed:
             return [*checks, _skipped("extract", "table sizes need a warehouse")], False
-        sizes = _sizes(conn, tables)  # read once: the extract line and the disk check both use them
-        checks.append(_run("extract", lambda: _paths(conn, sizes, options)))
+        sizes = table_sizes(conn, tables)  # read once: the extract line and the disk check both use them
+        checks.append(_run("extract", lambda: extract_paths(conn, sizes, options)))
         return checks, _largest(sizes)
     finally:
         with contextlib.suppress(Exception):
@@ -274,32 +271,6 @@ def _tables(conn: Any, tables: list[TableRef]) -> Check:
             "fix each table named, or deregister it (sync-project deregister KEY)",
         )
     return Check("tables", "passed", f"{len(tables)} registered table(s), {columns} columns, every column maps")
-
-
-def _sizes(conn: Any, tables: list[TableRef]) -> dict[TableRef, TableStats | None] | None:
-    """Each registered table's figures as Snowflake reports them; None if they could not be read."""
-    try:
-        return {table: table_stats(conn, table) for table in tables}
-    except SyncError:
-        return None
-
-
-def _paths(conn: Any, sizes: dict[TableRef, TableStats | None] | None, options: SyncOptions) -> str:
-    """Which way out of Snowflake each registered table would take now, and why (paths.py)."""
-    if sizes is None:
-        raise SyncError("the tables' sizes could not be read from INFORMATION_SCHEMA")
-    prevented = unload_prevented(conn)
-    refused = Fact(f"an administrator runs: {prevented.fix}", dt.datetime.now(dt.UTC)) if prevented else None
-    taken = [
-        (table.key, *choose_path(options.extract, stats, options.results_max_bytes, refused))
-        for table, stats in sizes.items()
-    ]
-    if not taken:
-        return f"extract {options.extract}; no table is registered yet"
-    shown = "; ".join(f"{key}: {path} ({why})" for key, path, why in taken[:20])
-    more = f"; and {len(taken) - 20} more" if len(taken) > 20 else ""
-    counts = {p: sum(1 for _, path, _ in taken if path == p) for p in ("unload", "results")}
-    return f"extract {options.extract}: {counts['unload']} by unload, {counts['results']} by result set. {shown}{more}"
 
 
 def _largest(sizes: dict[TableRef, TableStats | None] | None) -> Largest:

@@ -45,7 +45,8 @@ def move_rows(
     the account refuses falls back to the result set in the same attempt."""
     where = _incremental_where(report, state)
     prevented = state.unload_prevented
-    report.path, report.path_reason = choose_path(options.extract, report.source, options.results_max_bytes, prevented)
+    extract = report.options.extract or options.extract  # the table's own setting, else the mirror's
+    report.path, report.path_reason = choose_path(extract, report.source, options.results_max_bytes, prevented)
     if report.path == "unload":
         try:
             with cleanup.stage(conn), cleanup.keeping_on(TransientError):
@@ -54,7 +55,7 @@ def move_rows(
                 with entering("download"):
                     _download_or_reuse(report, conn, attempt, options, query, log)
         except UnloadPreventedError as refused:
-            if options.extract != "auto":
+            if extract != "auto":
                 raise
             report.path, report.path_reason = "results", f"Snowflake refused the unload; to lift it, {refused.fix}"
             report.noted[UNLOAD_PREVENTED] = refused.fix

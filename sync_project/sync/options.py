@@ -7,15 +7,14 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sync_project.sync.attempt import USER_STAGE
 from sync_project.sync.mirror import Mirror
+from sync_project.sync.state import Extract
 
-Extract = Literal["auto", "unload", "results"]
 # Snowflake's BYTES up to which `auto` reads a table's result set (paths.py says why).
 DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024
-EXTRACTS: tuple[Extract, ...] = ("auto", "unload", "results")
 
 # A new connector connection each call, as a context manager (the resource's get_connection, or a test's).
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]

@@ -21,8 +21,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sync_project.sync.catalog import TableStats
-from sync_project.sync.options import Extract
-from sync_project.sync.state import Fact
+from sync_project.sync.state import Extract, Fact
 
 # A refused unload is remembered this long: then one sync tries again, in case an administrator lifted the control.
 RECHECK_PREVENTED = dt.timedelta(days=1)

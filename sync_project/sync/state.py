@@ -8,6 +8,7 @@ or the rows without the cursor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from sync_project.sync.tables import TableRef
 
 STATE_SCHEMA = "_sync"
 Strategy = Literal["full", "incremental"]
+# The way out of Snowflake: a stage unload, the result set, or auto (paths.py chooses).
+Extract = Literal["auto", "unload", "results"]
+EXTRACTS: tuple[Extract, ...] = ("auto", "unload", "results")
 
 # Snowflake types a cursor may have: ordered, and sent back to Snowflake as a typed literal.
 CURSOR_TYPES = ("NUMBER", "DECIMAL", "NUMERIC", "INT", "DATE", "TIMESTAMP")
@@ -32,13 +36,15 @@ _COLUMNS = """
     high_water_mark VARCHAR,
     rows BIGINT,
     synced_at TIMESTAMPTZ,
-    columns VARCHAR  -- JSON object: column name to DuckDB type, as the last sync left the table
+    columns VARCHAR,  -- JSON object: column name to DuckDB type, as the last sync left the table
+    extract VARCHAR  -- the table's way out of Snowflake (auto, unload, results); NULL: the mirror's setting
 """
 # No key: DuckLake has none, so a file and a lake keep the same table and a row is replaced by delete + insert.
 # (Files made before this carry a PRIMARY KEY on table_id, which the same statements satisfy.)
 STATE_DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (table_id VARCHAR NOT NULL, {_COLUMNS})",
+    f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS extract VARCHAR",  # files made before it
     # What a sync learned about the account, for the next ones (one row per name).
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.facts (name VARCHAR NOT NULL, value VARCHAR, noted_at TIMESTAMPTZ)",
 )
@@ -53,16 +59,25 @@ class TableOptions:
     strategy: Strategy = "full"
     cursor_column: str | None = None
     primary_key: tuple[str, ...] = ()
+    extract: Extract | None = None  # None: the mirror's setting (SYNC_EXTRACT, the component's `extract`)
 
     def __str__(self) -> str:
-        """As people read them: `full`, or `incremental on UPDATED_AT, key ID`."""
-        if self.strategy == "full":
-            return "full"
-        return f"incremental on {self.cursor_column}, key {', '.join(self.primary_key) or 'none (append)'}"
+        """As people read them: `full`, or `incremental on UPDATED_AT, key ID`, and `extract results` if set."""
+        how = (
+            "full"
+            if self.strategy == "full"
+            else f"incremental on {self.cursor_column}, key {', '.join(self.primary_key) or 'none (append)'}"
+        )
+        return how + (f", extract {self.extract}" if self.extract else "")
 
     def as_dict(self) -> dict[str, Any]:
         """As scripts read them (`status --json`)."""
-        return {"strategy": self.strategy, "cursor_column": self.cursor_column, "primary_key": list(self.primary_key)}
+        return {
+            "strategy": self.strategy,
+            "cursor_column": self.cursor_column,
+            "primary_key": list(self.primary_key),
+            "extract": self.extract,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,10 +137,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def _replace_row(con: duckdb.DuckDBPyConnection, table: TableRef, changes: dict[str, Any]) -> None:
     """Write the table's row: the current one (or an empty one) with `changes`, replacing it whole."""
-    names = ["strategy", "cursor_column", "primary_key", "high_water_mark", "rows", "synced_at", "columns"]
+    names = ["strategy", "cursor_column", "primary_key", "high_water_mark", "rows", "synced_at", "columns", "extract"]
     found = con.execute(f"SELECT {', '.join(names)} FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
     current = found.fetchone()
-    row = dict(zip(names, current or ("full", None, None, None, None, None, None), strict=True)) | changes
+    row = dict(zip(names, current or ("full", *[None] * (len(names) - 1)), strict=True)) | changes
     con.execute(f"DELETE FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
     con.execute(
         f"INSERT INTO {STATE_SCHEMA}.tables (table_id, {', '.join(names)}) VALUES (?, {', '.join('?' * len(names))})",
@@ -161,15 +176,17 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncStat
     if not _has_state(con):
         return SyncState()
     prevented = read_fact(con, UNLOAD_PREVENTED)
-    row = con.execute(
-        f"SELECT strategy, cursor_column, primary_key, high_water_mark, rows, columns FROM {STATE_SCHEMA}.tables "
-        "WHERE table_id = ?",
-        [str(table)],
-    ).fetchone()
-    if row is None:
+    # Every column by name: a file from before `extract` has no such column until its next write (read-only here).
+    found = con.execute(f"SELECT * FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
+    names = [d[0] for d in found.description or []]
+    values = found.fetchone()
+    if values is None:
         return SyncState(unload_prevented=prevented)
-    options = TableOptions(row[0], row[1], tuple(json.loads(row[2])) if row[2] else ())
-    return SyncState(options, row[3], row[4], json.loads(row[5]) if row[5] else None, prevented)
+    row = dict(zip(names, values, strict=True))
+    key = tuple(json.loads(row["primary_key"])) if row["primary_key"] else ()
+    options = TableOptions(row["strategy"], row["cursor_column"], key, row.get("extract"))
+    columns = json.loads(row["columns"]) if row["columns"] else None
+    return SyncState(options, row["high_water_mark"], row["rows"], columns, prevented)
 
 
 def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, Any]:
@@ -178,6 +195,7 @@ def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, An
         "strategy": options.strategy,
         "cursor_column": options.cursor_column,
         "primary_key": json.dumps(list(options.primary_key)),
+        "extract": options.extract,
     }
     if before.cursor_column != options.cursor_column:
         changes["high_water_mark"] = None
@@ -185,22 +203,26 @@ def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, An
 
 
 def write_all_options(
-    con: duckdb.DuckDBPyConnection, tables: list[tuple[TableRef, TableOptions]]
-) -> dict[TableRef, TableOptions]:
-    """Set several tables' options in one transaction (all or none); returns each table's options before."""
+    con: duckdb.DuckDBPyConnection, tables: list[tuple[TableRef, TableOptions | None]], extract: Extract | None = None
+) -> dict[TableRef, tuple[TableOptions, TableOptions]]:
+    """Set several tables' options in one transaction (all or none); returns each table's options before and
+    after. `None` keeps a table's options; `extract`, when given, is set over them."""
     create_each(con)
-    before: dict[TableRef, TableOptions] = {}
+    changed: dict[TableRef, tuple[TableOptions, TableOptions]] = {}
     con.execute("BEGIN TRANSACTION")
     try:
         for table, options in tables:
-            before[table] = read_sync_state(con, table).options
-            _replace_row(con, table, _option_changes(before[table], options))
+            before = read_sync_state(con, table).options
+            after = options if options is not None else before
+            after = dataclasses.replace(after, extract=extract) if extract is not None else after
+            _replace_row(con, table, _option_changes(before, after))
+            changed[table] = (before, after)
         con.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has ended the transaction already
             con.execute("ROLLBACK")
         raise
-    return before
+    return changed
 
 
 def write_sync_state(
@@ -240,4 +262,4 @@ def validate_options(table: TableRef, columns: list[Column], options: TableOptio
     missing = [k for k in key if k not in by_name]
     if missing:
         raise PermanentError(f"{table}: primary key column(s) {missing} are not columns of the table")
-    return TableOptions("incremental", cursor.name, tuple(key))
+    return TableOptions("incremental", cursor.name, tuple(key), options.extract)

@@ -3,24 +3,27 @@
 - `measure_paths`: one table at several sizes through each path (the engine, the best of three), which is
   where `auto`'s threshold comes from (`sync/paths.py`).
 - `measure_small_tables`: many small tables through the nightly path (the schedule, the daemon, runs of up to 25
-  tables) and the engine's one-process loop, beside a plain connector loop (`fetch_arrow_all`, then one
-  `CREATE TABLE AS` each, one process): what Sling and dlt do for small tables. The plain loop runs in the
-  embedded Snowflake's environment, which has pandas (the connector's Arrow fetch needs it; ours does not).
+  tables) and the engine's one-process loop (`sync_tables` with a run's workers), beside a plain connector loop
+  (`fetch_arrow_all`, then one `CREATE TABLE AS` each, one process): what Sling and dlt do for small tables.
+  The plain loop runs in the embedded Snowflake's environment, which has pandas (the connector's Arrow fetch
+  needs it; ours does not).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sync_project.assets import SYNC_WORKERS
 from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.embedded_snowflake import LocalSnowflakeProcess, emulator_python
 from sync_project.sync.catalog import table_stats
-from sync_project.sync.options import Extract
 from sync_project.sync.pipeline import sync_table, sync_tables
+from sync_project.sync.state import Extract
 from sync_project.sync.tables import TableRef
 from sync_project_tests.bench.sync_bench import engine_connect, file_options, measure_nightly
 
@@ -72,12 +75,53 @@ def measure_paths(process: LocalSnowflakeProcess, root: Path) -> list[dict[str, 
     return found
 
 
+RESULTS_IN_A_PROCESS = """
+import dataclasses, resource, sys, time
+from pathlib import Path
+import snowflake.connector
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import connection_settings
+from sync_project.sync.pipeline import sync_table
+from sync_project.sync.stage import SESSION_PARAMETERS
+from sync_project.sync.tables import TableRef
+from sync_project_tests.bench.sync_bench import file_options
+port, root = int(sys.argv[1]), Path(sys.argv[2])
+def connect():
+    return snowflake.connector.connect(**connection_settings("127.0.0.1", port), database=DEMO_DATABASE,
+                                       session_parameters=dict(SESSION_PARAMETERS))
+options = dataclasses.replace(file_options(root / "results.duckdb", root / "results"), extract="results")
+started = time.monotonic()
+report = sync_table(connect, TableRef(DEMO_DATABASE, DEMO_SCHEMA, "data"), options)
+print("seconds", round(time.monotonic() - started, 2), "rows", report.rows_loaded, "files", report.files,
+      "peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def measure_results_memory(process: LocalSnowflakeProcess, root: Path) -> dict[str, Any]:
+    """The demo's "data" table (the bench's --rows) through the result set in a process of its own: seconds and
+    the peak RSS the kernel accounted to it (memory is bounded by the chunks in flight, not by the table)."""
+    done = subprocess.run(
+        [sys.executable, "-c", RESULTS_IN_A_PROCESS, str(process.port), str(root)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the result-set sync failed: {done.stderr[-2000:]}")
+    words = done.stdout.split()
+    found = dict(zip(words[::2], words[1::2], strict=True))
+    return {
+        "seconds": float(found["seconds"]),
+        "rows": int(found["rows"]),
+        "files": int(found["files"]),
+        "peak_rss_mib": round(int(found["peak_rss_kib"]) / 1024, 1),
+    }
+
+
 def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int, rows: int) -> dict[str, Any]:
     schema = "SMALL"
     refs = [_copy_of_data(process, schema, f"S{i:03d}", rows) for i in range(tables)]
     options = file_options(root / "small-engine.duckdb", root / "small-engine")  # extract: auto
     started = time.monotonic()
-    outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, 1))
+    outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, SYNC_WORKERS))  # as a run does
     engine = round(time.monotonic() - started, 2)
     assert all(o.report is not None and o.report.path == "results" for o in outcomes), outcomes
     plain = subprocess.run(
@@ -101,16 +145,21 @@ def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int
     }
 
 
-def print_figures(paths: list[dict[str, Any]], small: dict[str, Any]) -> None:
+def print_figures(paths: list[dict[str, Any]], small: dict[str, Any], memory: dict[str, Any]) -> None:
     for p in paths:
         print(
             f"extract paths, {p['rows']:,} rows ({p['snowflake_bytes']:,} bytes in Snowflake): "
             f"unload {p['unload']:.2f}s, result set {p['results']:.2f}s"
         )
+    if memory:
+        print(
+            f"{memory['rows']:,} rows through the result set in a process of its own: {memory['seconds']:.2f}s, "
+            f"{memory['files']} chunk file(s), peak RSS {memory['peak_rss_mib']:.0f} MiB"
+        )
     if small:
         print(
             f"{small['tables']} tables x {small['rows']:,} rows through the result set: the nightly schedule with "
             f"the daemon ({small['nightly_runs']} runs) {small['nightly_schedule_with_daemon']:.2f}s; the engine's "
-            f"one-process loop {small['engine_one_process_loop']:.2f}s, a plain connector loop "
-            f"{small['plain_connector_loop']:.2f}s ({small['ratio_engine_to_plain']}x)"
+            f"one-process loop ({SYNC_WORKERS} workers) {small['engine_one_process_loop']:.2f}s, a plain connector "
+            f"loop {small['plain_connector_loop']:.2f}s ({small['ratio_engine_to_plain']}x)"
         )

@@ -454,7 +454,13 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
-    from sync_project_tests.bench.result_sets import PATH_ROWS, measure_paths, measure_small_tables, print_figures
+    from sync_project_tests.bench.result_sets import (
+        PATH_ROWS,
+        measure_paths,
+        measure_results_memory,
+        measure_small_tables,
+        print_figures,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -478,6 +484,7 @@ def main() -> None:
             published = measure_publish(options, root)
             many = measure_many(process, root, args.many, args.many_rows) if args.many else {}
             paths = measure_paths(process, root) if args.rows >= max(PATH_ROWS) else []
+            memory = measure_results_memory(process, root / "memory")
             small = measure_small_tables(process, root, args.small, args.small_rows) if args.small else {}
             (root / "dagster").mkdir()
             shutil.copyfile(project_root() / "dagster.yaml", root / "dagster" / "dagster.yaml")
@@ -528,6 +535,7 @@ def main() -> None:
         "publish": published,
         "many_tables": many,
         "extract_paths": paths,
+        "result_set_memory": memory,
         "small_tables_through_the_result_set": small,
         "backfill_wall_seconds": {"tables": args.tables, **parallel},
     }
@@ -582,7 +590,7 @@ def main() -> None:
             f"the nightly schedule through the daemon ({many['nightly_runs']} runs, 4 at a time) "
             f"{many['nightly_schedule_with_daemon']:.2f}s ({many['ratio_nightly_to_engine_floor']}x the first)"
         )
-    print_figures(paths, small)
+    print_figures(paths, small, memory)
     for label, figures in parallel.items():
         print(
             f"{args.tables} tables x {args.rows:,} rows, dagster job backfill, {label}: "
