@@ -36,7 +36,7 @@ def free_within(path: Path, seconds: float) -> float | None:
     return None
 
 
-def test_a_write_keeps_the_opening_for_a_while_and_a_read_closes_it_at_once(tmp_path: Path) -> None:
+def test_a_write_keeps_the_opening_for_a_while_and_a_read_that_opened_it_closes_it(tmp_path: Path) -> None:
     path = tmp_path / "mirror.duckdb"
     with sharing(path):
         with file_session(path, 5.0, "first load") as con:
@@ -44,6 +44,9 @@ def test_a_write_keeps_the_opening_for_a_while_and_a_read_closes_it_at_once(tmp_
         assert not project_lock_is_free(path)  # still open for the next load
         with file_session(path, 5.0, "second load") as con:
             con.execute("INSERT INTO t VALUES (2)")
+        with file_session(path, 5.0, "its check", read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM t").fetchone() == (2,)
+        assert not project_lock_is_free(path)  # a read that found it open leaves it so
         assert free_within(path, 10 * LINGER_SECONDS) is not None  # closed once no session came
         with file_session(path, 5.0, "a state read", read_only=True) as con:  # opens it again
             assert con.execute("SELECT sum(n) FROM t").fetchone() == (3,)
@@ -74,7 +77,7 @@ def test_a_session_waiting_for_its_turn_takes_the_opening_over(tmp_path: Path) -
             while not shared._waiting:  # the second session is now waiting for its turn
                 time.sleep(0.01)
         waiter.join()
-        assert project_lock_is_free(path)  # it was a read: closed after it
+        assert free_within(path, 10 * LINGER_SECONDS) is not None  # the read found it open: it lingers, then closes
     assert seen == [("64.0 MiB",)]
 
 

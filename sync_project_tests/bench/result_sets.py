@@ -106,7 +106,7 @@ def measure_results_memory(process: LocalSnowflakeProcess, root: Path) -> dict[s
     )  # fmt: skip
     if done.returncode:
         raise RuntimeError(f"the result-set sync failed: {done.stderr[-2000:]}")
-    words = done.stdout.split()
+    words = done.stdout.strip().splitlines()[-1].split()  # its own last line
     found = dict(zip(words[::2], words[1::2], strict=True))
     return {
         "seconds": float(found["seconds"]),

@@ -4,8 +4,9 @@ Opening the working file reads its catalog and closing it checkpoints: about 25 
 a small table's whole load, and a run of small tables opens it twice per table (the state read and the load).
 Within `sharing(path)` (a run of several tables), sessions of this process take turns on one instance, each
 on its own cursor. The instance passes straight to a session already waiting; after a load it stays open
-`LINGER_SECONDS` for the next table's load; after a read (the state read, which Snowflake work follows) it
-closes at once; and it closes at once when the run ends or a session fails.
+`LINGER_SECONDS` for the next table's load, and a read that found it open (a check after a load) leaves it so;
+a read that had to open it (the state read, which Snowflake work follows) closes it at once; and it closes at
+once when the run ends or a session fails.
 
 What this relaxes of DESIGN.md's invariant 2 (no DuckDB connection while Snowflake works): other tables'
 Snowflake work may go on while the file is open, as with several workers it always could; the file is never
@@ -59,26 +60,30 @@ class SharedFile:
         """A cursor on the instance (opened now if it is closed), once no other session of this process is in."""
         with self._count:
             self._waiting += 1
-        took = wait_for(
-            lambda seconds: self._turn.acquire(timeout=seconds),
-            lambda: project_holder(self.path),
-            self.path,
-            wait,
-            what or "DuckDB access",
-            log or quiet,
-        )
-        with self._count:
-            self._waiting -= 1
+        try:
+            took = wait_for(
+                lambda seconds: self._turn.acquire(timeout=seconds),
+                lambda: project_holder(self.path),
+                self.path,
+                wait,
+                what or "DuckDB access",
+                log or quiet,
+            )
+        finally:
+            with self._count:
+                self._waiting -= 1
         if waited is not None:
             waited.seconds += took
         try:
             if self._closing is not None:
                 self._closing.cancel()
                 self._closing = None
-            if self._con is None:
-                self._held = duckdb_session(self.path, wait, what, log=log, waited=waited)
-                self._con = self._held.__enter__()
-            cursor = self._con.cursor()
+            con, opened_now = self._con, self._con is None
+            if con is None:
+                opening = duckdb_session(self.path, wait, what, log=log, waited=waited)
+                con = self._con = opening.__enter__()
+                self._held = opening
+            cursor = con.cursor()
             try:
                 session_settings(cursor)
                 yield cursor
@@ -91,7 +96,7 @@ class SharedFile:
                 waiting = self._waiting
             if waiting:
                 pass  # the next session takes it over at once
-            elif read_only:
+            elif read_only and opened_now:
                 self._close_now()  # a state read: Snowflake work follows, so nothing stays open
             else:
                 self._closing = threading.Timer(LINGER_SECONDS, self._close_if_idle)
