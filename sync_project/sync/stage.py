@@ -32,9 +32,12 @@ from sync_project.sync.tables import TableRef
 # QUOTED_IDENTIFIERS_IGNORE_CASE = TRUE, "data" would mean DATA), and one logical Parquet schema for every file of
 # an unload (DESIGN.md, "Snowflake facts"). Every connection the project opens asks for them at sign-in (the
 # resource's `session_parameters`, no extra round trip); the sync sets them again on the connection it is given.
-SESSION_PARAMETERS: dict[str, bool] = {
+# Result chunks of at most 48 MB (the documented minimum; 160 by default) bound what a result-set sync holds:
+# a chunk arriving, one being written (10,000,000 rows: `make bench`'s result-set line).
+SESSION_PARAMETERS: dict[str, bool | int] = {
     "QUOTED_IDENTIFIERS_IGNORE_CASE": False,
     "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION": False,
+    "CLIENT_RESULT_CHUNK_SIZE": 48,
 }
 SESSION_SETTINGS = " ".join(f"{name} = {str(value).upper()}" for name, value in SESSION_PARAMETERS.items())
 
