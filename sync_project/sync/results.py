@@ -16,6 +16,8 @@ download in flight, whatever the table's size.
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,6 +115,14 @@ def exact_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
+def _give_back_memory() -> None:
+    """Return what the chunks used to the system before the load asks DuckDB for its own: Arrow's allocator and
+    C's keep freed memory for reuse, which the load would then stand on (10,000,000 rows: about 300 MiB)."""
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _write_chunk(data: bytes, path: Path) -> int:
     """One chunk as one Parquet file, record batch by record batch (memory: the chunk and one converted batch);
     returns its rows (no file for none)."""
@@ -157,13 +167,13 @@ def extract_to_files(
                 chunk_rows = _write_chunk(data, path)
             except pa.ArrowInvalid as e:
                 raise TransientError(f"{table}: chunk {n + 1} of the result set arrived damaged ({e})") from None
-            del data  # the chunk's bytes go before the next one is taken, and Arrow gives back what it freed
-            pa.default_memory_pool().release_unused()
+            del data  # the chunk's bytes go before the next one is taken
             if chunk_rows:
                 files.append(path)
                 rows += chunk_rows
     except SnowflakeError as e:
         raise from_snowflake(e, f"downloading the result set of {table}") from None
+    _give_back_memory()
     expected = int(cur.rowcount or 0)
     if rows != expected:
         raise TransientError(f"{table}: the result set said {expected:,} rows and its chunks held {rows:,}")

@@ -119,19 +119,21 @@ def measure_results_memory(process: LocalSnowflakeProcess, root: Path) -> dict[s
 def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int, rows: int) -> dict[str, Any]:
     schema = "SMALL"
     refs = [_copy_of_data(process, schema, f"S{i:03d}", rows) for i in range(tables)]
-    options = file_options(root / "small-engine.duckdb", root / "small-engine")  # extract: auto
-    started = time.monotonic()
-    outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, SYNC_WORKERS))  # as a run does
-    engine = round(time.monotonic() - started, 2)
-    assert all(o.report is not None and o.report.path == "results" for o in outcomes), outcomes
-    plain = subprocess.run(
-        [str(emulator_python()), "-c", PLAIN_LOOP, str(process.port),
-         DEMO_DATABASE, schema, str(root / "small-plain.duckdb"), *[r.name for r in refs]],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if plain.returncode:
-        raise RuntimeError(f"the plain connector loop failed: {plain.stderr[-2000:]}")
-    plain_seconds = float(plain.stdout.rsplit("seconds", 1)[1].split()[0])
+    engine, plain_seconds = float("inf"), float("inf")
+    for attempt in range(2):  # the better of two, each into a new file, for both loops alike
+        options = file_options(root / f"small-engine-{attempt}.duckdb", root / "small-engine")  # extract: auto
+        started = time.monotonic()
+        outcomes = list(sync_tables(lambda: engine_connect(process), refs, options, SYNC_WORKERS))  # as a run does
+        engine = min(engine, round(time.monotonic() - started, 2))
+        assert all(o.report is not None and o.report.path == "results" for o in outcomes), outcomes
+        plain = subprocess.run(
+            [str(emulator_python()), "-c", PLAIN_LOOP, str(process.port),
+             DEMO_DATABASE, schema, str(root / f"small-plain-{attempt}.duckdb"), *[r.name for r in refs]],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if plain.returncode:
+            raise RuntimeError(f"the plain connector loop failed: {plain.stderr[-2000:]}")
+        plain_seconds = min(plain_seconds, float(plain.stdout.rsplit("seconds", 1)[1].split()[0]))
     (root / "small").mkdir()
     nightly = measure_nightly(process, root / "small", [f"{schema}.{r.name}" for r in refs])
     return {
