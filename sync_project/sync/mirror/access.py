@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -33,12 +32,6 @@ from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
 from sync_project.sync.setting_names import SYNC_DUCKDB_PATH, SYNC_LOCK_TIMEOUT_SECONDS, SYNC_PUBLISHED_PATH
 
 Log = Callable[[str], None]
-
-# DuckDB looks for pandas on every statement with parameters (is one a DataFrame?). Without pandas installed,
-# Python searches the whole path again each time: about 7 ms per small table's load. Its absence is recorded
-# once, as Python records any module it found missing on purpose.
-if importlib.util.find_spec("pandas") is None:
-    sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]
 
 # Bounded memory whatever the table size: DuckDB spills past this instead of growing.
 DUCKDB_MEMORY_LIMIT = "512MB"
