@@ -295,9 +295,16 @@ def test_register_with_options_status_and_rebuild(env: Path, local_snowflake: Lo
     assert result.exit_code == 0, result.output
     assert sync(key)
     (report,) = json.loads(cli("status", key, "--json").output)
-    assert report["options"] == {"strategy": "incremental", "cursor_column": "updated_at", "primary_key": ["id"]}
+    options = {"strategy": "incremental", "cursor_column": "updated_at", "primary_key": ["id"], "extract": None}
+    assert report["options"] == options
     assert report["high_water_mark"] and report["high_water_mark"].startswith("2021-01-01")
     assert "incremental on updated_at, key id" in cli("status", key).output
+    # --extract alone sets the table's way out of Snowflake and keeps its strategy, cursor and key.
+    again = cli("register", key, "--extract", "results")
+    assert again.exit_code == 0 and "extract results" in again.output, again.output
+    (report,) = json.loads(cli("status", key, "--json").output)
+    assert report["options"] == options | {"extract": "results"}
+    assert "incremental on updated_at, key id, extract results" in cli("status", key).output
     rebuilt = cli("rebuild", key)
     assert rebuilt.exit_code == 0 and f"rebuilt {key}: {DEMO_ROWS:,} rows" in rebuilt.output
     unregistered = cli("rebuild", f"{SCHEMA}.ALL_TYPES")
