@@ -36,7 +36,7 @@ from sync_project.sync.stage import Download, execute, unload_query
 
 RESULT_FILE = "result_{:05d}.parquet"
 # Chunk bytes downloading at once, beside the one being written: Snowflake's largest chunks (160 MB) download one
-# at a time, small ones up to `prefetch` at once. Memory then stays under 1 GiB at 10,000,000 rows (the bench).
+# at a time, small ones up to `prefetch` at once.
 BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
@@ -117,7 +117,7 @@ def exact_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _give_back_memory() -> None:
     """Return what the chunks used to the system before the load asks DuckDB for its own: Arrow's allocator and
-    C's keep freed memory for reuse, which the load would then stand on (10,000,000 rows: about 300 MiB)."""
+    C's keep freed memory for reuse, which the load would otherwise stand on."""
     pa.default_memory_pool().release_unused()
     with contextlib.suppress(OSError, AttributeError):  # glibc only
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,6 +1,6 @@
 """One open DuckDB file for the sessions of a run that follow each other closely.
 
-Opening the working file reads its catalog and closing it checkpoints: about 25 ms each on 2 cores, more than
+Opening the working file reads its catalog and closing it checkpoints, together more than
 a small table's whole load, and a run of small tables opens it twice per table (the state read and the load).
 Within `sharing(path)` (a run of several tables), sessions of this process take turns on one instance, each
 on its own cursor. The instance passes straight to a session already waiting; after a load it stays open
@@ -148,7 +148,8 @@ def sharing(path: Path) -> Iterator[None]:
     finally:
         with _registry:
             shared.runs -= 1
-            if not shared.runs:
+            last = not shared.runs
+            if last:
                 del _shared[path]
-        if not shared.runs:
+        if last:
             shared.close()
