@@ -90,8 +90,9 @@ def _state_in(con: duckdb.DuckDBPyConnection, table: TableRef) -> StateBefore:
 
 class RunStates:
     """The sync state of a run's tables, read in one short session when its first table asks: a session of the
-    DuckDB file costs about as much as a small table's load. Each table's own read stands in when the shared
-    one could not be made (a mirror not yet written, or the first read failed: that table reports why)."""
+    DuckDB file costs about as much as a small table's load. A mirror empty at the start holds no state for any
+    of them (tables loaded meanwhile change nothing: each first sync is full). Each table's own read stands in
+    when the shared one could not be made (the first read failed: that table reports why)."""
 
     def __init__(self, options: SyncOptions, tables: list[TableRef]) -> None:
         self._options, self._tables = options, tables
@@ -104,9 +105,12 @@ class RunStates:
             if self._read is None:
                 self._read = {}
                 what = f"reading the state of {len(self._tables)} table(s)"
-                if len(self._tables) > 1 and not mirror.writable_problem(what) and not mirror.is_empty():
-                    with mirror.session(what, read_only=True, log=log, waited=waited) as con:
-                        self._read = {t: _state_in(con, t) for t in self._tables}
+                if len(self._tables) > 1 and not mirror.writable_problem(what):
+                    if mirror.is_empty():  # a first sync: nothing to read, however many of them load meanwhile
+                        self._read = {t: (SyncState(), {}, None) for t in self._tables}
+                    else:
+                        with mirror.session(what, read_only=True, log=log, waited=waited) as con:
+                            self._read = {t: _state_in(con, t) for t in self._tables}
         found = self._read.get(table)
         return found if found is not None else state_before_sync(self._options, table, log, waited)
 
