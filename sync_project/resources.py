@@ -34,7 +34,7 @@ from sync_project.sync.mirror.access import Waited
 from sync_project.sync.mirror.lake import lake_for
 from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import DEFAULT_RESULTS_MAX_BYTES, SyncOptions
-from sync_project.sync.stage import SESSION_PARAMETERS
+from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
 from sync_project.sync.state import Extract
 
 
@@ -95,6 +95,7 @@ class SnowflakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         # The sync's session settings at sign-in, so register, the sensors, the checks and the chores address
         # tables exactly as the sync does, whatever the account's defaults (QUOTED_IDENTIFIERS_IGNORE_CASE).
         args["session_parameters"] = dict(SESSION_PARAMETERS)
+        args |= SIGN_IN_ARGUMENTS
         # A heartbeat every hour keeps the session alive through a long unload or GET (Snowflake ends an idle
         # session token after an hour; the connector renews it, but a long GET would otherwise outlive it).
         args["client_session_keep_alive"] = True

@@ -57,6 +57,9 @@ def _chunks(conn: Any, batches: list[Any], prefetch: int) -> Iterator[bytes]:
         pending: deque[tuple[int, Future[bytes]]] = deque()
         waiting = deque(batches)
         while waiting or pending:
+            if not pending and waiting and waiting[0]._local:  # inline: no thread for what is already here
+                yield fetch(waiting.popleft())
+                continue
             while waiting and len(pending) < max(1, prefetch):
                 in_flight = sum(n for n, _ in pending)
                 if pending and in_flight + size(waiting[0]) > BYTES_IN_FLIGHT:
@@ -173,7 +176,8 @@ def extract_to_files(
                 rows += chunk_rows
     except SnowflakeError as e:
         raise from_snowflake(e, f"downloading the result set of {table}") from None
-    _give_back_memory()
+    if arrow_bytes > BYTES_IN_FLIGHT:  # a small table's few megabytes are not worth a trim of the whole heap
+        _give_back_memory()
     expected = int(cur.rowcount or 0)
     if rows != expected:
         raise TransientError(f"{table}: the result set said {expected:,} rows and its chunks held {rows:,}")

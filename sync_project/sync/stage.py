@@ -39,6 +39,11 @@ SESSION_PARAMETERS: dict[str, bool | int] = {
     "ENABLE_UNLOAD_PHYSICAL_TYPE_OPTIMIZATION": False,
     "CLIENT_RESULT_CHUNK_SIZE": 48,
 }
+# Sign-in arguments of every connection the project makes. The connector probes six cloud metadata endpoints at
+# each sign-in to report its platform (`platform_detection.py`; a boto3 client and up to 0.2 s each time): CPU a
+# run of small tables pays once per worker, for telemetry the sync does not need. 0.0 skips the probes, keeping
+# the checks of environment variables (the connector's documented `platform_detection_timeout_seconds`).
+SIGN_IN_ARGUMENTS: dict[str, float] = {"platform_detection_timeout_seconds": 0.0}
 SESSION_SETTINGS = " ".join(f"{name} = {str(value).upper()}" for name, value in SESSION_PARAMETERS.items())
 
 

@@ -82,13 +82,13 @@ import snowflake.connector
 from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
 from sync_project.embedded_snowflake import connection_settings
 from sync_project.sync.pipeline import sync_table
-from sync_project.sync.stage import SESSION_PARAMETERS
+from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
 from sync_project.sync.tables import TableRef
 from sync_project_tests.bench.sync_bench import file_options
 port, root = int(sys.argv[1]), Path(sys.argv[2])
 def connect():
     return snowflake.connector.connect(**connection_settings("127.0.0.1", port), database=DEMO_DATABASE,
-                                       session_parameters=dict(SESSION_PARAMETERS))
+                                       session_parameters=dict(SESSION_PARAMETERS), **SIGN_IN_ARGUMENTS)
 options = dataclasses.replace(file_options(root / "results.duckdb", root / "results"), extract="results")
 started = time.monotonic()
 report = sync_table(connect, TableRef(DEMO_DATABASE, DEMO_SCHEMA, "data"), options)

@@ -30,7 +30,7 @@ from sync_project.sync.mirror import FileMirror
 from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import SyncOptions
 from sync_project.sync.pipeline import sync_table
-from sync_project.sync.stage import SESSION_PARAMETERS
+from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
 from sync_project.sync.tables import TableRef
 
 
@@ -76,7 +76,10 @@ def engine_connect(process: LocalSnowflakeProcess) -> Iterator[Any]:
     """A connection with the session settings the project's resource asks for at sign-in: the hand-written path
     needs one Parquet schema across files too (Snowflake's default narrows each file's types to its values)."""
     conn = snowflake.connector.connect(
-        **process.connection_settings(), database=DEMO_DATABASE, session_parameters=dict(SESSION_PARAMETERS)
+        **process.connection_settings(),
+        database=DEMO_DATABASE,
+        session_parameters=dict(SESSION_PARAMETERS),
+        **SIGN_IN_ARGUMENTS,
     )
     try:
         yield conn
