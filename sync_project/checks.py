@@ -132,10 +132,12 @@ def evaluations(
     mirror: Mirror,
     asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
     row_access_policy: str | None = None,
+    committed: MirrorTable | None = None,
 ) -> list[dg.AssetCheckEvaluation]:
-    """Both checks of a table, against what the mirror holds now (one read of it) and Snowflake's row count."""
+    """Both checks of a table, against what the mirror holds now (one read of it, or the read a load made right
+    after its COMMIT) and Snowflake's row count."""
     waited = Waited()
-    state = mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
+    state = committed or mirror.table(table, f"checking {table}", READ_LOCK_TIMEOUT_SECONDS, waited)
     return [
         row_count_evaluation(table, rows_total, state, source_rows, waited.seconds, asset_key, row_access_policy),
         schema_evaluation(table, columns, state, asset_key),
@@ -147,11 +149,12 @@ def evaluations_after_sync(
 ) -> list[dg.AssetCheckEvaluation]:
     """Both checks right after a sync. Snowflake's count is the one the sync read before its unload: a second
     query per table would cost a connection each in a run of many tables, and the change sensor watches for
-    later changes."""
+    later changes. The mirror's side is what the load read after its COMMIT."""
     columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
     source_rows = report.source.rows if report.source is not None else None
+    committed = report.load.committed if report.load else None
     return evaluations(
-        report.table, report.rows_total, columns, source_rows, mirror, asset_key, report.row_access_policy
+        report.table, report.rows_total, columns, source_rows, mirror, asset_key, report.row_access_policy, committed
     )
 
 
