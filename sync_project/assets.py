@@ -5,7 +5,8 @@ into that partition's materialization and check results. Retries cover transient
 tables still missing.
 """
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Literal
 
 import dagster as dg
@@ -14,11 +15,12 @@ from pydantic import Field
 from sync_project.checks import check_specs, evaluations_after_sync, evaluations_of_latest_sync
 from sync_project.dagster_api import PARTITION_TAG
 from sync_project.partitions import TABLES_TAG, not_registered_message, table_for_partition, tables_tag
+from sync_project.run_log import RunLog
 from sync_project.scope import ASSET_NAME, FIRST_MIRROR, MirrorScope
 from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
 from sync_project.sync.mirror import Mirror
-from sync_project.sync.pipeline import sync_tables
+from sync_project.sync.pipeline import TableOutcome, sync_tables
 from sync_project.sync.report import SyncReport
 from sync_project.sync.tables import TableRef
 from sync_project.sync_record import latest_sync_materialization, to_metadata
@@ -156,19 +158,37 @@ def _sync_the_run(
     # Retries and re-executions of one run share an attempt, so they can resume its stages and files.
     root_run_id = context.run.root_run_id or context.run.run_id
     root = context.instance.get_run_record_by_id(root_run_id)
+    # A run of several tables writes its lines together (run_log.py); a run of one, each as it comes.
+    run_log = RunLog(context.log.info) if len(tables) > 1 else None
+    say: Callable[[str], None] = run_log or context.log.info
+    with run_log or contextlib.nullcontext():
+        outcomes = sync_tables(
+            snowflake.get_connection,
+            tables,
+            options,
+            workers if len(tables) > 1 else 1,
+            log=say,
+            strategy=None if config.strategy == "table" else config.strategy,
+            rebuild=config.rebuild,
+            attempt_id=root_run_id,
+            attempt_started=root.create_timestamp if root else None,
+            keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
+        )
+        transient = yield from _recorded_outcomes(context, outcomes, tables, mirror, failures, asset_key, say)
+    _fail_if_any(failures, transient, context.retry_number)
+
+
+def _recorded_outcomes(
+    context: dg.AssetExecutionContext,
+    outcomes: Iterator[TableOutcome],
+    tables: list[TableRef],
+    mirror: Mirror,
+    failures: dict[str, str],
+    asset_key: dg.AssetKey,
+    say: Callable[[str], None],
+) -> Generator[dg.AssetMaterialization | dg.AssetCheckEvaluation, None, bool]:
+    """Each table's events as its sync ends, its failure noted in `failures`; whether any failure was transient."""
     transient = False
-    outcomes = sync_tables(
-        snowflake.get_connection,
-        tables,
-        options,
-        workers if len(tables) > 1 else 1,
-        log=context.log.info,
-        strategy=None if config.strategy == "table" else config.strategy,
-        rebuild=config.rebuild,
-        attempt_id=root_run_id,
-        attempt_started=root.create_timestamp if root else None,
-        keep_for_retry=context.retry_number < SYNC_RETRY_POLICY.max_retries,
-    )
     try:
         for outcome in outcomes:
             if outcome.report is None:
@@ -177,9 +197,11 @@ def _sync_the_run(
                 failures[outcome.table.key] = (
                     str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
                 )
+                if isinstance(say, RunLog):
+                    say.flush()  # the table's lines before its error
                 context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
                 continue
-            yield from _recorded(context, outcome.report, mirror, failures, asset_key)
+            yield from _recorded(context, outcome.report, mirror, failures, asset_key, say)
     except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         # Dagster would retry an interrupt under the retry policy; a person who pressed Ctrl-C (or terminated
         # the run) wants it stopped. The engine has cancelled what was in flight and cleaned up after it.
@@ -188,7 +210,7 @@ def _sync_the_run(
             "SIGTERM or Terminate); tables not yet loaded keep their previous DuckDB table; not retried",
             allow_retries=False,
         ) from None
-    _fail_if_any(failures, transient, context.retry_number)
+    return transient
 
 
 snowflake_table = build_sync_asset()  # the first mirror's asset, as the tests and the README name it
@@ -241,11 +263,12 @@ def _recorded(
     mirror: Mirror,
     failures: dict[str, str],
     asset_key: dg.AssetKey,
+    say: Callable[[str], None],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One synced table's partition: its materialization, then its checks (a failed blocking one fails it)."""
     table = report.table
     checked = evaluations_after_sync(report, mirror, asset_key)  # read now, reported after the materialization
-    context.log.info(
+    say(
         f"{table}: {report.strategy} sync, {report.rows_loaded:,} rows in {report.total_seconds:.2f}s "
         f"({report.rows_per_second:,.0f} rows/s); table now has {report.rows_total:,} rows"
         + (f"; schema: {', '.join(report.schema_changes)}" if report.schema_changes else "")
