@@ -6,6 +6,7 @@ because on a real account each tick of the change sensor runs an
 INFORMATION_SCHEMA query, which wakes a warehouse.
 """
 
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,18 +34,20 @@ AUTO_REGISTER_SENSOR = "auto_register_tables"
 
 def batches(registered: list[str], wanted: set[str], size: int = SYNC_BATCH_SIZE) -> list[list[str]]:
     """The wanted keys as runs of at most `size`, each a contiguous stretch of the registration order (a run of
-    several tables is a partition range, and Dagster orders dynamic partitions as they were added)."""
-    found: list[list[str]] = []
-    current: list[str] = []
+    several tables is a partition range, and Dagster orders dynamic partitions as they were added). A stretch
+    longer than `size` is cut into runs of equal length, give or take one: the runs start together, and the
+    longest one decides when the last table is synced (60 tables: 20, 20, 20 rather than 25, 25, 10)."""
+    stretches: list[list[str]] = [[]]
     for key in registered:
-        if key in wanted and len(current) < size:
-            current.append(key)
-            continue
-        if current:
-            found.append(current)
-        current = [key] if key in wanted else []
-    if current:
-        found.append(current)
+        if key in wanted:
+            stretches[-1].append(key)
+        elif stretches[-1]:
+            stretches.append([])
+    found: list[list[str]] = []
+    for stretch in filter(None, stretches):
+        runs = -(-len(stretch) // size)
+        cuts = [len(stretch) * n // runs for n in range(runs + 1)]
+        found.extend(stretch[start:end] for start, end in itertools.pairwise(cuts))
     return found
 
 

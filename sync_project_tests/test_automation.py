@@ -123,11 +123,11 @@ def test_schedule_requests_batches_of_tables_with_unique_run_keys(
     ranges = [
         (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests
     ]
-    # 28 tables: one run of 25, one of 3, in registration order, covering each table once.
-    assert ranges == [(keys[0], keys[SYNC_BATCH_SIZE - 1]), (keys[SYNC_BATCH_SIZE], keys[-1])]
+    # 28 tables: two runs of 14 (not 25 and 3), in registration order, covering each table once.
+    assert ranges == [(keys[0], keys[13]), (keys[14], keys[-1])]
     assert len({r.run_key for r in requests}) == 2 and all(tick.isoformat() in str(r.run_key) for r in requests)
     # The runs list shows each run's tables by name (it cuts the long partition keys in the middle).
-    assert [r.tags["tables"] for r in requests] == ["T00 .. T24 (25)", "T25 .. c.d (3)"]
+    assert [r.tags["tables"] for r in requests] == ["T00 .. T13 (14)", "T14 .. c.d (14)"]
 
 
 def test_auto_registration_adds_new_and_deregisters_only_when_told(

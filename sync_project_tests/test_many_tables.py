@@ -117,11 +117,11 @@ def test_the_engine_overlaps_tables_and_keeps_their_outcomes_apart(
         assert report is not None and report.rows_total == 100 + i
 
 
-def test_batches_are_contiguous_stretches_of_at_most_25() -> None:
+def test_batches_are_contiguous_stretches_of_at_most_25_and_even() -> None:
     from sync_project.automation import batches
 
     registered = [f"S.T{i:02d}" for i in range(60)]
-    assert [len(b) for b in batches(registered, set(registered))] == [25, 25, 10]
+    assert [len(b) for b in batches(registered, set(registered))] == [20, 20, 20]
     wanted = {"S.T01", "S.T02", "S.T05", "S.T59"}
     assert batches(registered, wanted) == [["S.T01", "S.T02"], ["S.T05"], ["S.T59"]]
 
@@ -141,9 +141,9 @@ def test_sync_all_queues_runs_of_many_tables(dagster_processes: DagsterProcesses
         for r in runs
         if "dagster/asset_partition_range_start" in r.tags
     )
-    assert ranges == [(keys[0], keys[24]), (keys[25], keys[29])]
+    assert ranges == [(keys[0], keys[14]), (keys[15], keys[29])]  # 30 tables: two runs of 15
     assert all(r.status == dg.DagsterRunStatus.QUEUED for r in runs) and len(runs) == 2
-    assert "queued a sync of 25 tables" in result.output
+    assert "queued a sync of 15 tables" in result.output
 
 
 def test_a_process_that_loads_the_definitions_skips_the_final_collection() -> None:
