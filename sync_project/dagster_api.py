@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+# The warm launcher (`launcher.py`) runs a run as `dagster api execute_run` does: its arguments, the body of
+# that command (it starts the run's cancellation and metrics threads as Dagster configures them), and the
+# SIGINT handling Dagster's run processes install.
+from dagster._cli.api import _execute_run_command_body as execute_run_in_this_process
+
 # What `define_asset_job` returns (a job resolved once the assets are known): the jobs factory names its type.
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 # A run launcher's interface (the team profile's, `team/launcher.py`): Dagster documents custom run launchers
 # but exports their types only from these modules, and dagster-celery's tasks take packed arguments.
-from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, ResumeRunContext, WorkerStatus
 
 # The run tags Dagster itself writes for a partition and a partition range: the public API reads them
 # (`context.partition_key`) but exports no constants, and our schedule, sensors and CLI must write them.
@@ -22,18 +27,23 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG as PARTITION_TAG,
 )
-from dagster._grpc.types import ResumeRunArgs
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster._serdes import pack_value
+from dagster._utils.interrupts import capture_interrupts
 
 __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
     "ASSET_PARTITION_RANGE_START_TAG",
     "PARTITION_TAG",
     "CheckRunHealthResult",
+    "ExecuteRunArgs",
+    "LaunchRunContext",
     "ResumeRunArgs",
     "ResumeRunContext",
     "UnresolvedAssetJobDefinition",
     "WorkerStatus",
+    "capture_interrupts",
+    "execute_run_in_this_process",
     "latest_check_evaluation",
     "pack_value",
 ]
