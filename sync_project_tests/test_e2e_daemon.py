@@ -18,6 +18,7 @@ from sync_project.checks import ROW_COUNT_CHECK
 from sync_project.demo_tables import DEMO_SCHEMA
 from sync_project.downstream_demo.definitions import AUTOMATION_SENSOR
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.launcher import RUN_PID_TAG
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.settings import project_root
 from sync_project_tests.daemon import DagsterProcesses
@@ -63,8 +64,10 @@ def test_cli_backfill_runs_every_table_in_parallel_through_the_daemon(
     assert len(records) == TABLES, log
     assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, log
     assert sorted(r.dagster_run.tags["dagster/partition"] for r in records) == sorted(keys)
-    # Separate run processes that really ran at the same time.
+    # Separate run processes that really ran at the same time, each forked from the daemon's warm server.
     assert max_overlap([(r.start_time, r.end_time) for r in records]) >= 2
+    pids = [r.dagster_run.tags.get(RUN_PID_TAG) for r in records]
+    assert None not in pids and len(set(pids)) == TABLES, pids
     with duckdb.connect(str(tmp_path / "sync.duckdb"), read_only=True) as con:
         for i in range(TABLES):
             assert con.execute(f'SELECT count(*) FROM "{schema}"."T{i}"').fetchone() == (ROWS + i,)
