@@ -27,7 +27,14 @@ from typing import Any
 
 import dagster as dg
 
-from sync_project.dagster_api import ExecuteRunArgs, LaunchRunContext, capture_interrupts, execute_run_in_this_process
+from sync_project.dagster_api import (
+    CheckRunHealthResult,
+    ExecuteRunArgs,
+    LaunchRunContext,
+    WorkerStatus,
+    capture_interrupts,
+    execute_run_in_this_process,
+)
 
 # Imported once by the server; a run's fork finds them loaded. Not this project: its code may change.
 PRELOADED = ("dagster", "snowflake.connector", "duckdb", "pyarrow", "pyarrow.parquet")
@@ -51,6 +58,26 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
 
 def _in_the_daemon() -> bool:
     return "daemon" in Path(sys.argv[0]).as_posix()
+
+
+def _run_process_alive(pid: int) -> bool:
+    """A live process of that PID that is a fork of a forkserver (a reused PID is another program's)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: the PID's existence is all there is to go on
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in (b"Z", b"X") and b"multiprocessing.forkserver" in command
 
 
 def _warm_up() -> None:
@@ -99,6 +126,25 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             if not process.is_alive():
                 process.close()
                 del self._processes[run_id]
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        """Whether the run's process still runs, for run monitoring: a process killed outright (SIGKILL, the OOM
+        killer) never reports its end, and without this its run would stay STARTED for good."""
+        pid, host = run.tags.get(RUN_PID_TAG), run.tags.get(RUN_HOST_TAG)
+        if pid is None or host != socket.gethostname():
+            # Dagster's launcher started it (another Python), or another host did: nothing here can tell.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not a run process of this host's warm launcher")
+        if _run_process_alive(int(pid)):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"the run's process (pid {pid}) ended without reporting the run's end: it was killed (SIGKILL, the "
+            "OOM killer) or crashed. Tables it had not loaded keep their previous DuckDB table; sync them again",
+        )
 
     def terminate(self, run_id: str) -> bool:
         """SIGINT to the run's process (any process on this host may ask), as the code server would send."""

@@ -8,6 +8,7 @@ has fired), and the hold is never released, so the sync can only end by being ca
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 import snowflake.connector
 
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.launcher import RUN_PID_TAG
 from sync_project.partitions import table_for_partition
 from sync_project.settings import Settings, project_root
 from sync_project.sync.cancel import Cancellation, Interrupted
@@ -40,6 +42,7 @@ from sync_project_tests.helpers import (
     snowflake_settings,
     stage_leftovers,
 )
+from sync_project_tests.reliability import observe
 from sync_project_tests.test_first_hour import DATA, cli, register_and_sync
 
 HELD = 600.0  # the hold's own limit, far beyond any wait below: only a cancel ends it
@@ -294,3 +297,43 @@ def test_terminate_stops_a_daemon_launched_sync_and_the_run_is_canceled(
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         assert stage_leftovers(conn) == []
     assert duckdb_rows(settings.duckdb_path, relation) == before
+
+
+def test_a_run_process_killed_outright_is_marked_failed_by_run_monitoring(
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
+    """SIGKILL (the OOM killer's signal) gives a run no chance to report its end. The warm launcher tells run
+    monitoring that its process is gone, and the run ends FAILURE with why, instead of STARTED for good."""
+    base = local_snowflake.base_url
+    register_and_sync(DATA)
+    settings = Settings.from_env()
+    relation = table_for_partition(DATA, settings.snowflake_database).duckdb_relation
+    before = duckdb_rows(settings.duckdb_path, relation)
+    instance = dg.DagsterInstance.get()
+    inject_fault(base, "unload", mode="hold", seconds=HELD)
+    dagster_processes.start_daemon()
+    try:
+        launched = dagster_processes.dagster(
+            "job", "launch", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables",
+            "--tags", json.dumps({"dagster/partition": DATA}),
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        wait_until_held(base)
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="sync_tables"), limit=1)
+        os.kill(int(run.tags[RUN_PID_TAG]), signal.SIGKILL)
+        deadline = time.monotonic() + 180  # monitoring looks every poll_interval_seconds (dagster.yaml)
+        while not (ended := instance.get_run_by_id(run.run_id)) or not ended.is_finished:
+            assert time.monotonic() < deadline, (dagster_processes.home / "daemon.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        release_faults(base)
+    assert ended.status == dg.DagsterRunStatus.FAILURE
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.PIPELINE_FAILURE)[-1]
+    assert "ended without reporting the run's end" in str(failure.message), failure.message
+    assert duckdb_rows(settings.duckdb_path, relation) == before
+    observe(
+        "Fault",
+        "Run process launched by the daemon killed with SIGKILL (as the OOM killer does) during its unload",
+        "run monitoring found the process gone and marked the run FAILURE, saying it was killed or crashed",
+        f"previous {len(before):,} rows intact, row for row; the run did not stay STARTED",
+    )
