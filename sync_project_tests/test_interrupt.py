@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -25,6 +26,7 @@ import pytest
 import snowflake.connector
 
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.jobs import CLEANUP_JOB
 from sync_project.launcher import RUN_PID_TAG
 from sync_project.partitions import table_for_partition
 from sync_project.settings import Settings, project_root
@@ -259,11 +261,14 @@ def test_a_cancel_interrupts_the_duckdb_statement_of_a_load_in_flight() -> None:
     assert isinstance(error, duckdb.InterruptException)
 
 
-def test_terminate_stops_a_daemon_launched_sync_and_the_run_is_canceled(
-    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
-) -> None:
-    """Terminate (the run page's button, `run_launcher.terminate`) reaches the run's step as the same interrupt:
-    the unload is cancelled, nothing is retried, and the run ends CANCELED with the table as it was."""
+def _stop_a_daemon_run_in_its_unload(
+    local_snowflake: LocalSnowflakeProcess,
+    dagster_processes: DagsterProcesses,
+    stop: Callable[[dg.DagsterInstance, dg.DagsterRun], None],
+    within: float,
+) -> tuple[dg.DagsterRun, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Launch a sync of DATA through the daemon, `stop` its run while its unload is held, and wait `within`
+    seconds (a bound, not a timing claim) for the run to end: the ended run, and DATA's rows before and after."""
     base = local_snowflake.base_url
     register_and_sync(DATA)
     settings = Settings.from_env()
@@ -281,22 +286,36 @@ def test_terminate_stops_a_daemon_launched_sync_and_the_run_is_canceled(
         wait_until_held(base)
         (run,) = instance.get_runs(dg.RunsFilter(job_name="sync_tables"), limit=1)  # not the sensor's publish
         assert run.status == dg.DagsterRunStatus.STARTED
-        assert instance.run_launcher.terminate(run.run_id)
-        deadline = time.monotonic() + 120  # a bound for a run that never ends, not a timing claim
+        stop(instance, run)
+        deadline = time.monotonic() + within
         while not (ended := instance.get_run_by_id(run.run_id)) or not ended.is_finished:
             assert time.monotonic() < deadline, (dagster_processes.home / "daemon.log").read_text()[-3000:]
             time.sleep(0.5)
     finally:
         release_faults(base)
+    return ended, before, duckdb_rows(settings.duckdb_path, relation)
+
+
+def test_terminate_stops_a_daemon_launched_sync_and_the_run_is_canceled(
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+) -> None:
+    """Terminate (the run page's button, `run_launcher.terminate`) reaches the run's step as the same interrupt:
+    the unload is cancelled, nothing is retried, and the run ends CANCELED with the table as it was."""
+
+    def terminate(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+        assert instance.run_launcher.terminate(run.run_id)
+
+    ended, before, after = _stop_a_daemon_run_in_its_unload(local_snowflake, dagster_processes, terminate, 120)
+    instance = dg.DagsterInstance.get()
     assert ended.status == dg.DagsterRunStatus.CANCELED
-    failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    failures = instance.all_logs(ended.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     assert failures and "interrupted" in str(failures[-1].dagster_event.step_failure_data.error.message)  # type: ignore[union-attr]
-    assert not instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
-    state = fault_state(base)
+    assert not instance.all_logs(ended.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    state = fault_state(local_snowflake.base_url)
     assert state["cancelled"] == ["unload"] and state["fired"].count("unload") == 1
     with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
         assert stage_leftovers(conn) == []
-    assert duckdb_rows(settings.duckdb_path, relation) == before
+    assert after == before
 
 
 def test_a_run_process_killed_outright_is_marked_failed_by_run_monitoring(
@@ -304,36 +323,34 @@ def test_a_run_process_killed_outright_is_marked_failed_by_run_monitoring(
 ) -> None:
     """SIGKILL (the OOM killer's signal) gives a run no chance to report its end. The warm launcher tells run
     monitoring that its process is gone, and the run ends FAILURE with why, instead of STARTED for good."""
-    base = local_snowflake.base_url
-    register_and_sync(DATA)
-    settings = Settings.from_env()
-    relation = table_for_partition(DATA, settings.snowflake_database).duckdb_relation
-    before = duckdb_rows(settings.duckdb_path, relation)
-    instance = dg.DagsterInstance.get()
-    inject_fault(base, "unload", mode="hold", seconds=HELD)
-    dagster_processes.start_daemon()
-    try:
-        launched = dagster_processes.dagster(
-            "job", "launch", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables",
-            "--tags", json.dumps({"dagster/partition": DATA}),
-        )  # fmt: skip
-        assert launched.returncode == 0, launched.stdout + launched.stderr
-        wait_until_held(base)
-        (run,) = instance.get_runs(dg.RunsFilter(job_name="sync_tables"), limit=1)
+
+    def kill(_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         os.kill(int(run.tags[RUN_PID_TAG]), signal.SIGKILL)
-        deadline = time.monotonic() + 180  # monitoring looks every poll_interval_seconds (dagster.yaml)
-        while not (ended := instance.get_run_by_id(run.run_id)) or not ended.is_finished:
-            assert time.monotonic() < deadline, (dagster_processes.home / "daemon.log").read_text()[-3000:]
-            time.sleep(0.5)
-    finally:
-        release_faults(base)
+
+    # Monitoring looks every poll_interval_seconds (dagster.yaml).
+    ended, before, after = _stop_a_daemon_run_in_its_unload(local_snowflake, dagster_processes, kill, 180)
     assert ended.status == dg.DagsterRunStatus.FAILURE
-    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.PIPELINE_FAILURE)[-1]
+    failure = dg.DagsterInstance.get().all_logs(ended.run_id, of_type=dg.DagsterEventType.PIPELINE_FAILURE)[-1]
     assert "ended without reporting the run's end" in str(failure.message), failure.message
-    assert duckdb_rows(settings.duckdb_path, relation) == before
+    assert after == before
+    # Its unload, released, still lands in the stage, and nobody is left to remove it: the cleanup job does,
+    # run as an operator would run it early (the stage is minutes old, not the day the schedule waits for).
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        deadline = time.monotonic() + 120  # a bound for an unload that never lands, not a timing claim
+        while not stage_leftovers(conn):
+            assert time.monotonic() < deadline, "the released unload never wrote its files"
+            time.sleep(0.5)
+        config = dagster_processes.home / "cleanup-now.yaml"
+        config.write_text(json.dumps({"ops": {"remove_old_stages_and_folders": {"config": {"older_than_hours": 0}}}}))
+        cleanup = dagster_processes.dagster(
+            "job", "execute", "-m", "sync_project.definitions", "-j", CLEANUP_JOB, "--config", str(config)
+        )
+        assert cleanup.returncode == 0, (cleanup.stdout + cleanup.stderr)[-3000:]
+        assert stage_leftovers(conn) == []
     observe(
         "Fault",
         "Run process launched by the daemon killed with SIGKILL (as the OOM killer does) during its unload",
-        "run monitoring found the process gone and marked the run FAILURE, saying it was killed or crashed",
+        "run monitoring found the process gone and marked the run FAILURE, saying it was killed or crashed; "
+        "its stage stayed until the cleanup_leftovers job removed it",
         f"previous {len(before):,} rows intact, row for row; the run did not stay STARTED",
     )
