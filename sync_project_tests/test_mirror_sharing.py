@@ -4,6 +4,8 @@ after a failure, and when the run ends."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import duckdb
 import filelock
 import pytest
 
+from sync_project.sync.mirror import sharing as sharing_module
 from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.mirror.sharing import LINGER_SECONDS, _shared, file_session, sharing
 
@@ -96,3 +99,41 @@ def test_outside_a_run_each_session_opens_and_closes_the_file(tmp_path: Path) ->
     with file_session(path, 5.0, "alone") as con:
         con.execute("CREATE TABLE t AS SELECT 1 AS n")
     assert project_lock_is_free(path)
+
+
+ANOTHER_PROCESS = """
+import sys
+from pathlib import Path
+from sync_project.sync.mirror.sharing import file_session
+with file_session(Path(sys.argv[1]), 60.0, "another process's sync") as con:
+    con.execute("INSERT INTO t VALUES (10)")
+print("loaded", flush=True)
+"""
+
+
+def test_a_sync_of_another_process_waiting_for_the_file_goes_after_the_load_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run keeps loading (its opening would linger for ten minutes here); another process's sync that
+    waits for the file gets it once the run's current load ends, not when the run ends."""
+    monkeypatch.setattr(sharing_module, "LINGER_SECONDS", 600.0)
+    path = tmp_path / "mirror.duckdb"
+    with sharing(path):
+        with file_session(path, 5.0, "first load") as con:
+            con.execute("CREATE TABLE t AS SELECT 1 AS n")
+        other = subprocess.Popen([sys.executable, "-c", ANOTHER_PROCESS, str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60  # a bound for a process that never starts waiting
+            while not list(tmp_path.glob("mirror.duckdb.lock.wanted-*")):
+                assert time.monotonic() < deadline and other.poll() is None, "the other sync never waited"
+                time.sleep(0.02)
+            with file_session(path, 5.0, "second load") as con:
+                con.execute("INSERT INTO t VALUES (2)")
+            output, _ = other.communicate(timeout=60)  # still inside the run: it made way
+        finally:
+            other.kill()
+        assert other.returncode == 0 and "loaded" in output
+        with file_session(path, 5.0, "third load") as con:  # the run opens the file again after it
+            con.execute("INSERT INTO t VALUES (3)")
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SELECT n FROM t").fetchall()) == [1, 2, 3, 10]

@@ -29,6 +29,7 @@ import filelock
 from sync_project.sync.errors import LockTimeoutError, PermanentError
 from sync_project.sync.extensions import OFFLINE, load_extension
 from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
+from sync_project.sync.mirror.waiting import wanting
 from sync_project.sync.setting_names import SYNC_DUCKDB_PATH, SYNC_LOCK_TIMEOUT_SECONDS, SYNC_PUBLISHED_PATH
 
 Log = Callable[[str], None]
@@ -159,16 +160,19 @@ def writer_lock(
     # Not thread-local: a run's shared instance (sharing.py) may be closed, and the lock released, by another thread.
     lock = filelock.FileLock(str(lock_path(duckdb_path)), thread_local=False)
 
-    def attempt(seconds: float) -> bool:
-        try:
-            lock.acquire(timeout=seconds)
-        except filelock.Timeout:
-            return False
-        return True
+    with wanting(duckdb_path) as leave_note:  # a run that keeps the file open between loads makes way (waiting.py)
 
-    took = wait_for(
-        attempt, lambda: project_holder(duckdb_path), duckdb_path, timeout, what or "DuckDB access", log or quiet
-    )
+        def attempt(seconds: float) -> bool:
+            try:
+                lock.acquire(timeout=seconds)
+            except filelock.Timeout:
+                leave_note()
+                return False
+            return True
+
+        took = wait_for(
+            attempt, lambda: project_holder(duckdb_path), duckdb_path, timeout, what or "DuckDB access", log or quiet
+        )
     if waited is not None:
         waited.seconds += took
     note = {"pid": os.getpid(), "program": _program(), "purpose": what, "since": time.time()}

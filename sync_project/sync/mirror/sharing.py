@@ -10,8 +10,9 @@ once when the run ends or a session fails.
 
 What this relaxes of DESIGN.md's invariant 2 (no DuckDB connection while Snowflake works): other tables'
 Snowflake work may go on while the file is open, as with several workers it always could; the file is never
-held longer than `LINGER_SECONDS` past this process's last load, so another process's sync waits at most
-that much longer, and a reader of the published copy never waits at all.
+held longer than `LINGER_SECONDS` past this process's last load, and a sync of another process that waits for
+it gets it after the session in progress (`waiting.py`), so it waits at most one load longer; a reader of the
+published copy never waits at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sync_project.sync.mirror.access import (
     session_settings,
     wait_for,
 )
+from sync_project.sync.mirror.waiting import make_way, wanted_elsewhere
 
 LINGER_SECONDS = 0.5
 
@@ -52,6 +54,7 @@ class SharedFile:
         self._held: contextlib.AbstractContextManager[duckdb.DuckDBPyConnection] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._closing: threading.Timer | None = None
+        self._made_way = False  # closed for another process's waiting sync: let it in before opening again
 
     @contextlib.contextmanager
     def session(
@@ -80,6 +83,9 @@ class SharedFile:
                 self._closing = None
             con, opened_now = self._con, self._con is None
             if con is None:
+                if self._made_way:
+                    make_way(self.path)
+                    self._made_way = False
                 opening = duckdb_session(self.path, wait, what, log=log, waited=waited)
                 con = self._con = opening.__enter__()
                 self._held = opening
@@ -94,8 +100,12 @@ class SharedFile:
                 cursor.close()
             with self._count:
                 waiting = self._waiting
-            if waiting:
+            elsewhere = wanted_elsewhere(self.path)
+            if waiting and not elsewhere:
                 pass  # the next session takes it over at once
+            elif elsewhere:
+                self._close_now()  # another process's sync waits: it goes next
+                self._made_way = True
             elif read_only and opened_now:
                 self._close_now()  # a state read: Snowflake work follows, so nothing stays open
             else:
