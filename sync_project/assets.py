@@ -5,8 +5,7 @@ into that partition's materialization and check results. Retries cover transient
 tables still missing.
 """
 
-import contextlib
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Literal
 
 import dagster as dg
@@ -15,7 +14,7 @@ from pydantic import Field
 from sync_project.checks import check_specs, evaluations_after_sync, evaluations_of_latest_sync
 from sync_project.dagster_api import PARTITION_TAG
 from sync_project.partitions import TABLES_TAG, not_registered_message, table_for_partition, tables_tag
-from sync_project.run_log import RunLog
+from sync_project.run_log import FLUSH_SECONDS, RunLog
 from sync_project.scope import ASSET_NAME, FIRST_MIRROR, MirrorScope
 from sync_project.sync.cancel import Interrupted
 from sync_project.sync.errors import PermanentError, SyncError
@@ -159,9 +158,7 @@ def _sync_the_run(
     root_run_id = context.run.root_run_id or context.run.run_id
     root = context.instance.get_run_record_by_id(root_run_id)
     # A run of several tables writes its lines together (run_log.py); a run of one, each as it comes.
-    run_log = RunLog(context.log.info) if len(tables) > 1 else None
-    say: Callable[[str], None] = run_log or context.log.info
-    with run_log or contextlib.nullcontext():
+    with RunLog(context.log.info, every=FLUSH_SECONDS if len(tables) > 1 else 0.0) as say:
         outcomes = sync_tables(
             snowflake.get_connection,
             tables,
@@ -185,7 +182,7 @@ def _recorded_outcomes(
     mirror: Mirror,
     failures: dict[str, str],
     asset_key: dg.AssetKey,
-    say: Callable[[str], None],
+    say: RunLog,
 ) -> Generator[dg.AssetMaterialization | dg.AssetCheckEvaluation, None, bool]:
     """Each table's events as its sync ends, its failure noted in `failures`; whether any failure was transient."""
     transient = False
@@ -197,8 +194,7 @@ def _recorded_outcomes(
                 failures[outcome.table.key] = (
                     str(error) if isinstance(error, SyncError) else f"{type(error).__name__}: {error}"
                 )
-                if isinstance(say, RunLog):
-                    say.flush()  # the table's lines before its error
+                say.flush()  # the table's lines before its error
                 context.log.error(f"{outcome.table}: {failures[outcome.table.key]}")
                 continue
             yield from _recorded(context, outcome.report, mirror, failures, asset_key, say)
@@ -263,7 +259,7 @@ def _recorded(
     mirror: Mirror,
     failures: dict[str, str],
     asset_key: dg.AssetKey,
-    say: Callable[[str], None],
+    say: RunLog,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """One synced table's partition: its materialization, then its checks (a failed blocking one fails it)."""
     table = report.table

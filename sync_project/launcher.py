@@ -4,7 +4,7 @@ and the sync's libraries.
 Dagster's `DefaultRunLauncher` asks the code server to start each run in a new `spawn` process, which imports
 Dagster, the Snowflake connector, DuckDB and pyarrow again before the run can begin: 1.2 s of CPU on this
 2-core machine (`python -c "import dagster, snowflake.connector, duckdb, pyarrow.parquet"`), longer when the
-nightly schedule starts two runs at once, and a run of 25 small tables syncs in about that long. Python's
+nightly schedule starts two runs at once. Python's
 `multiprocessing` forkserver imports them once; each run is a fork of it that imports only this project's code,
 so a code reload in the UI still reaches the next run. The run then executes as `dagster api execute_run` runs
 it (the same Dagster function), and Terminate sends it SIGINT, which is what Dagster's code server does.

@@ -18,8 +18,8 @@ FLUSH_SECONDS = 0.5
 
 
 class RunLog:
-    """A log callable that gathers lines and writes them as one message every `every` seconds, and on `flush`.
-    Use it as a context manager: leaving writes what is left."""
+    """A log callable that gathers lines and writes them as one message every `every` seconds, and on `flush`
+    (with `every` 0, each line at once). Use it as a context manager: leaving writes what is left."""
 
     def __init__(self, write: Callable[[str], None], every: float = FLUSH_SECONDS) -> None:
         self._write, self._every = write, every
@@ -29,6 +29,10 @@ class RunLog:
         self._timer: threading.Timer | None = None
 
     def __call__(self, line: str) -> None:
+        if self._every <= 0:
+            with self._writing:
+                self._write(line)
+            return
         with self._gather:
             self._lines.append(line)
             if self._timer is None:

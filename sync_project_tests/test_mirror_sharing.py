@@ -17,6 +17,7 @@ import pytest
 from sync_project.sync.mirror import sharing as sharing_module
 from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.mirror.sharing import LINGER_SECONDS, _shared, file_session, sharing
+from sync_project.sync.mirror.waiting import wanted_elsewhere
 
 
 def project_lock_is_free(path: Path) -> bool:
@@ -137,3 +138,19 @@ def test_a_sync_of_another_process_waiting_for_the_file_goes_after_the_load_in_p
             con.execute("INSERT INTO t VALUES (3)")
     with duckdb.connect(str(path), read_only=True) as con:
         assert sorted(r[0] for r in con.execute("SELECT n FROM t").fetchall()) == [1, 2, 3, 10]
+
+
+def test_a_note_left_by_a_waiter_that_died_asks_for_nothing_and_goes(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.duckdb"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    note = tmp_path / f"mirror.duckdb.lock.wanted-{int(gone.stdout)}-1"
+    note.touch()
+    assert not wanted_elsewhere(path)
+    assert not note.exists()  # removed before its PID can be another process's
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f"mirror.duckdb.lock.wanted-{alive.pid}-1").touch()
+        assert wanted_elsewhere(path)
+    finally:
+        alive.kill()
+        alive.wait()

@@ -32,3 +32,12 @@ def test_a_line_is_written_within_the_interval_without_anyone_flushing() -> None
     assert written == ["T1: unload took 2.00s"]
     log.flush()  # nothing left: no empty message
     assert written == ["T1: unload took 2.00s"]
+
+
+def test_with_no_interval_each_line_is_written_as_it_comes() -> None:
+    written: list[str] = []
+    log = RunLog(written.append, every=0.0)  # a run of one table
+    log("T1: full sync")
+    assert written == ["T1: full sync"]
+    log("T1: load took 0.05s")
+    assert written == ["T1: full sync", "T1: load took 0.05s"]

@@ -51,8 +51,9 @@ class LoadResult:
     preview_rows: list[tuple[Any, ...]]
     waited_seconds: float = 0.0  # for the project's lock or another process's, before loading began
     snapshot_id: int | None = None  # on a lake: the snapshot this load committed (query it AT (VERSION => id))
-    # The table as a read after COMMIT found it, in the load's own turn on the file: the checks' read, which
-    # a session of its own would pay for again, waiting behind the run's other loads.
+    # The table as a read after COMMIT found it, in the load's own turn on the file: the checks' read (of what
+    # was committed, not the transaction's own figures), which a session of its own would pay for again,
+    # waiting behind the run's other loads.
     committed: MirrorTable | None = None
 
 

@@ -16,7 +16,6 @@ download in flight, whatever the table's size.
 from __future__ import annotations
 
 import base64
-import contextlib
 import ctypes
 import functools
 from collections import deque
@@ -124,22 +123,32 @@ _M_ARENA_MAX = -8
 
 
 @functools.cache
+def _glibc() -> Any:
+    """The C library, if it is glibc (None elsewhere): the memory calls below are glibc's."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@functools.cache
 def _share_malloc_arenas() -> None:
     """At most two glibc malloc arenas in this process from now on. glibc gives each thread that allocates an
-    arena of its own (up to 8 per core), and memory freed in one is kept for that arena: after 10,000,000 rows
-    the chunk threads' arenas held about 340 MiB that neither the load nor `malloc_trim` got back (RSS after the
-    extraction 531 MiB, 189 MiB with two arenas; the ad-hoc sampler beside `make bench`'s result-set line).
-    MALLOC_ARENA_MAX=2 is glibc's own tunable for this; it caps the arenas made after it is set."""
-    with contextlib.suppress(OSError, AttributeError):  # glibc only
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
+    arena of its own (up to 8 per core), and memory freed in one is kept for that arena: the chunk threads'
+    arenas kept hundreds of MiB at 10,000,000 rows that neither the load nor `malloc_trim` got back, and the
+    load's peak stood on them. MALLOC_ARENA_MAX=2 is glibc's own tunable for this; it caps the arenas made
+    after it is set (`make bench`'s result-set line gives the peak)."""
+    if (libc := _glibc()) is not None:
+        libc.mallopt(_M_ARENA_MAX, 2)
 
 
 def _give_back_memory() -> None:
     """Return what the chunks used to the system before the load asks DuckDB for its own: Arrow's allocator and
     C's keep freed memory for reuse, which the load would otherwise stand on."""
     pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):  # glibc only
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
 
 
 def _write_chunk(data: bytes, path: Path) -> int:

@@ -235,8 +235,8 @@ def write_sync_state(
     if not (updated and updated[0]):
         con.execute(
             f"INSERT INTO {STATE_SCHEMA}.tables (table_id, strategy, high_water_mark, rows, columns, synced_at) "
-            "VALUES (?, 'full', ?, ?, ?, now())",
-            [str(table), *progress],
+            "VALUES (?, ?, ?, ?, ?, now())",
+            [str(table), TableOptions().strategy, *progress],
         )
     # The mirror's table now comes from this database: forget the same key's state from another one.
     con.execute(

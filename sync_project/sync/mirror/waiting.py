@@ -56,7 +56,10 @@ def wanted_elsewhere(duckdb_path: Path) -> bool:
         try:
             os.kill(int(name[len(prefix) :].split("-")[0]), 0)
         except (ValueError, ProcessLookupError):
-            continue  # a note of a waiter that was killed: it waits for nothing
+            # A waiter killed while it waited: nobody waits, and the note goes before its PID is reused.
+            with contextlib.suppress(OSError):
+                (duckdb_path.parent / name).unlink()
+            continue
         except PermissionError:
             return True
         return True
