@@ -26,7 +26,7 @@ def plan_publish(
     latest_sync: int | None,
     published_through: int,
     syncs_in_flight: int,
-    last_request: float,
+    last_request: float | None,
     now: float,
     minutes: float,
 ) -> PublishDecision:
@@ -34,13 +34,15 @@ def plan_publish(
 
     `latest_sync` is the storage id of the newest sync materialization, `published_through` the one the last
     requested publish covered; the run key is the newest id, so a re-evaluated tick never doubles a publish.
+    `last_request` is None until the sensor has seen a burst: the `minutes` count from that first sight, so a
+    sensor turned on (or a fresh instance) during a burst does not publish at its first tick.
     """
     if latest_sync is None or latest_sync <= published_through:
         return PublishDecision(False, "no sync since the last publish")
     run_key = f"publish-through-{latest_sync}"
     if syncs_in_flight == 0:
         return PublishDecision(True, "the syncs have finished", run_key)
-    due = last_request + minutes * 60
+    due = (now if last_request is None else last_request) + minutes * 60
     if now >= due:
         return PublishDecision(
             True, f"{syncs_in_flight} sync run(s) still going; {minutes:g} minutes have passed", run_key
@@ -80,6 +82,7 @@ def build_publish_sensor(
         if not scope.duckdb(context).mirror.has_published_copy:  # the resource's target, as the publish job's
             return dg.SkipReason("the target is a DuckLake: readers attach it read-only and never wait for syncs")
         cursor = json.loads(context.cursor) if context.cursor else {}
+        last_request = float(cursor["at"]) if "at" in cursor else None
         latest = context.instance.fetch_materializations(scope.asset_key, limit=1).records
         in_flight = context.instance.get_runs_count(dg.RunsFilter(job_name=scope.name(SYNC_JOB), statuses=IN_FLIGHT))
         now = time.time()
@@ -87,11 +90,13 @@ def build_publish_sensor(
             latest[0].storage_id if latest else None,
             int(cursor.get("through", 0)),
             in_flight,
-            float(cursor.get("at", 0.0)),
+            last_request,
             now,
             settings.publish_minutes,
         )
         if not decision.publish:
+            if last_request is None and in_flight:  # the burst's clock starts at the first sight of it
+                return dg.SensorResult(skip_reason=decision.reason, cursor=json.dumps(cursor | {"at": now}))
             return dg.SkipReason(decision.reason)
         through = latest[0].storage_id
         return dg.SensorResult(

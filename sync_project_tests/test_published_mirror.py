@@ -366,10 +366,12 @@ def test_the_publish_job_says_what_it_holds(settings: Settings, local_snowflake:
         (8, 7, 0, 990.0, 1000.0, True, "finished"),
         (8, 7, 3, 990.0, 1000.0, False, "publishing when they finish"),
         (8, 7, 3, 600.0, 1000.0, True, "5 minutes have passed"),
+        (8, 7, 3, None, 1000.0, False, "or in 300s"),  # a burst first seen now: the minutes start now
+        (8, 7, 0, None, 1000.0, True, "finished"),
     ],
 )
 def test_publishes_are_coalesced(
-    latest: int | None, through: int, in_flight: int, last: float, now: float, publish: bool, reason: str
+    latest: int | None, through: int, in_flight: int, last: float | None, now: float, publish: bool, reason: str
 ) -> None:
     decision = plan_publish(latest, through, in_flight, last, now, 5)
     assert decision.publish is publish and reason in decision.reason
@@ -388,6 +390,12 @@ def test_the_sensor_asks_for_one_publish_after_syncs(
         nothing = sensor(dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources))
         assert isinstance(nothing, dg.SkipReason) and "no sync" in str(nothing.skip_message)
         assert run_job(settings, instance, SYNC_JOB, key).success
+        # Another sync still going at the sensor's first sight of it: no publish yet; the minutes start now.
+        going = instance.run_storage.add_run(dg.DagsterRun(job_name=SYNC_JOB, status=dg.DagsterRunStatus.STARTED))
+        waiting = sensor(dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources))
+        assert isinstance(waiting, dg.SensorResult) and not waiting.run_requests
+        assert "still going" in str(waiting.skip_reason) and "at" in json.loads(waiting.cursor or "{}")
+        instance.delete_run(going.run_id)
         result = sensor(dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources))
         assert isinstance(result, dg.SensorResult) and len(result.run_requests or []) == 1
         again = sensor(
