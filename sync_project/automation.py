@@ -16,7 +16,7 @@ import dagster as dg
 
 from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.dagster_api import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_TAG
-from sync_project.jobs import CLEANUP_JOB, SYNC_JOB
+from sync_project.jobs import CLEANUP_JOB, SYNC_JOB, VERIFY_JOB
 from sync_project.partitions import registered_tables, tables_tag
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.settings import Settings
@@ -28,6 +28,7 @@ from sync_project.sync_record import last_sync
 
 SYNC_SCHEDULE = "nightly_sync"
 CLEANUP_SCHEDULE = "daily_cleanup"
+VERIFY_SCHEDULE = "weekly_verify"
 CHANGE_SENSOR = "snowflake_change_sensor"
 AUTO_REGISTER_SENSOR = "auto_register_tables"
 
@@ -148,6 +149,9 @@ def plan_change_syncs(
                     for label, old, new in zip(("rows", "bytes", "last_altered"), before, now, strict=True)
                     if old != new
                 ]
+                figures = seen.record.figures
+                if "rows_deleted" in figures:  # what its last sync did with rows gone from Snowflake
+                    changes.append(f"its last sync: {figures['rows_deleted']:,} deleted row(s), {figures['deletes']}")
                 decisions.append(ChangeDecision(table.key, True, "; ".join(changes), run_key))
     return decisions
 
@@ -276,6 +280,29 @@ def _tables_to_register(
 def _default_status(settings: Settings) -> dg.DefaultScheduleStatus:
     """SYNC_SCHEDULES: whether a schedule ticks before anyone starts it in the UI (the UI's choice then wins)."""
     return dg.DefaultScheduleStatus.RUNNING if settings.schedules_running else dg.DefaultScheduleStatus.STOPPED
+
+
+def build_verify_schedule(
+    settings: Settings, scope: MirrorScope = FIRST_MIRROR, batch_size: int = SYNC_BATCH_SIZE
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=scope.name(VERIFY_SCHEDULE),
+        job_name=scope.name(VERIFY_JOB),
+        cron_schedule=settings.verify_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def weekly_verify(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        """The content check of every registered table, beside its row-count and schema checks, in runs of up to
+        25 (SYNC_VERIFY_CRON, Sundays at 04:00). Stopped until turned on: each table costs a scan of its columns
+        in Snowflake (one aggregate query), which a warehouse bills like any query."""
+        keys = list(context.instance.get_dynamic_partitions(scope.partitions_name))
+        if not keys:
+            return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
+        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+        return [batch_request(batch, f"verify-{tick}") for batch in batches(keys, set(keys), batch_size)]
+
+    return weekly_verify
 
 
 def build_cleanup_schedule(settings: Settings, scope: MirrorScope = FIRST_MIRROR) -> dg.ScheduleDefinition:

@@ -10,18 +10,21 @@ import dagster as dg
 
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.catalog import table_stats
+from sync_project.sync.content import ContentReport, verify_content
 from sync_project.sync.controls import row_access_policy
 from sync_project.sync.errors import SyncError
 from sync_project.sync.mirror import Mirror, MirrorTable
 from sync_project.sync.mirror.access import Waited
 from sync_project.sync.options import Connect
 from sync_project.sync.report import SyncReport
+from sync_project.sync.state import DELETED_AT
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
 from sync_project.sync_record import last_sync
 
 ROW_COUNT_CHECK = "row_count_matches_snowflake"
 SCHEMA_CHECK = "schema_matches_type_map"
+CONTENT_CHECK = "content_matches_snowflake"
 
 WAIT_METADATA = "wait_for_duckdb_seconds"
 # Readers wait for a sync that is writing, but not for long.
@@ -42,7 +45,7 @@ def _snowflake_rows(connect: Connect, table: TableRef, synced_rows: int) -> tupl
 
 
 def check_specs(scope: MirrorScope) -> list[dg.AssetCheckSpec]:
-    """The row-count check (blocking) and the schema check of a mirror's asset, per table."""
+    """The row-count check (blocking), the schema check and the content check of a mirror's asset, per table."""
     return [
         dg.AssetCheckSpec(
             ROW_COUNT_CHECK,
@@ -58,6 +61,15 @@ def check_specs(scope: MirrorScope) -> list[dg.AssetCheckSpec]:
             asset=scope.asset_key,
             partitions_def=scope.partitions_def,
             description="Every column of the source is in DuckDB with the type the type map gives it.",
+        ),
+        dg.AssetCheckSpec(
+            CONTENT_CHECK,
+            asset=scope.asset_key,
+            partitions_def=scope.partitions_def,
+            description="The same aggregates of every column in Snowflake and in DuckDB (counts, min and max, exact "
+            "sums, MD5 sums of text and binary), compared exactly: after each sync of a table registered with "
+            "--verify content, and from `sync-project verify`. A difference after an incremental sync is a row "
+            "changed without its cursor moving: a full sync mends it.",
         ),
     ]
 
@@ -113,7 +125,7 @@ def schema_evaluation(
         f"{name}: expected {want}, found {actual.get(name, 'nothing')}"
         for name, want in expected.items()
         if actual.get(name) != want
-    ] + [f"{name}: not in the source" for name in actual if name not in expected]
+    ] + [f"{name}: not in the source" for name in actual if name not in expected and name != DELETED_AT]
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=SCHEMA_CHECK,
@@ -144,6 +156,27 @@ def evaluations(
     ]
 
 
+def content_evaluation(
+    report: ContentReport, asset_key: dg.AssetKey = FIRST_MIRROR.asset_key
+) -> dg.AssetCheckEvaluation:
+    """The content check's verdict; a warning, as the copy follows the table's strategy: the fix is a full sync."""
+    table = report.table
+    fix = f"; a full sync mends it (sync-project rebuild {table.key})" if not report.equal else ""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=CONTENT_CHECK,
+        passed=report.equal,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=report.summary() + fix,
+        metadata={
+            "table": table.key,
+            "aggregates": report.aggregates,
+            "differing_columns": dg.MetadataValue.json(report.differing_columns),
+        },
+        partition=table.key,
+    )
+
+
 def evaluations_after_sync(
     report: SyncReport, mirror: Mirror, asset_key: dg.AssetKey = FIRST_MIRROR.asset_key
 ) -> list[dg.AssetCheckEvaluation]:
@@ -153,9 +186,10 @@ def evaluations_after_sync(
     columns = {c.name: duckdb_type_name(c.duckdb_type) for c in report.columns}
     source_rows = report.source.rows if report.source is not None else None
     committed = report.load.committed if report.load else None
-    return evaluations(
+    checked = evaluations(
         report.table, report.rows_total, columns, source_rows, mirror, asset_key, report.row_access_policy, committed
     )
+    return checked + ([content_evaluation(report.content, asset_key)] if report.content is not None else [])
 
 
 def evaluations_of_latest_sync(
@@ -165,7 +199,8 @@ def evaluations_of_latest_sync(
     mirror: Mirror,
     asset_key: dg.AssetKey = FIRST_MIRROR.asset_key,
 ) -> list[dg.AssetCheckEvaluation]:
-    """Both checks against the table's latest sync (the checks-only job), or failures if it never synced."""
+    """The checks against the table's latest sync (the verify job), the content check against Snowflake now, or
+    failures if it never synced."""
     synced = last_sync(instance, table.key, asset_key)
     if synced is None:
         return [
@@ -176,8 +211,25 @@ def evaluations_of_latest_sync(
                 description=f"{table} has not been synced yet",
                 partition=table.key,
             )
-            for name in (ROW_COUNT_CHECK, SCHEMA_CHECK)
+            for name in (ROW_COUNT_CHECK, SCHEMA_CHECK, CONTENT_CHECK)
         ]
     rows = synced.record.rows if synced.record.rows is not None else -1
     source_rows, policy = _snowflake_rows(connect, table, rows)
-    return evaluations(table, rows, synced.record.columns, source_rows, mirror, asset_key, policy)
+    checked = evaluations(table, rows, synced.record.columns, source_rows, mirror, asset_key, policy)
+    return [*checked, _content_now(table, connect, mirror, asset_key)]
+
+
+def _content_now(table: TableRef, connect: Connect, mirror: Mirror, asset_key: dg.AssetKey) -> dg.AssetCheckEvaluation:
+    """The content check against Snowflake now (the verify job, `sync-project verify`); what stopped it, if anything,
+    is its failure."""
+    try:
+        return content_evaluation(verify_content(connect, mirror, table), asset_key)
+    except SyncError as e:
+        return dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=CONTENT_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{table}: the content could not be compared: {e}",
+            partition=table.key,
+        )

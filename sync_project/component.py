@@ -99,6 +99,9 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
     schedule_cron: str | None = Field(default=None, description="When the nightly sync of every table runs")
     schedule_timezone: str | None = Field(default=None, description="The time zone of both schedules")
     cleanup_cron: str | None = Field(default=None, description="When the cleanup of what failed syncs left runs")
+    verify_cron: str | None = Field(
+        default=None, description="When the content check of every table runs (a scan of each in Snowflake)"
+    )
     schedules_running: bool | None = Field(default=None, description="Whether the schedules tick before started")
     change_sensor_running: bool = Field(default=False, description="Sync tables whose Snowflake figures moved")
     change_sensor_seconds: int | None = Field(default=None, description="Seconds between the change sensor's ticks")
@@ -151,6 +154,7 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             "schedule_cron": self.schedule_cron,
             "schedule_timezone": self.schedule_timezone,
             "cleanup_cron": self.cleanup_cron,
+            "verify_cron": self.verify_cron,
             "schedules_running": self.schedules_running,
             "change_sensor_seconds": self.change_sensor_seconds,
             "auto_register_schema": self.auto_register_schema,

@@ -37,10 +37,20 @@ class DeclaredTable(BaseModel):
     extract: Literal["auto", "unload", "results"] | None = Field(
         default=None, description="this table's way out of Snowflake; unset: the component's `extract`"
     )
+    deletes: Literal["remove", "keep", "mark"] | None = Field(
+        default=None,
+        description="incremental with a key: rows deleted in Snowflake are removed (unset: remove), kept, or marked "
+        "with _sync_deleted_at",
+    )
+    verify: Literal["counts", "content"] | None = Field(
+        default=None, description="what proves each sync: row counts (unset), or also the content check"
+    )
 
     @property
     def options(self) -> TableOptions:
-        return TableOptions(self.strategy, self.cursor_column, tuple(self.primary_key), self.extract)
+        return TableOptions(
+            self.strategy, self.cursor_column, tuple(self.primary_key), self.extract, self.deletes, self.verify
+        )
 
 
 def declaration_stamp(tables: Sequence[DeclaredTable]) -> str:

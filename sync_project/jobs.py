@@ -59,7 +59,8 @@ def build_verify_job(scope: MirrorScope) -> UnresolvedAssetJobDefinition:
         selection=dg.AssetSelection.checks_for_assets(scope.asset_key),
         # Dagster gives a checks-only job no partitions (a partitions_def here is ignored, and deprecated); the
         # partition goes in as the `dagster/partition` run tag, as the tests and `sync-project` do.
-        description="Re-run the row-count and schema checks of a table without syncing it again.",
+        description="Check tables without syncing them again: the row-count and schema checks against their latest "
+        "sync, and the content check against Snowflake now (one aggregate query per table).",
     )
 
 

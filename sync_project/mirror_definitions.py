@@ -19,6 +19,7 @@ from sync_project.automation import (
     build_change_sensor,
     build_cleanup_schedule,
     build_sync_schedule,
+    build_verify_schedule,
 )
 from sync_project.declared_tables import DeclaredTable, build_declared_tables_sensor
 from sync_project.jobs import build_jobs
@@ -69,7 +70,11 @@ def _definitions(settings: Settings, scope: MirrorScope, shape: MirrorShape) -> 
     return dg.Definitions(
         assets=dg.with_source_code_references([asset]),
         jobs=build_jobs(scope, shape.batch_size).all(),
-        schedules=[build_sync_schedule(settings, scope, shape.batch_size), build_cleanup_schedule(settings, scope)],
+        schedules=[
+            build_sync_schedule(settings, scope, shape.batch_size),
+            build_cleanup_schedule(settings, scope),
+            build_verify_schedule(settings, scope, shape.batch_size),
+        ],
         sensors=[
             *([build_declared_tables_sensor(scope, shape.tables)] if shape.tables else []),
             build_change_sensor(settings, scope, shape.batch_size, _status(shape.change_sensor_running)),

@@ -24,6 +24,7 @@ from sync_project.sync.options import Connect
 from sync_project.sync.state import (
     Extract,
     TableOptions,
+    Verify,
     validate_options,
     write_all_options,
 )
@@ -95,12 +96,13 @@ def register(
     log: Log = lambda _: None,
     scope: MirrorScope = FIRST_MIRROR,
     extract: Extract | None = None,
+    verify: Verify | None = None,
 ) -> Registration:
     """Verify every table with DESC TABLE (exists, is a table, every type maps), then add them all.
 
     With `options` (strategy, cursor, key), each table's options are checked against its columns and kept
-    in the DuckDB file; registering again with other options changes them, and says so. `extract`, when given,
-    sets the tables' way out of Snowflake and keeps the rest of their options. All or nothing:
+    in the DuckDB file; registering again with other options changes them, and says so. `extract` and `verify`,
+    when given, set the tables' way out of Snowflake and what proves their syncs, and keep the rest. All or nothing:
     every refusal is named in one PermanentError, and then none is added.
     """
     tables = list(dict.fromkeys(tables))
@@ -112,7 +114,7 @@ def register(
                 columns = describe_table(conn, table)
                 if options is not None:
                     checked.append((table, validate_options(table, columns, options)))
-                elif extract is not None:
+                elif extract is not None or verify is not None:
                     checked.append((table, None))
             except TableNotFoundError as e:
                 refusals.append(str(e) + _did_you_mean(conn, table))
@@ -127,7 +129,7 @@ def register(
         if mirror is None:
             raise ValueError("options need the mirror they are kept in")
         with mirror.session("saving sync options", log=log) as con:
-            written = write_all_options(con, checked, extract)
+            written = write_all_options(con, checked, extract, verify)
         changed = {table.key: f"{before} -> {after}" for table, (before, after) in written.items() if before != after}
     new = add_tables(instance, tables, scope.partitions_name)
     return Registration(new, [t.key for t in tables if t.key not in new], changed)

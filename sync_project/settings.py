@@ -55,6 +55,7 @@ from sync_project.sync.setting_names import (  # re-exported: settings.X is how 
     SYNC_SCHEDULES as SYNC_SCHEDULES,
     SYNC_STAGE as SYNC_STAGE,
     SYNC_TARGET as SYNC_TARGET,
+    SYNC_VERIFY_CRON as SYNC_VERIFY_CRON,
 )
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ TARGETS = ("duckdb", "ducklake")
 SCHEDULE_STATES = ("running", "stopped")
 DEFAULT_SCHEDULE_CRON = "0 2 * * *"
 DEFAULT_CLEANUP_CRON = "30 3 * * *"
+DEFAULT_VERIFY_CRON = "0 4 * * 0"  # Sundays: a scan of every table in Snowflake, so weekly rather than nightly
 
 DEFAULT_DATABASE = "KEBOOLA_33"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
@@ -234,6 +236,7 @@ class Settings:
     schedule_cron: str = DEFAULT_SCHEDULE_CRON
     schedule_timezone: str = "UTC"
     cleanup_cron: str = DEFAULT_CLEANUP_CRON
+    verify_cron: str = DEFAULT_VERIFY_CRON
     schedules_running: bool = True
     change_sensor_seconds: int = 300
     auto_register_schema: str | None = None
@@ -303,6 +306,7 @@ class Settings:
             schedule_cron=_env(SYNC_SCHEDULE_CRON, DEFAULT_SCHEDULE_CRON),
             schedule_timezone=_env(SYNC_SCHEDULE_TIMEZONE, "UTC"),
             cleanup_cron=_env(SYNC_CLEANUP_CRON, DEFAULT_CLEANUP_CRON),
+            verify_cron=_env(SYNC_VERIFY_CRON, DEFAULT_VERIFY_CRON),
             schedules_running=_schedules_running(),
             change_sensor_seconds=_env_number(SYNC_CHANGE_SENSOR_SECONDS, 300),
             auto_register_schema=os.environ.get(SYNC_AUTO_REGISTER_SCHEMA, "").strip() or None,

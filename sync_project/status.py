@@ -20,6 +20,7 @@ from sync_project.metadata import human_bytes
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.sync.mirror import Mirror, TableFacts
 from sync_project.sync.mirror.access import Log
+from sync_project.sync.state import DELETED_AT
 from sync_project.sync.tables import TableRef
 from sync_project.sync_record import SYNC_ASSET_KEY, LastSync, last_sync
 
@@ -75,6 +76,7 @@ class TableStatus:
             "registered": self.registered,
             "options": facts.state.options.as_dict(),
             "high_water_mark": facts.state.high_water_mark,
+            "deletes": self.deletes(),
             "unload_prevented": facts.state.unload_prevented.value if facts.state.unload_prevented else None,
             "last_run": self.last_run.as_json() if self.last_run else None,
             "last_successful_sync": self.last_sync.summary() if self.last_sync else None,
@@ -114,6 +116,7 @@ class TableStatus:
             )
         else:
             lines.append("  last synced:  never")
+        lines.append(f"  deletes:      {self.deletes()}")
         if check := self.row_count_check:
             verdict = "passed" if check.passed else f"FAILED ({check.severity})"
             lines.append(f"  row count:    {verdict} {check.description or ''}".rstrip())
@@ -122,6 +125,25 @@ class TableStatus:
         if failed := self.last_failure:
             lines.append(f"  last failure: {failed.started} {failed.run_id}: {failed.error}")
         return lines + self._mirror_lines()
+
+    def deletes(self) -> str:
+        """What happens to a row deleted in Snowflake, and what the last sync did with such rows."""
+        options = self.mirror.state.options
+        if options.strategy == "full":
+            return "each full sync copies the table whole, so deleted rows go with the next sync"
+        if not options.primary_key:
+            return (
+                "not detected: an incremental table without a key cannot tell a deleted row from an unchanged one; "
+                "register it again with --primary-key COLUMN (and its incremental options), or sync it full"
+            )
+        if options.deletes_mode == "keep":
+            return "kept (deletes keep): rows deleted in Snowflake stay in DuckDB"
+        done = "removed" if options.deletes_mode == "remove" else "marked"
+        how = done if done == "removed" else f"{done} in {DELETED_AT}"
+        last = self.last_sync.record.figures.get("rows_deleted") if self.last_sync else None
+        return f"{how} at each incremental sync" + (
+            f"; the last sync {done} {last:,} row(s)" if last is not None else ""
+        )
 
     def _mirror_lines(self) -> list[str]:
         found, facts = self.mirror.table, self.mirror

@@ -86,6 +86,8 @@ def figures_of(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "rows_unloaded": report.rows_unloaded,
         "rows_updated": report.rows_updated,
         "rows_inserted": report.rows_loaded - report.rows_updated,
+        "rows_deleted": report.rows_deleted,
+        "deletes": _deletes_of(report),
         "input_bytes": report.input_bytes,
         "bytes_unloaded": report.output_bytes,
         "bytes_downloaded": report.bytes_downloaded,
@@ -106,6 +108,17 @@ def figures_of(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
     return figures
 
 
+def _deletes_of(report: SyncReport) -> str:
+    """How this sync treated rows gone from Snowflake, in a word: what `status` and the change sensor show."""
+    if report.strategy == "full":
+        return "copied whole"  # a full sync's copy has no deleted row
+    if report.keys is not None:
+        return "marked" if report.options.deletes_mode == "mark" else "removed"
+    if not report.options.primary_key:
+        return "not detected (no key)"
+    return "kept"
+
+
 def to_metadata(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
     """What a sync shows on its partition: text for people, and every number once more in `figures` for code."""
     relation = report.table.duckdb_relation
@@ -114,7 +127,8 @@ def to_metadata(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "rows": dg.MetadataValue.text(f"{report.rows_total:,} rows in {relation}"),
         "sync": dg.MetadataValue.text(
             f"{report.strategy}: {report.rows_unloaded:,} rows unloaded, {report.rows_updated:,} "
-            f"updated, {report.files:,} file(s) ({report.output_bytes:,} bytes), "
+            f"updated, {report.rows_deleted:,} deleted ({_deletes_of(report)}), {report.files:,} file(s) "
+            f"({report.output_bytes:,} bytes), "
             f"{report.total_seconds:.2f}s at {report.rows_per_second:,.0f} rows/s"
         ),
         "strategy_reason": report.strategy_reason,

@@ -20,10 +20,12 @@ from sync_project.automation import (
     build_auto_register_sensor,
     build_change_sensor,
     build_sync_schedule,
+    build_verify_schedule,
 )
+from sync_project.checks import CONTENT_CHECK
 from sync_project.definitions import build_definitions
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
-from sync_project.jobs import SYNC_JOB
+from sync_project.jobs import SYNC_JOB, VERIFY_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.publishing import build_publish_sensor
 from sync_project.resources import duckdb_resource, snowflake_resource
@@ -91,6 +93,8 @@ def test_change_sensor_requests_exactly_the_changed_table(
     (request,) = changed.run_requests
     assert request.partition_key == f"{schema}.CHG_B"
     assert "rows 100 -> 101" in request.tags["sync_reason"]
+    # What its last sync did with deleted rows (a full sync copies the table whole).
+    assert "its last sync: 0 deleted row(s), copied whole" in request.tags["sync_reason"]
     again = evaluate(sensor, settings, instance)
     assert [r.run_key for r in again.run_requests] == [request.run_key]  # same figures, same run key: no double run
     sync(settings, instance, f"{schema}.CHG_B")
@@ -237,3 +241,27 @@ def test_the_publish_sensor_follows_the_target_of_the_duckdb_resource(
         result = build_publish_sensor(settings)(context)
         said = str(result.skip_message) if isinstance(result, dg.SkipReason) else ""
         assert ("DuckLake" not in said) is publishes, said
+
+
+def test_the_weekly_verify_checks_every_table_content_too_and_starts_stopped(
+    settings: Settings, instance: dg.DagsterInstance, sf: Any, schema: str
+) -> None:
+    keys = make_tables(sf, schema, ["VER_A", "VER_B"])
+    instance.add_dynamic_partitions(SNOWFLAKE_TABLES, keys)
+    for key in keys:
+        sync(settings, instance, key)
+    schedule = build_verify_schedule(settings)
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # a scan per table: turned on on purpose
+    fetch(sf, f"UPDATE {DATABASE}.{schema}.VER_B SET V = 'w' WHERE ID = 7")  # the counts stay equal
+    requests = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2026, 12, 6)))
+    assert isinstance(requests, list) and len(requests) == 1 and isinstance(requests[0], dg.RunRequest)
+    request = requests[0]
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(VERIFY_JOB)
+        .execute_in_process(tags=request.tags, instance=instance, raise_on_error=False)
+    )
+    content = {str(e.partition): e for e in result.get_asset_check_evaluations() if e.check_name == CONTENT_CHECK}
+    assert sorted(content) == keys
+    assert content[keys[0]].passed and not content[keys[1]].passed
+    assert "V: sum of MD5s" in str(content[keys[1]].description)

@@ -19,19 +19,23 @@ import pytest
 import snowflake.connector
 from click.testing import CliRunner, Result
 
+from sync_project.checks import CONTENT_CHECK
 from sync_project.cli import main
+from sync_project.dagster_api import latest_check_evaluation
 from sync_project.definitions import build_definitions
+from sync_project.demo_tables import DEMO_DATABASE
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
 from sync_project.jobs import DISCOVER_JOB, REGISTER_JOB, SYNC_JOB
 from sync_project.partitions import SNOWFLAKE_TABLES
 from sync_project.resources import snowflake_resource
 from sync_project.settings import Settings
 from sync_project.sync.mirror.access import lock_path
-from sync_project.sync_record import last_sync
+from sync_project.sync.tables import TableRef
+from sync_project.sync_record import SYNC_ASSET_KEY, last_sync
 from sync_project_tests.conftest import DEMO_ROWS
 from sync_project_tests.daemon import DagsterProcesses
 from sync_project_tests.emulator_controls import inject_fault
-from sync_project_tests.helpers import FQ, comparable, fetch, snowflake_settings
+from sync_project_tests.helpers import FQ, comparable, create_orders, fetch, snowflake_settings
 
 SCHEMA = "WORKSPACE_833213390"
 DATA = f"{SCHEMA}.data"
@@ -295,7 +299,14 @@ def test_register_with_options_status_and_rebuild(env: Path, local_snowflake: Lo
     assert result.exit_code == 0, result.output
     assert sync(key)
     (report,) = json.loads(cli("status", key, "--json").output)
-    options = {"strategy": "incremental", "cursor_column": "updated_at", "primary_key": ["id"], "extract": None}
+    options = {
+        "strategy": "incremental",
+        "cursor_column": "updated_at",
+        "primary_key": ["id"],
+        "extract": None,
+        "deletes": "remove",
+        "verify": "counts",
+    }
     assert report["options"] == options
     assert report["high_water_mark"] and report["high_water_mark"].startswith("2021-01-01")
     assert "incremental on updated_at, key id" in cli("status", key).output
@@ -358,3 +369,60 @@ def test_the_register_job_uses_the_database_of_its_resource(env: Path, local_sno
     overridden = snowflake_resource(dataclasses.replace(settings, snowflake_database=other))
     assert job.execute_in_process(run_config=register, instance=instance, resources={"snowflake": overridden}).success
     assert partitions() == ["SALES.ORDERS"]
+
+
+def test_deletes_mark_through_register_a_dagster_sync_and_status(
+    env: Path, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    """The option from `register` to the engine, and what the sync did with deleted rows back in its metadata and
+    in `status`; refused without the incremental options it belongs to."""
+    schema = f"DEL_{uuid.uuid4().hex[:8].upper()}"
+    key = f"{schema}.ORDERS"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA {schema}")
+        create_orders(conn, TableRef(DEMO_DATABASE, schema, "ORDERS"))
+    assert cli("register", key, "--deletes", "mark").exit_code == 2  # no incremental options: a usage error
+    registered = cli("register", key, "--strategy", "incremental", "--cursor", "UPDATED_AT", "--deletes", "mark")
+    assert registered.exit_code == 0, registered.output
+    assert sync(key)
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"DELETE FROM {schema}.ORDERS WHERE MOD(ID, 10) = 3")
+    assert sync(key)
+    record = last_sync(dg.DagsterInstance.get(), key)
+    assert record is not None and record.record.figures["rows_deleted"] == 100
+    assert record.record.figures["deletes"] == "marked"
+    (report,) = json.loads(cli("status", key, "--json").output)
+    assert report["options"]["deletes"] == "mark" and report["last_successful_sync"]["rows"] == 900
+    assert "marked in _sync_deleted_at at each incremental sync; the last sync marked 100 row(s)" in report["deletes"]
+    assert "deletes mark" in cli("status", key).output
+
+
+def test_verify_content_after_each_sync_and_from_the_cli(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    """`--verify content` adds the content check to each sync of the table; `verify` runs it on demand, names the
+    column that differs, records the verdict as the table's check, and exits 1."""
+    schema = f"VER_{uuid.uuid4().hex[:8].upper()}"
+    key = f"{schema}.ORDERS"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA {schema}")
+        create_orders(conn, TableRef(DEMO_DATABASE, schema, "ORDERS"))
+    assert cli("register", key, "--strategy", "incremental", "--cursor", "UPDATED_AT").exit_code == 0
+    assert cli("register", key, "--verify", "content").exit_code == 0  # alone: keeps the incremental options
+    assert "incremental on UPDATED_AT, key ID, verify content" in cli("status", key).output
+    assert sync(key)
+    instance = dg.DagsterInstance.get()
+    check = dg.AssetCheckKey(SYNC_ASSET_KEY, CONTENT_CHECK)
+    after_sync = latest_check_evaluation(instance, check, key)
+    assert after_sync is not None and after_sync.passed
+    assert cli("verify", key).exit_code == 0
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"UPDATE {schema}.ORDERS SET STATUS = 'old' WHERE MOD(ID, 100) = 42")  # the cursor stays
+    assert sync(key)  # incremental: the change is not seen, and the counts agree
+    after_sync = latest_check_evaluation(instance, check, key)
+    assert after_sync is not None and not after_sync.passed and "STATUS" in str(after_sync.description)
+    verified = cli("verify", key)
+    assert verified.exit_code == 1 and "differs in 1 column(s): STATUS" in verified.output
+    assert "1 of 1 table(s) differ from Snowflake" in verified.output
+    assert cli("rebuild", key).exit_code == 0
+    assert cli("verify", "--all").exit_code == 0
+    recorded = latest_check_evaluation(instance, check, key)
+    assert recorded is not None and recorded.passed

@@ -46,9 +46,10 @@ def test_dg_lists_and_checks_every_definition(dagster_processes: DagsterProcesse
     assert {c["key"] for c in defs["asset_checks"]} == {
         "snowflake_table:row_count_matches_snowflake",
         "snowflake_table:schema_matches_type_map",
+        "snowflake_table:content_matches_snowflake",
     }
     assert {j["name"] for j in defs["jobs"]} >= {"sync_tables", "verify_synced_tables", "register_tables"}
-    assert {s["name"] for s in defs["schedules"]} == {"nightly_sync", "daily_cleanup"}
+    assert {s["name"] for s in defs["schedules"]} == {"nightly_sync", "daily_cleanup", "weekly_verify"}
     assert {s["name"] for s in defs["sensors"]} == {
         "snowflake_change_sensor",
         "auto_register_tables",

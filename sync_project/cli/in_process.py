@@ -78,3 +78,20 @@ def sync_in_process(
             tags=in_process_run_tags(key), run_config=run_config, instance=instance, raise_on_error=False
         )
     )
+
+
+def verify_in_process(definitions: Definitions, instance: DagsterInstance, key: str) -> ExecuteInProcessResult:
+    """One table's checks as a run of the first mirror's verify job, in this process (`sync-project verify`):
+    its row-count and schema checks against the latest sync, and its content check against Snowflake now."""
+    from sync_project.jobs import VERIFY_JOB, in_process_run_tags
+
+    return (
+        definitions.resolve_job_def(VERIFY_JOB)
+        .with_logger_defs({"sync_lines": sync_lines_logger})
+        .execute_in_process(
+            tags=in_process_run_tags(key),
+            run_config={"loggers": {"sync_lines": {}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+    )

@@ -104,6 +104,44 @@ def rebuild(key: str) -> None:
 
 
 @main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Verify every registered table.")
+@reports_errors
+def verify(keys: tuple[str, ...], everything: bool) -> None:
+    """Check tables now, without syncing them: the content check compares the aggregates of every column in
+    Snowflake and in DuckDB (one aggregate query in Snowflake per table), beside the row-count and schema checks.
+    Each table is a run of the verify job (its verdicts are its checks in the UI); names the columns that differ,
+    and exits 1 if any table differs."""
+    import dagster as dg
+
+    from sync_project.checks import CONTENT_CHECK
+    from sync_project.cli.in_process import verify_in_process
+    from sync_project.partitions import SNOWFLAKE_TABLES
+
+    project = project_mirror()
+    instance = cli_instance()
+    if not keys and not everything:
+        raise click.UsageError("give SCHEMA.TABLE keys, or --all")
+    registered = list(instance.get_dynamic_partitions(SNOWFLAKE_TABLES))
+    wanted = registered if everything else [registered_table(k, project, instance).key for k in keys]
+    differing = []
+    for key in wanted:
+        result = verify_in_process(project.definitions, instance, key)
+        checked = result.get_asset_check_evaluations()
+        content = [c for c in checked if c.check_name == CONTENT_CHECK]
+        if not content:
+            raise click.ClickException(f"verifying {key} failed (run {result.run_id}); see the run")
+        click.echo(str(content[0].description))
+        if not all(c.passed for c in checked if c.severity == dg.AssetCheckSeverity.ERROR) or not content[0].passed:
+            differing.append(key)
+    if differing:
+        raise click.ClickException(
+            f"{len(differing)} of {len(wanted)} table(s) differ from Snowflake: {', '.join(differing)}; a full sync "
+            "mends each (sync-project rebuild KEY)"
+        )
+
+
+@main.command()
 @click.argument("key")
 @click.option("--first", "first", type=click.IntRange(min=0), default=None, help="The first N rows (default 10).")
 @click.option("--random", "random_rows", type=click.IntRange(min=0), default=None, help="N random rows (uniform).")

@@ -10,7 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from sync_project.sync.options import Connect
-    from sync_project.sync.state import Extract
+    from sync_project.sync.state import Deletes, Extract, TableOptions, Verify
 
 from sync_project.cli.common import (
     cli_instance,
@@ -100,6 +100,20 @@ def _explain_empty_listing(connect: Connect, database: str, schema: str, like: s
     help="The way out of Snowflake for these tables: a stage unload, the result set, or auto by size "
     "(default: the mirror's SYNC_EXTRACT). Given alone, it keeps the tables' other options.",
 )
+@click.option(
+    "--deletes",
+    type=click.Choice(["remove", "keep", "mark"]),
+    default=None,
+    help="Incremental with a key: rows deleted in Snowflake are removed from DuckDB (default), kept, or kept and "
+    "marked with _sync_deleted_at. Give it with the incremental options.",
+)
+@click.option(
+    "--verify",
+    type=click.Choice(["counts", "content"]),
+    default=None,
+    help="What proves each sync: row counts (default), or also the content check (one aggregate query in "
+    "Snowflake per sync). Given alone, it keeps the tables' other options.",
+)
 @reports_errors
 def register(
     keys: tuple[str, ...],
@@ -110,6 +124,8 @@ def register(
     cursor: str | None,
     primary_key: str | None,
     extract: Extract | None,
+    deletes: Deletes | None,
+    verify: Verify | None,
 ) -> None:
     """Register tables (SCHEMA.TABLE ...) as partitions, after DESC TABLE proves each one.
 
@@ -117,7 +133,6 @@ def register(
     added. Registering a table twice is harmless; registering it with other options changes them.
     """
     from sync_project import registry
-    from sync_project.sync.state import TableOptions
 
     if not keys and not (schema and like):
         raise click.UsageError("give SCHEMA.TABLE keys, or --schema and --like")
@@ -128,14 +143,7 @@ def register(
         tables += registry.matching_tables(connect, project.database, schema, like)
     if not tables:
         raise click.ClickException(f"no table in {schema} matches {like!r}; nothing registered")
-    options = None
-    if strategy or cursor or primary_key:
-        key_columns = tuple(k.strip() for k in (primary_key or "").split(",") if k.strip())
-        options = TableOptions(
-            "incremental" if (strategy or ("incremental" if cursor else "full")) == "incremental" else "full",
-            cursor,
-            key_columns,
-        )
+    options = _options_given(strategy, cursor, primary_key, deletes)
     done = registry.register(
         cli_instance(),
         connect,
@@ -144,6 +152,7 @@ def register(
         project.mirror,
         log=to_stderr,
         extract=extract,
+        verify=verify,
     )
     new = done.new
     for key in done.new:
@@ -157,6 +166,25 @@ def register(
     if sync_now and new:
         for batch in launch_syncs(new):
             click.echo(f"queued a sync of {', '.join(batch)} (see the Runs page)")
+
+
+def _options_given(
+    strategy: str | None, cursor: str | None, primary_key: str | None, deletes: Deletes | None
+) -> TableOptions | None:
+    """The options `register` was given, or None to keep the tables' own (--extract or --verify alone)."""
+    from sync_project.sync.state import TableOptions
+
+    if deletes and not (strategy == "incremental" or cursor):
+        raise click.UsageError("--deletes applies to incremental syncs: give it with --strategy incremental --cursor")
+    if not (strategy or cursor or primary_key):
+        return None
+    key_columns = tuple(k.strip() for k in (primary_key or "").split(",") if k.strip())
+    return TableOptions(
+        "incremental" if (strategy or ("incremental" if cursor else "full")) == "incremental" else "full",
+        cursor,
+        key_columns,
+        deletes=deletes,
+    )
 
 
 @main.command()

@@ -16,13 +16,16 @@ from typing import Any
 
 import duckdb
 
+from sync_project.sync.batch import files_source
 from sync_project.sync.cancel import Cancellation
 from sync_project.sync.catalog import Column
+from sync_project.sync.content import mirror_content
+from sync_project.sync.deletes import KeySet, add_mark_column, apply_deletes
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
-from sync_project.sync.mirror import Mirror, MirrorTable
+from sync_project.sync.mirror import Mirror, MirrorTable, live_rows
 from sync_project.sync.mirror.access import Log, Waited, quiet
-from sync_project.sync.state import STATE_DDL, Strategy, create_each, write_facts, write_sync_state
-from sync_project.sync.tables import TableRef, quote_identifier, sql_string
+from sync_project.sync.state import DELETED_AT, STATE_DDL, Deletes, Strategy, create_each, write_facts, write_sync_state
+from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.types import duckdb_type_name, widens
 
 PREVIEW_ROWS = 10
@@ -37,6 +40,9 @@ class LoadPlan:
     primary_key: tuple[str, ...] = ()
     previous_mark: str | None = None
     facts: tuple[tuple[str, str | None], ...] = ()  # noted (None: forgotten) in the same transaction
+    keys: KeySet | None = None  # every key Snowflake holds, read after the rows: what is not there is deleted
+    deletes: Deletes = "keep"  # with keys: remove the deleted rows, or mark them
+    content: bool = False  # read the content check's aggregates of the committed table (verify: content)
 
 
 @dataclass(frozen=True)
@@ -55,12 +61,8 @@ class LoadResult:
     # was committed, not the transaction's own figures), which a session of its own would pay for again,
     # waiting behind the run's other loads.
     committed: MirrorTable | None = None
-
-
-def _casts(columns: list[Column]) -> str:
-    return ", ".join(
-        f"{c.mapping.load_expression(quote_identifier(c.name))} AS {quote_identifier(c.name)}" for c in columns
-    )
+    rows_deleted: int = 0  # rows removed (or newly marked) because Snowflake no longer holds their key
+    content: list[Any] | None = None  # the content check's aggregates of the committed table, if asked for
 
 
 def _check_name_collision(con: duckdb.DuckDBPyConnection, table: TableRef) -> None:
@@ -116,7 +118,7 @@ def _evolve_schema(con: duckdb.DuckDBPyConnection, table: TableRef, columns: lis
     """Bring the target up to the source's columns: add new ones, widen widened ones, refuse the rest."""
     target = _columns_of(con, table)
     source = {c.name: c for c in columns}
-    dropped = [name for name in target if name not in source]
+    dropped = [name for name in target if name not in source and name != DELETED_AT]  # the mark is ours
     if dropped:
         raise PermanentError(
             f"{table}: column(s) {dropped} are gone from Snowflake; an incremental sync cannot drop them. "
@@ -189,7 +191,7 @@ def load_table(
             say(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
             # Interruptible up to COMMIT, never during it: an interrupted sync must not have replaced the table.
             with cancellation.duckdb(con) if cancellation else contextlib.nullcontext():
-                rows_loaded, rows_total, replaced, mark, changes = _load_in_transaction(
+                rows_loaded, rows_total, replaced, mark, changes, deleted = _load_in_transaction(
                     con, table, columns, files, rows_unloaded, plan
                 )
             say(f"{table}: {rows_loaded:,} rows loaded, as many as Snowflake unloaded; committing")
@@ -198,8 +200,9 @@ def load_table(
             mirror.label_commit(con, commit)
         snapshot_id = mirror.committed_snapshot(con, commit)
         stored_bytes = mirror.bytes_after_load(con, table)
-        counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-        committed = MirrorTable(True, int(counted[0]) if counted else 0, _columns_of(con, table))
+        shape = _columns_of(con, table)
+        committed = MirrorTable(True, live_rows(con, table, shape), shape)
+        content = mirror_content(con, table, columns, DELETED_AT in shape) if plan.content else None
     return LoadResult(
         rows_loaded,
         rows_total,
@@ -212,6 +215,8 @@ def load_table(
         round(waited.seconds, 3),
         snapshot_id,
         committed,
+        deleted,
+        content,
     )
 
 
@@ -241,15 +246,15 @@ def _load_in_transaction(
     files: list[Path],
     rows_unloaded: int,
     plan: LoadPlan,
-) -> tuple[int, int, int, str | None, list[str]]:
-    """Build the batch, check its count, merge or swap it in, record the state: rows loaded, rows in the
-    table, rows replaced, the new high-water mark and the schema changes."""
+) -> tuple[int, int, int, str | None, list[str], int]:
+    """Build the batch, check its count, merge or swap it in, remove what Snowflake deleted, record the state:
+    rows loaded, rows in the table, rows replaced, the new high-water mark, the schema changes, rows deleted."""
     _check_name_collision(con, table)
     _check_files_present(table, files)
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     incremental = plan.strategy == "incremental" and bool(_columns_of(con, table))
     batch = "__batch" if incremental else table.duckdb_sql
-    con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {_source(columns, files)}")
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {files_source(columns, files)}")
     counted = con.execute(f"SELECT count(*) FROM {batch}").fetchone()
     rows_loaded = int(counted[0]) if counted else -1
     if rows_loaded != rows_unloaded:
@@ -262,23 +267,17 @@ def _load_in_transaction(
         found = con.execute(f"SELECT {_mark_expression(cursor.name, cursor.duckdb_type)} FROM {batch}").fetchone()
         mark = str(found[0]) if found and found[0] is not None else mark
     changes: list[str] = []
-    replaced = 0
+    replaced = deleted = 0
     if incremental:
         changes = _evolve_schema(con, table, columns)
+        if plan.keys is not None and plan.deletes == "mark":
+            add_mark_column(con, table, _columns_of(con, table))
         replaced = _merge(con, table, plan, cursor.duckdb_type if cursor else None)
         con.execute("DROP TABLE __batch")
-    total = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-    rows_total = int(total[0]) if total else 0
-    write_sync_state(con, table, mark, rows_total, _columns_of(con, table))
+        if plan.keys is not None:
+            deleted = apply_deletes(con, table, plan.keys, plan.deletes)
+    shape = _columns_of(con, table)
+    rows_total = live_rows(con, table, shape)
+    write_sync_state(con, table, mark, rows_total, shape)
     write_facts(con, dict(plan.facts))
-    return rows_loaded, rows_total, replaced, mark, changes
-
-
-def _source(columns: list[Column], files: list[Path]) -> str:
-    """The batch's SELECT over the downloaded files, each column cast to its mapped type."""
-    if files:
-        file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
-        return f"SELECT {_casts(columns)} FROM read_parquet({file_list})"
-    # 0 rows unloaded means no file: an empty batch with the right schema.
-    nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {quote_identifier(c.name)}" for c in columns)
-    return f"SELECT {_casts(columns)} FROM (SELECT {nulls}) WHERE false"
+    return rows_loaded, rows_total, replaced, mark, changes, deleted

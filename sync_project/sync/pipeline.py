@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from sync_project.sync.attempt import (
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import RunFigures, describe_table
 from sync_project.sync.cleanup import AttemptCleanup
+from sync_project.sync.content import compare_content, snowflake_content
+from sync_project.sync.deletes import extract_keys
 from sync_project.sync.errors import LockTimeoutError, PermanentError, SyncError
 from sync_project.sync.load import LoadPlan, load_table
 from sync_project.sync.mirror import table_columns
@@ -168,10 +170,39 @@ def sync_table(
             with entering("describe"):
                 _describe(report, conn, state, figures or RunFigures([table]))
             move_rows(report, conn, attempt, cleanup, options, state, log, entering)
+            _after_the_rows(report, conn, attempt, options, entering)
         with cleanup.keeping_on(LockTimeoutError), entering("load"):
             _load(report, options, state, log, cancellation)
+    _compare_content(report, log)
     _split_wait(report, state_wait.seconds)
     return report
+
+
+def _after_the_rows(
+    report: SyncReport,
+    conn: Any,
+    attempt: Attempt,
+    options: SyncOptions,
+    entering: Callable[[str], contextlib.AbstractContextManager[None]],
+) -> None:
+    """Snowflake's other reads of the table, after its rows, never before (deletes.py says why): every key, for
+    an incremental sync that removes deleted rows; the content check's aggregates, for `verify: content`."""
+    if report.strategy == "incremental" and report.options.detects_deletes:
+        with entering("keys"):
+            report.keys = extract_keys(
+                conn, attempt, report.columns, report.options.primary_key, report.path,
+                options.max_file_size, options.get_parallel,
+            )  # fmt: skip
+    if report.options.verify == "content":
+        with entering("verify"):
+            report.content_in_snowflake = snowflake_content(conn, report.table, report.columns)
+
+
+def _compare_content(report: SyncReport, log: Log) -> None:
+    """The content check's two halves, Snowflake's and the committed table's, compared (`verify: content`)."""
+    if report.content_in_snowflake is not None and report.load and report.load.content is not None:
+        report.content = compare_content(report.table, report.columns, report.content_in_snowflake, report.load.content)
+        log(report.content.summary())
 
 
 def _describe(report: SyncReport, conn: Any, state: SyncState, figures: RunFigures) -> None:
@@ -190,6 +221,9 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, 
         primary_key=report.options.primary_key,
         previous_mark=state.high_water_mark if report.strategy == "incremental" else None,
         facts=tuple(report.noted.items()),
+        keys=report.keys,
+        deletes=report.options.deletes_mode,
+        content=report.content_in_snowflake is not None,
     )
     report.load = load_table(
         options.mirror,

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar, cast
 
 from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.catalog import Column, TableStats
+from sync_project.sync.content import ContentReport
+from sync_project.sync.deletes import KeySet
 from sync_project.sync.load import LoadResult
 from sync_project.sync.stage import Download
 from sync_project.sync.state import Strategy, TableOptions
@@ -45,6 +47,9 @@ class SyncReport:
     unload: UnloadResult | None = None
     resumed_unload: bool = False
     download: Download | None = None
+    keys: KeySet | None = None  # every key Snowflake holds, on an incremental sync that detects deletes
+    content_in_snowflake: list[Any] | None = None  # the content check's aggregates in Snowflake (verify: content)
+    content: ContentReport | None = None  # both sides compared, after the load
     load: LoadResult | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -57,6 +62,7 @@ class SyncReport:
     rows_loaded = _Figure("load", "rows_loaded", 0)
     rows_total = _Figure("load", "rows_total", 0)
     rows_updated = _Figure("load", "rows_updated", 0)
+    rows_deleted = _Figure("load", "rows_deleted", 0)  # removed, or newly marked (deletes: mark)
     high_water_mark = _Figure[str | None]("load", "high_water_mark", None)
     schema_changes = _Figure[list[str]]("load", "schema_changes", [])
     duckdb_bytes = _Figure("load", "duckdb_bytes", 0)

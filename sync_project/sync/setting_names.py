@@ -38,6 +38,7 @@ DAGSTER_HOME = "DAGSTER_HOME"  # the instance (run history); default .local/dags
 SYNC_SCHEDULE_CRON = "SYNC_SCHEDULE_CRON"
 SYNC_SCHEDULE_TIMEZONE = "SYNC_SCHEDULE_TIMEZONE"
 SYNC_CLEANUP_CRON = "SYNC_CLEANUP_CRON"  # the daily cleanup of what failed syncs left
+SYNC_VERIFY_CRON = "SYNC_VERIFY_CRON"  # the weekly content check of every registered table (stopped until turned on)
 SYNC_SCHEDULES = "SYNC_SCHEDULES"
 SYNC_CHANGE_SENSOR_SECONDS = "SYNC_CHANGE_SENSOR_SECONDS"
 SYNC_AUTO_REGISTER_SCHEMA = "SYNC_AUTO_REGISTER_SCHEMA"  # unset: the auto-registration sensor does nothing

@@ -25,6 +25,14 @@ Strategy = Literal["full", "incremental"]
 # The way out of Snowflake: a stage unload, the result set, or auto (paths.py chooses).
 Extract = Literal["auto", "unload", "results"]
 EXTRACTS: tuple[Extract, ...] = ("auto", "unload", "results")
+# What an incremental sync with a key does with rows gone from Snowflake (deletes.py): remove them, keep them, or
+# keep them marked with the time the sync found them gone (DELETED_AT).
+Deletes = Literal["remove", "keep", "mark"]
+DELETES: tuple[Deletes, ...] = ("remove", "keep", "mark")
+DELETED_AT = "_sync_deleted_at"
+# What proves a sync: the row counts (always), or also the content check's aggregates (content.py).
+Verify = Literal["counts", "content"]
+VERIFIES: tuple[Verify, ...] = ("counts", "content")
 
 # Snowflake types a cursor may have: ordered, and sent back to Snowflake as a typed literal.
 CURSOR_TYPES = ("NUMBER", "DECIMAL", "NUMERIC", "INT", "DATE", "TIMESTAMP")
@@ -37,7 +45,9 @@ _COLUMNS = """
     rows BIGINT,
     synced_at TIMESTAMPTZ,
     columns VARCHAR,  -- JSON object: column name to DuckDB type, as the last sync left the table
-    extract VARCHAR  -- the table's way out of Snowflake (auto, unload, results); NULL: the mirror's setting
+    extract VARCHAR,  -- the table's way out of Snowflake (auto, unload, results); NULL: the mirror's setting
+    deletes VARCHAR,  -- remove, keep or mark; NULL: remove for a table with a key
+    verify VARCHAR  -- counts or content; NULL: counts
 """
 # No key: DuckLake has none, so a file and a lake keep the same table and a row is replaced by delete + insert.
 # (Files made before this carry a PRIMARY KEY on table_id, which the same statements satisfy.)
@@ -45,6 +55,8 @@ STATE_DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}",
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (table_id VARCHAR NOT NULL, {_COLUMNS})",
     f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS extract VARCHAR",  # files made before it
+    f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS deletes VARCHAR",
+    f"ALTER TABLE {STATE_SCHEMA}.tables ADD COLUMN IF NOT EXISTS verify VARCHAR",
     # What a sync learned about the account, for the next ones (one row per name).
     f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.facts (name VARCHAR NOT NULL, value VARCHAR, noted_at TIMESTAMPTZ)",
 )
@@ -60,6 +72,17 @@ class TableOptions:
     cursor_column: str | None = None
     primary_key: tuple[str, ...] = ()
     extract: Extract | None = None  # None: the mirror's setting (SYNC_EXTRACT, the component's `extract`)
+    deletes: Deletes | None = None  # None: remove, for an incremental table with a key
+    verify: Verify | None = None  # None: counts
+
+    @property
+    def detects_deletes(self) -> bool:
+        """Whether an incremental sync learns which rows Snowflake no longer holds: it needs their key."""
+        return self.strategy == "incremental" and bool(self.primary_key) and self.deletes_mode != "keep"
+
+    @property
+    def deletes_mode(self) -> Deletes:
+        return self.deletes or ("remove" if self.primary_key else "keep")
 
     def __str__(self) -> str:
         """As people read them: `full`, or `incremental on UPDATED_AT, key ID`, and `extract results` if set."""
@@ -68,7 +91,12 @@ class TableOptions:
             if self.strategy == "full"
             else f"incremental on {self.cursor_column}, key {', '.join(self.primary_key) or 'none (append)'}"
         )
-        return how + (f", extract {self.extract}" if self.extract else "")
+        return (
+            how
+            + (f", extract {self.extract}" if self.extract else "")
+            + (f", deletes {self.deletes}" if self.deletes else "")
+            + (f", verify {self.verify}" if self.verify else "")
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """As scripts read them (`status --json`)."""
@@ -77,6 +105,8 @@ class TableOptions:
             "cursor_column": self.cursor_column,
             "primary_key": list(self.primary_key),
             "extract": self.extract,
+            "deletes": self.deletes_mode if self.strategy == "incremental" else None,
+            "verify": self.verify or "counts",
         }
 
 
@@ -132,7 +162,8 @@ def create_each(con: duckdb.DuckDBPyConnection, statements: tuple[str, ...] = ST
 
 def _replace_row(con: duckdb.DuckDBPyConnection, table: TableRef, changes: dict[str, Any]) -> None:
     """Write the table's row: the current one (or an empty one) with `changes`, replacing it whole."""
-    names = ["strategy", "cursor_column", "primary_key", "high_water_mark", "rows", "synced_at", "columns", "extract"]
+    names = ["strategy", "cursor_column", "primary_key", "high_water_mark", "rows", "synced_at", "columns"]
+    names += ["extract", "deletes", "verify"]
     found = con.execute(f"SELECT {', '.join(names)} FROM {STATE_SCHEMA}.tables WHERE table_id = ?", [str(table)])
     current = found.fetchone()
     row = dict(zip(names, current or ("full", *[None] * (len(names) - 1)), strict=True)) | changes
@@ -179,7 +210,9 @@ def read_sync_state(con: duckdb.DuckDBPyConnection, table: TableRef) -> SyncStat
         return SyncState(unload_prevented=prevented)
     row = dict(zip(names, values, strict=True))
     key = tuple(json.loads(row["primary_key"])) if row["primary_key"] else ()
-    options = TableOptions(row["strategy"], row["cursor_column"], key, row.get("extract"))
+    options = TableOptions(
+        row["strategy"], row["cursor_column"], key, row.get("extract"), row.get("deletes"), row.get("verify")
+    )
     columns = json.loads(row["columns"]) if row["columns"] else None
     return SyncState(options, row["high_water_mark"], row["rows"], columns, prevented)
 
@@ -191,6 +224,8 @@ def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, An
         "cursor_column": options.cursor_column,
         "primary_key": json.dumps(list(options.primary_key)),
         "extract": options.extract,
+        "deletes": options.deletes,
+        "verify": options.verify,
     }
     if before.cursor_column != options.cursor_column:
         changes["high_water_mark"] = None
@@ -198,10 +233,13 @@ def _option_changes(before: TableOptions, options: TableOptions) -> dict[str, An
 
 
 def write_all_options(
-    con: duckdb.DuckDBPyConnection, tables: list[tuple[TableRef, TableOptions | None]], extract: Extract | None = None
+    con: duckdb.DuckDBPyConnection,
+    tables: list[tuple[TableRef, TableOptions | None]],
+    extract: Extract | None = None,
+    verify: Verify | None = None,
 ) -> dict[TableRef, tuple[TableOptions, TableOptions]]:
     """Set several tables' options in one transaction (all or none); returns each table's options before and
-    after. `None` keeps a table's options; `extract`, when given, is set over them."""
+    after. `None` keeps a table's options; `extract` and `verify`, when given, are set over them."""
     create_each(con)
     changed: dict[TableRef, tuple[TableOptions, TableOptions]] = {}
     con.execute("BEGIN TRANSACTION")
@@ -210,6 +248,7 @@ def write_all_options(
             before = read_sync_state(con, table).options
             after = options if options is not None else before
             after = dataclasses.replace(after, extract=extract) if extract is not None else after
+            after = dataclasses.replace(after, verify=verify) if verify is not None else after
             _replace_row(con, table, _option_changes(before, after))
             changed[table] = (before, after)
         con.execute("COMMIT")
@@ -267,4 +306,9 @@ def validate_options(table: TableRef, columns: list[Column], options: TableOptio
     missing = [k for k in key if k not in by_name]
     if missing:
         raise PermanentError(f"{table}: primary key column(s) {missing} are not columns of the table")
-    return TableOptions("incremental", cursor.name, tuple(key), options.extract)
+    if options.deletes in ("remove", "mark") and not key:
+        raise PermanentError(
+            f"{table}: deletes: {options.deletes} needs the table's key, and it has none: give it with "
+            "--primary-key COLUMN (Snowflake's PRIMARY KEY is used when declared), or set --deletes keep"
+        )
+    return TableOptions("incremental", cursor.name, tuple(key), options.extract, options.deletes, options.verify)

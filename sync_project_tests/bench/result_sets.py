@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -144,6 +145,8 @@ def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int
         "ratio_engine_to_plain": round(engine / plain_seconds, 2),
         "nightly_runs": nightly["runs"],
         "nightly_schedule_with_daemon": nightly["seconds"],
+        "nightly_cpu_busy_seconds": nightly["cpu_busy_seconds"],
+        "nightly_cpu_window_seconds": nightly["cpu_window_seconds"],
     }
 
 
@@ -164,4 +167,10 @@ def print_figures(paths: list[dict[str, Any]], small: dict[str, Any], memory: di
             f"the daemon ({small['nightly_runs']} runs) {small['nightly_schedule_with_daemon']:.2f}s; the engine's "
             f"one-process loop ({SYNC_WORKERS} workers) {small['engine_one_process_loop']:.2f}s, a plain connector "
             f"loop {small['plain_connector_loop']:.2f}s ({small['ratio_engine_to_plain']}x)"
+        )
+        cores = os.cpu_count() or 1
+        print(
+            f"the nightly path kept the machine's {cores} cores busy {small['nightly_cpu_busy_seconds']:.2f} of "
+            f"{cores * small['nightly_cpu_window_seconds']:.2f} CPU-seconds (daemon, runs and the embedded "
+            "Snowflake together)"
         )

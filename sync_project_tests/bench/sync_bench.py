@@ -339,9 +339,11 @@ def measure_nightly(process: LocalSnowflakeProcess, root: Path, keys: list[str])
     processes.start_daemon()
     try:
         os.environ["DAGSTER_HOME"] = str(home)
+        busy: list[tuple[float, float]] = []  # (time, CPU-seconds the machine has been busy), at each look
         with dg.DagsterInstance.get() as instance:
             deadline = time.monotonic() + 30 * 60
             while time.monotonic() < deadline:
+                busy.append((time.time(), _machine_busy_seconds()))
                 records = instance.get_run_records(dg.RunsFilter(tags={"dagster/schedule_name": SYNC_SCHEDULE}))
                 ticks = sorted({r.dagster_run.tags.get("dagster/tick", "") for r in records})
                 first = [r for r in records if ticks and r.dagster_run.tags.get("dagster/tick") == ticks[0]]
@@ -356,9 +358,26 @@ def measure_nightly(process: LocalSnowflakeProcess, root: Path, keys: list[str])
             raise RuntimeError(f"nightly runs failed: {failed}; see {home}/daemon.log")
         started = min(r.create_timestamp.timestamp() for r in first)
         ended = max(r.end_time or 0.0 for r in first)
-        return {"runs": len(first), "tables_synced": synced, "seconds": round(ended - started, 2)}
+        # From the last look before the first run was created to the first look after the last one ended.
+        before = max((b for b in busy if b[0] <= started), default=busy[0])
+        after = min((b for b in busy if b[0] >= ended), default=busy[-1])
+        return {
+            "runs": len(first),
+            "tables_synced": synced,
+            "seconds": round(ended - started, 2),
+            "cpu_busy_seconds": round(after[1] - before[1], 2),
+            "cpu_window_seconds": round(after[0] - before[0], 2),
+        }
     finally:
         processes.stop()
+
+
+def _machine_busy_seconds() -> float:
+    """CPU-seconds all of the machine's cores have spent busy since boot (/proc/stat: all but idle and iowait):
+    what the nightly path's processes (daemon, runs, the embedded Snowflake) use between two readings."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_by_hand(process: LocalSnowflakeProcess, table: TableRef, work: Path) -> dict[str, float]:

@@ -12,6 +12,7 @@ import fakesnow.arrow
 import fakesnow.transforms
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot
 from fakesnow.cursor import FakeSnowflakeCursor
 from sqlglot import exp
 
@@ -24,6 +25,7 @@ def patch_fakesnow() -> None:
     _patch_fakesnow_null_timestamps()
     _patch_fakesnow_geography()
     _patch_fakesnow_number_casts()
+    _patch_fakesnow_hex_numbers()
 
 
 def _patch_fakesnow_number_casts() -> None:
@@ -44,6 +46,35 @@ def _patch_fakesnow_number_casts() -> None:
 
     integer_precision._keeps_38_digits = True  # type: ignore[attr-defined]
     fakesnow.transforms.integer_precision = integer_precision
+
+
+def _patch_fakesnow_hex_numbers() -> None:
+    """Snowflake's TO_NUMBER reads hexadecimal text with a format of X elements (SQL format models: X is a
+    hexadecimal digit), as in TO_NUMBER('ff', 'XX') = 255; fakesnow refuses every format. Text with more digits
+    than the format has X's, or any character that is not a hexadecimal digit, is an error, as in Snowflake; NULL
+    stays NULL. Any other format is still refused."""
+    original = fakesnow.transforms.to_decimal
+    if getattr(original, "_reads_hex", False):
+        return
+
+    def to_decimal(expression: exp.Expr) -> exp.Expr:
+        model = expression.args.get("format") if isinstance(expression, exp.ToNumber) else None
+        if isinstance(model, exp.Literal) and model.is_string and model.this and set(model.this) <= {"X", "x"}:
+            text = expression.this.sql(dialect="duckdb")
+            digits = len(model.this)
+            refusal = "'Numeric value ''' || (" + text + ") || ''' is not recognized'"
+            return sqlglot.parse_one(
+                f"CASE WHEN ({text}) IS NULL THEN NULL "
+                f"WHEN regexp_full_match({text}, '[0-9A-Fa-f]{{1,{digits}}}') "
+                f"THEN CAST(CAST('0x' || ({text}) AS HUGEINT) AS DECIMAL(38, 0)) "
+                f"ELSE error({refusal}) END",
+                read="duckdb",
+            )
+        result: exp.Expr = original(expression)
+        return result
+
+    to_decimal._reads_hex = True  # type: ignore[attr-defined]
+    fakesnow.transforms.to_decimal = to_decimal
 
 
 def _patch_fakesnow_null_timestamps() -> None:

@@ -106,3 +106,37 @@ def test_safe_component_cannot_escape() -> None:
 )
 def test_statement_classification(sql: str, kind: str | None) -> None:
     assert classify(sql)[0] == kind
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT TO_NUMBER('ff', 'XX')", 255),
+        ("SELECT TO_NUMBER('0A', 'xx')", 10),
+        ("SELECT TO_NUMBER(NULL, 'XX')", None),
+        ("SELECT TO_NUMBER(SUBSTR(MD5('abc'), 1, 15), 'XXXXXXXXXXXXXXX')", 0x900150983CD24FB),
+    ],
+)
+def test_to_number_reads_hexadecimal_as_snowflake_does(sql: str, expected: int | None) -> None:
+    """SQL format models: X is a hexadecimal digit (the content check sums MD5s this way)."""
+    import duckdb
+    import fakesnow.transforms
+    from local_snowflake.patches import _patch_fakesnow_hex_numbers
+
+    _patch_fakesnow_hex_numbers()
+    translated = sqlglot.parse_one(sql, read="snowflake").transform(fakesnow.transforms.to_decimal)
+    rows = duckdb.connect().execute(translated.sql(dialect="duckdb")).fetchall()
+    assert rows == [(expected,)]
+
+
+@pytest.mark.parametrize("text", ["fff", "zz", "-1"])
+def test_to_number_refuses_what_its_hex_format_cannot_hold(text: str) -> None:
+    """More digits than the format's X's, or a character that is no hex digit: an error, as in Snowflake."""
+    import duckdb
+    import fakesnow.transforms
+    from local_snowflake.patches import _patch_fakesnow_hex_numbers
+
+    _patch_fakesnow_hex_numbers()
+    translated = sqlglot.parse_one(f"SELECT TO_NUMBER('{text}', 'XX')", read="snowflake")
+    with pytest.raises(duckdb.Error, match="is not recognized"):
+        duckdb.connect().execute(translated.transform(fakesnow.transforms.to_decimal).sql(dialect="duckdb")).fetchall()

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sync_project.sync.mirror.base import Mirror, MirrorTable, NothingToDo, TableFacts, mirror_table, table_columns
+from sync_project.sync.mirror.base import (
+    Mirror,
+    MirrorTable,
+    NothingToDo,
+    TableFacts,
+    live_rows,
+    mirror_table,
+    table_columns,
+)
 from sync_project.sync.mirror.ducklake import LakeMirror
 from sync_project.sync.mirror.file import FileMirror
 from sync_project.sync.mirror.lake import Lake
@@ -23,6 +31,7 @@ __all__ = [
     "MirrorTable",
     "NothingToDo",
     "TableFacts",
+    "live_rows",
     "mirror_for",
     "mirror_table",
     "table_columns",

@@ -13,8 +13,8 @@ import duckdb
 from sync_project.sync.mirror.access import Log, Waited, quiet
 from sync_project.sync.mirror.maintenance import LakeMaintenance
 from sync_project.sync.mirror.publish import PublishReport
-from sync_project.sync.state import SyncState, read_sync_state
-from sync_project.sync.tables import TableRef
+from sync_project.sync.state import DELETED_AT, SyncState, read_sync_state
+from sync_project.sync.tables import TableRef, quote_identifier
 
 Session = contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]
 Reading = contextlib.AbstractContextManager[tuple[duckdb.DuckDBPyConnection, str]]  # and which copy it reads
@@ -43,12 +43,18 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, 
     return {str(name): str(kind) for name, kind in rows}
 
 
+def live_rows(con: duckdb.DuckDBPyConnection, table: TableRef, columns: dict[str, str]) -> int:
+    """The table's rows that Snowflake still holds: all of them, but for rows marked deleted (`deletes: mark`)."""
+    marked = f" WHERE {quote_identifier(DELETED_AT)} IS NULL" if DELETED_AT in columns else ""
+    counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}{marked}").fetchone()
+    return int(counted[0]) if counted else 0
+
+
 def mirror_table(con: duckdb.DuckDBPyConnection, table: TableRef) -> MirrorTable:
     columns = table_columns(con, table)
     if not columns:
         return MirrorTable(False, 0, {})
-    counted = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone()
-    return MirrorTable(True, int(counted[0]) if counted else 0, columns)
+    return MirrorTable(True, live_rows(con, table, columns), columns)
 
 
 @dataclass(frozen=True)

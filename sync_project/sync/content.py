@@ -1,0 +1,186 @@
+"""The content check: the same aggregates over the same projection in Snowflake and in the mirror, compared
+exactly. Equal row counts prove nothing of the values; a row changed in Snowflake without its cursor moving
+leaves an incremental copy wrong with the counts equal.
+
+Per column, each side computes what both compute the same way:
+- every column: its non-null count;
+- numbers: min and max, and for up to 18 digits their exact sum (a 38-digit sum could overflow Snowflake's
+  NUMBER); floats: min and max (a float sum depends on the order of the additions);
+- timestamps: min, max and sum of the epoch microseconds the unload itself carries; dates and times: min, max;
+- text, semi-structured (its JSON text) and binary: the sum of their lengths, and a sum of the first 60 bits of
+  each value's MD5 (the MD5 of the same UTF-8 bytes or binary is the same number on both sides), which sees a
+  changed value whatever its length;
+- booleans: how many are true.
+
+One aggregate query in Snowflake: a scan of the table's columns, no file written. The mirror's side skips rows
+marked deleted (`deletes: mark`).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from sync_project.sync.catalog import Column, describe_table
+from sync_project.sync.errors import PermanentError
+from sync_project.sync.mirror import Mirror, table_columns
+from sync_project.sync.mirror.access import Log, quiet
+from sync_project.sync.options import Connect
+from sync_project.sync.stage import execute
+from sync_project.sync.state import DELETED_AT
+from sync_project.sync.tables import TableRef, quote_identifier
+from sync_project.sync.types import duckdb_type_name
+
+_HASH_HEX_DIGITS = 15  # 60 bits: a sum over a billion rows stays far inside NUMBER(38,0)
+
+# (name, Snowflake aggregate, DuckDB aggregate); `{}` is the column's expression on each side. Every sum's
+# argument is cast, so no engine adds in floating point (the embedded Snowflake would, as fakesnow does).
+Aggregate = tuple[str, str, str]
+_COUNT: Aggregate = ("non-null count", "COUNT({})", "count({})")
+_MIN: Aggregate = ("min", "MIN({})", "min({})")
+_MAX: Aggregate = ("max", "MAX({})", "max({})")
+_LENGTHS: Aggregate = ("sum of lengths", "SUM(LENGTH({})::NUMBER(38,0))", "sum(CAST(length({}) AS HUGEINT))")
+_BYTES: Aggregate = ("sum of lengths", "SUM(LENGTH({})::NUMBER(38,0))", "sum(CAST(octet_length({}) AS HUGEINT))")
+_HASHES: Aggregate = (
+    "sum of MD5s",
+    f"SUM(TO_NUMBER(SUBSTR(MD5({{}}), 1, {_HASH_HEX_DIGITS}), '{'X' * _HASH_HEX_DIGITS}')::NUMBER(38,0))",
+    f"sum(CAST(('0x' || substr(md5({{}}), 1, {_HASH_HEX_DIGITS})) AS BIGINT))",
+)
+_TRUES: Aggregate = ("true count", "COUNT_IF({})", "count_if({})")
+
+
+def _aggregates(column: Column) -> tuple[str, list[Aggregate]]:
+    """The DuckDB-side expression of the column and its aggregates (the Snowflake side uses the projection)."""
+    kind = duckdb_type_name(column.duckdb_type)
+    mirror = quote_identifier(column.name)
+    if kind in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
+        micros: Aggregate = ("sum of epoch microseconds", "SUM({})", "sum(CAST({} AS HUGEINT))")
+        return f"epoch_us({mirror})", [_COUNT, _MIN, _MAX, micros]
+    if kind == "BIGINT" or (kind.startswith("DECIMAL(") and int(kind[8:].split(",")[0]) <= 18):
+        scale = kind.rstrip(")").split(",")[1] if kind.startswith("DECIMAL(") else "0"
+        total: Aggregate = ("sum", f"SUM({{}}::NUMBER(38,{scale}))", f"sum(CAST({{}} AS DECIMAL(38,{scale})))")
+        return mirror, [_COUNT, _MIN, _MAX, total]
+    if kind.startswith("DECIMAL(") or kind in ("DOUBLE", "DATE", "TIME"):
+        return mirror, [_COUNT, _MIN, _MAX]
+    if kind in ("VARCHAR", "JSON"):
+        return mirror, [_COUNT, _LENGTHS, _HASHES]
+    if kind == "BLOB":
+        return mirror, [_COUNT, _BYTES, _HASHES]
+    if kind == "BOOLEAN":
+        return mirror, [_COUNT, _TRUES]
+    return mirror, [_COUNT]
+
+
+def _snowflake_expression(column: Column) -> str:
+    """The column as the unload presents it (epoch microseconds, JSON text, WKT), unaliased."""
+    return column.mapping.unload_expression.format(quote_identifier(column.name))
+
+
+@dataclass(frozen=True)
+class ColumnDifference:
+    column: str
+    aggregate: str
+    snowflake: Any
+    mirror: Any
+
+    def __str__(self) -> str:
+        return f"{self.column}: {self.aggregate} is {self.snowflake!r} in Snowflake, {self.mirror!r} in DuckDB"
+
+
+@dataclass(frozen=True)
+class ContentReport:
+    """What the content check compared, and the columns whose aggregates differ (in the table's order)."""
+
+    table: TableRef
+    aggregates: int
+    differences: list[ColumnDifference]
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    @property
+    def differing_columns(self) -> list[str]:
+        return list(dict.fromkeys(d.column for d in self.differences))
+
+    def summary(self, first: int = 5) -> str:
+        if self.equal:
+            return f"{self.table}: content equal ({self.aggregates} aggregates over every column)"
+        names = self.differing_columns
+        return (
+            f"{self.table}: content differs in {len(names)} column(s): {', '.join(names[:first])}"
+            + ("" if len(names) <= first else ", ...")
+            + "; "
+            + "; ".join(str(d) for d in self.differences[:first])
+        )
+
+
+def _plan(columns: list[Column]) -> list[tuple[Column, str, Aggregate]]:
+    planned = []
+    for column in columns:
+        mirror, aggregates = _aggregates(column)
+        planned += [(column, mirror, a) for a in aggregates]
+    return planned
+
+
+def snowflake_content(conn: Any, table: TableRef, columns: list[Column]) -> list[Any]:
+    """Every aggregate of `columns` in Snowflake: one query, one scan of the table."""
+    selected = ", ".join(a[1].format(_snowflake_expression(c)) for c, _, a in _plan(columns))
+    cur = execute(conn, f"SELECT {selected} FROM {table.snowflake_sql}", f"verifying the content of {table}")
+    row = cur.fetchone()
+    return list(row or [])
+
+
+def mirror_content(con: duckdb.DuckDBPyConnection, table: TableRef, columns: list[Column], marked: bool) -> list[Any]:
+    """The same aggregates over the mirror's table, rows marked deleted left out."""
+    selected = ", ".join(a[2].format(mirror) for _, mirror, a in _plan(columns))
+    live = f" WHERE {quote_identifier(DELETED_AT)} IS NULL" if marked else ""
+    row = con.execute(f"SELECT {selected} FROM {table.duckdb_sql}{live}").fetchone()
+    return list(row or [])
+
+
+def _same(left: Any, right: Any) -> bool:
+    normal: Callable[[Any], Any] = _normalised
+    return bool(normal(left) == normal(right))
+
+
+def _normalised(value: Any) -> Any:
+    """Numbers compared by value whatever type a driver returned (int, Decimal, float); NaN equals NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool):
+        return decimal.Decimal(value)
+    return value
+
+
+def compare_content(table: TableRef, columns: list[Column], snowflake: list[Any], mirror: list[Any]) -> ContentReport:
+    differences = [
+        ColumnDifference(column.name, aggregate[0], left, right)
+        for (column, _, aggregate), left, right in zip(_plan(columns), snowflake, mirror, strict=True)
+        if not _same(left, right)
+    ]
+    return ContentReport(table, len(snowflake), differences)
+
+
+def verify_content(connect: Connect, mirror: Mirror, table: TableRef, log: Log = quiet) -> ContentReport:
+    """Compare the table's content in Snowflake and in the mirror: Snowflake first (DESC, one aggregate query),
+    then a read-only session of the mirror. A table the mirror does not hold, or holds with other columns, is
+    an error that says to sync it (the schema check names the columns)."""
+    with connect() as conn:
+        columns = describe_table(conn, table)
+        snowflake = snowflake_content(conn, table, columns)
+    with mirror.session(f"verifying {table}", read_only=True, log=log) as con:
+        held = table_columns(con, table)
+        missing = [c.name for c in columns if c.name not in held]
+        if missing:
+            raise PermanentError(
+                f"{table}: the mirror {'has no such table' if not held else f'lacks column(s) {missing}'}; "
+                f"sync it (sync-project sync {table.key}, or materialize its partition) before verifying it"
+            )
+        found = mirror_content(con, table, columns, DELETED_AT in held)
+    return compare_content(table, columns, snowflake, found)

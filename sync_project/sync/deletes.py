@@ -1,0 +1,110 @@
+"""Deletes reach incremental tables: rows gone from Snowflake leave the mirror (or are marked) with the merge.
+
+An incremental sync reads only rows whose cursor moved, so a deleted row never arrives. With a key, the sync also
+reads the key columns of the whole table, through the same way out of Snowflake as the rows (a stage or the
+result set), and in the load's own transaction removes (or marks) every row whose key Snowflake no longer has:
+readers see the merge and the deletes together or neither.
+
+The keys are read after the rows. Snowflake reads each statement at its own moment, so a row inserted between
+the two statements is in the keys but not in the batch (it arrives next time), and a row deleted between them is
+in the batch but not in the keys (removed now, as it should be). Read the other way round, a row inserted between
+them would be loaded and then removed as deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sync_project.sync.attempt import Attempt
+from sync_project.sync.batch import files_source
+from sync_project.sync.catalog import Column
+from sync_project.sync.errors import RowCountMismatchError
+from sync_project.sync.results import extract_to_files
+from sync_project.sync.stage import clear_location, download_files, staged_names, unload_query, unload_to_stage
+from sync_project.sync.state import DELETED_AT, Deletes
+from sync_project.sync.tables import TableRef, quote_identifier
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The keys Snowflake holds, as Parquet files, and how many it said there were."""
+
+    files: tuple[Path, ...]
+    rows: int
+    columns: tuple[Column, ...]
+
+
+def keys_attempt(attempt: Attempt) -> Attempt:
+    """Where the keys go: a folder inside the attempt's download folder (removed with it), and a stage folder
+    beside the attempt's (the cleanup job knows its name), never inside it, where GET of the rows would take it."""
+    return dataclasses.replace(attempt, name=f"{attempt.name}_KEYS", local_dir=attempt.local_dir / "keys")
+
+
+def extract_keys(
+    conn: Any,
+    attempt: Attempt,
+    columns: list[Column],
+    key: tuple[str, ...],
+    path: str,
+    max_file_size: int,
+    parallel: int,
+) -> KeySet:
+    """Every key of the table, the whole table's (no cursor), by `path`: "unload" or "results"."""
+    by_name = {c.name: c for c in columns}
+    key_columns = [by_name[k] for k in key]
+    keys = keys_attempt(attempt)
+    if path == "results":
+        unloaded, download = extract_to_files(conn, keys, key_columns, None, parallel)
+        return KeySet(tuple(download.files), unloaded.rows_unloaded, tuple(key_columns))
+    try:
+        clear_location(conn, keys)
+        unloaded = unload_to_stage(conn, keys, key_columns, max_file_size)
+        files: list[Path] = []
+        if unloaded.rows_unloaded:
+            query = unload_query(keys.table, key_columns)
+            files = download_files(conn, keys, unloaded, query, staged_names(conn, keys), parallel).files
+        return KeySet(tuple(files), unloaded.rows_unloaded, tuple(key_columns))
+    finally:
+        with contextlib.suppress(Exception):  # best effort; the cleanup job removes leftovers
+            clear_location(conn, keys)
+
+
+def add_mark_column(con: duckdb.DuckDBPyConnection, table: TableRef, columns: dict[str, str]) -> None:
+    """`deletes: mark`'s column, added before the merge: DuckDB refuses to commit a transaction that altered a
+    table after changing its rows."""
+    if DELETED_AT not in columns:
+        con.execute(
+            f"ALTER TABLE {table.duckdb_sql} ADD COLUMN {quote_identifier(DELETED_AT)} TIMESTAMP WITH TIME ZONE"
+        )
+
+
+def apply_deletes(con: duckdb.DuckDBPyConnection, table: TableRef, keys: KeySet, mode: Deletes) -> int:
+    """Inside the load's transaction, after the merge: remove (or mark) the rows whose key Snowflake no longer
+    holds. Returns how many rows were removed or newly marked. The keys' count is checked like the rows'."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __keys AS {files_source(keys.columns, keys.files)}")
+    counted = con.execute("SELECT count(*) FROM __keys").fetchone()
+    if (int(counted[0]) if counted else -1) != keys.rows:
+        raise RowCountMismatchError(
+            f"loading {table}: DuckDB read {counted[0] if counted else 0:,} keys but Snowflake returned {keys.rows:,}; "
+            "the previous table is kept, and a fresh attempt reads everything again"
+        )
+    gone = (
+        "NOT EXISTS (SELECT 1 FROM __keys AS k WHERE "
+        + " AND ".join(f"k.{quote_identifier(c.name)} = t.{quote_identifier(c.name)}" for c in keys.columns)
+        + ")"
+    )
+    if mode == "mark":
+        marked = quote_identifier(DELETED_AT)
+        changed = con.execute(
+            f"UPDATE {table.duckdb_sql} AS t SET {marked} = now() WHERE {marked} IS NULL AND {gone}"
+        ).fetchone()
+    else:
+        changed = con.execute(f"DELETE FROM {table.duckdb_sql} AS t WHERE {gone}").fetchone()
+    con.execute("DROP TABLE __keys")
+    return int(changed[0]) if changed else 0
