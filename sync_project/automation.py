@@ -91,13 +91,7 @@ def build_sync_schedule(
     def nightly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         """A full sync of every registered table: runs of up to 25 tables each, every table its own partition
         with its own materialization and checks (SYNC_SCHEDULE_CRON, SYNC_SCHEDULE_TIMEZONE)."""
-        keys = list(context.instance.get_dynamic_partitions(scope.partitions_name))
-        if not keys:
-            return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
-        # Contiguous ranges in registration order, as Dagster orders dynamic partitions; the run key names the
-        # range and the tick, so a re-evaluated tick never doubles a run.
-        return [batch_request(batch, tick) for batch in batches(keys, set(keys), batch_size)]
+        return every_table_in_batches(context, scope, batch_size)
 
     return nightly_sync
 
@@ -277,6 +271,18 @@ def _tables_to_register(
     return added, refused
 
 
+def every_table_in_batches(
+    context: dg.ScheduleEvaluationContext, scope: MirrorScope, batch_size: int, run_key_prefix: str = ""
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """A schedule's runs over every registered table: contiguous ranges in registration order, as Dagster orders
+    dynamic partitions; the run key names the range and the tick, so a re-evaluated tick never doubles a run."""
+    keys = list(context.instance.get_dynamic_partitions(scope.partitions_name))
+    if not keys:
+        return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
+    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    return [batch_request(batch, run_key_prefix + tick) for batch in batches(keys, set(keys), batch_size)]
+
+
 def _default_status(settings: Settings) -> dg.DefaultScheduleStatus:
     """SYNC_SCHEDULES: whether a schedule ticks before anyone starts it in the UI (the UI's choice then wins)."""
     return dg.DefaultScheduleStatus.RUNNING if settings.schedules_running else dg.DefaultScheduleStatus.STOPPED
@@ -296,11 +302,7 @@ def build_verify_schedule(
         """The content check of every registered table, beside its row-count and schema checks, in runs of up to
         25 (SYNC_VERIFY_CRON, Sundays at 04:00). Stopped until turned on: each table costs a scan of its columns
         in Snowflake (one aggregate query), which a warehouse bills like any query."""
-        keys = list(context.instance.get_dynamic_partitions(scope.partitions_name))
-        if not keys:
-            return dg.SkipReason("no tables are registered yet: sync-project register SCHEMA.TABLE")
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
-        return [batch_request(batch, f"verify-{tick}") for batch in batches(keys, set(keys), batch_size)]
+        return every_table_in_batches(context, scope, batch_size, "verify-")
 
     return weekly_verify
 

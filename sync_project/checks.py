@@ -10,7 +10,7 @@ import dagster as dg
 
 from sync_project.scope import FIRST_MIRROR, MirrorScope
 from sync_project.sync.catalog import table_stats
-from sync_project.sync.content import ContentReport, verify_content
+from sync_project.sync.content import ContentReport, needs_pinpointing, verify_content
 from sync_project.sync.controls import row_access_policy
 from sync_project.sync.errors import SyncError
 from sync_project.sync.mirror import Mirror, MirrorTable
@@ -162,6 +162,8 @@ def content_evaluation(
     """The content check's verdict; a warning, as the copy follows the table's strategy: the fix is a full sync."""
     table = report.table
     fix = f"; a full sync mends it (sync-project rebuild {table.key})" if not report.equal else ""
+    if needs_pinpointing(report):
+        fix += f"; `sync-project verify {table.key}` names which of those text columns differ"
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=CONTENT_CHECK,

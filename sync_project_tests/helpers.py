@@ -136,6 +136,18 @@ def create_orders(conn: Any, ref: TableRef) -> TableRef:
     return ref
 
 
+def new_schema(conn: Any, prefix: str) -> str:
+    """A fresh schema of the demo database, so no other test's tables show up in it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8].upper()}"
+    fetch(conn, f"CREATE SCHEMA {DEMO_DATABASE}.{schema}")
+    return schema
+
+
+def orders_in_a_new_schema(conn: Any, prefix: str) -> TableRef:
+    """A fresh ORDERS table (`create_orders`) in a schema of its own."""
+    return create_orders(conn, TableRef(DEMO_DATABASE, new_schema(conn, prefix), "ORDERS"))
+
+
 def configure(opts: SyncOptions, table: TableRef, table_options: TableOptions) -> None:
     """Set a table's sync options in the mirror, as `register --strategy` does."""
     if isinstance(opts.mirror, FileMirror):

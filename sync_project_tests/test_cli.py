@@ -426,3 +426,18 @@ def test_verify_content_after_each_sync_and_from_the_cli(env: Path, local_snowfl
     assert cli("verify", "--all").exit_code == 0
     recorded = latest_check_evaluation(instance, check, key)
     assert recorded is not None and recorded.passed
+
+
+def test_status_says_deletes_are_not_detected_without_a_key(env: Path, local_snowflake: LocalSnowflakeProcess) -> None:
+    schema = f"NOKEY_{uuid.uuid4().hex[:8].upper()}"
+    with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+        fetch(conn, f"CREATE SCHEMA {schema}")
+        fetch(conn, f"CREATE TABLE {schema}.EVENTS (AT TIMESTAMP_NTZ, NOTE VARCHAR)")
+    key = f"{schema}.EVENTS"
+    refused = cli("register", key, "--strategy", "incremental", "--cursor", "AT", "--deletes", "remove")
+    assert refused.exit_code == 1 and "needs the table's key" in refused.output
+    assert cli("register", key, "--strategy", "incremental", "--cursor", "AT").exit_code == 0
+    (report,) = json.loads(cli("status", key, "--json").output)
+    assert report["options"]["deletes"] == "keep"
+    assert report["deletes"].startswith("not detected: an incremental table without a key")
+    assert "--primary-key COLUMN" in cli("status", key).output

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,12 @@ from sync_project_tests.emulator_controls import inject_fault
 from sync_project_tests.helpers import (
     configure,
     connector,
-    create_orders,
     duckdb_rows,
     fetch,
     file_of,
     mark_of,
     options,
+    orders_in_a_new_schema,
     snowflake_settings,
     sorted_rows,
     stage_leftovers,
@@ -43,9 +42,7 @@ DATABASE = "KEBOOLA_33"
 @pytest.fixture
 def table(sf: Any) -> TableRef:
     """A fresh ORDERS table in a schema of its own."""
-    schema = f"INC_{uuid.uuid4().hex[:8].upper()}"
-    fetch(sf, f"CREATE SCHEMA {DATABASE}.{schema}")
-    return create_orders(sf, TableRef(DATABASE, schema, "ORDERS"))
+    return orders_in_a_new_schema(sf, "INC")
 
 
 def source(sf: Any, table: TableRef) -> list[tuple[Any, ...]]:

@@ -7,13 +7,13 @@ Per column, each side computes what both compute the same way:
 - numbers: min and max, and for up to 18 digits their exact sum (a 38-digit sum could overflow Snowflake's
   NUMBER); floats: min and max (a float sum depends on the order of the additions);
 - timestamps: min, max and sum of the epoch microseconds the unload itself carries; dates and times: min, max;
-- text, semi-structured (its JSON text) and binary: the sum of their lengths, and a sum of the first 60 bits of
-  each value's MD5 (the MD5 of the same UTF-8 bytes or binary is the same number on both sides), which sees a
-  changed value whatever its length;
+- text and semi-structured (its JSON text): the sum of their lengths, and one MD5 per row over all of them, its
+  first 60 bits summed (the MD5 of the same UTF-8 bytes is the same number on both sides), which sees a changed
+  value whatever its length; binary: lengths and each value's MD5;
 - booleans: how many are true.
 
-One aggregate query in Snowflake: a scan of the table's columns, no file written. The mirror's side skips rows
-marked deleted (`deletes: mark`).
+One aggregate query in Snowflake: a scan of the table's columns, no file written (and a second, when the row MD5
+of several text columns differs, to name which). The mirror's side skips rows marked deleted (`deletes: mark`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,12 @@ _HASHES: Aggregate = (
 _TRUES: Aggregate = ("true count", "COUNT_IF({})", "count_if({})")
 
 
+_TEXT_KINDS = ("VARCHAR", "JSON")
+
+
 def _aggregates(column: Column) -> tuple[str, list[Aggregate]]:
-    """The DuckDB-side expression of the column and its aggregates (the Snowflake side uses the projection)."""
+    """The DuckDB-side expression of the column and its aggregates (the Snowflake side uses the projection).
+    Text's values are hashed once per row over all text columns (`_row_hash`), not here."""
     kind = duckdb_type_name(column.duckdb_type)
     mirror = quote_identifier(column.name)
     if kind in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
@@ -67,8 +71,8 @@ def _aggregates(column: Column) -> tuple[str, list[Aggregate]]:
         return mirror, [_COUNT, _MIN, _MAX, total]
     if kind.startswith("DECIMAL(") or kind in ("DOUBLE", "DATE", "TIME"):
         return mirror, [_COUNT, _MIN, _MAX]
-    if kind in ("VARCHAR", "JSON"):
-        return mirror, [_COUNT, _LENGTHS, _HASHES]
+    if kind in _TEXT_KINDS:
+        return f"CAST({mirror} AS VARCHAR)", [_COUNT, _LENGTHS]
     if kind == "BLOB":
         return mirror, [_COUNT, _BYTES, _HASHES]
     if kind == "BOOLEAN":
@@ -79,6 +83,54 @@ def _aggregates(column: Column) -> tuple[str, list[Aggregate]]:
 def _snowflake_expression(column: Column) -> str:
     """The column as the unload presents it (epoch microseconds, JSON text, WKT), unaliased."""
     return column.mapping.unload_expression.format(quote_identifier(column.name))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One aggregate, written for each side; `column` names what it covers (a column, or text columns joined)."""
+
+    column: str
+    aggregate: str
+    snowflake: str
+    mirror: str
+
+
+_ROW_HASHES = "sum of row MD5s"  # the row hash of several text columns
+
+
+def _hash_probe(name: str, snowflake_text: str, mirror_text: str, aggregate: str = _HASHES[0]) -> Probe:
+    return Probe(name, aggregate, _HASHES[1].format(snowflake_text), _HASHES[2].format(mirror_text))
+
+
+def _row_hash(texts: list[Column]) -> Probe:
+    """One MD5 per row over all text columns (a NULL as CHR(30), columns apart by CHR(31)): an MD5 costs a scan
+    about ten times the rest of the check's, and one per row instead of one per text value keeps the check near a
+    tenth of a full sync. Which column differs, `pinpoint` finds when it does."""
+
+    def joined(expressions: list[str], null: str, apart: str) -> str:
+        return f" || {apart} || ".join(f"COALESCE({e}, {null})" for e in expressions)
+
+    snowflake = joined([_snowflake_expression(c) for c in texts], "CHR(30)", "CHR(31)")
+    mirror = joined([_aggregates(c)[0] for c in texts], "chr(30)", "chr(31)")
+    if len(texts) == 1:
+        return _hash_probe(texts[0].name, snowflake, mirror)
+    return _hash_probe(", ".join(c.name for c in texts), snowflake, mirror, _ROW_HASHES)
+
+
+def _plan(columns: list[Column]) -> list[Probe]:
+    planned = []
+    for column in columns:
+        mirror, aggregates = _aggregates(column)
+        snowflake = _snowflake_expression(column)
+        planned += [Probe(column.name, a[0], a[1].format(snowflake), a[2].format(mirror)) for a in aggregates]
+    texts = [c for c in columns if duckdb_type_name(c.duckdb_type) in _TEXT_KINDS]
+    return planned + ([_row_hash(texts)] if texts else [])
+
+
+def _pinpoints(columns: list[Column]) -> list[Probe]:
+    """Each text column's own MD5 sum: asked for only when the row hash of several differs."""
+    texts = [c for c in columns if duckdb_type_name(c.duckdb_type) in _TEXT_KINDS]
+    return [_hash_probe(c.name, _snowflake_expression(c), _aggregates(c)[0]) for c in texts]
 
 
 @dataclass(frozen=True)
@@ -120,25 +172,25 @@ class ContentReport:
         )
 
 
-def _plan(columns: list[Column]) -> list[tuple[Column, str, Aggregate]]:
-    planned = []
-    for column in columns:
-        mirror, aggregates = _aggregates(column)
-        planned += [(column, mirror, a) for a in aggregates]
-    return planned
-
-
-def snowflake_content(conn: Any, table: TableRef, columns: list[Column]) -> list[Any]:
-    """Every aggregate of `columns` in Snowflake: one query, one scan of the table."""
-    selected = ", ".join(a[1].format(_snowflake_expression(c)) for c, _, a in _plan(columns))
+def snowflake_content(
+    conn: Any, table: TableRef, columns: list[Column], probes: list[Probe] | None = None
+) -> list[Any]:
+    """Every aggregate of `columns` (or the given probes) in Snowflake: one query, one scan of the table."""
+    selected = ", ".join(p.snowflake for p in (probes if probes is not None else _plan(columns)))
     cur = execute(conn, f"SELECT {selected} FROM {table.snowflake_sql}", f"verifying the content of {table}")
     row = cur.fetchone()
     return list(row or [])
 
 
-def mirror_content(con: duckdb.DuckDBPyConnection, table: TableRef, columns: list[Column], marked: bool) -> list[Any]:
+def mirror_content(
+    con: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    columns: list[Column],
+    marked: bool,
+    probes: list[Probe] | None = None,
+) -> list[Any]:
     """The same aggregates over the mirror's table, rows marked deleted left out."""
-    selected = ", ".join(a[2].format(mirror) for _, mirror, a in _plan(columns))
+    selected = ", ".join(p.mirror for p in (probes if probes is not None else _plan(columns)))
     live = f" WHERE {quote_identifier(DELETED_AT)} IS NULL" if marked else ""
     row = con.execute(f"SELECT {selected} FROM {table.duckdb_sql}{live}").fetchone()
     return list(row or [])
@@ -158,19 +210,28 @@ def _normalised(value: Any) -> Any:
     return value
 
 
-def compare_content(table: TableRef, columns: list[Column], snowflake: list[Any], mirror: list[Any]) -> ContentReport:
-    differences = [
-        ColumnDifference(column.name, aggregate[0], left, right)
-        for (column, _, aggregate), left, right in zip(_plan(columns), snowflake, mirror, strict=True)
+def _differences(probes: list[Probe], snowflake: list[Any], mirror: list[Any]) -> list[ColumnDifference]:
+    return [
+        ColumnDifference(probe.column, probe.aggregate, left, right)
+        for probe, left, right in zip(probes, snowflake, mirror, strict=True)
         if not _same(left, right)
     ]
-    return ContentReport(table, len(snowflake), differences)
+
+
+def compare_content(table: TableRef, columns: list[Column], snowflake: list[Any], mirror: list[Any]) -> ContentReport:
+    return ContentReport(table, len(snowflake), _differences(_plan(columns), snowflake, mirror))
+
+
+def needs_pinpointing(report: ContentReport) -> bool:
+    """Whether a difference names several text columns at once (their row hash): `pinpoint` tells which."""
+    return any(d.aggregate == _ROW_HASHES for d in report.differences)
 
 
 def verify_content(connect: Connect, mirror: Mirror, table: TableRef, log: Log = quiet) -> ContentReport:
     """Compare the table's content in Snowflake and in the mirror: Snowflake first (DESC, one aggregate query),
-    then a read-only session of the mirror. A table the mirror does not hold, or holds with other columns, is
-    an error that says to sync it (the schema check names the columns)."""
+    then a read-only session of the mirror; if several text columns' row hash differs, each one's own MD5 sum on
+    both sides names which. A table the mirror does not hold, or holds with other columns, is an error that says to
+    sync it (the schema check names the columns)."""
     with connect() as conn:
         columns = describe_table(conn, table)
         snowflake = snowflake_content(conn, table, columns)
@@ -183,4 +244,14 @@ def verify_content(connect: Connect, mirror: Mirror, table: TableRef, log: Log =
                 f"sync it (sync-project sync {table.key}, or materialize its partition) before verifying it"
             )
         found = mirror_content(con, table, columns, DELETED_AT in held)
-    return compare_content(table, columns, snowflake, found)
+        report = compare_content(table, columns, snowflake, found)
+        if not needs_pinpointing(report):
+            return report
+        probes = _pinpoints(columns)
+        in_mirror = mirror_content(con, table, columns, DELETED_AT in held, probes)
+    with connect() as conn:
+        in_snowflake = snowflake_content(conn, table, columns, probes)
+    named = _differences(probes, in_snowflake, in_mirror)
+    kept = [d for d in report.differences if d.aggregate != _ROW_HASHES]
+    # No column's own sum differs (a value moved between columns): the row hash's difference stands.
+    return ContentReport(table, report.aggregates, kept + (named or [d for d in report.differences if d not in kept]))

@@ -31,6 +31,7 @@ from sync_project.sync.mirror.publish import published_default
 from sync_project.sync.options import SyncOptions
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
+from sync_project.sync.state import Deletes
 from sync_project.sync.tables import TableRef
 
 
@@ -212,18 +213,26 @@ def team_backfill(root: Path, process: LocalSnowflakeProcess, keys: list[str]) -
         return {"seconds": wall, **load_waits(instance)}
 
 
-def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
-    """Full sync of an incremental table, then change 1% of its rows and sync again."""
+def _configure_incremental(options: SyncOptions, table: TableRef, deletes: Deletes) -> None:
     from sync_project.sync.state import TableOptions, write_all_options
 
     with options.mirror.session("configuring", wait=60) as con:
-        write_all_options(con, [(table, TableOptions("incremental", "updated_at", ("id",)))])
-    first = sync_table(lambda: engine_connect(process), table, options)
+        write_all_options(con, [(table, TableOptions("incremental", "updated_at", ("id",), deletes=deletes))])
+
+
+def _change_one_percent(process: LocalSnowflakeProcess, table: TableRef, mark: str, remainder: int) -> None:
     with engine_connect(process) as conn:
         conn.cursor().execute(
-            f"UPDATE {table.snowflake_sql} SET \"updated_at\" = '2030-01-01 00:00:00', \"note\" = 'changed' "
-            'WHERE "id" % 100 = 0'
+            f"UPDATE {table.snowflake_sql} SET \"updated_at\" = '{mark}', \"note\" = 'changed' "
+            f'WHERE "id" % 100 = {remainder}'
         )
+
+
+def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options: SyncOptions) -> dict[str, Any]:
+    """Full sync of an incremental table, then change 1% of its rows and sync again (`deletes: keep`: no keys)."""
+    _configure_incremental(options, table, "keep")
+    first = sync_table(lambda: engine_connect(process), table, options)
+    _change_one_percent(process, table, "2030-01-01 00:00:00", 0)
     second = sync_table(lambda: engine_connect(process), table, options)
     return {
         "full_seconds": first.total_seconds,
@@ -231,6 +240,41 @@ def measure_incremental(process: LocalSnowflakeProcess, table: TableRef, options
         "rows_changed": second.rows_updated,
         "rows_unloaded": second.rows_unloaded,
         "incremental_phases": second.phase_seconds,
+    }
+
+
+def measure_deletes_and_content(process: LocalSnowflakeProcess, root: Path) -> dict[str, Any]:
+    """On a copy of the demo table (the other cases read it untouched), into a mirror of its own: a full sync;
+    1% changed and an incremental sync without the deletes pass (`deletes: keep`); another 1% changed and 0.1%
+    deleted and one with it (`remove`, the default); then the content check of the whole table."""
+    from sync_project.sync.content import verify_content
+
+    table = TableRef(DEMO_DATABASE, DEMO_SCHEMA, "DELETES_BENCH")
+    with engine_connect(process) as conn:
+        conn.cursor().execute(
+            f'CREATE OR REPLACE TABLE {table.snowflake_sql} AS SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data"'
+        )
+    options = file_options(root / "deletes.duckdb", root / "deletes-downloads")
+    first = measure_incremental(process, table, options)
+    _configure_incremental(options, table, "remove")
+    _change_one_percent(process, table, "2030-01-02 00:00:00", 1)
+    with engine_connect(process) as conn:
+        conn.cursor().execute(f'DELETE FROM {table.snowflake_sql} WHERE "id" % 1000 = 2')
+    synced = sync_table(lambda: engine_connect(process), table, options)
+    started = time.monotonic()
+    verdict = verify_content(lambda: engine_connect(process), options.mirror, table)
+    content_seconds = round(time.monotonic() - started, 3)
+    if not verdict.equal or not synced.rows_deleted:
+        raise RuntimeError(f"the incremental syncs left the mirror unequal: {verdict.summary()}")
+    return {
+        "full_seconds": first["full_seconds"],
+        "incremental_without_deletes_seconds": first["incremental_seconds"],
+        "incremental_with_deletes_seconds": synced.total_seconds,
+        "rows_deleted": synced.rows_deleted,
+        "ratio_deletes_pass": round(synced.total_seconds / first["incremental_seconds"], 2),
+        "incremental_with_deletes_phases": synced.phase_seconds,
+        "content_check_seconds": content_seconds,
+        "ratio_content_check_to_full": round(content_seconds / first["full_seconds"], 2),
     }
 
 
@@ -522,6 +566,8 @@ def main() -> None:
                 "SYNC_DOWNLOAD_DIR": str(root / "dagster-downloads"),
             }
             cli = materialize_via_cli(root, env, table.key)
+            # Last with this emulator: its 10,000,000-row copy and changes must not weigh on the cases above.
+            deletes = measure_deletes_and_content(process, root)
         # The floor reads the emulator's file directly, so the emulator is stopped meanwhile.
         floor = measure_floor(root / "snowflake", root / "floor")
         with LocalSnowflakeProcess(data_dir=root / "snowflake", port=process.port) as process:
@@ -559,6 +605,7 @@ def main() -> None:
         },
         "dagster_asset_materialize": cli | {"rows_per_second": round(args.rows / cli["seconds"], 1)},
         "incremental_1_percent": incremental,
+        "deletes_and_content": deletes,
         "publish": published,
         "many_tables": many,
         "extract_paths": paths,
@@ -602,6 +649,13 @@ def main() -> None:
         f"incremental sync of 1% changed rows ({incremental['rows_unloaded']:,} unloaded, "
         f"{incremental['rows_changed']:,} merged): {incremental['incremental_seconds']:.2f}s "
         f"versus full {incremental['full_seconds']:.2f}s"
+    )
+    print(
+        f"the deletes pass, on a copy of the table: an incremental sync of 1% changed and {deletes['rows_deleted']:,} "
+        f"rows deleted {deletes['incremental_with_deletes_seconds']:.2f}s, {deletes['ratio_deletes_pass']}x one of "
+        f"1% changed without the pass ({deletes['incremental_without_deletes_seconds']:.2f}s); the content check of "
+        f"the whole table {deletes['content_check_seconds']:.2f}s, {deletes['ratio_content_check_to_full']}x its "
+        f"full sync ({deletes['full_seconds']:.2f}s)"
     )
     print(
         f"publish of the working file ({published['bytes']:,} bytes): {published['seconds']:.2f}s, of which the copy "
