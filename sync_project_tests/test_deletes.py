@@ -230,12 +230,13 @@ def test_a_row_inserted_between_the_rows_and_the_keys_is_never_taken_for_deleted
     is in one and not the other. Read rows first, keys second, it is simply not loaded yet (the next sync brings
     it); read the other way round, it would be loaded and removed as deleted."""
     from sync_project.sync import deletes, moving
+    from sync_project.sync.results import extract_to_files
 
     opts = options(tmp_path, extract="results")
     configure(opts, table, MERGE)
     sync_table(connector(local_snowflake), table, opts)
     reads: list[str] = []
-    real = moving.extract_to_files
+    real = extract_to_files
 
     def second_read_after_an_insert(conn: Any, attempt: Any, *args: Any, **kwargs: Any) -> Any:
         reads.append(attempt.name)
