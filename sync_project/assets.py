@@ -104,7 +104,8 @@ def build_sync_asset(
     batch_size: int = SYNC_BATCH_SIZE,
     workers: int = SYNC_WORKERS,
 ) -> dg.AssetsDefinition:
-    """A mirror's asset: one partition per registered table, its two checks, its resources by the mirror's keys."""
+    """A mirror's asset: one partition per registered table, its checks (row count, schema, content), its
+    resources by the mirror's keys."""
 
     @dg.multi_asset(
         name=scope.name(ASSET_NAME),
@@ -129,7 +130,7 @@ def build_sync_asset(
         context: dg.AssetExecutionContext, config: SyncConfig
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         """Sync the run's tables (one, or a batch of a backfill or the nightly schedule), each recorded as its own
-        partition: its materialization, its two checks, or its failure (named in the step's failure; a retry or a
+        partition: its materialization, its checks, or its failure (named in the step's failure; a retry or a
         re-execution syncs only the tables still missing). Snowflake work of several tables overlaps; loads take
         the DuckDB lock one at a time."""
         yield from _sync_the_run(context, config, scope, workers)

@@ -17,6 +17,7 @@ from sync_project.assets import SYNC_BATCH_SIZE
 from sync_project.automation import (
     CLEANUP_SCHEDULE,
     SYNC_SCHEDULE,
+    VERIFY_SCHEDULE,
     build_auto_register_sensor,
     build_change_sensor,
     build_sync_schedule,
@@ -166,22 +167,37 @@ def shipped_schedules() -> dict[str, dg.ScheduleDefinition]:
 
 
 def test_schedules_follow_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shipped: the nightly sync at 02:00 UTC and the cleanup at 03:30, both running. The crons and both schedules'
-    default state come from the environment: a test instance runs no schedule by the wall clock."""
-    for name in ("SYNC_SCHEDULE_CRON", "SYNC_CLEANUP_CRON", "SYNC_SCHEDULE_TIMEZONE", "SYNC_SCHEDULES"):
+    """Shipped: the nightly sync at 02:00 UTC and the cleanup at 03:30, both running; the weekly verify on Sundays
+    at 04:00, stopped whatever SYNC_SCHEDULES says (each table costs a scan on the warehouse). The crons and the
+    first two's default state come from the environment: a test instance runs no schedule by the wall clock."""
+    for name in (
+        "SYNC_SCHEDULE_CRON",
+        "SYNC_CLEANUP_CRON",
+        "SYNC_VERIFY_CRON",
+        "SYNC_SCHEDULE_TIMEZONE",
+        "SYNC_SCHEDULES",
+    ):
         monkeypatch.delenv(name, raising=False)
+
+    def following(schedules: dict[str, dg.ScheduleDefinition]) -> set[dg.DefaultScheduleStatus]:
+        return {s.default_status for name, s in schedules.items() if name != VERIFY_SCHEDULE}
+
     shipped = shipped_schedules()
     assert shipped[SYNC_SCHEDULE].cron_schedule == "0 2 * * *"
     assert shipped[CLEANUP_SCHEDULE].cron_schedule == "30 3 * * *"
+    assert shipped[VERIFY_SCHEDULE].cron_schedule == "0 4 * * 0"
     assert {s.execution_timezone for s in shipped.values()} == {"UTC"}
-    assert {s.default_status for s in shipped.values()} == {dg.DefaultScheduleStatus.RUNNING}
+    assert following(shipped) == {dg.DefaultScheduleStatus.RUNNING}
+    assert shipped[VERIFY_SCHEDULE].default_status == dg.DefaultScheduleStatus.STOPPED
     monkeypatch.setenv("SYNC_CLEANUP_CRON", "*/5 * * * *")
+    monkeypatch.setenv("SYNC_VERIFY_CRON", "0 5 * * 6")
     monkeypatch.setenv("SYNC_SCHEDULES", "stopped")
     schedules = shipped_schedules()
     assert schedules[CLEANUP_SCHEDULE].cron_schedule == "*/5 * * * *"
-    assert {s.default_status for s in schedules.values()} == {dg.DefaultScheduleStatus.STOPPED}
+    assert schedules[VERIFY_SCHEDULE].cron_schedule == "0 5 * * 6"
+    assert following(schedules) == {dg.DefaultScheduleStatus.STOPPED}
     monkeypatch.setenv("SYNC_SCHEDULES", "running")
-    assert {s.default_status for s in shipped_schedules().values()} == {dg.DefaultScheduleStatus.RUNNING}
+    assert following(shipped_schedules()) == {dg.DefaultScheduleStatus.RUNNING}
     monkeypatch.setenv("SYNC_SCHEDULES", "paused")
     with pytest.raises(ValueError, match="SYNC_SCHEDULES='paused' is not a schedule state"):
         Settings.from_env()

@@ -11,6 +11,7 @@ import pytest
 
 from sync_project.checks import schema_evaluation
 from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.sync.content import verify_content
 from sync_project.sync.errors import PermanentError
 from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.options import SyncOptions
@@ -96,12 +97,15 @@ def test_an_incremental_sync_removes_the_rows_deleted_in_snowflake(
     assert report.load is not None and report.load.committed is not None
     assert report.load.committed.rows == 950 == report.rows_total
     assert not stage_leftovers(sf)  # the keys' stage folder went with the rows'
+    assert verify_content(connector(local_snowflake), opts.mirror, table).equal  # the content check, on each target
 
 
+@pytest.mark.parametrize("target", ["file", "ducklake-sqlite"])
 def test_deletes_mark_keeps_the_rows_and_marks_them_and_nothing_else_changes(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path, target: str
 ) -> None:
-    opts = options(tmp_path)
+    lake = Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data")) if target == "ducklake-sqlite" else None
+    opts = options(tmp_path, lake=lake)
     configure(opts, table, dataclasses.replace(MERGE, deletes="mark"))
     sync_table(connector(local_snowflake), table, opts)
     before = mirror_rows(opts, table)
@@ -125,6 +129,7 @@ def test_deletes_mark_keeps_the_rows_and_marks_them_and_nothing_else_changes(
     fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (3, 9.99, 'back', '2025-03-01 00:00:00')")
     sync_table(connector(local_snowflake), table, opts)
     assert mirror_rows(opts, table, f"WHERE {DELETED_AT} IS NULL") == source(sf, table)  # the row came back live
+    assert verify_content(connector(local_snowflake), opts.mirror, table).equal  # over the live rows only
 
 
 def test_deletes_keep_leaves_deleted_rows_and_reads_no_keys(
@@ -162,8 +167,6 @@ def test_a_million_rows_deleted_updated_inserted_and_silently_changed(
     cursor. The incremental sync makes the mirror equal to Snowflake row for row but for that 1%, which the
     content check names by column; a full sync mends it."""
     import pyarrow as pa
-
-    from sync_project.sync.content import verify_content
 
     schema = new_schema(sf, "DEL")
     table = TableRef(DATABASE, schema, "ORDERS")
