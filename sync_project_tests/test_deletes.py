@@ -255,3 +255,26 @@ def test_a_row_inserted_between_the_rows_and_the_keys_is_never_taken_for_deleted
     monkeypatch.undo()
     later = sync_table(connector(local_snowflake), table, opts)
     assert later.rows_deleted == 0 and mirror_rows(opts, table) == source(sf, table)  # the late row arrived
+
+
+@pytest.mark.parametrize("path", ["unload", "results"])
+def test_a_retry_reads_the_keys_afresh(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path, path: str
+) -> None:
+    """A retry shares its attempt (and download folder) with the failed try; the keys of that try, an older
+    snapshot under the same file names, must not stand in for the table's keys now."""
+    from sync_project.sync.attempt import Attempt
+    from sync_project.sync.catalog import describe_table
+    from sync_project.sync.deletes import extract_keys
+
+    attempt = Attempt.new(table, tmp_path / "downloads", attempt_id="run-1")
+    with connector(local_snowflake)() as conn:
+        columns = describe_table(conn, table)
+        first = extract_keys(conn, attempt, columns, ("ID",), path, 64 * 1024 * 1024, 4)
+        fetch(sf, f"DELETE FROM {table.snowflake_sql} WHERE MOD(ID, 10) = 3")
+        again = extract_keys(conn, attempt, columns, ("ID",), path, 64 * 1024 * 1024, 4)
+    assert (first.rows, again.rows) == (1000, 900)
+    files = ", ".join(f"'{f}'" for f in again.files)
+    import duckdb
+
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet([{files}])").fetchall() == [(900,)]

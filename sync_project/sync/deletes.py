@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ def extract_keys(
     by_name = {c.name: c for c in columns}
     key_columns = [by_name[k] for k in key]
     keys = keys_attempt(attempt)
+    # Never resumed: a retry's keys are read afresh, so no file of an earlier try (same names, an older snapshot)
+    # can stand in for them.
+    shutil.rmtree(keys.local_dir, ignore_errors=True)
     if path == "results":
         unloaded, download = extract_to_files(conn, keys, key_columns, None, parallel)
         return KeySet(tuple(download.files), unloaded.rows_unloaded, tuple(key_columns))
