@@ -175,6 +175,11 @@ class LocalSnowflakeProcess:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the bench reads its memory)."""
+        return self._process.pid if self._process is not None else None
+
     def connection_settings(self) -> dict[str, Any]:
         return connection_settings(self.host, self.port)
 

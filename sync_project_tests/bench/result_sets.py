@@ -114,7 +114,16 @@ def measure_results_memory(process: LocalSnowflakeProcess, root: Path) -> dict[s
         "rows": int(found["rows"]),
         "files": int(found["files"]),
         "peak_rss_mib": round(int(found["peak_rss_kib"]) / 1024, 1),
+        # The emulator's own peak so far (its whole life: the table's generation and unloads too).
+        "emulator_peak_rss_mib": _peak_rss_mib(process.pid),
     }
+
+
+def _peak_rss_mib(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    status = Path(f"/proc/{pid}/status").read_text()
+    return round(int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024, 1)
 
 
 def measure_small_tables(process: LocalSnowflakeProcess, root: Path, tables: int, rows: int) -> dict[str, Any]:
@@ -159,7 +168,8 @@ def print_figures(paths: list[dict[str, Any]], small: dict[str, Any], memory: di
     if memory:
         print(
             f"{memory['rows']:,} rows through the result set in a process of its own: {memory['seconds']:.2f}s, "
-            f"{memory['files']} chunk file(s), peak RSS {memory['peak_rss_mib']:.0f} MiB"
+            f"{memory['files']} chunk file(s), peak RSS {memory['peak_rss_mib']:.0f} MiB (the embedded Snowflake's "
+            f"own peak so far {memory['emulator_peak_rss_mib']:.0f} MiB)"
         )
     if small:
         print(

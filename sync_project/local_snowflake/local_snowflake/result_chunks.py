@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import importlib
 import json
 import secrets
 import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,37 @@ KEEP_SECONDS = 6 * 3600  # the connector's comment: result URLs live about six h
 _ALGORITHM = "x-goog-encryption-algorithm"
 _KEY = "x-goog-encryption-key"
 _KEY_SHA256 = "x-goog-encryption-key-sha256"
+
+
+@dataclass
+class LargeResult:
+    """A query's Arrow table, handed from fakesnow's encoder straight to the chunker when it is too large to
+    inline: encoded whole, as base64 inside JSON and parsed back, a 10,000,000-row result took over 20 GB."""
+
+    table: pa.Table | None = None
+
+
+# Set by the server around each query fakesnow answers (the encoder runs in the same task, not in a thread).
+PENDING: ContextVar[LargeResult | None] = ContextVar("pending_large_result", default=None)
+
+
+def patch_fakesnow_result_encoding() -> None:
+    """fakesnow encodes a query's whole result inline (`to_ipc`, then base64); a large one is handed over
+    instead and encoded as chunks (`ResultChunks.chunked`). Applied once."""
+    encoder = importlib.import_module("fakesnow.server")  # the package's `server` attribute is a function
+    original = encoder.to_ipc
+    if getattr(original, "hands_over_large_results", False):
+        return
+
+    def to_ipc(table: pa.Table) -> pa.Buffer:
+        held = PENDING.get()
+        if held is not None and table.nbytes > INLINE_BYTES:
+            held.table = table
+            return original(table.slice(0, 0))  # its rows go inline and in chunks, by `chunked`
+        return original(table)
+
+    to_ipc.hands_over_large_results = True  # type: ignore[attr-defined]
+    encoder.to_ipc = to_ipc  # type: ignore[attr-defined]
 
 
 def _xml_error(status: int, code: str, message: str) -> Response:
@@ -79,24 +112,30 @@ class ResultChunks:
         shutil.rmtree(self.root, ignore_errors=True)  # results do not outlive the server
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def chunked_response(self, response: Response, base_url: str, cap_megabytes: object) -> Response:
-        """The response, chunked; `cap_megabytes` is the session's CLIENT_RESULT_CHUNK_SIZE."""
+    def chunked_response(
+        self, response: Response, base_url: str, cap_megabytes: object, table: pa.Table | None = None
+    ) -> Response:
+        """The response, chunked; `cap_megabytes` is the session's CLIENT_RESULT_CHUNK_SIZE; `table`, the rows
+        the encoder handed over (`LargeResult`), else those inline in the response."""
         answer = json.loads(bytes(response.body))
         if not answer.get("success") or not isinstance(answer.get("data"), dict):
             return response
         cap = cap_megabytes if isinstance(cap_megabytes, int) else 160
-        answer["data"] = self.chunked(answer["data"], base_url, cap)
+        answer["data"] = self.chunked(answer["data"], base_url, cap, table)
         return JSONResponse(answer, status_code=response.status_code)
 
-    def chunked(self, data: dict[str, Any], base_url: str, cap_megabytes: int) -> dict[str, Any]:
+    def chunked(
+        self, data: dict[str, Any], base_url: str, cap_megabytes: int, table: pa.Table | None = None
+    ) -> dict[str, Any]:
         """A successful Arrow response's data, with whatever exceeds the inline part moved into chunks."""
-        encoded = data.get("rowsetBase64") or ""
-        if data.get("queryResultFormat") != "arrow" or len(encoded) * 3 // 4 <= INLINE_BYTES:
-            return data
-        table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
+        if table is None:
+            encoded = data.get("rowsetBase64") or ""
+            if data.get("queryResultFormat") != "arrow" or len(encoded) * 3 // 4 <= INLINE_BYTES:
+                return data
+            table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
         parts = list(split_rows(table, cap_megabytes * 1024 * 1024))
         if len(parts) == 1:
-            return data
+            return {**data, "rowsetBase64": base64.b64encode(_ipc(parts[0])).decode()}
         self._sweep()
         query = f"{data.get('queryId') or secrets.token_hex(8)}-{secrets.token_hex(4)}"
         key = secrets.token_bytes(32)
