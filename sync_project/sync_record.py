@@ -88,6 +88,8 @@ def figures_of(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "rows_inserted": report.rows_loaded - report.rows_updated,
         "rows_deleted": report.rows_deleted,
         "deletes": _deletes_of(report),
+        # Every key read: the merged table's key aggregates differed from Snowflake's (deletes.py).
+        "keys_read": report.keys is not None,
         "input_bytes": report.input_bytes,
         "bytes_unloaded": report.output_bytes,
         "bytes_downloaded": report.bytes_downloaded,
@@ -112,7 +114,7 @@ def _deletes_of(report: SyncReport) -> str:
     """How this sync treated rows gone from Snowflake, in a word: what `status` and the change sensor show."""
     if report.strategy == "full":
         return "copied whole"  # a full sync's copy has no deleted row
-    if report.keys is not None:
+    if report.key_check is not None:
         return "marked" if report.options.deletes_mode == "mark" else "removed"
     if not report.options.primary_key:
         return "not detected (no key)"

@@ -132,6 +132,29 @@ def test_deletes_mark_keeps_the_rows_and_marks_them_and_nothing_else_changes(
     assert verify_content(connector(local_snowflake), opts.mirror, table).equal  # over the live rows only
 
 
+@pytest.mark.parametrize("extract", ["unload", "results"])
+@pytest.mark.parametrize("mode", ["remove", "mark"])
+def test_with_nothing_deleted_the_keys_aggregates_match_and_no_key_is_read(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path, extract: str, mode: str
+) -> None:
+    """Most syncs find nothing deleted: the keys' aggregates of the rows the read left, with the batch's, are the
+    merged table's, so the sync reads no key. Rows marked deleted earlier are not live and do not count."""
+    opts = options(tmp_path, extract=extract)
+    configure(opts, table, dataclasses.replace(MERGE, deletes=mode))  # type: ignore[arg-type]
+    sync_table(connector(local_snowflake), table, opts)
+    fetch(sf, f"DELETE FROM {table.snowflake_sql} WHERE MOD(ID, 10) = 3")
+    first = sync_table(connector(local_snowflake), table, opts)
+    assert first.rows_deleted == 100 and first.keys is not None and "keys" in first.phase_seconds
+    fetch(sf, f"UPDATE {table.snowflake_sql} SET STATUS = 'updated', UPDATED_AT = '2025-01-01' WHERE MOD(ID, 20) = 7")
+    fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (5000, 1.50, 'inserted', '2025-01-02 00:00:00')")
+
+    report = sync_table(connector(local_snowflake), table, opts)
+
+    assert report.key_check is not None and report.keys is None and "keys" not in report.phase_seconds
+    assert report.rows_deleted == 0 and report.rows_total == 901
+    assert mirror_rows(opts, table, f"WHERE {DELETED_AT} IS NULL" if mode == "mark" else "") == source(sf, table)
+
+
 def test_deletes_keep_leaves_deleted_rows_and_reads_no_keys(
     local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
 ) -> None:
@@ -226,32 +249,49 @@ def test_a_million_rows_deleted_updated_inserted_and_silently_changed(
     assert verify_content(connector(local_snowflake), opts.mirror, table).equal
 
 
+@pytest.mark.parametrize("moment", ["after the rows", "before the keys"])
 def test_a_row_inserted_between_the_rows_and_the_keys_is_never_taken_for_deleted(
-    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_snowflake: LocalSnowflakeProcess,
+    sf: Any,
+    table: TableRef,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moment: str,
 ) -> None:
-    """Snowflake reads each statement at its own moment: a row inserted between the sync's two reads of the table
-    is in one and not the other. Read rows first, keys second, it is simply not loaded yet (the next sync brings
-    it); read the other way round, it would be loaded and removed as deleted."""
+    """Snowflake reads each statement at its own moment: a row inserted after the sync read the rows is in its
+    later reads (the keys' aggregates, every key) and not in the batch. Read rows first, it is simply not loaded
+    yet (the next sync brings it); read the other way round, it would be loaded and removed as deleted. One row
+    really deleted beforehand is removed either way."""
     from sync_project.sync import deletes, moving
     from sync_project.sync.results import extract_to_files
 
     opts = options(tmp_path, extract="results")
     configure(opts, table, MERGE)
     sync_table(connector(local_snowflake), table, opts)
+    fetch(sf, f"DELETE FROM {table.snowflake_sql} WHERE ID = 3")
     reads: list[str] = []
-    real = extract_to_files
 
-    def second_read_after_an_insert(conn: Any, attempt: Any, *args: Any, **kwargs: Any) -> Any:
-        reads.append(attempt.name)
-        if len(reads) == 2:  # between the two reads, whichever comes first
-            fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES (7777, 1.00, 'late', '2031-01-01 00:00:00')")
-        return real(conn, attempt, *args, **kwargs)
+    def reading(insert_after: bool) -> Any:
+        def read(conn: Any, attempt: Any, *args: Any, **kwargs: Any) -> Any:
+            reads.append(attempt.name)
+            insert = f"INSERT INTO {table.snowflake_sql} VALUES (7777, 1.00, 'late', '2031-01-01 00:00:00')"
+            if not insert_after:
+                fetch(sf, insert)
+            found = extract_to_files(conn, attempt, *args, **kwargs)
+            if insert_after:
+                fetch(sf, insert)
+            return found
 
-    monkeypatch.setattr(moving, "extract_to_files", second_read_after_an_insert)
-    monkeypatch.setattr(deletes, "extract_to_files", second_read_after_an_insert)
+        return read
+
+    monkeypatch.setattr(moving, "extract_to_files", reading(moment == "after the rows"))
+    if moment == "before the keys":
+        monkeypatch.setattr(moving, "extract_to_files", extract_to_files)
+        monkeypatch.setattr(deletes, "extract_to_files", reading(False))
     report = sync_table(connector(local_snowflake), table, opts)
-    assert len(reads) == 2 and reads[1].endswith("_KEYS")
-    assert report.rows_deleted == 0
+    assert report.keys is not None and report.key_check is not None  # the keys' aggregates differed
+    assert report.rows_deleted == 1
+    assert 7777 not in [row[0] for row in mirror_rows(opts, table)]
     monkeypatch.undo()
     later = sync_table(connector(local_snowflake), table, opts)
     assert later.rows_deleted == 0 and mirror_rows(opts, table) == source(sf, table)  # the late row arrived

@@ -5,6 +5,15 @@ reads the key columns of the whole table, through the same way out of Snowflake 
 result set), and in the load's own transaction removes (or marks) every row whose key Snowflake no longer has:
 readers see the merge and the deletes together or neither.
 
+Most syncs find nothing deleted, and reading every key costs more than the sync of a few changed rows. So the
+sync first reads only aggregates of the keys (`KeyCheck`: the row count, and each key column's non-null count,
+bounds and exact sum where it has one) over the rows its incremental read did not take. In the load, those plus
+the same aggregates of the batch must equal the merged table's: the merged table is exactly the rows left and
+the batch unless a row it holds is gone (or a row was changed since the read: then too, it checks). When they
+differ, the load rolls back (`KeysDiffer`: nothing was committed), every key is read, and the load runs again
+with them. A row whose cursor did not move is the one thing an incremental read misses; if one arrived late, the
+aggregates differ and every key is read, the content check's business beyond that.
+
 The keys are read after the rows. Snowflake reads each statement at its own moment, so a row inserted between
 the two statements is in the keys but not in the batch (it arrives next time), and a row deleted between them is
 in the batch but not in the keys (removed now, as it should be). Read the other way round, a row inserted between
@@ -25,6 +34,15 @@ import duckdb
 from sync_project.sync.attempt import Attempt
 from sync_project.sync.batch import files_source
 from sync_project.sync.catalog import Column
+from sync_project.sync.content import (
+    ROW_COUNT,
+    ColumnDifference,
+    Probe,
+    column_probes,
+    differences,
+    relation_aggregates,
+    snowflake_content as snowflake_aggregates,
+)
 from sync_project.sync.errors import RowCountMismatchError
 from sync_project.sync.results import extract_to_files
 from sync_project.sync.stage import clear_location, download_files, staged_names, unload_query, unload_to_stage
@@ -39,6 +57,57 @@ class KeySet:
     files: tuple[Path, ...]
     rows: int
     columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """Aggregates of the keys the incremental read did not take, in Snowflake, read after the rows."""
+
+    probes: tuple[Probe, ...]
+    untaken: tuple[Any, ...]
+
+
+class KeysDiffer(Exception):
+    """The merged mirror's keys differ from Snowflake's: raised in the load's transaction, which rolls back, so
+    the sync reads every key and loads again. Never leaves the engine."""
+
+    def __init__(self, table: TableRef, found: list[ColumnDifference]) -> None:
+        self.differences = found
+        super().__init__(f"{table}: keys differ after the merge ({'; '.join(str(d) for d in found[:2])})")
+
+
+def check_keys(conn: Any, table: TableRef, columns: list[Column], key: tuple[str, ...], read: str | None) -> KeyCheck:
+    """One aggregate query over the key columns of the rows `read` (the incremental read's WHERE) did not take."""
+    by_name = {c.name: c for c in columns}
+    taken = read or "TRUE"
+    rows = Probe(ROW_COUNT.column, ROW_COUNT.aggregate, f"COUNT(*) - COUNT_IF({taken})", ROW_COUNT.mirror)
+    probes = [rows, *column_probes([by_name[k] for k in key], untaken=taken)]
+    return KeyCheck(tuple(probes), tuple(snowflake_aggregates(conn, table, [], probes)))
+
+
+def batch_keys(con: duckdb.DuckDBPyConnection, check: KeyCheck) -> list[Any]:
+    """The same aggregates over the load's batch, before the merge."""
+    return relation_aggregates(con, "__batch", list(check.probes), marked=False)
+
+
+def _combined(aggregate: str, untaken: Any, batch: Any) -> Any:
+    if untaken is None or batch is None:
+        return batch if untaken is None else untaken
+    if aggregate in ("min", "max"):
+        return min(untaken, batch) if aggregate == "min" else max(untaken, batch)
+    return untaken + batch  # counts and sums
+
+
+def ensure_no_key_gone(
+    con: duckdb.DuckDBPyConnection, table: TableRef, check: KeyCheck, batch: list[Any], marked: bool
+) -> None:
+    """Inside the load's transaction, after the merge: the live rows' key aggregates are the untaken rows' and the
+    batch's together, or `KeysDiffer`."""
+    probes = list(check.probes)
+    expected = [_combined(p.aggregate, u, b) for p, u, b in zip(probes, check.untaken, batch, strict=True)]
+    found = differences(probes, expected, relation_aggregates(con, table.duckdb_sql, probes, marked))
+    if found:
+        raise KeysDiffer(table, found)
 
 
 def keys_attempt(attempt: Attempt) -> Attempt:

@@ -20,7 +20,14 @@ from sync_project.sync.batch import files_source
 from sync_project.sync.cancel import Cancellation
 from sync_project.sync.catalog import Column
 from sync_project.sync.content import mirror_content
-from sync_project.sync.deletes import KeySet, add_mark_column, apply_deletes
+from sync_project.sync.deletes import (
+    KeyCheck,
+    KeySet,
+    add_mark_column,
+    apply_deletes,
+    batch_keys,
+    ensure_no_key_gone,
+)
 from sync_project.sync.errors import PermanentError, RowCountMismatchError, TransientError
 from sync_project.sync.mirror import Mirror, MirrorTable, live_rows
 from sync_project.sync.mirror.access import Log, Waited, quiet
@@ -41,6 +48,7 @@ class LoadPlan:
     previous_mark: str | None = None
     facts: tuple[tuple[str, str | None], ...] = ()  # noted (None: forgotten) in the same transaction
     keys: KeySet | None = None  # every key Snowflake holds, read after the rows: what is not there is deleted
+    key_check: KeyCheck | None = None  # without keys: their aggregates, which the merged table must match
     deletes: Deletes = "keep"  # with keys: remove the deleted rows, or mark them
     content: bool = False  # read the content check's aggregates of the committed table (verify: content)
 
@@ -272,10 +280,14 @@ def _load_in_transaction(
         changes = _evolve_schema(con, table, columns)
         if plan.keys is not None and plan.deletes == "mark":
             add_mark_column(con, table, _columns_of(con, table))
+        check = plan.key_check if plan.keys is None else None
+        keys_in_batch = batch_keys(con, check) if check else []
         replaced = _merge(con, table, plan, cursor.duckdb_type if cursor else None)
         con.execute("DROP TABLE __batch")
         if plan.keys is not None:
             deleted = apply_deletes(con, table, plan.keys, plan.deletes)
+        elif check is not None:
+            ensure_no_key_gone(con, table, check, keys_in_batch, DELETED_AT in _columns_of(con, table))
     shape = _columns_of(con, table)
     rows_total = live_rows(con, table, shape)
     write_sync_state(con, table, mark, rows_total, shape)

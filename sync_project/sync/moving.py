@@ -43,7 +43,7 @@ def move_rows(
 ) -> None:
     """Out of Snowflake into the attempt's Parquet files, by the way `paths.py` picks; under `auto`, an unload
     the account refuses falls back to the result set in the same attempt."""
-    where = _incremental_where(report, state)
+    where = incremental_where(report, state)
     prevented = state.unload_prevented
     extract = report.options.extract or options.extract  # the table's own setting, else the mirror's
     report.path, report.path_reason = choose_path(extract, report.source, options.results_max_bytes, prevented)
@@ -72,7 +72,7 @@ def move_rows(
     _note_row_access_policy(report, conn, where, log)
 
 
-def _incremental_where(report: SyncReport, state: SyncState) -> str | None:
+def incremental_where(report: SyncReport, state: SyncState) -> str | None:
     """The unload's WHERE on an incremental sync: the cursor from the last high-water mark on."""
     cursor = next((c for c in report.columns if c.name == report.options.cursor_column), None)
     if report.strategy != "incremental" or cursor is None or state.high_water_mark is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,19 +17,17 @@ from typing import Any
 
 import duckdb
 
-from sync_project.sync.attempt import (
-    Attempt,
-)
+from sync_project.sync.attempt import Attempt
 from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import RunFigures, describe_table
 from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.content import compare_content, snowflake_content
-from sync_project.sync.deletes import extract_keys
+from sync_project.sync.deletes import KeysDiffer, check_keys, extract_keys
 from sync_project.sync.errors import LockTimeoutError, PermanentError, SyncError
 from sync_project.sync.load import LoadPlan, load_table
 from sync_project.sync.mirror import table_columns
 from sync_project.sync.mirror.access import Log, Waited
-from sync_project.sync.moving import move_rows
+from sync_project.sync.moving import incremental_where, move_rows
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
 from sync_project.sync.sessions import SnowflakeSessions, session_for
@@ -50,7 +49,8 @@ def _phase(report: SyncReport, name: str, log: Log) -> Iterator[None]:
     try:
         yield
     finally:
-        report.phase_seconds[name] = round(time.monotonic() - started, 3)
+        # A phase run twice (the load again, once every key is read) counts both times.
+        report.phase_seconds[name] = round(report.phase_seconds.get(name, 0.0) + time.monotonic() - started, 3)
         log(f"{report.table}: {name} took {report.phase_seconds[name]:.2f}s")
 
 
@@ -170,9 +170,10 @@ def sync_table(
             with entering("describe"):
                 _describe(report, conn, state, figures or RunFigures([table]))
             move_rows(report, conn, attempt, cleanup, options, state, log, entering)
-            _after_the_rows(report, conn, attempt, options, entering)
-        with cleanup.keeping_on(LockTimeoutError), entering("load"):
-            _load(report, options, state, log, cancellation)
+            _after_the_rows(report, conn, incremental_where(report, state), entering)
+        load = functools.partial(_load, report, options, state, log, cancellation)
+        reconnect = functools.partial(session_for, connect, sessions, table, cancellation)
+        _load_deleting(report, load, reconnect, attempt, options, cleanup, entering, log)
     _compare_content(report, log)
     _split_wait(report, state_wait.seconds)
     return report
@@ -181,21 +182,43 @@ def sync_table(
 def _after_the_rows(
     report: SyncReport,
     conn: Any,
-    attempt: Attempt,
-    options: SyncOptions,
+    read: str | None,
     entering: Callable[[str], contextlib.AbstractContextManager[None]],
 ) -> None:
-    """Snowflake's other reads of the table, after its rows, never before (deletes.py says why): every key, for
-    an incremental sync that removes deleted rows; the content check's aggregates, for `verify: content`."""
+    """Snowflake's other reads of the table, after its rows, never before (deletes.py says why): the keys'
+    aggregates, for an incremental sync that removes deleted rows; the content check's, for `verify: content`."""
     if report.strategy == "incremental" and report.options.detects_deletes:
-        with entering("keys"):
+        with entering("key check"):
+            report.key_check = check_keys(conn, report.table, report.columns, report.options.primary_key, read)
+    if report.options.verify == "content":
+        with entering("verify"):
+            report.content_in_snowflake = snowflake_content(conn, report.table, report.columns)
+
+
+def _load_deleting(
+    report: SyncReport,
+    load: Callable[[], None],
+    reconnect: Callable[[], contextlib.AbstractContextManager[Any]],
+    attempt: Attempt,
+    options: SyncOptions,
+    cleanup: AttemptCleanup,
+    entering: Callable[[str], contextlib.AbstractContextManager[None]],
+    log: Log,
+) -> None:
+    """The load; if the merged table's keys differ from Snowflake's (it rolled back), every key is read, with
+    no DuckDB connection open, and the load runs again with them."""
+    try:
+        with cleanup.keeping_on(LockTimeoutError), entering("load"):
+            load()
+    except KeysDiffer as differ:
+        log(f"{differ}; reading every key")
+        with reconnect() as conn, entering("keys"):
             report.keys = extract_keys(
                 conn, attempt, report.columns, report.options.primary_key, report.path,
                 options.max_file_size, options.get_parallel,
             )  # fmt: skip
-    if report.options.verify == "content":
-        with entering("verify"):
-            report.content_in_snowflake = snowflake_content(conn, report.table, report.columns)
+        with cleanup.keeping_on(LockTimeoutError), entering("load"):
+            load()
 
 
 def _compare_content(report: SyncReport, log: Log) -> None:
@@ -222,6 +245,7 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, 
         previous_mark=state.high_water_mark if report.strategy == "incremental" else None,
         facts=tuple(report.noted.items()),
         keys=report.keys,
+        key_check=report.key_check,
         deletes=report.options.deletes_mode,
         content=report.content_in_snowflake is not None,
     )

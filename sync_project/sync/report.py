@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar, cast
 from sync_project.sync.attempt import UnloadResult
 from sync_project.sync.catalog import Column, TableStats
 from sync_project.sync.content import ContentReport
-from sync_project.sync.deletes import KeySet
+from sync_project.sync.deletes import KeyCheck, KeySet
 from sync_project.sync.load import LoadResult
 from sync_project.sync.stage import Download
 from sync_project.sync.state import Strategy, TableOptions
@@ -47,7 +47,8 @@ class SyncReport:
     unload: UnloadResult | None = None
     resumed_unload: bool = False
     download: Download | None = None
-    keys: KeySet | None = None  # every key Snowflake holds, on an incremental sync that detects deletes
+    key_check: KeyCheck | None = None  # the keys' aggregates, on an incremental sync that detects deletes
+    keys: KeySet | None = None  # every key Snowflake holds, read when the merged table's aggregates differ
     content_in_snowflake: list[Any] | None = None  # the content check's aggregates in Snowflake (verify: content)
     content: ContentReport | None = None  # both sides compared, after the load
     load: LoadResult | None = None
