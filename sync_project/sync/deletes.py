@@ -6,8 +6,8 @@ result set), and in the load's own transaction removes (or marks) every row whos
 readers see the merge and the deletes together or neither.
 
 Most syncs find nothing deleted, and reading every key costs more than the sync of a few changed rows. So the
-sync first reads only aggregates of the keys (`KeyCheck`: the row count, and each key column's non-null count,
-bounds and exact sum where it has one) over the rows its incremental read did not take. In the load, those plus
+sync first reads only aggregates of the keys (`KeyCheck`: the row count, and each key column's exact sum where
+it has one) over the rows its incremental read did not take. In the load, those plus
 the same aggregates of the batch must equal the merged table's: the merged table is exactly the rows left and
 the batch unless a row it holds is gone (or a row was changed since the read: then too, it checks). When they
 differ, the load rolls back (`KeysDiffer`: nothing was committed), every key is read, and the load runs again
@@ -59,6 +59,12 @@ class KeySet:
     columns: tuple[Column, ...]
 
 
+# The row count is the proof; a key's exact sum, where it has one (numbers up to 18 digits, timestamps), keeps a
+# row that arrived late from hiding a deleted one. Bounds and counts per column would cost a scan of the key in
+# DuckDB for nothing more (0.15 s at 10,000,000 rows).
+_EXACT_SUMS = ("sum", "sum of epoch microseconds")
+
+
 @dataclass(frozen=True)
 class KeyCheck:
     """Aggregates of the keys the incremental read did not take, in Snowflake, read after the rows."""
@@ -81,7 +87,8 @@ def check_keys(conn: Any, table: TableRef, columns: list[Column], key: tuple[str
     by_name = {c.name: c for c in columns}
     taken = read or "TRUE"
     rows = Probe(ROW_COUNT.column, ROW_COUNT.aggregate, f"COUNT(*) - COUNT_IF({taken})", ROW_COUNT.mirror)
-    probes = [rows, *column_probes([by_name[k] for k in key], untaken=taken)]
+    sums = [p for p in column_probes([by_name[k] for k in key], untaken=taken) if p.aggregate in _EXACT_SUMS]
+    probes = [rows, *sums]
     return KeyCheck(tuple(probes), tuple(snowflake_aggregates(conn, table, [], probes)))
 
 
