@@ -19,6 +19,7 @@ from sync_project.sync.pipeline import sync_table
 from sync_project.sync.state import DELETED_AT, TableOptions
 from sync_project.sync.tables import TableRef
 from sync_project.sync.types import duckdb_type_name
+from sync_project.sync_record import figures_of
 from sync_project_tests.helpers import (
     configure,
     connector,
@@ -151,6 +152,7 @@ def test_with_nothing_deleted_the_keys_aggregates_match_and_no_key_is_read(
     report = sync_table(connector(local_snowflake), table, opts)
 
     assert report.key_check is not None and report.keys is None and "keys" not in report.phase_seconds
+    assert [figures_of(r, opts.mirror)["keys_read"] for r in (first, report)] == [True, False]  # what the UI shows
     assert report.rows_deleted == 0 and report.rows_total == 901
     assert mirror_rows(opts, table, f"WHERE {DELETED_AT} IS NULL" if mode == "mark" else "") == source(sf, table)
 
