@@ -16,6 +16,7 @@ even a modest result takes several chunks (the stricter case: more requests, eac
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import importlib
@@ -55,6 +56,17 @@ class LargeResult:
 
 # Set by the server around each query fakesnow answers (the encoder runs in the same task, not in a thread).
 PENDING: ContextVar[LargeResult | None] = ContextVar("pending_large_result", default=None)
+
+
+@contextlib.contextmanager
+def handing_over() -> Iterator[LargeResult]:
+    """Around fakesnow's answer to one query: what its encoder hands over, if the result is large."""
+    held = LargeResult()
+    pending = PENDING.set(held)
+    try:
+        yield held
+    finally:
+        PENDING.reset(pending)
 
 
 def patch_fakesnow_result_encoding() -> None:

@@ -293,19 +293,14 @@ class LocalSnowflake:
                 self.access.session(token).require_warehouse()
             except SnowflakeError as e:
                 return error_response(e)
-        held = result_chunks.LargeResult()
-        pending = result_chunks.PENDING.set(held)
-        try:
+        with result_chunks.handing_over() as held:
             response: Response = await fs_server.query_request(request)
-        finally:
-            result_chunks.PENDING.reset(pending)
         if response.status_code >= 500:
             # fakesnow answers a DuckDB error it does not map (a constraint, say) with a 500, which the connector
             # would retry for minutes; Snowflake reports such a failure as the statement's error.
             message = json.loads(bytes(response.body)).get("message") or "statement failed"
             return error_response(sql_error(str(message)[-2000:], errno=100072, sqlstate="22000"))
-        large = len(response.body) > result_chunks.INLINE_BYTES and session is not None
-        if response.status_code == 200 and (large or held.table is not None):
+        if response.status_code == 200 and (held.table is not None or len(response.body) > result_chunks.INLINE_BYTES):
             # A large result as Snowflake sends it: the first rows inline, the rest as chunks (result_chunks.py).
             base, cap = str(request.base_url).rstrip("/"), session.value(CHUNK_SIZE) if session else None
             response = await run_in_threadpool(self.results.chunked_response, response, base, cap, held.table)
