@@ -157,6 +157,29 @@ def test_with_nothing_deleted_the_keys_aggregates_match_and_no_key_is_read(
     assert mirror_rows(opts, table, f"WHERE {DELETED_AT} IS NULL" if mode == "mark" else "") == source(sf, table)
 
 
+@pytest.mark.parametrize("inserted", [0, 2])
+def test_deleted_rows_are_found_before_the_load_or_by_it(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path, inserted: int
+) -> None:
+    """Two rows deleted. With nothing inserted, the mirror held more rows than Snowflake's untaken and read rows
+    together: every key is read at once and the load runs once. With as many inserted, the counts before the
+    load cannot tell; the merged table's can: the load rolls back, every key is read, and it runs again."""
+    opts = options(tmp_path)
+    configure(opts, table, MERGE)
+    sync_table(connector(local_snowflake), table, opts)
+    fetch(sf, f"DELETE FROM {table.snowflake_sql} WHERE ID IN (3, 4)")
+    for i in range(inserted):
+        fetch(sf, f"INSERT INTO {table.snowflake_sql} VALUES ({7000 + i}, 1.00, 'new', '2031-01-01 00:00:00')")
+    said: list[str] = []
+
+    report = sync_table(connector(local_snowflake), table, opts, said.append)
+
+    assert report.rows_deleted == 2 and mirror_rows(opts, table) == source(sf, table)
+    rolled_back = [line for line in said if "keys differ after the merge" in line]
+    loads = [line for line in said if "in one transaction" in line]
+    assert (len(rolled_back), len(loads)) == ((1, 2) if inserted else (0, 1))
+
+
 def test_deletes_keep_leaves_deleted_rows_and_reads_no_keys(
     local_snowflake: LocalSnowflakeProcess, sf: Any, table: TableRef, tmp_path: Path
 ) -> None:

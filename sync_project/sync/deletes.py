@@ -92,6 +92,15 @@ def check_keys(conn: Any, table: TableRef, columns: list[Column], key: tuple[str
     return KeyCheck(tuple(probes), tuple(snowflake_aggregates(conn, table, [], probes)))
 
 
+def deletes_certain(check: KeyCheck, rows_before: int | None, rows_read: int) -> bool:
+    """Whether rows are gone for certain, before any load: the mirror held `rows_before` live rows; Snowflake
+    still has `untaken` of the rows the read left, and the read took `rows_read`. A row of the mirror that is in
+    neither was deleted (or changed since the read: reading every key is then harmless). Then every key is read
+    at once, not after a load that would only find the difference and roll back."""
+    untaken = int(check.untaken[0] or 0)
+    return rows_before is not None and rows_before > untaken + rows_read
+
+
 def batch_keys(con: duckdb.DuckDBPyConnection, check: KeyCheck) -> list[Any]:
     """The same aggregates over the load's batch, before the merge."""
     return relation_aggregates(con, "__batch", list(check.probes), marked=False)

@@ -22,7 +22,7 @@ from sync_project.sync.cancel import Cancellation, Interrupted
 from sync_project.sync.catalog import RunFigures, describe_table
 from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.content import compare_content, snowflake_content
-from sync_project.sync.deletes import KeysDiffer, check_keys, extract_keys
+from sync_project.sync.deletes import KeysDiffer, check_keys, deletes_certain, extract_keys
 from sync_project.sync.errors import LockTimeoutError, PermanentError, SyncError
 from sync_project.sync.load import LoadPlan, load_table
 from sync_project.sync.mirror import table_columns
@@ -170,7 +170,7 @@ def sync_table(
             with entering("describe"):
                 _describe(report, conn, state, figures or RunFigures([table]))
             move_rows(report, conn, attempt, cleanup, options, state, log, entering)
-            _after_the_rows(report, conn, incremental_where(report, state), entering)
+            _after_the_rows(report, conn, state, lambda: _read_every_key(report, conn, attempt, options), entering)
         load = functools.partial(_load, report, options, state, log, cancellation)
         reconnect = functools.partial(session_for, connect, sessions, table, cancellation)
         _load_deleting(report, load, reconnect, attempt, options, cleanup, entering, log)
@@ -182,17 +182,30 @@ def sync_table(
 def _after_the_rows(
     report: SyncReport,
     conn: Any,
-    read: str | None,
+    state: SyncState,
+    read_every_key: Callable[[], None],
     entering: Callable[[str], contextlib.AbstractContextManager[None]],
 ) -> None:
     """Snowflake's other reads of the table, after its rows, never before (deletes.py says why): the keys'
-    aggregates, for an incremental sync that removes deleted rows; the content check's, for `verify: content`."""
+    aggregates, for an incremental sync that removes deleted rows (and every key at once when some row is
+    certainly gone); the content check's, for `verify: content`."""
     if report.strategy == "incremental" and report.options.detects_deletes:
         with entering("key check"):
-            report.key_check = check_keys(conn, report.table, report.columns, report.options.primary_key, read)
+            where = incremental_where(report, state)
+            report.key_check = check_keys(conn, report.table, report.columns, report.options.primary_key, where)
+        if deletes_certain(report.key_check, state.rows, report.rows_unloaded):
+            with entering("keys"):
+                read_every_key()
     if report.options.verify == "content":
         with entering("verify"):
             report.content_in_snowflake = snowflake_content(conn, report.table, report.columns)
+
+
+def _read_every_key(report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions) -> None:
+    report.keys = extract_keys(
+        conn, attempt, report.columns, report.options.primary_key, report.path,
+        options.max_file_size, options.get_parallel,
+    )  # fmt: skip
 
 
 def _load_deleting(
@@ -213,10 +226,7 @@ def _load_deleting(
     except KeysDiffer as differ:
         log(f"{differ}; reading every key")
         with reconnect() as conn, entering("keys"):
-            report.keys = extract_keys(
-                conn, attempt, report.columns, report.options.primary_key, report.path,
-                options.max_file_size, options.get_parallel,
-            )  # fmt: skip
+            _read_every_key(report, conn, attempt, options)
         with cleanup.keeping_on(LockTimeoutError), entering("load"):
             load()
 
