@@ -7,8 +7,9 @@ Per column, each side computes what both compute the same way:
 - numbers: min and max, and for up to 18 digits their exact sum (a 38-digit sum could overflow Snowflake's
   NUMBER); floats: min and max (a float sum depends on the order of the additions);
 - timestamps: min, max and sum of the epoch microseconds the unload itself carries; dates and times: min, max;
-- text and semi-structured (its JSON text): one MD5 per row over all of them, its first 60 bits summed (the MD5
-  of the same UTF-8 bytes is the same number on both sides), which sees a changed value whatever its length;
+- text and semi-structured (its JSON text): one MD5 per row over all of them, its first 64 bits summed as a
+  number (the MD5 of the same UTF-8 bytes is the same number on both sides), which sees a changed value
+  whatever its length;
   binary: lengths and each value's MD5;
 - booleans: how many are true.
 
@@ -36,8 +37,6 @@ from sync_project.sync.state import DELETED_AT
 from sync_project.sync.tables import TableRef, quote_identifier
 from sync_project.sync.types import duckdb_type_name
 
-_HASH_HEX_DIGITS = 15  # 60 bits: a sum over a billion rows stays far inside NUMBER(38,0)
-
 # (name, Snowflake aggregate, DuckDB aggregate); `{}` is the column's expression on each side. Every sum's
 # argument is cast in Snowflake, so no engine adds in floating point (the embedded Snowflake would, as fakesnow
 # does). DuckDB's own sums of integers and decimals up to 18 digits are exact (HUGEINT, DECIMAL(38, s)), and a
@@ -48,10 +47,15 @@ _MIN: Aggregate = ("min", "MIN({})", "min({})")
 _MAX: Aggregate = ("max", "MAX({})", "max({})")
 _LENGTHS: Aggregate = ("sum of lengths", "SUM(LENGTH({})::NUMBER(38,0))", "sum(length({}))")
 _BYTES: Aggregate = ("sum of lengths", "SUM(LENGTH({})::NUMBER(38,0))", "sum(octet_length({}))")
+_MD5_LOW_BYTES = "CAST(md5_number({0}) & 18446744073709551615::UHUGEINT AS UBIGINT)"
+# Snowflake's MD5_NUMBER_UPPER64 reads the digest's first 8 bytes big-endian; DuckDB's md5_number reads them
+# little-endian, so the mirror's side swaps them (DuckDB has no byte swap; it computes md5_number once). A number
+# instead of hex text to cut and parse: the row hash of 10,000,000 rows takes 1.1 s in DuckDB instead of 1.7 s.
+# 64 bits: a sum over a billion rows stays far inside NUMBER(38,0).
 _HASHES: Aggregate = (
     "sum of MD5s",
-    f"SUM(TO_NUMBER(SUBSTR(MD5({{}}), 1, {_HASH_HEX_DIGITS}), '{'X' * _HASH_HEX_DIGITS}')::NUMBER(38,0))",
-    f"sum(CAST(('0x' || substr(md5({{}}), 1, {_HASH_HEX_DIGITS})) AS BIGINT))",
+    "SUM(MD5_NUMBER_UPPER64({})::NUMBER(38,0))",
+    "sum(" + " | ".join(f"((({_MD5_LOW_BYTES} >> {8 * i}) & 255::UBIGINT) << {8 * (7 - i)})" for i in range(8)) + ")",
 )
 _TRUES: Aggregate = ("true count", "COUNT_IF({})", "count_if({})")
 

@@ -138,6 +138,26 @@ def _with_row_policies(expression: exp.Expr, database: str | None, schema: str |
     return expression.transform(rewrite, copy=False)
 
 
+def _big_endian_64(little_endian: str) -> str:
+    """The 8 bytes of a UBIGINT read in the other order (DuckDB has no byte swap); DuckDB computes the repeated
+    argument once."""
+    return " | ".join(f"((({little_endian} >> {8 * i}) & 255::UBIGINT) << {8 * (7 - i)})" for i in range(8))
+
+
+def _md5_numbers(node: exp.Expr) -> exp.Expr:
+    """MD5_NUMBER_UPPER64 / MD5_NUMBER_LOWER64: the MD5 digest read as a big-endian 128-bit number, its upper or
+    lower 64 bits as an unsigned integer (Snowflake's docs: MD5_NUMBER_UPPER64('Snowflake') =
+    17145559544104499780). DuckDB's md5_number reads the same digest little-endian, so each half is byte-swapped.
+    NULL stays NULL. sqlglot parses both, but writes no DuckDB for them."""
+    if isinstance(node, exp.MD5NumberUpper64 | exp.MD5NumberLower64):
+        digest = f"md5_number({node.this.sql(dialect='duckdb')})"
+        upper = isinstance(node, exp.MD5NumberUpper64)  # the digest's first 8 bytes: md5_number's low half
+        half = f"{digest} & 18446744073709551615::UHUGEINT" if upper else f"{digest} >> 64"
+        swapped = _big_endian_64(f"CAST({half} AS UBIGINT)")
+        return exp.maybe_parse(f"CAST(({swapped}) AS DECIMAL(38, 0))", dialect="duckdb")
+    return node
+
+
 def _geography_as_text(node: exp.Expr) -> exp.Expr:
     """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
     if isinstance(node, exp.Func):
@@ -156,6 +176,7 @@ def _patch_fakesnow_geography() -> None:
 
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
         expression = expression.transform(_geography_as_text, copy=False).transform(_seq4_with_gaps, copy=False)
+        expression = expression.transform(_md5_numbers, copy=False)
         expression = _with_row_policies(expression, self._conn.database, self._conn.schema)
         expression = twins.resolve_tables(expression, self._conn._duck_conn, self._conn.database, self._conn.schema)
         transformed: exp.Expr = original(self, expression, params)

@@ -140,3 +140,22 @@ def test_to_number_refuses_what_its_hex_format_cannot_hold(text: str) -> None:
     translated = sqlglot.parse_one(f"SELECT TO_NUMBER('{text}', 'XX')", read="snowflake")
     with pytest.raises(duckdb.Error, match="is not recognized"):
         duckdb.connect().execute(translated.transform(fakesnow.transforms.to_decimal).sql(dialect="duckdb")).fetchall()
+
+
+# Snowflake's documented examples (MD5_NUMBER_UPPER64 / MD5_NUMBER_LOWER64, and Snowpark's functions of them).
+@pytest.mark.parametrize(
+    ("text", "upper", "lower"),
+    [
+        ("'Snowflake'", 17145559544104499780, 9203306159527282910),
+        ("'test'", 688887797400064883, 14618207765679027446),
+        ("'hello'", 6719722671305337462, 13362634815750784402),
+        ("NULL", None, None),
+    ],
+)
+def test_md5_numbers_read_the_digest_big_endian_as_snowflake_does(text: str, upper: int, lower: int) -> None:
+    import duckdb
+    from local_snowflake.patches import _md5_numbers
+
+    sql = f"SELECT MD5_NUMBER_UPPER64({text}), MD5_NUMBER_LOWER64({text})"
+    translated = sqlglot.parse_one(sql, read="snowflake").transform(_md5_numbers)
+    assert duckdb.connect().execute(translated.sql(dialect="duckdb")).fetchall() == [(upper, lower)]
