@@ -158,6 +158,38 @@ def _md5_numbers(node: exp.Expr) -> exp.Expr:
     return node
 
 
+def _never_null(node: exp.Expr) -> bool:
+    if isinstance(node, exp.Literal):
+        return True
+    if isinstance(node, exp.Chr):
+        return all(isinstance(e, exp.Literal) for e in node.expressions)
+    if isinstance(node, exp.Coalesce):
+        return any(_never_null(e) for e in [node.this, *node.expressions])
+    return False
+
+
+def _concat_of_never_null(node: exp.Expr) -> exp.Expr:
+    """`a || b || c` (and CONCAT, which sqlglot reads as the same) is NULL when any part is (Snowflake's docs:
+    CONCAT, `||`); DuckDB's `||` is too, but builds each step's string, while its `concat(...)` builds one and
+    takes half the time. `concat` skips NULLs instead, so only a chain whose every part cannot be NULL (a literal,
+    CHR of one, a COALESCE ending in one, as the content check's row hash is) becomes one: the same value."""
+    if not isinstance(node, exp.DPipe | exp.Concat):
+        return node
+    parts: list[exp.Expr] = []
+    pending: list[exp.Expr] = [node]
+    while pending:
+        part = pending.pop()
+        if isinstance(part, exp.DPipe):
+            pending += [part.expression, part.this]
+        elif isinstance(part, exp.Concat) and part is node:
+            pending += reversed(part.expressions)
+        else:
+            parts.append(part)
+    if not all(_never_null(p) for p in parts):
+        return node
+    return exp.Anonymous(this="concat", expressions=[p.copy() for p in parts])
+
+
 def _geography_as_text(node: exp.Expr) -> exp.Expr:
     """GEOGRAPHY / GEOMETRY are stored as WKT text here, so ST_ASWKT(x) is x itself."""
     if isinstance(node, exp.Func):
@@ -176,7 +208,7 @@ def _patch_fakesnow_geography() -> None:
 
     def transform(self: FakeSnowflakeCursor, expression: exp.Expr, params: Any) -> exp.Expr:
         expression = expression.transform(_geography_as_text, copy=False).transform(_seq4_with_gaps, copy=False)
-        expression = expression.transform(_md5_numbers, copy=False)
+        expression = expression.transform(_md5_numbers, copy=False).transform(_concat_of_never_null, copy=False)
         expression = _with_row_policies(expression, self._conn.database, self._conn.schema)
         expression = twins.resolve_tables(expression, self._conn._duck_conn, self._conn.database, self._conn.schema)
         transformed: exp.Expr = original(self, expression, params)

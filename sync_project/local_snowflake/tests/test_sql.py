@@ -159,3 +159,28 @@ def test_md5_numbers_read_the_digest_big_endian_as_snowflake_does(text: str, upp
     sql = f"SELECT MD5_NUMBER_UPPER64({text}), MD5_NUMBER_LOWER64({text})"
     translated = sqlglot.parse_one(sql, read="snowflake").transform(_md5_numbers)
     assert duckdb.connect().execute(translated.sql(dialect="duckdb")).fetchall() == [(upper, lower)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COALESCE(a, CHR(30)) || CHR(31) || COALESCE(b, 'none') FROM t",
+        "SELECT CONCAT(COALESCE(a, CHR(30)), CHR(31), COALESCE(b, CHR(30))) FROM t",
+        "SELECT COALESCE(a, CHR(30)) || CHR(31) || b FROM t",  # b may be NULL: so is the whole
+        "SELECT CONCAT(a, '-', COALESCE(b, '')) FROM t",
+    ],
+)
+def test_a_concatenation_gives_the_same_values_when_its_never_null_parts_are_joined_at_once(sql: str) -> None:
+    """Snowflake's `||` and CONCAT are NULL when any part is; the emulator's faster DuckDB `concat` (which skips
+    NULLs) is used only where no part can be NULL, so every row's value is the one `||` gives."""
+    import duckdb
+    from local_snowflake.patches import _concat_of_never_null
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('x', 'y'), (NULL, 'y'), ('x', NULL), (NULL, NULL)) v(a, b)")
+    parsed = sqlglot.parse_one(sql, read="snowflake")
+    as_written = con.execute(parsed.sql(dialect="duckdb")).fetchall()
+    joined = parsed.copy().transform(_concat_of_never_null)
+    assert con.execute(joined.sql(dialect="duckdb")).fetchall() == as_written
+    # Joined at once exactly where every part is a literal or ends in one.
+    assert ("||" not in joined.sql(dialect="duckdb")) == ("COALESCE(a" in sql and "COALESCE(b" in sql)
