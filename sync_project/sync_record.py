@@ -95,6 +95,10 @@ def figures_of(report: SyncReport, mirror: Mirror) -> dict[str, Any]:
         "bytes_downloaded": report.bytes_downloaded,
         "files": report.files,
         "files_reused": report.files_reused,
+        # The most the download folder held at once: every file, unless they were loaded as they came (feed.py).
+        "download_folder_peak_bytes": (
+            report.bytes_downloaded if report.download_peak_bytes is None else report.download_peak_bytes
+        ),
         "resumed_unload": report.resumed_unload,
         "extract": report.path,
         mirror.bytes_figure: report.duckdb_bytes,

@@ -345,10 +345,10 @@ def test_a_first_get_names_no_files_and_a_retry_names_only_the_missing_ones() ->
     from sync_project.sync.stage import _only_these
 
     many = [f"data_0_0_{n}.snappy.parquet" for n in range(20_000)]
-    assert _only_these(many, reused=[]) == ""
-    retry = _only_these(["data_0_0_7.snappy.parquet"], reused=["data_0_0_1.snappy.parquet"])
+    assert _only_these(many, named=False) == ""
+    retry = _only_these(["data_0_0_7.snappy.parquet"], named=True)
     assert retry == r" PATTERN = '.*(data_0_0_7\.snappy\.parquet)'"
-    assert _only_these(many[1:], reused=many[:1]) == ""
+    assert _only_these(many[1:], named=True) == ""
 
 
 def test_a_million_rows_through_the_remote_path_are_exact(

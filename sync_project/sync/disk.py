@@ -30,25 +30,33 @@ def files_size(files: list[Path]) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-def needed_space(options: SyncOptions, unload: UnloadResult) -> dict[Path, int]:
-    """What a download of `unload` needs on each disk, by the first folder on it (`space_needed`)."""
+def needed_space(options: SyncOptions, unload: UnloadResult, at_once: int | None = None) -> dict[Path, int]:
+    """What a download of `unload` needs on each disk, by the first folder on it (`space_needed`); `at_once`:
+    the most the download folder holds at a time, when files are loaded and deleted as they arrive."""
     download = options.download_root
     download.mkdir(parents=True, exist_ok=True)
     database = options.mirror.growth_folder()  # None: the lake's files are not on this machine
     if database is not None:
         database.mkdir(parents=True, exist_ok=True)
     return space_needed(
-        download, database, Path(tempfile.gettempdir()), unload, options.get_parallel, options.max_file_size
+        download, database, Path(tempfile.gettempdir()), unload, options.get_parallel, options.max_file_size, at_once
     )
 
 
 def space_needed(
-    download: Path, database: Path | None, temp: Path, unload: UnloadResult, parallel: int, max_file_size: int
+    download: Path,
+    database: Path | None,
+    temp: Path,
+    unload: UnloadResult,
+    parallel: int,
+    max_file_size: int,
+    at_once: int | None = None,
 ) -> dict[Path, int]:
     """Bytes each disk needs, by the first folder on it: the download takes output_bytes; the DuckDB file grows
     by about the uncompressed size; and GET decrypts each file in the connector's temporary folder ($TMPDIR)
     before moving it into place, up to PARALLEL files at once. Folders on one disk add up."""
-    needs = [(download, unload.output_bytes), (temp, min(unload.output_bytes, parallel * max_file_size))]
+    held = unload.output_bytes if at_once is None else min(unload.output_bytes, at_once)
+    needs = [(download, held), (temp, min(unload.output_bytes, parallel * max_file_size))]
     if database is not None:
         needs.append((database, unload.input_bytes))
     by_disk: dict[int, tuple[Path, int]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,14 +175,17 @@ def load_table(
     mirror: Mirror,
     table: TableRef,
     columns: list[Column],
-    files: list[Path],
+    files: Iterable[list[Path]],
     rows_unloaded: int,
     plan: LoadPlan | None = None,
     log: Log | None = None,
     cancellation: Cancellation | None = None,
+    count: int | None = None,
 ) -> LoadResult:
     """Load the unloaded rows in one transaction, checked against `rows_unloaded`, with the sync state.
 
+    `files` comes in groups, read one after another into the same transaction: all of them at once, or as
+    they arrive (`feed.py`; `count` says how many files there are in all).
     Full: build the new table and swap it in. Incremental: merge by key (or append, replacing the rows at
     the old high-water mark) after adding or widening columns. Data, high-water mark and row count commit
     together; any error rolls back and the previous table and state stay exactly as they were.
@@ -196,7 +199,7 @@ def load_table(
         with _transaction(con, table):
             # Said once the file is ours and the transaction open: what waited before this line waited for the
             # file, and nothing after it is visible to anyone until COMMIT.
-            say(f"{table}: loading {len(files)} file(s), {rows_unloaded:,} rows, in one transaction")
+            say(f"{table}: loading {count or 0} file(s), {rows_unloaded:,} rows, in one transaction")
             # Interruptible up to COMMIT, never during it: an interrupted sync must not have replaced the table.
             with cancellation.duckdb(con) if cancellation else contextlib.nullcontext():
                 rows_loaded, rows_total, replaced, mark, changes, deleted = _load_in_transaction(
@@ -251,18 +254,23 @@ def _load_in_transaction(
     con: duckdb.DuckDBPyConnection,
     table: TableRef,
     columns: list[Column],
-    files: list[Path],
+    files: Iterable[list[Path]],
     rows_unloaded: int,
     plan: LoadPlan,
 ) -> tuple[int, int, int, str | None, list[str], int]:
     """Build the batch, check its count, merge or swap it in, remove what Snowflake deleted, record the state:
     rows loaded, rows in the table, rows replaced, the new high-water mark, the schema changes, rows deleted."""
     _check_name_collision(con, table)
-    _check_files_present(table, files)
     cursor = next((c for c in columns if c.name == plan.cursor_column), None)
     incremental = plan.strategy == "incremental" and bool(_columns_of(con, table))
     batch = "__batch" if incremental else table.duckdb_sql
-    con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {files_source(columns, files)}")
+    groups = iter(files)
+    first = next(groups, [])
+    _check_files_present(table, first)
+    con.execute(f"CREATE OR REPLACE {'TEMP ' if incremental else ''}TABLE {batch} AS {files_source(columns, first)}")
+    for group in groups:
+        _check_files_present(table, group)
+        con.execute(f"INSERT INTO {batch} {files_source(columns, group)}")
     counted = con.execute(f"SELECT count(*) FROM {batch}").fetchone()
     rows_loaded = int(counted[0]) if counted else -1
     if rows_loaded != rows_unloaded:

@@ -1,6 +1,7 @@
 """The Snowflake half of a sync: the table's rows out of Snowflake into Parquet files in the attempt's folder,
 by an unload through a stage (COPY INTO, then GET, resuming what a failed try left) or by the query's result
-set (`results.py`), as `paths.py` picks. No DuckDB here (DESIGN.md invariant 2).
+set (`results.py`), as `paths.py` picks. No DuckDB here (DESIGN.md invariant 2); a big table's files go to the
+caller's load as they arrive (`feed.py`), which then runs while the stage is still there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.controls import UnloadPreventedError, row_access_policy
 from sync_project.sync.disk import check_free_space, files_size, needed_space
 from sync_project.sync.errors import TransientError
+from sync_project.sync.feed import GROUPS, GROUPS_ON_DISK, FileFeed, streams
 from sync_project.sync.mirror.access import Log
 from sync_project.sync.options import SyncOptions
 from sync_project.sync.paths import choose_path
@@ -40,9 +42,11 @@ def move_rows(
     state: SyncState,
     log: Log,
     entering: Callable[[str], contextlib.AbstractContextManager[None]],
+    load_as_they_arrive: Callable[[FileFeed], None] | None = None,
 ) -> None:
     """Out of Snowflake into the attempt's Parquet files, by the way `paths.py` picks; under `auto`, an unload
-    the account refuses falls back to the result set in the same attempt."""
+    the account refuses falls back to the result set in the same attempt. A full unload of more files than two
+    groups goes to `load_as_they_arrive` as a feed instead, before the stage is removed."""
     where = incremental_where(report, state)
     prevented = state.unload_prevented
     extract = report.options.extract or options.extract  # the table's own setting, else the mirror's
@@ -53,7 +57,9 @@ def move_rows(
                 with entering("unload"):
                     query = _unload_or_resume(report, conn, attempt, options, where, log)
                 with entering("download"):
-                    _download_or_reuse(report, conn, attempt, options, query, log)
+                    feed = _download_or_feed(report, conn, attempt, options, query, log, bool(load_as_they_arrive))
+                if feed is not None and load_as_they_arrive is not None:
+                    load_as_they_arrive(feed)
         except UnloadPreventedError as refused:
             if extract != "auto":
                 raise
@@ -114,21 +120,29 @@ def _note_row_access_policy(report: SyncReport, conn: Any, where: str | None, lo
         log(f"{report.table}: the row access policy {policy} lets this role read {read:,} of {counted:,}")
 
 
-def _download_or_reuse(
-    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, query: str, log: Log
-) -> None:
+def _download_or_feed(
+    report: SyncReport, conn: Any, attempt: Attempt, options: SyncOptions, query: str, log: Log, feeding: bool
+) -> FileFeed | None:
+    """Download every file (or reuse those a failed try left), or, when `feeding` and the unload is big enough,
+    return the feed that will download them a group at a time."""
     unload = report.unload
     if report.download is not None or unload is None:
-        return  # the attempt's files are all here already
+        return None  # the attempt's files are all here already
     if not unload.rows_unloaded:  # a 0-row unload writes no file, and GET on nothing raises
         report.download = Download([], [], [], 0)
-        return
+        return None
     staged = staged_names(conn, attempt)
-    for folder, needed in needed_space(options, unload).items():
+    fed = feeding and unload.output_bytes >= options.feed_from_bytes and streams(len(staged), report.strategy)
+    # Fed, the folder holds two groups of files at most (a file more, as groups are of whole files).
+    at_once = -(-unload.output_bytes * GROUPS_ON_DISK // GROUPS) + options.max_file_size if fed else None
+    for folder, needed in needed_space(options, unload, at_once).items():
         check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
+    if fed:
+        return FileFeed(conn, attempt, unload, query, staged, options.get_parallel)
     download = download_files(conn, attempt, unload, query, staged, options.get_parallel)
     report.download = download
     log(
         f"{report.table}: downloaded {len(download.fetched)} file(s)"
         + (f", reused {len(download.reused)} from the failed try" if download.reused else "")
     )
+    return None

@@ -15,6 +15,9 @@ from sync_project.sync.state import Extract
 
 # Snowflake's BYTES up to which `auto` reads a table's result set (paths.py says why).
 DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024
+# Unloaded Parquet bytes from which a full sync loads its files as they arrive (feed.py): below it the whole
+# download is small beside the DuckDB file, and a group's own round trips would cost more than the overlap saves.
+DEFAULT_FEED_FROM_BYTES = 128 * 1024 * 1024
 
 # A new connector connection each call, as a context manager (the resource's get_connection, or a test's).
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -30,3 +33,4 @@ class SyncOptions:
     stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
     extract: Extract = "auto"  # the way out of Snowflake: a stage, the result set, or auto (paths.py)
     results_max_bytes: int = DEFAULT_RESULTS_MAX_BYTES  # under auto, tables up to this size take the result set
+    feed_from_bytes: int = DEFAULT_FEED_FROM_BYTES  # a full unload this big is loaded as its files arrive

@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-import duckdb
 
 from sync_project.sync.attempt import Attempt
 from sync_project.sync.cancel import Cancellation, Interrupted
@@ -24,19 +22,18 @@ from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.content import compare_content, snowflake_content
 from sync_project.sync.deletes import KeysDiffer, check_keys, deletes_certain, extract_keys
 from sync_project.sync.errors import LockTimeoutError, PermanentError, SyncError
+from sync_project.sync.feed import FileFeed
 from sync_project.sync.load import LoadPlan, load_table
-from sync_project.sync.mirror import table_columns
 from sync_project.sync.mirror.access import Log, Waited
 from sync_project.sync.moving import incremental_where, move_rows
 from sync_project.sync.options import Connect, SyncOptions
 from sync_project.sync.report import WAIT_PHASE, SyncReport
+from sync_project.sync.run_states import RunStates
 from sync_project.sync.sessions import SnowflakeSessions, session_for
 from sync_project.sync.setting_names import SNOWFLAKE_DATABASE
 from sync_project.sync.state import (
     Strategy,
     SyncState,
-    read_sync_state,
-    synced_from_another_database,
     validate_options,
 )
 from sync_project.sync.strategy import choose_strategy
@@ -70,53 +67,6 @@ def _step(report: SyncReport, name: str, log: Log, cancellation: Cancellation) -
         raise
 
 
-# A table's sync state, its DuckDB columns, and the database it was last synced from if another.
-StateBefore = tuple[SyncState, dict[str, str], str | None]
-
-
-def state_before_sync(options: SyncOptions, table: TableRef, log: Log, waited: Waited) -> StateBefore:
-    """The table's sync state and current DuckDB columns, read briefly before any Snowflake work. A writer
-    holding the file delays the sync here, saying who it is: better than unloading a table it cannot load."""
-    what = f"reading the state of {table}"
-    if problem := options.mirror.writable_problem(what):
-        raise PermanentError(problem)
-    if options.mirror.is_empty():
-        return SyncState(), {}, None
-    with options.mirror.session(what, read_only=True, log=log, waited=waited) as con:
-        return _state_in(con, table)
-
-
-def _state_in(con: duckdb.DuckDBPyConnection, table: TableRef) -> StateBefore:
-    return read_sync_state(con, table), table_columns(con, table), synced_from_another_database(con, table)
-
-
-class RunStates:
-    """The sync state of a run's tables, read in one short session when its first table asks: a session of the
-    DuckDB file costs about as much as a small table's load. A mirror empty at the start holds no state for any
-    of them (tables loaded meanwhile change nothing: each first sync is full). Each table's own read stands in
-    when the shared one could not be made (the first read failed: that table reports why)."""
-
-    def __init__(self, options: SyncOptions, tables: list[TableRef]) -> None:
-        self._options, self._tables = options, tables
-        self._read: dict[TableRef, StateBefore] | None = None
-        self._lock = threading.Lock()
-
-    def of(self, table: TableRef, log: Log, waited: Waited) -> StateBefore:
-        mirror = self._options.mirror
-        with self._lock:
-            if self._read is None:
-                self._read = {}
-                what = f"reading the state of {len(self._tables)} table(s)"
-                if len(self._tables) > 1 and not mirror.writable_problem(what):
-                    if mirror.is_empty():  # a first sync: nothing to read, however many of them load meanwhile
-                        self._read = {t: (SyncState(), {}, None) for t in self._tables}
-                    else:
-                        with mirror.session(what, read_only=True, log=log, waited=waited) as con:
-                            self._read = {t: _state_in(con, t) for t in self._tables}
-        found = self._read.get(table)
-        return found if found is not None else state_before_sync(self._options, table, log, waited)
-
-
 def sync_table(
     connect: Connect,
     table: TableRef,
@@ -148,6 +98,37 @@ def sync_table(
 
     state_wait = Waited()
     state, target, elsewhere = (states or RunStates(options, [table])).of(table, log, state_wait)
+    _refuse_what_cannot_sync(table, state, elsewhere, strategy, rebuild)
+    effective, reason = choose_strategy(strategy, state, target, rebuild)
+    report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
+    log(f"{table}: {effective} sync ({reason})")
+    attempt = Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
+    cleanup = AttemptCleanup(attempt, keep_for_retry)
+    load = functools.partial(_load, report, options, state, log, cancellation)
+    with cleanup.local_files():
+        # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2), but for a big table's
+        # files, which are loaded as they arrive (feed.py).
+        with session_for(connect, sessions, table, cancellation) as conn:
+            with entering("describe"):
+                _describe(report, conn, state, figures or RunFigures([table]))
+            after_the_rows = functools.partial(
+                _after_the_rows, report, conn, state, lambda: _read_every_key(report, conn, attempt, options), entering
+            )
+            feeding = functools.partial(_load_as_they_arrive, report, load, after_the_rows, cleanup, entering, log)
+            move_rows(report, conn, attempt, cleanup, options, state, log, entering, feeding)
+            if report.load is None:
+                after_the_rows()
+        if report.load is None:
+            reconnect = functools.partial(session_for, connect, sessions, table, cancellation)
+            _load_deleting(report, load, reconnect, attempt, options, cleanup, entering, log)
+    _compare_content(report, log)
+    _split_wait(report, state_wait.seconds)
+    return report
+
+
+def _refuse_what_cannot_sync(
+    table: TableRef, state: SyncState, elsewhere: str | None, strategy: Strategy | None, rebuild: bool
+) -> None:
     if elsewhere and not rebuild:
         raise PermanentError(
             f"{table.key} was last synced from database {elsewhere}, and {SNOWFLAKE_DATABASE} now names "
@@ -159,24 +140,6 @@ def sync_table(
             f"{table}: an incremental sync needs a cursor column; set it with "
             f"`sync-project register {table.key} --strategy incremental --cursor COLUMN`"
         )
-    effective, reason = choose_strategy(strategy, state, target, rebuild)
-    report = SyncReport(table=table, strategy=effective, strategy_reason=reason, options=state.options)
-    log(f"{table}: {effective} sync ({reason})")
-    attempt = Attempt.new(table, options.download_root, attempt_id, attempt_started, options.stage)
-    cleanup = AttemptCleanup(attempt, keep_for_retry)
-    with cleanup.local_files():
-        # Snowflake work first, with no DuckDB connection open (DESIGN.md invariant 2).
-        with session_for(connect, sessions, table, cancellation) as conn:
-            with entering("describe"):
-                _describe(report, conn, state, figures or RunFigures([table]))
-            move_rows(report, conn, attempt, cleanup, options, state, log, entering)
-            _after_the_rows(report, conn, state, lambda: _read_every_key(report, conn, attempt, options), entering)
-        load = functools.partial(_load, report, options, state, log, cancellation)
-        reconnect = functools.partial(session_for, connect, sessions, table, cancellation)
-        _load_deleting(report, load, reconnect, attempt, options, cleanup, entering, log)
-    _compare_content(report, log)
-    _split_wait(report, state_wait.seconds)
-    return report
 
 
 def _after_the_rows(
@@ -206,6 +169,34 @@ def _read_every_key(report: SyncReport, conn: Any, attempt: Attempt, options: Sy
         conn, attempt, report.columns, report.options.primary_key, report.path,
         options.max_file_size, options.get_parallel,
     )  # fmt: skip
+
+
+def _load_as_they_arrive(
+    report: SyncReport,
+    load: Callable[..., None],
+    after_the_rows: Callable[[], None],
+    cleanup: AttemptCleanup,
+    entering: Callable[[str], contextlib.AbstractContextManager[None]],
+    log: Log,
+    feed: FileFeed,
+) -> None:
+    """A full sync's load, reading each group of files as the feed brings it. Snowflake's other reads of the
+    table come first, while the session is free. The load's waits for files count as the download's."""
+    after_the_rows()
+    try:
+        with feed.running(), cleanup.keeping_on(LockTimeoutError), entering("load"):
+            load(feed.groups(), len(feed.names))
+    finally:
+        report.download = feed.download()
+        report.download_peak_bytes = feed.peak_bytes
+        waited = min(feed.waited_seconds, report.phase_seconds.get("load", 0.0))
+        report.phase_seconds["download"] = round(report.phase_seconds.get("download", 0.0) + waited, 3)
+        report.phase_seconds["load"] = round(report.phase_seconds.get("load", 0.0) - waited, 3)
+    log(
+        f"{report.table}: downloaded {len(feed.fetched)} file(s) as the load read them"
+        + (f", reused {len(feed.reused)} from the failed try" if feed.reused else "")
+        + f"; the folder held {feed.peak_bytes:,} bytes at most, of {report.bytes_downloaded:,}"
+    )
 
 
 def _load_deleting(
@@ -247,7 +238,16 @@ def _describe(report: SyncReport, conn: Any, state: SyncState, figures: RunFigur
     report.options = validate_options(report.table, report.columns, state.options)
 
 
-def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, cancellation: Cancellation) -> None:
+def _load(
+    report: SyncReport,
+    options: SyncOptions,
+    state: SyncState,
+    log: Log,
+    cancellation: Cancellation,
+    groups: Iterable[list[Path]] | None = None,
+    count: int | None = None,
+) -> None:
+    """The load, of every downloaded file at once, or of `groups` as they arrive."""
     plan = LoadPlan(
         strategy=report.strategy,
         cursor_column=report.options.cursor_column,
@@ -263,11 +263,12 @@ def _load(report: SyncReport, options: SyncOptions, state: SyncState, log: Log, 
         options.mirror,
         report.table,
         report.columns,
-        report.download.files if report.download else [],
+        groups if groups is not None else [report.download.files if report.download else []],
         report.rows_unloaded,
         plan,
         log,
         cancellation=cancellation,
+        count=count if count is not None else report.files,
     )
 
 

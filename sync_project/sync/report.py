@@ -47,6 +47,7 @@ class SyncReport:
     unload: UnloadResult | None = None
     resumed_unload: bool = False
     download: Download | None = None
+    download_peak_bytes: int | None = None  # the most the download folder held, when files were loaded as they came
     key_check: KeyCheck | None = None  # the keys' aggregates, on an incremental sync that detects deletes
     keys: KeySet | None = None  # every key Snowflake holds, read when the merged table's aggregates differ
     content_in_snowflake: list[Any] | None = None  # the content check's aggregates in Snowflake (verify: content)

@@ -155,8 +155,9 @@ def unload_query_to_stage(conn: Any, attempt: Attempt, query: str, max_file_size
 _MAX_PATTERN = 10_000
 
 
-def _only_these(missing: list[str], reused: list[str]) -> str:
-    if not reused:
+def _only_these(missing: list[str], named: bool) -> str:
+    """The PATTERN naming `missing`, when `named` (a retry, or a group of a feed) and it fits in a statement."""
+    if not named:
         return ""
     pattern = "|".join(re.escape(name) for name in missing).replace("'", "\\'")
     return f" PATTERN = '.*({pattern})'" if len(pattern) <= _MAX_PATTERN else ""
@@ -212,32 +213,48 @@ def download_files(
 
     Verified files are recorded as they arrive, so a retry after a broken download fetches only the rest.
     """
-    attempt.local_dir.mkdir(parents=True, exist_ok=True)
     verified = {name: size for name, size in verified_files(attempt, query).items() if name in expected}
     reused = sorted(verified)
     missing = [name for name in expected if name not in verified]
-    problems: dict[str, str] = {}  # file -> what GET said went wrong with it
-    if missing:
-        target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
-        cur = execute(
-            conn,
-            f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)}{_only_these(missing, reused)}",
-            f"downloading {attempt.table}",
-            attempt,
-            # Report each file's outcome rather than raising on the first broken one, so the others count.
-            _raise_put_get_error=False,
-        )
-        for file, size, status, *message in cur.fetchall():
-            name = str(file).replace("\\", "/").rsplit("/", 1)[-1]
-            path = attempt.local_dir / name
-            if str(status).upper() == "DOWNLOADED" and path.is_file() and path.stat().st_size == int(size):
-                verified[name] = int(size)
-            elif name in missing:
-                problems[name] = _without_urls(str(message[0]) if message and message[0] else str(status))
-        save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)])
-    failed = [name for name in expected if name not in verified]
-    if failed:
-        raise _download_failure(attempt, failed, len(expected), problems)
+    fetch_files(conn, attempt, unload, query, missing, verified, parallel, named=bool(reused))
     save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)], complete=True)
     files = [attempt.local_dir / name for name in expected]
     return Download(files, missing, reused, files_size(files))
+
+
+def fetch_files(
+    conn: Any,
+    attempt: Attempt,
+    unload: UnloadResult,
+    query: str,
+    wanted: list[str],
+    verified: dict[str, int],
+    parallel: int,
+    named: bool = True,
+) -> None:
+    """GET these files of the attempt's stage (by name when `named`; else the folder holds only them), add each
+    that arrived whole to `verified` (name -> size) and record it in the manifest; raise for the rest."""
+    if not wanted:
+        return
+    attempt.local_dir.mkdir(parents=True, exist_ok=True)
+    problems: dict[str, str] = {}  # file -> what GET said went wrong with it
+    target = attempt.local_dir.resolve().as_posix().replace("'", "\\'")
+    cur = execute(
+        conn,
+        f"GET {attempt.location} 'file://{target}/' PARALLEL = {int(parallel)}{_only_these(wanted, named)}",
+        f"downloading {attempt.table}",
+        attempt,
+        # Report each file's outcome rather than raising on the first broken one, so the others count.
+        _raise_put_get_error=False,
+    )
+    for file, size, status, *message in cur.fetchall():
+        name = str(file).replace("\\", "/").rsplit("/", 1)[-1]
+        path = attempt.local_dir / name
+        if str(status).upper() == "DOWNLOADED" and path.is_file() and path.stat().st_size == int(size):
+            verified[name] = int(size)
+        elif name in wanted:
+            problems[name] = _without_urls(str(message[0]) if message and message[0] else str(status))
+    save_manifest(attempt, unload, query, [StagedFile(n, verified[n]) for n in sorted(verified)])
+    failed = [name for name in wanted if name not in verified]
+    if failed:
+        raise _download_failure(attempt, failed, len(wanted), problems)

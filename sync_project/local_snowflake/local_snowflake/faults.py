@@ -33,6 +33,7 @@ class Fault:
     errno: int = 603  # sql_error: Snowflake's "SQL execution internal error", a transient one
     message: str = "SQL execution internal error: injected fault"
     seconds: float = 5.0  # stall; hold: the longest it waits for its release
+    after: int = 0  # requests of the kind that pass untouched first (the third GET of a sync: after=2)
 
 
 @dataclass
@@ -59,6 +60,9 @@ class FaultPlan:
         with self._lock:
             for fault in self.faults:
                 if fault.kind in kinds and fault.count > 0:
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     self.fired.append(fault.kind)
                     if fault.count == 0:
