@@ -1,0 +1,181 @@
+"""Big tables: the engine's full sync as the table grows, beside the hand-written path in the same run.
+
+`python -m sync_project_tests.bench.scale --rows 1000000 10000000 100000000` (`make bench-scale`; outside CI: at
+100,000,000 rows it needs about 25 GB of disk and half an hour). The embedded Snowflake generates the largest
+table once; each smaller one is a copy of its first rows. Per size: the hand-written COPY INTO / GET / CREATE
+TABLE AS, then the engine's full sync in a process of its own, with its seconds, seconds per million rows, its
+peak RSS (VmHWM), the most its download folder held (the sync's own figure) and the most the download folder
+and the DuckDB file held together (sampled every 0.05 s, so a peak between samples can be missed).
+
+`--file-sizes` and `--parallel` measure each MAX_FILE_SIZE and GET PARALLEL pair at the first size instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sync_project.demo_tables import DEMO_DATABASE, DEMO_SCHEMA
+from sync_project.embedded_snowflake import LocalSnowflakeProcess
+from sync_project.sync.tables import TableRef
+from sync_project_tests.bench.sync_bench import PEAK_RSS_KIB, engine_connect, machine, measure_by_hand
+
+# The engine's sync, alone in a process, so its peak RSS is its own.
+ENGINE = """
+import contextlib, json, sys, time
+from pathlib import Path
+import snowflake.connector
+from sync_project.sync.mirror import FileMirror
+from sync_project.sync.mirror.publish import published_default
+from sync_project.sync.options import SyncOptions
+from sync_project.sync.pipeline import sync_table
+from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
+from sync_project.sync.tables import TableRef
+settings, database, schema, name, mirror, downloads, file_size, parallel = json.loads(sys.argv[1])
+
+@contextlib.contextmanager
+def connect():
+    conn = snowflake.connector.connect(
+        **settings, database=database, session_parameters=dict(SESSION_PARAMETERS), **SIGN_IN_ARGUMENTS
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+options = SyncOptions(
+    mirror=FileMirror(Path(mirror), published_default(Path(mirror)), 600.0), download_root=Path(downloads),
+    max_file_size=file_size, get_parallel=parallel,
+)
+report = sync_table(connect, TableRef(database, schema, name), options)
+figures = {"seconds": report.total_seconds, "phases": report.phase_seconds, "files": report.files,
+           "bytes_downloaded": report.bytes_downloaded, "download_peak_bytes": report.download_peak_bytes,
+           "rows": report.rows_total, "peak_rss_kib": %s}
+print("FIGURES", json.dumps(figures))
+"""
+
+
+def _bytes_under(paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            for folder, _, files in os.walk(path):
+                total += sum(
+                    os.path.getsize(os.path.join(folder, f)) for f in files if os.path.exists(os.path.join(folder, f))
+                )
+    return total
+
+
+@contextlib.contextmanager
+def sampling(paths: list[Path], peak: list[int]) -> Iterator[None]:
+    """The most `paths` held together while the block ran, into `peak[0]`."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            with contextlib.suppress(OSError):
+                peak[0] = max(peak[0], _bytes_under(paths))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def engine_sync(
+    process: LocalSnowflakeProcess, table: TableRef, work: Path, file_size: int, parallel: int
+) -> dict[str, Any]:
+    mirror, downloads = work / "engine.duckdb", work / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    arguments = [process.connection_settings(), table.database, table.schema, table.name, str(mirror),
+                 str(downloads), file_size, parallel]  # fmt: skip
+    peak = [0]
+    with sampling([downloads, mirror, mirror.with_name(mirror.name + ".wal")], peak):
+        done = subprocess.run(
+            [sys.executable, "-c", ENGINE % PEAK_RSS_KIB, json.dumps(arguments)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    figures: dict[str, Any] = json.loads(done.stdout.rsplit("FIGURES", 1)[1])
+    figures["peak_disk_bytes"] = peak[0]
+    for path in (mirror, mirror.with_name(mirror.name + ".wal")):
+        path.unlink(missing_ok=True)
+    return figures
+
+
+def copy_of_first_rows(process: LocalSnowflakeProcess, rows: int) -> TableRef:
+    table = TableRef(DEMO_DATABASE, DEMO_SCHEMA, f"ROWS_{rows}")
+    with engine_connect(process) as conn:
+        conn.cursor().execute(
+            f"CREATE OR REPLACE TABLE {table.snowflake_sql} AS "
+            f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data" WHERE "id" < {rows}'
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--file-sizes", type=int, nargs="*", default=[], help="MAX_FILE_SIZE values, MiB")
+    parser.add_argument("--parallel", type=int, nargs="*", default=[], help="GET PARALLEL values")
+    parser.add_argument("--output", type=Path, default=Path(".local/bench-scale.json"))
+    args = parser.parse_args()
+    from sync_project.settings import DEFAULT_GET_PARALLEL as parallel, DEFAULT_MAX_FILE_SIZE as file_size
+
+    results: dict[str, Any] = {"machine": machine(), "sizes": [], "settings": []}
+    with tempfile.TemporaryDirectory(prefix="sync-scale-") as tmp:
+        root = Path(tmp)
+        with LocalSnowflakeProcess(data_dir=root / "snowflake", demo_rows=max(args.rows)) as process:
+            if args.file_sizes or args.parallel:
+                table = copy_of_first_rows(process, args.rows[0])
+                for size in args.file_sizes or [file_size // 2**20]:
+                    for get_parallel in args.parallel or [parallel]:
+                        figures = engine_sync(process, table, root / "engine", size * 2**20, get_parallel)
+                        results["settings"].append({"max_file_size_mib": size, "parallel": get_parallel, **figures})
+                        print(f"MAX_FILE_SIZE {size} MiB, PARALLEL {get_parallel}: {_line(figures)}", flush=True)
+            else:
+                for rows in sorted(args.rows):
+                    table = copy_of_first_rows(process, rows)
+                    by_hand = measure_by_hand(process, table, root / f"by-hand-{rows}")
+                    figures = engine_sync(process, table, root / "engine", file_size, parallel)
+                    figures |= {
+                        "rows": rows,
+                        "by_hand": by_hand,
+                        "ratio_to_by_hand": round(figures["seconds"] / by_hand["total"], 2),
+                    }
+                    results["sizes"].append(figures)
+                    print(f"{rows:,} rows: {_line(figures)}; by hand {by_hand['total']:.2f}s, the engine "
+                          f"{figures['ratio_to_by_hand']}x", flush=True)  # fmt: skip
+                    with engine_connect(process) as conn:
+                        conn.cursor().execute(f"DROP TABLE {table.snowflake_sql}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+
+
+def _line(figures: dict[str, Any]) -> str:
+    rows, parquet = figures["rows"], figures["bytes_downloaded"]
+    peak = figures["download_peak_bytes"] if figures["download_peak_bytes"] is not None else parquet
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in figures["phases"].items())
+    return (
+        f"{figures['seconds']:.2f}s ({figures['seconds'] / rows * 1e6:.3f}s per million rows; {phases}), "
+        f"{figures['files']} files, peak RSS {figures['peak_rss_kib'] / 1024:.0f} MiB, download folder at most "
+        f"{peak:,} of {parquet:,} bytes ({peak / parquet:.0%}), download folder and DuckDB file at most "
+        f"{figures['peak_disk_bytes']:,} bytes"
+    )
+
+
+if __name__ == "__main__":
+    main()
