@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv lint test test-snowflake demo bench clean
+.PHONY: venv lint test test-snowflake demo bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,3 +58,8 @@ clean:
 ROWS ?= 1000000
 bench: venv
 	$(BIN)/python -m sync_project_tests.bench.sync_bench --rows $(ROWS)
+
+# Big tables as they grow (1, 10 and 100 million rows): time, peak RSS, the download folder's and the disk's peaks.
+SCALE_ROWS ?= 1000000 10000000 100000000
+bench-scale: venv
+	$(BIN)/python -m sync_project_tests.bench.scale --rows $(SCALE_ROWS)

@@ -99,6 +99,17 @@ def allow_sign_in(
     )
 
 
+def lake_for(target: str, tmp_path: Path, request: Any) -> Lake | None:
+    """The lake a test's `target` names: none for "file", a SQLite catalog, or one on the session's PostgreSQL
+    (`request`: the test's pytest request, which starts that server only for the tests that ask)."""
+    if target == "ducklake-sqlite":
+        return Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data"))
+    if target == "ducklake-postgres":
+        server = request.getfixturevalue("postgres")
+        return Lake(f"postgres:{server.conninfo(server.new_database())}", str(tmp_path / "lake-data"))
+    return None
+
+
 def options(
     tmp_path: Path,
     duckdb_path: Path | None = None,

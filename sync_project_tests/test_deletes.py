@@ -24,13 +24,13 @@ from sync_project_tests.helpers import (
     configure,
     connector,
     fetch,
+    lake_for,
     new_schema,
     options,
     orders_in_a_new_schema,
     sorted_rows,
     stage_leftovers,
 )
-from sync_project_tests.postgres import Postgres
 
 DATABASE = "KEBOOLA_33"
 MERGE = TableOptions("incremental", "UPDATED_AT", ("ID",))
@@ -78,13 +78,7 @@ def test_an_incremental_sync_removes_the_rows_deleted_in_snowflake(
     extract: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    lake = None
-    if target == "ducklake-sqlite":
-        lake = Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data"))
-    elif target == "ducklake-postgres":
-        server: Postgres = request.getfixturevalue("postgres")
-        lake = Lake(f"postgres:{server.conninfo(server.new_database())}", str(tmp_path / "lake-data"))
-    opts = options(tmp_path, lake=lake, extract=extract)
+    opts = options(tmp_path, lake=lake_for(target, tmp_path, request), extract=extract)
     configure(opts, table, MERGE)
     assert sync_table(connector(local_snowflake), table, opts).strategy == "full"
     change_in_snowflake(sf, table)

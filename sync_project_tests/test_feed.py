@@ -3,6 +3,7 @@ appears whole and checked, and a download that fails mid-way keeps the previous 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from pathlib import Path
@@ -18,13 +19,11 @@ from sync_project.sync.content import verify_content
 from sync_project.sync.errors import LockTimeoutError, TransientError
 from sync_project.sync.feed import GROUPS_ON_DISK, FileFeed, in_groups
 from sync_project.sync.mirror.access import lock_path
-from sync_project.sync.mirror.lake import Lake
 from sync_project.sync.pipeline import sync_table
-from sync_project.sync.stage import staged_names, unload_query, unload_to_stage
+from sync_project.sync.stage import clear_location, staged_names, unload_query, unload_to_stage
 from sync_project.sync.tables import TableRef
 from sync_project_tests.emulator_controls import fault_state, inject_fault
-from sync_project_tests.helpers import connector, fetch, new_schema, options
-from sync_project_tests.postgres import Postgres
+from sync_project_tests.helpers import connector, fetch, lake_for, new_schema, options
 
 DATABASE = "KEBOOLA_33"
 SMALL_FILES = 256 * 1024  # MAX_FILE_SIZE: a 200,000-row table unloads to a few dozen files
@@ -45,14 +44,8 @@ def big_table(sf: Any, rows: int) -> TableRef:
 def test_a_full_sync_of_many_files_loads_them_as_they_arrive_two_groups_at_most(
     local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path, target: str, request: pytest.FixtureRequest
 ) -> None:
-    lake = None
-    if target == "ducklake-sqlite":
-        lake = Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data"))
-    elif target == "ducklake-postgres":
-        server: Postgres = request.getfixturevalue("postgres")
-        lake = Lake(f"postgres:{server.conninfo(server.new_database())}", str(tmp_path / "lake-data"))
     table = big_table(sf, 200_000)
-    opts = options(tmp_path, lake=lake, max_file_size=SMALL_FILES, feed_from_bytes=0)
+    opts = options(tmp_path, lake=lake_for(target, tmp_path, request), max_file_size=SMALL_FILES, feed_from_bytes=0)
     report = sync_table(connector(local_snowflake), table, opts)
 
     assert report.files >= 10 and report.rows_total == 200_000
@@ -101,7 +94,9 @@ def test_the_feed_waits_for_the_load_with_two_groups_on_disk(sf: Any, tmp_path: 
     unload = unload_to_stage(sf, attempt, columns, SMALL_FILES)
     names = staged_names(sf, attempt)
     feed = FileFeed(sf, attempt, unload, unload_query(table, columns), names, parallel=4)
-    with feed.running():
+    with contextlib.ExitStack() as stack:
+        stack.callback(clear_location, sf, attempt)  # the stage folder, as a sync's cleanup removes it
+        stack.enter_context(feed.running())
         groups = feed.groups()
         first = next(groups)
         assert feed.waiting_for_room.wait(timeout=60), "the thread never stopped for room"
