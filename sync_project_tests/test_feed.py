@@ -110,7 +110,7 @@ def test_the_feed_waits_for_the_load_with_two_groups_on_disk(sf: Any, tmp_path: 
     assert feed.fetched == names and feed.download().bytes > 0
 
 
-def test_a_load_that_cannot_have_the_file_stops_its_download_and_keeps_what_arrived(
+def test_a_load_that_cannot_have_the_file_stops_its_download_and_the_next_try_ends_exact(
     local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path
 ) -> None:
     """The feed starts before the load waits for the DuckDB file; a load that times out waiting stops it (no
