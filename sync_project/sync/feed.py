@@ -3,7 +3,7 @@
 A sync that downloaded every file before loading any would need the whole table as Parquet beside the DuckDB
 file, and would pay for the download and the load one after the other. Here a thread GETs one group of files
 while the load reads the group before it, and each group is deleted once read, so the download folder never
-holds more than `GROUPS_ON_DISK` groups (a group is about a tenth of the table).
+holds more than `GROUPS_ON_DISK` groups (a group is about a sixteenth of the table).
 
 The load still runs in one transaction (`load.py`): the table appears whole and checked at COMMIT, or not at all.
 What a failed try leaves is what a retry resumes from: the manifest lists each verified file, a retry reuses
@@ -29,7 +29,7 @@ from typing import Any
 from sync_project.sync.attempt import Attempt, UnloadResult, verified_files
 from sync_project.sync.stage import Download, fetch_files
 
-GROUPS = 10  # a group is about a tenth of the table's files
+GROUPS = 16  # a group is about a sixteenth of the table's files: two of them an eighth
 GROUPS_ON_DISK = 2  # the group being read and the one arriving
 # A group's GET names its files in a PATTERN, which must stay short enough to be sent (`stage._only_these`
 # names none past 10,000 characters, and GET would then fetch the whole folder).

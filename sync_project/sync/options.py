@@ -28,7 +28,7 @@ class SyncOptions:
     mirror: Mirror  # where tables land: the DuckDB file or a DuckLake
     download_root: Path
     get_parallel: int = 10
-    max_file_size: int = 64 * 1024 * 1024
+    max_file_size: int = 16 * 1024 * 1024  # Snowflake's default; the settings' too (DEFAULT_MAX_FILE_SIZE)
     disk_reserve: int = 0  # bytes a sync must leave free on each disk it writes to
     stage: str = USER_STAGE  # "~" (no privilege needed) or a stage name; attempts unload below sync_project/
     extract: Extract = "auto"  # the way out of Snowflake: a stage, the result set, or auto (paths.py)

@@ -40,7 +40,7 @@ from sync_project.sync.options import SyncOptions
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.stage import SESSION_PARAMETERS, SIGN_IN_ARGUMENTS
 from sync_project.sync.tables import TableRef
-settings, database, schema, name, mirror, downloads, file_size, parallel = json.loads(sys.argv[1])
+settings, database, schema, name, mirror, downloads, file_size, parallel, feed_from = json.loads(sys.argv[1])
 
 @contextlib.contextmanager
 def connect():
@@ -54,7 +54,7 @@ def connect():
 
 options = SyncOptions(
     mirror=FileMirror(Path(mirror), published_default(Path(mirror)), 600.0), download_root=Path(downloads),
-    max_file_size=file_size, get_parallel=parallel,
+    max_file_size=file_size, get_parallel=parallel, feed_from_bytes=feed_from,
 )
 report = sync_table(connect, TableRef(database, schema, name), options)
 figures = {"seconds": report.total_seconds, "phases": report.phase_seconds, "files": report.files,
@@ -97,12 +97,12 @@ def sampling(paths: list[Path], peak: list[int]) -> Iterator[None]:
 
 
 def engine_sync(
-    process: LocalSnowflakeProcess, table: TableRef, work: Path, file_size: int, parallel: int
+    process: LocalSnowflakeProcess, table: TableRef, work: Path, file_size: int, parallel: int, feed_from: int
 ) -> dict[str, Any]:
     mirror, downloads = work / "engine.duckdb", work / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     arguments = [process.connection_settings(), table.database, table.schema, table.name, str(mirror),
-                 str(downloads), file_size, parallel]  # fmt: skip
+                 str(downloads), file_size, parallel, feed_from]  # fmt: skip
     peak = [0]
     with sampling([downloads, mirror, mirror.with_name(mirror.name + ".wal")], peak):
         done = subprocess.run(
@@ -131,26 +131,36 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--file-sizes", type=int, nargs="*", default=[], help="MAX_FILE_SIZE values, MiB")
     parser.add_argument("--parallel", type=int, nargs="*", default=[], help="GET PARALLEL values")
+    parser.add_argument("--feed-from", type=int, nargs="*", default=[], help="MiB from which files load as they come")
+    parser.add_argument("--repeat", type=int, default=1, help="each setting this many times, in turn")
     parser.add_argument("--output", type=Path, default=Path(".local/bench-scale.json"))
     args = parser.parse_args()
     from sync_project.settings import DEFAULT_GET_PARALLEL as parallel, DEFAULT_MAX_FILE_SIZE as file_size
+    from sync_project.sync.options import DEFAULT_FEED_FROM_BYTES as feed_from
 
     results: dict[str, Any] = {"machine": machine(), "sizes": [], "settings": []}
     with tempfile.TemporaryDirectory(prefix="sync-scale-") as tmp:
         root = Path(tmp)
         with LocalSnowflakeProcess(data_dir=root / "snowflake", demo_rows=max(args.rows)) as process:
-            if args.file_sizes or args.parallel:
+            if args.file_sizes or args.parallel or args.feed_from:
                 table = copy_of_first_rows(process, args.rows[0])
-                for size in args.file_sizes or [file_size // 2**20]:
-                    for get_parallel in args.parallel or [parallel]:
-                        figures = engine_sync(process, table, root / "engine", size * 2**20, get_parallel)
-                        results["settings"].append({"max_file_size_mib": size, "parallel": get_parallel, **figures})
-                        print(f"MAX_FILE_SIZE {size} MiB, PARALLEL {get_parallel}: {_line(figures)}", flush=True)
+                combos = [
+                    (size, get_parallel, fed)
+                    for size in args.file_sizes or [file_size // 2**20]
+                    for get_parallel in args.parallel or [parallel]
+                    for fed in args.feed_from or [feed_from // 2**20]
+                ]
+                for size, get_parallel, fed in combos * args.repeat:
+                    figures = engine_sync(process, table, root / "engine", size * 2**20, get_parallel, fed * 2**20)
+                    setting = {"max_file_size_mib": size, "parallel": get_parallel, "feed_from_mib": fed}
+                    results["settings"].append(setting | figures)
+                    print(f"MAX_FILE_SIZE {size} MiB, PARALLEL {get_parallel}, files as they come from {fed} MiB: "
+                          f"{_line(figures)}", flush=True)  # fmt: skip
             else:
                 for rows in sorted(args.rows):
                     table = copy_of_first_rows(process, rows)
                     by_hand = measure_by_hand(process, table, root / f"by-hand-{rows}")
-                    figures = engine_sync(process, table, root / "engine", file_size, parallel)
+                    figures = engine_sync(process, table, root / "engine", file_size, parallel, feed_from)
                     figures |= {
                         "rows": rows,
                         "by_hand": by_hand,
