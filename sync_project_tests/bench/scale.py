@@ -1,13 +1,15 @@
 """Big tables: the engine's full sync as the table grows, beside the hand-written path in the same run.
 
 `python -m sync_project_tests.bench.scale --rows 1000000 10000000 100000000` (`make bench-scale`; outside CI: at
-100,000,000 rows it needs about 25 GB of disk and half an hour). The embedded Snowflake generates the largest
-table once; each smaller one is a copy of its first rows. Per size: the hand-written COPY INTO / GET / CREATE
-TABLE AS, then the engine's full sync in a process of its own, with its seconds, seconds per million rows, its
-peak RSS (VmHWM), the most its download folder held (the sync's own figure) and the most the download folder
-and the DuckDB file held together (sampled every 0.05 s, so a peak between samples can be missed).
+100,000,000 rows it needs about 25 GB of disk and half an hour). The embedded Snowflake generates the demo table
+once, of 10,000,000 rows at most; a smaller table is a copy of its first rows, a larger one of it again and
+again. Per size: the hand-written COPY INTO / GET / CREATE TABLE AS, then the engine's full sync in a process of
+its own, with its seconds, seconds per million rows, its peak RSS (VmHWM), the most its download folder held
+(the sync's own figure) and the most the download folder and the DuckDB file held together (sampled every
+0.05 s, so a peak between samples can be missed).
 
-`--file-sizes` and `--parallel` measure each MAX_FILE_SIZE and GET PARALLEL pair at the first size instead.
+`--file-sizes`, `--parallel` and `--feed-from` measure each MAX_FILE_SIZE, GET PARALLEL and threshold of loading
+files as they arrive (`sync/feed.py`) at the first size instead, `--repeat` times each, in turn.
 """
 
 from __future__ import annotations
@@ -116,13 +118,21 @@ def engine_sync(
     return figures
 
 
-def copy_of_first_rows(process: LocalSnowflakeProcess, rows: int) -> TableRef:
+# The demo table is generated at most this big: a statement that runs longer than the connector waits for an
+# answer (the embedded Snowflake does not answer "query in progress" as Snowflake does) is sent again, and fails.
+GENERATED_ROWS = 10_000_000
+
+
+def copy_of_rows(process: LocalSnowflakeProcess, rows: int) -> TableRef:
+    """A table of `rows` demo rows: the first ones, or the demo table again and again (ids repeat: a full sync
+    does not mind)."""
     table = TableRef(DEMO_DATABASE, DEMO_SCHEMA, f"ROWS_{rows}")
+    demo = f'{DEMO_DATABASE}.{DEMO_SCHEMA}."data"'
     with engine_connect(process) as conn:
-        conn.cursor().execute(
-            f"CREATE OR REPLACE TABLE {table.snowflake_sql} AS "
-            f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data" WHERE "id" < {rows}'
-        )
+        cursor = conn.cursor()
+        cursor.execute(f'CREATE OR REPLACE TABLE {table.snowflake_sql} AS SELECT * FROM {demo} WHERE "id" < {rows}')
+        for _ in range(rows // GENERATED_ROWS - 1):
+            cursor.execute(f"INSERT INTO {table.snowflake_sql} SELECT * FROM {demo}")
     return table
 
 
@@ -141,9 +151,11 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine(), "sizes": [], "settings": []}
     with tempfile.TemporaryDirectory(prefix="sync-scale-") as tmp:
         root = Path(tmp)
-        with LocalSnowflakeProcess(data_dir=root / "snowflake", demo_rows=max(args.rows)) as process:
+        with LocalSnowflakeProcess(
+            data_dir=root / "snowflake", demo_rows=min(max(args.rows), GENERATED_ROWS)
+        ) as process:
             if args.file_sizes or args.parallel or args.feed_from:
-                table = copy_of_first_rows(process, args.rows[0])
+                table = copy_of_rows(process, args.rows[0])
                 combos = [
                     (size, get_parallel, fed)
                     for size in args.file_sizes or [file_size // 2**20]
@@ -158,7 +170,7 @@ def main() -> None:
                           f"{_line(figures)}", flush=True)  # fmt: skip
             else:
                 for rows in sorted(args.rows):
-                    table = copy_of_first_rows(process, rows)
+                    table = copy_of_rows(process, rows)
                     by_hand = measure_by_hand(process, table, root / f"by-hand-{rows}")
                     figures = engine_sync(process, table, root / "engine", file_size, parallel, feed_from)
                     figures |= {
