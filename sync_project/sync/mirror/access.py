@@ -273,8 +273,8 @@ def open_duckdb(
 
 def session_settings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-    # DuckDB's default, kept: with it off, a CREATE TABLE AS of 10,000,000 rows followed by INSERTs a file at a
-    # time (as feed.py loads) took 0.6 s more, and one over every file as long, at half again the peak RSS.
+    # DuckDB's default, kept: with it off, a full sync of 10,000,000 rows loaded a group of files at a time
+    # (feed.py) took a second more, at a higher peak RSS (the tests README, big tables).
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
 
