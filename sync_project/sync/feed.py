@@ -104,9 +104,9 @@ class FileFeed:
         return Download(files, self.fetched, self.reused, self._bytes)
 
     def _download(self) -> None:
-        verified = {n: s for n, s in verified_files(self.attempt, self.query).items() if n in self.names}
-        self.reused = sorted(verified)
         try:
+            verified = {n: s for n, s in verified_files(self.attempt, self.query).items() if n in self.names}
+            self.reused = sorted(verified)
             for group in in_groups(self.names):
                 if not self._slots.acquire(blocking=False):
                     self.waiting_for_room.set()

@@ -195,7 +195,8 @@ def _load_as_they_arrive(
     log(
         f"{report.table}: downloaded {len(feed.fetched)} file(s) as the load read them"
         + (f", reused {len(feed.reused)} from the failed try" if feed.reused else "")
-        + f"; the folder held {feed.peak_bytes:,} bytes at most, of {report.bytes_downloaded:,}"
+        + f" (their GETs took {feed.download_seconds:.2f}s); the folder held {feed.peak_bytes:,} bytes at most, "
+        + f"of {report.bytes_downloaded:,}"
     )
 
 
