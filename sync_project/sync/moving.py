@@ -15,7 +15,7 @@ from sync_project.sync.cleanup import AttemptCleanup
 from sync_project.sync.controls import UnloadPreventedError, row_access_policy
 from sync_project.sync.disk import check_free_space, files_size, needed_space
 from sync_project.sync.errors import TransientError
-from sync_project.sync.feed import GROUPS, GROUPS_ON_DISK, FileFeed, streams
+from sync_project.sync.feed import GROUPS_ON_DISK, FileFeed, in_groups, streams
 from sync_project.sync.mirror.access import Log
 from sync_project.sync.options import SyncOptions
 from sync_project.sync.paths import choose_path
@@ -133,8 +133,9 @@ def _download_or_feed(
         return None
     staged = staged_names(conn, attempt)
     fed = feeding and unload.output_bytes >= options.feed_from_bytes and streams(len(staged), report.strategy)
-    # Fed, the folder holds two groups of files at most (a file more, as groups are of whole files).
-    at_once = -(-unload.output_bytes * GROUPS_ON_DISK // GROUPS) + options.max_file_size if fed else None
+    # Fed, the folder holds two groups of whole files at most; a file may pass MAX_FILE_SIZE by a little.
+    per_file = max(options.max_file_size, unload.output_bytes // max(1, len(staged))) * 5 // 4
+    at_once = GROUPS_ON_DISK * len(in_groups(staged)[0]) * per_file if fed else None
     for folder, needed in needed_space(options, unload, at_once).items():
         check_free_space(folder, needed, f"sync {report.table}", options.disk_reserve)
     if fed:
