@@ -131,8 +131,8 @@ def build_sync_asset(
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         """Sync the run's tables (one, or a batch of a backfill or the nightly schedule), each recorded as its own
         partition: its materialization, its checks, or its failure (named in the step's failure; a retry or a
-        re-execution syncs only the tables still missing). Snowflake work of several tables overlaps; loads take
-        the DuckDB lock one at a time."""
+        re-execution syncs only the tables still missing). Snowflake work of several tables overlaps, and so do
+        their loads, on one DuckDB instance."""
         yield from _sync_the_run(context, config, scope, workers)
 
     return snowflake_table

@@ -1,9 +1,11 @@
 """A big table's files are loaded as they arrive: the download folder holds two groups at most, the table still
-appears whole and checked, and a download that fails mid-way keeps the previous table and resumes."""
+appears whole and checked, a download that fails mid-way keeps the previous table and resumes, and another
+table of the run loads beside it."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 from pathlib import Path
@@ -22,7 +24,7 @@ from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.stage import clear_location, staged_names, unload_query, unload_to_stage
 from sync_project.sync.tables import TableRef
-from sync_project_tests.emulator_controls import fault_state, inject_fault
+from sync_project_tests.emulator_controls import fault_state, inject_fault, release_faults
 from sync_project_tests.helpers import connector, fetch, lake_for, new_schema, options
 
 DATABASE = "KEBOOLA_33"
@@ -136,3 +138,39 @@ def test_every_group_of_a_huge_unload_is_named_in_its_get() -> None:
     groups = in_groups(names)
     assert [n for g in groups for n in g] == names and len(groups) >= 100
     assert all(_only_these(g, named=True) for g in groups)
+
+
+def test_a_small_table_of_the_run_commits_while_a_big_one_waits_for_its_next_group(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, tmp_path: Path
+) -> None:
+    """Loads of one run share the file's instance and go in together: with the big table's load in its
+    transaction, waiting for a GET that is held, the small table's sync loads and commits."""
+    big = big_table(sf, 100_000)
+    small = TableRef(DATABASE, new_schema(sf, "FEED"), "SMALL")
+    fetch(sf, f"CREATE TABLE {small.snowflake_sql} AS SELECT SEQ8() AS ID FROM TABLE(GENERATOR(ROWCOUNT => 10))")
+    opts = options(tmp_path, max_file_size=SMALL_FILES, feed_from_bytes=0)
+    loading = threading.Event()
+    reports: list[Any] = []
+
+    def log(line: str) -> None:
+        if line.startswith(f"{big}: loading"):
+            loading.set()  # said once the load's transaction is open
+
+    def sync_big() -> None:
+        reports.append(sync_table(connector(local_snowflake), big, opts, log))
+
+    inject_fault(local_snowflake.base_url, "get", mode="hold", seconds=120, after=1)  # the second group's GET
+    with opts.mirror.sharing():
+        thread = threading.Thread(target=sync_big)
+        thread.start()
+        try:
+            assert loading.wait(timeout=120), "the big table's load never began"
+            small_report = sync_table(connector(local_snowflake), small, dataclasses.replace(opts, extract="results"))
+            assert thread.is_alive() and not reports  # the big load is still waiting for its group
+            assert fault_state(local_snowflake.base_url)["fired"] == ["get"]
+        finally:
+            release_faults(local_snowflake.base_url)
+            thread.join(timeout=300)
+    assert small_report.rows_total == 10
+    assert [r.rows_total for r in reports] == [100_000]
+    assert verify_content(connector(local_snowflake), opts.mirror, big).equal

@@ -1,6 +1,6 @@
 """Sessions of one run that follow each other closely share one opening of the DuckDB file (sharing.py): it
-stays open LINGER_SECONDS after a write for the next one, closes at once after a read (Snowflake work follows),
-after a failure, and when the run ends."""
+go in together, stays open LINGER_SECONDS after a write for the next one, closes at once after a read
+(Snowflake work follows), after a failure, and when the run ends."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from sync_project.sync.mirror import sharing as sharing_module
 from sync_project.sync.mirror.access import lock_path
-from sync_project.sync.mirror.sharing import LINGER_SECONDS, _shared, file_session, sharing
+from sync_project.sync.mirror.sharing import LINGER_SECONDS, file_session, sharing
 from sync_project.sync.mirror.waiting import wanted_elsewhere
 
 
@@ -62,27 +62,61 @@ def test_a_write_keeps_the_opening_for_a_while_and_a_read_that_opened_it_closes_
         assert con.execute("SELECT sum(n) FROM t").fetchone() == (6,)
 
 
-def test_a_session_waiting_for_its_turn_takes_the_opening_over(tmp_path: Path) -> None:
-    """Two threads: the second asks while the first holds the turn; the opening passes to it without a close
-    (an instance-wide setting the first made is still there: a reopened file would have the default)."""
+def test_sessions_of_a_run_go_in_together_on_one_instance(tmp_path: Path) -> None:
+    """A second table's load goes in, and commits, while the first table's load is still in its transaction:
+    one long load holds up no other load of the run. Both are on one instance (an instance-wide setting the
+    first made is seen by the second: a file opened anew would have the default)."""
     path = tmp_path / "mirror.duckdb"
     seen: list[object] = []
 
     def second() -> None:
-        with file_session(path, 5.0, "second read", read_only=True) as con:
+        with file_session(path, 5.0, "second load") as con:
             seen.append(con.execute("SELECT current_setting('checkpoint_threshold')").fetchone())
+            con.execute("CREATE TABLE b AS SELECT 2 AS n")
 
     with sharing(path):
-        shared = _shared[path]
         with file_session(path, 5.0, "first load") as con:
             con.execute("SET GLOBAL checkpoint_threshold = '64MiB'")
-            waiter = threading.Thread(target=second)
-            waiter.start()
-            while not shared._waiting:  # the second session is now waiting for its turn
-                time.sleep(0.01)
-        waiter.join()
-        assert free_within(path, 10 * LINGER_SECONDS) is not None  # the read found it open: it lingers, then closes
-    assert seen == [("64.0 MiB",)]
+            con.execute("BEGIN TRANSACTION")
+            con.execute("CREATE TABLE a AS SELECT 1 AS n")
+            other = threading.Thread(target=second)
+            other.start()
+            other.join(timeout=60)  # a bound for a second load that waits for the first: it must not
+            assert not other.is_alive(), "the second load waited for the first one's session"
+            assert seen == [("64.0 MiB",)]
+            con.execute("COMMIT")
+            assert con.execute("SELECT (SELECT n FROM a) + (SELECT n FROM b)").fetchone() == (3,)
+        assert not project_lock_is_free(path)  # the last one out leaves it open for the next load
+    assert project_lock_is_free(path)
+
+
+def test_a_session_that_fails_beside_another_closes_the_opening_once_that_one_leaves(tmp_path: Path) -> None:
+    """The failed session's error is its own; the other's load commits; the instance then closes at once, not
+    after lingering, and the next session opens it afresh."""
+    path = tmp_path / "mirror.duckdb"
+    errors: list[BaseException] = []
+
+    def failing() -> None:
+        try:
+            with file_session(path, 5.0, "failing") as con:
+                con.execute("SELECT * FROM missing")
+        except BaseException as e:
+            errors.append(e)
+
+    with sharing(path):
+        with file_session(path, 5.0, "first load") as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("CREATE TABLE t AS SELECT 1 AS n")
+            other = threading.Thread(target=failing)
+            other.start()
+            other.join(timeout=60)
+            assert not other.is_alive()
+            assert [type(e) for e in errors] == [duckdb.CatalogException]
+            assert not project_lock_is_free(path)  # this session is still in
+            con.execute("COMMIT")
+        assert project_lock_is_free(path)  # closed as the last session left
+        with file_session(path, 5.0, "next", read_only=True) as con:
+            assert con.execute("SELECT n FROM t").fetchone() == (1,)
 
 
 def test_a_failed_session_closes_the_opening_at_once_and_the_next_one_opens_it_again(tmp_path: Path) -> None:

@@ -302,7 +302,8 @@ def sync_tables(
     """Sync several tables, yielding each outcome as it completes; one table's failure stops no other.
 
     Up to `workers` tables are in flight at once: their Snowflake work (DESC, COPY INTO, GET) mostly waits on
-    Snowflake and overlaps, while their DuckDB loads still take the writer lock one at a time. They share
+    Snowflake and overlaps, and their DuckDB loads overlap too, each in its own transaction on the run's one
+    instance of the file (`sharing.py`), so one big load holds up no small one. They share
     Snowflake sessions, one listing of figures per schema, and the mirror's opening while loads follow each
     other closely: what a small table cannot afford to pay each time.
 

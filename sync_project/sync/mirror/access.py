@@ -260,15 +260,23 @@ def open_duckdb(
         session_settings(con)
         yield con
     except duckdb.Error as e:
-        # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
-        if "Corrupt database file" not in str(e):
+        corrupt = corrupt_file_error(duckdb_path, e)
+        if corrupt is None:
             raise
-        raise PermanentError(
-            f"the DuckDB file {duckdb_path} is corrupt ({e}). It is left untouched; restore it from a backup, "
-            "or move it aside and sync the tables again."
-        ) from None
+        raise corrupt from None
     finally:
         con.close()
+
+
+def corrupt_file_error(duckdb_path: Path, error: duckdb.Error) -> PermanentError | None:
+    """What to say when `error` is DuckDB finding the file corrupt (None when it is not that)."""
+    # DuckDB checks a block's checksum when it reads it; the open transaction rolls back, nothing is written.
+    if "Corrupt database file" not in str(error):
+        return None
+    return PermanentError(
+        f"the DuckDB file {duckdb_path} is corrupt ({error}). It is left untouched; restore it from a backup, "
+        "or move it aside and sync the tables again."
+    )
 
 
 def session_settings(con: duckdb.DuckDBPyConnection) -> None:

@@ -2,24 +2,26 @@
 
 Opening the working file reads its catalog and closing it checkpoints, together more than
 a small table's whole load, and a run of small tables opens it twice per table (the state read and the load).
-Within `sharing(path)` (a run of several tables), sessions of this process take turns on one instance, each
-on its own cursor. The instance passes straight to a session already waiting; after a load it stays open
-`LINGER_SECONDS` for the next table's load, and a read that found it open (a check after a load) leaves it so;
-a read that had to open it (the state read, which Snowflake work follows) closes it at once; and it closes at
-once when the run ends or a session fails.
+Within `sharing(path)` (a run of several tables), sessions of this process share one instance, each on its
+own cursor, and go in together: one table's long load holds up no other table's load (across processes the
+project's lock still lets one in at a time). When the last session leaves, the instance passes straight to a
+session going in; after a load it stays open `LINGER_SECONDS` for the next table's load, and a read that found
+it open (a check after a load) leaves it so; a read that had to open it (the state read, which Snowflake work
+follows) closes it at once; and it closes once the sessions inside have left when the run ends, when a
+session fails, or when another process's sync waits for the file.
 
 What this relaxes of DESIGN.md's invariant 2 (no DuckDB connection while Snowflake works): other tables'
 Snowflake work may go on while the file is open, as with several workers it always could; the file is never
 held longer than `LINGER_SECONDS` past this process's last load, and a sync of another process that waits for
-it gets it after the session in progress (`waiting.py`), so it waits at most one load longer; a reader of the
-published copy never waits at all.
+it gets it after the sessions in progress (`waiting.py`: none goes in meanwhile), so it waits at most one load
+longer; a reader of the published copy never waits at all.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import duckdb
 from sync_project.sync.mirror.access import (
     Log,
     Waited,
+    corrupt_file_error,
     duckdb_session,
     project_holder,
     quiet,
@@ -43,34 +46,49 @@ _registry = threading.Lock()
 
 
 class SharedFile:
-    """The instance of one DuckDB file that this process's sessions take turns on."""
+    """The instance of one DuckDB file that this process's sessions share, each on a cursor of its own.
+
+    Sessions go in together: DuckDB runs several writing transactions in one instance (a write conflict fails
+    one of them at COMMIT, which the load reports as transient), so one table's long load holds up no other
+    table's. `_gate` orders the opening and the closing: it is held while the file is opened, and the last
+    session out decides whether the instance closes, lingers or passes to a session waiting to go in.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.runs = 0  # `sharing` blocks in this process that want it
-        self._turn = threading.Lock()
+        self._gate = threading.Condition(threading.Lock())
+        self._inside = 0  # sessions in
+        self._waiting = 0  # sessions asking to go in (counted under `_count`, which the gate may not be free for)
         self._count = threading.Lock()
-        self._waiting = 0  # sessions of this process waiting for their turn
+        self._closing_soon = False  # a session failed or another process waits: close once the last one leaves
+        self._make_way = False  # ... and let that process in before opening again
         self._held: contextlib.AbstractContextManager[duckdb.DuckDBPyConnection] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._closing: threading.Timer | None = None
         self._made_way = False  # closed for another process's waiting sync: let it in before opening again
 
+    def _enter(self, seconds: float) -> bool:
+        """Take the gate within `seconds`, once the instance is not closing; True with the gate held."""
+        deadline = time.monotonic() + seconds
+        if not self._gate.acquire(timeout=seconds):
+            return False
+        while self._closing_soon:
+            if not self._gate.wait(max(deadline - time.monotonic(), 0.0)):
+                self._gate.release()
+                return False
+        return True
+
     @contextlib.contextmanager
     def session(
         self, what: str, wait: float, log: Log | None, waited: Waited | None, read_only: bool
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the instance (opened now if it is closed), once no other session of this process is in."""
+        """A cursor on the instance (opened now if it is closed), beside the other sessions of this process."""
         with self._count:
             self._waiting += 1
         try:
             took = wait_for(
-                lambda seconds: self._turn.acquire(timeout=seconds),
-                lambda: project_holder(self.path),
-                self.path,
-                wait,
-                what or "DuckDB access",
-                log or quiet,
+                self._enter, lambda: project_holder(self.path), self.path, wait, what or "DuckDB access", log or quiet
             )
         finally:
             with self._count:
@@ -89,48 +107,67 @@ class SharedFile:
                 opening = duckdb_session(self.path, wait, what, log=log, waited=waited)
                 con = self._con = opening.__enter__()
                 self._held = opening
+            self._inside += 1
+        finally:
+            self._gate.release()
+        failed = False
+        try:
             cursor = con.cursor()
             try:
                 session_settings(cursor)
                 yield cursor
-            except BaseException:
-                self._close_now(sys.exc_info())  # a failed session leaves nothing open for the next one
-                raise
             finally:
                 cursor.close()
+        except duckdb.Error as e:
+            failed = True
+            corrupt = corrupt_file_error(self.path, e)
+            if corrupt is None:
+                raise
+            raise corrupt from None
+        except BaseException:
+            failed = True  # a failed session leaves nothing open for the next one
+            raise
+        finally:
+            self._leave(failed, read_only and opened_now)
+
+    def _leave(self, failed: bool, state_read: bool) -> None:
+        with self._gate:
+            self._inside -= 1
+            elsewhere = wanted_elsewhere(self.path)
+            self._closing_soon = self._closing_soon or failed or elsewhere
+            self._make_way = self._make_way or elsewhere
+            if self._inside:
+                return  # the last session out decides
             with self._count:
                 waiting = self._waiting
-            elsewhere = wanted_elsewhere(self.path)
-            if waiting and not elsewhere:
-                pass  # the next session takes it over at once
-            elif elsewhere:
-                self._close_now()  # another process's sync waits: it goes next
-                self._made_way = True
-            elif read_only and opened_now:
-                self._close_now()  # a state read: Snowflake work follows, so nothing stays open
+            if self._closing_soon:
+                self._close_now()
+                self._made_way, self._make_way, self._closing_soon = self._make_way, False, False
+                self._gate.notify_all()
+            elif waiting:
+                pass  # a session going in takes it over at once
+            elif state_read:
+                self._close_now()  # a state read that opened it: Snowflake work follows, so nothing stays open
             else:
                 self._closing = threading.Timer(LINGER_SECONDS, self._close_if_idle)
                 self._closing.daemon = True
                 self._closing.start()
-        finally:
-            self._turn.release()
 
     def _close_if_idle(self) -> None:
-        with self._turn:
-            if self._closing is not None and self._closing is threading.current_thread():
+        with self._gate:
+            if self._closing is not None and self._closing is threading.current_thread() and not self._inside:
                 self._close_now()
 
-    def _close_now(self, error: tuple[object, ...] = (None, None, None)) -> None:
-        """Close the instance; a session's error passes through the opener, which may say more of it."""
+    def _close_now(self) -> None:
         if self._closing is not None and self._closing is not threading.current_thread():
             self._closing.cancel()
         self._closing = None
         held, self._held, self._con = self._held, None, None
         if held is not None:
-            held.__exit__(*error)  # type: ignore[arg-type]
+            held.__exit__(None, None, None)
 
     def close(self) -> None:
-        with self._turn:
+        with self._gate:
             self._close_now()
 
 
