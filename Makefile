@@ -56,8 +56,10 @@ clean:
 
 # Benchmarks run outside CI's time budget; ROWS=10000000 for the big one.
 ROWS ?= 1000000
+# The parallel backfill runs also on the code before issue 32 (big tables), in turns with today's.
+BASELINE ?= 67c9314~1
 bench: venv
-	$(BIN)/python -m sync_project_tests.bench.sync_bench --rows $(ROWS)
+	$(BIN)/python -m sync_project_tests.bench.sync_bench --rows $(ROWS) --baseline $(BASELINE)
 
 # Big tables as they grow (1, 10 and 100 million rows): time, peak RSS, the download folder's and the disk's peaks.
 SCALE_ROWS ?= 1000000 10000000 100000000

@@ -86,6 +86,11 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
         description="Under extract auto, tables up to this size (Snowflake's BYTES) read the result set",
     )
     max_file_size: int | None = Field(default=None, ge=1, description="The unload's MAX_FILE_SIZE, in bytes")
+    feed_from_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Full unloads this big are loaded as their files arrive, the download folder bounded",
+    )
     get_parallel: int | None = Field(default=None, ge=1, le=99, description="GET's PARALLEL: files at a time")
     lock_timeout_seconds: float | None = Field(
         default=None, ge=0, description="How long a load waits for the DuckDB file before it fails, retryable"
@@ -147,6 +152,7 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
             "extract": self.extract,
             "results_max_bytes": self.results_max_bytes,
             "max_file_size": self.max_file_size,
+            "feed_from_bytes": self.feed_from_bytes,
             "get_parallel": self.get_parallel,
             "lock_timeout_seconds": self.lock_timeout_seconds,
             "disk_reserve_bytes": self.disk_reserve_bytes,

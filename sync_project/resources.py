@@ -182,6 +182,10 @@ class SyncDuckDBResource(DuckDBResource):
     )
     get_parallel: int = Field(default=env.DEFAULT_GET_PARALLEL, description="GET's PARALLEL: files at a time")
     max_file_size: int = Field(default=env.DEFAULT_MAX_FILE_SIZE, description="The unload's MAX_FILE_SIZE, bytes")
+    feed_from_bytes: int = Field(
+        default=env.DEFAULT_FEED_FROM_BYTES,
+        description="Full unloads this big are loaded as their files arrive, the download folder bounded",
+    )
     disk_reserve_bytes: int = Field(
         default=env.DEFAULT_DISK_RESERVE_BYTES, description="Space a sync must leave free on each disk it writes"
     )
@@ -227,6 +231,7 @@ class SyncDuckDBResource(DuckDBResource):
             download_root=Path(self.download_dir),
             get_parallel=self.get_parallel,
             max_file_size=self.max_file_size,
+            feed_from_bytes=self.feed_from_bytes,
             disk_reserve=self.disk_reserve_bytes,
             stage=self.stage,
             extract=self.extract,
@@ -292,6 +297,7 @@ _FROM_SETTINGS = (
     "lock_timeout_seconds",
     "get_parallel",
     "max_file_size",
+    "feed_from_bytes",
     "disk_reserve_bytes",
     "stage",
     "extract",

@@ -43,6 +43,7 @@ from sync_project.sync.setting_names import (  # re-exported: settings.X is how 
     SYNC_DUCKLAKE_DATA_PATH as SYNC_DUCKLAKE_DATA_PATH,
     SYNC_DUCKLAKE_RETENTION_DAYS as SYNC_DUCKLAKE_RETENTION_DAYS,
     SYNC_EXTRACT as SYNC_EXTRACT,
+    SYNC_FEED_FROM_BYTES as SYNC_FEED_FROM_BYTES,
     SYNC_GET_PARALLEL as SYNC_GET_PARALLEL,
     SYNC_LOCK_TIMEOUT_SECONDS as SYNC_LOCK_TIMEOUT_SECONDS,
     SYNC_MAX_FILE_SIZE as SYNC_MAX_FILE_SIZE,
@@ -68,6 +69,8 @@ Number = TypeVar("Number", int, float)
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 DEFAULT_GET_PARALLEL = 10
 DEFAULT_MAX_FILE_SIZE = 16 * 1024 * 1024  # Snowflake's own default; what feed.py's groups need (tests README)
+# Full unloads this big are loaded as their files arrive (sync/feed.py); the engine's default too.
+DEFAULT_FEED_FROM_BYTES = 128 * 1024 * 1024
 DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024  # the engine's default too (sync/options.py), which paths.py explains
 DEFAULT_DISK_RESERVE_BYTES = 512 * 1024 * 1024  # DuckDB spills and the OS needs room: never fill a disk
 DEFAULT_STAGE = "~"
@@ -226,6 +229,7 @@ class Settings:
     lock_timeout_seconds: float
     get_parallel: int
     max_file_size: int
+    feed_from_bytes: int = DEFAULT_FEED_FROM_BYTES
     disk_reserve_bytes: int = DEFAULT_DISK_RESERVE_BYTES
     stage: str = DEFAULT_STAGE
     extract: str = "auto"  # unload | results | auto (sync/paths.py)
@@ -296,6 +300,7 @@ class Settings:
             lock_timeout_seconds=_env_number(SYNC_LOCK_TIMEOUT_SECONDS, DEFAULT_LOCK_TIMEOUT_SECONDS),
             get_parallel=_env_number(SYNC_GET_PARALLEL, DEFAULT_GET_PARALLEL),
             max_file_size=_env_number(SYNC_MAX_FILE_SIZE, DEFAULT_MAX_FILE_SIZE),
+            feed_from_bytes=_env_number(SYNC_FEED_FROM_BYTES, DEFAULT_FEED_FROM_BYTES),
             disk_reserve_bytes=_env_number(SYNC_DISK_RESERVE_BYTES, DEFAULT_DISK_RESERVE_BYTES),
             stage=_env(SYNC_STAGE, DEFAULT_STAGE),
             extract=_extract(),

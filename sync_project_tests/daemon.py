@@ -23,10 +23,11 @@ class DagsterProcesses:
     home: Path
     env: dict[str, str]
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    cwd: Path | None = None  # where the processes start (a baseline's code, which the folder puts first)
 
     def spawn(self, command: list[str], log_name: str | None = None, **env: str) -> subprocess.Popen[str]:
         """Start a process in its own group, stopped with the others; output to home/log_name, or a pipe."""
-        return self.spawn_in(None, command, log_name, env)
+        return self.spawn_in(self.cwd, command, log_name, env)
 
     def spawn_in(
         self, cwd: Path | None, command: list[str], log_name: str | None = None, env: dict[str, str] | None = None
@@ -85,7 +86,7 @@ class DagsterProcesses:
 
     def run(self, command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """A command in this environment, to completion, its output captured."""
-        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(command, env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
         """Stop every process group by PID, children (code servers, run workers) included."""

@@ -33,6 +33,7 @@ def mirror(tmp_path: Path, extra: str = "") -> dg.Definitions:
         group: mirrors
         stage: SYNC_UNLOADS
         max_file_size: 1000000
+        feed_from_bytes: 5000000
         get_parallel: 4
         disk_reserve_bytes: 0
     """
@@ -58,7 +59,8 @@ def test_the_attributes_shape_the_definitions(settings: Settings, tmp_path: Path
     duckdb = (defs.resources or {})["duckdb"]
     assert Path(duckdb.database) == tmp_path / "sync.duckdb"
     sync = duckdb.sync_options()  # what the engine is given: the attributes, not the environment's defaults
-    assert (sync.stage, sync.max_file_size, sync.get_parallel, sync.disk_reserve) == ("SYNC_UNLOADS", 1000000, 4, 0)
+    chosen = (sync.stage, sync.max_file_size, sync.feed_from_bytes, sync.get_parallel, sync.disk_reserve)
+    assert chosen == ("SYNC_UNLOADS", 1000000, 5000000, 4, 0)
     assert DECLARED_TABLES_SENSOR not in {s.name for s in defs.sensors or []}  # no tables declared: no sensor
 
 

@@ -17,7 +17,7 @@ from sync_project.sync.state import Extract
 DEFAULT_RESULTS_MAX_BYTES = 8 * 1024 * 1024
 # Unloaded Parquet bytes from which a full sync loads its files as they arrive (feed.py): below it the whole
 # download is small beside the DuckDB file, and a group's own round trips would cost more than the overlap saves.
-DEFAULT_FEED_FROM_BYTES = 128 * 1024 * 1024
+DEFAULT_FEED_FROM_BYTES = 128 * 1024 * 1024  # the settings' too (settings.DEFAULT_FEED_FROM_BYTES)
 
 # A new connector connection each call, as a context manager (the resource's get_connection, or a test's).
 Connect = Callable[[], contextlib.AbstractContextManager[Any]]

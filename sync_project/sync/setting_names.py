@@ -23,6 +23,7 @@ SYNC_DOWNLOAD_DIR = "SYNC_DOWNLOAD_DIR"
 SYNC_LOCK_TIMEOUT_SECONDS = "SYNC_LOCK_TIMEOUT_SECONDS"
 SYNC_GET_PARALLEL = "SYNC_GET_PARALLEL"
 SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
+SYNC_FEED_FROM_BYTES = "SYNC_FEED_FROM_BYTES"  # full unloads this big are loaded as their files arrive
 SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
 SYNC_STAGE = "SYNC_STAGE"  # unset: the user stage @~ (no privilege, nothing created in source schemas)
 SYNC_EXTRACT = "SYNC_EXTRACT"  # the way out of Snowflake: auto (default), unload (a stage), or results

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -100,16 +102,19 @@ def backfill_wall_seconds(
     max_concurrent_runs: int,
     target_env: dict[str, str] | None = None,
     label: str = "file",
+    code: Path | None = None,
 ) -> dict[str, float]:
     """Queue one run per table with `dagster job backfill`; seconds until the last run finished, and how many
-    loads waited for the DuckDB file (and for how long in all)."""
+    loads waited for the DuckDB file (and for how long in all). `code`: the project's code as it was at another
+    commit (`baseline_code`), which the daemon and its runs import instead of today's."""
     import dagster as dg
 
     from sync_project_tests.daemon import DagsterProcesses
 
+    code = code or project_root()
     home = root / f"dagster-{label}-{max_concurrent_runs}"
     home.mkdir()
-    config = (project_root() / "dagster.yaml").read_text()
+    config = (code / "dagster.yaml").read_text()
     (home / "dagster.yaml").write_text(
         config.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {max_concurrent_runs}")
     )
@@ -122,17 +127,21 @@ def backfill_wall_seconds(
             "SYNC_DOWNLOAD_DIR": str(home / "downloads"),
             "SYNC_SCHEDULES": "stopped",  # only the backfill's runs are timed
         }
+        | ({"PYTHONPATH": str(code)} if code != project_root() else {})
         | (target_env or {})
     )
-    processes = DagsterProcesses(home, env)
+    processes = DagsterProcesses(home, env, cwd=code)
+    imported = processes.run([sys.executable, "-c", "import sync_project; print(sync_project.__file__)"])
+    if not imported.stdout.startswith(str(code)):  # the runs must run the code they are measured as
+        raise RuntimeError(f"the processes would import {imported.stdout.strip()}, not the code in {code}")
     os.environ["DAGSTER_HOME"] = str(home)
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions("snowflake_tables", keys)
-    processes.start_daemon()
+    processes.start_daemon(code / "workspace.yaml")
     try:
         started = time.monotonic()
         done = processes.dagster(
-            "job", "backfill", "-w", str(project_root() / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
+            "job", "backfill", "-w", str(code / "workspace.yaml"), "-j", "sync_tables", "--all", "all",
             "--noprompt",
         )  # fmt: skip
         if done.returncode != 0:
@@ -149,6 +158,20 @@ def backfill_wall_seconds(
         return {"seconds": wall, **load_waits(instance)}
     finally:
         processes.stop()
+
+
+def baseline_code(ref: str, root: Path) -> Path | None:
+    """The project's files at `ref` (`git archive`, the repository untouched), so a figure can be measured
+    before and after a change in one run of the bench, on one emulator; None, said, when git cannot give them."""
+    folder = root / "baseline"
+    archive = subprocess.run(["git", "-C", str(project_root()), "archive", ref], capture_output=True)
+    if archive.returncode != 0:
+        print(f"no baseline: git archive {ref} failed ({archive.stderr.decode()[-300:].strip()})")
+        return None
+    folder.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 def load_waits(instance: Any) -> dict[str, float]:
@@ -564,6 +587,11 @@ def main() -> None:
     parser.add_argument("--many-rows", type=int, default=10_000, help="Rows in each of those tables.")
     parser.add_argument("--small", type=int, default=40, help="Small tables through the result set (0 to skip).")
     parser.add_argument("--small-rows", type=int, default=5_000, help="Rows in each of those tables.")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="A commit whose code also runs the parallel backfill (4 at a time), in turns with today's.",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         root = Path(tmp)
@@ -604,10 +632,16 @@ def main() -> None:
                             f'SELECT * FROM {DEMO_DATABASE}.{DEMO_SCHEMA}."data"'
                         )
                         keys.append(f"{DEMO_SCHEMA}.BENCH_{i}")
-                for concurrency in (4, 1):
-                    parallel[f"file, max_concurrent_runs={concurrency}"] = backfill_wall_seconds(
-                        root, process, keys, concurrency
+                before = baseline_code(args.baseline, root) if args.baseline else None
+                for turn in (1, 2) if before else (1,):  # taken in turns, so neither side has the quieter minutes
+                    if before:
+                        parallel[f"file, max_concurrent_runs=4, at {args.baseline} (try {turn})"] = (
+                            backfill_wall_seconds(root, process, keys, 4, label=f"before-{turn}", code=before)
+                        )
+                    parallel[f"file, max_concurrent_runs=4{f' (try {turn})' if before else ''}"] = (
+                        backfill_wall_seconds(root, process, keys, 4, label=f"now-{turn}")
                     )
+                parallel["file, max_concurrent_runs=1"] = backfill_wall_seconds(root, process, keys, 1)
                 for runs in (4, 2):
                     parallel[f"ducklake on postgres, max_concurrent_runs={runs}"] = lake_backfill(
                         root, process, keys, runs
