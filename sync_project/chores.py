@@ -212,7 +212,7 @@ def maintain_the_lake(context: dg.OpExecutionContext, scope: MirrorScope) -> Non
     context.log.info(
         f"{mirror.describe()}: expired {done.snapshots_expired} snapshot(s) older than "
         f"{duckdb.ducklake_retention_days:g} day(s), merged {done.files_merged} file(s) into {done.files_written}, "
-        f"deleted {done.files_deleted} file(s) in {done.seconds:.2f}s"
+        f"deleted {done.files_deleted} file(s) and {done.orphans_deleted} orphan(s) in {done.seconds:.2f}s"
     )
     context.add_output_metadata(
         {
@@ -220,6 +220,7 @@ def maintain_the_lake(context: dg.OpExecutionContext, scope: MirrorScope) -> Non
             "files_merged": done.files_merged,
             "files_written": done.files_written,
             "files_deleted": done.files_deleted,
+            "orphans_deleted": done.orphans_deleted,
         },
         output_name="result",
     )

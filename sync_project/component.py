@@ -70,7 +70,9 @@ class SnowflakeMirrorComponent(dg.Component, dg.Model, dg.Resolvable):
     published_path: str | None = Field(default=None, description="What readers open; default mirror.duckdb beside it")
     download_dir: str | None = Field(default=None, description="Where GET puts unloaded files")
     ducklake_catalog: str | None = Field(default=None, description="The lake's catalog: a SQLite file or postgres:...")
-    ducklake_data_path: str | None = Field(default=None, description="The folder of the lake's Parquet files")
+    ducklake_data_path: str | None = Field(
+        default=None, description="The lake's Parquet files: a folder, or s3://bucket/prefix/"
+    )
     ducklake_retention_days: float | None = Field(
         default=None, ge=0, description="Lake snapshots younger than this stay queryable (time travel)"
     )

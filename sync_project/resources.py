@@ -200,7 +200,9 @@ class SyncDuckDBResource(DuckDBResource):
     )
     target: str = Field(default="duckdb", description="duckdb (the one file) or ducklake (SYNC_TARGET)")
     ducklake_catalog: str = Field(default="", description="The lake's catalog: a SQLite file or postgres:...")
-    ducklake_data_path: str = Field(default="", description="The folder for the lake's Parquet files")
+    ducklake_data_path: str = Field(
+        default="", description="The lake's Parquet files: a folder, or s3://bucket/prefix/"
+    )
     ducklake_retention_days: float = Field(
         default=env.DEFAULT_DUCKLAKE_RETENTION_DAYS, description="Snapshots younger than this stay queryable"
     )

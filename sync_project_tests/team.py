@@ -82,7 +82,7 @@ class Team:
     redis: RedisServer
     downloads: Path
     lake_catalog: str
-    lake_data: Path
+    lake_data: str  # a folder, or an s3:// prefix
     dagster_database: str
     ui_port: int = field(default_factory=free_port)
     workers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
@@ -204,7 +204,8 @@ def team_deployment(
     os.environ.update(env)
     os.environ.pop("SNOWFLAKE_ACCOUNT", None)
     processes = DagsterProcesses(home, dict(os.environ))
-    team = Team(processes, postgres, redis, tmp_path / "downloads", lake_catalog, tmp_path / "lake-data", dagster_db)
+    lake_data = env["SYNC_DUCKLAKE_DATA_PATH"]
+    team = Team(processes, postgres, redis, tmp_path / "downloads", lake_catalog, lake_data, dagster_db)
     try:
         for name in workers:
             team.start_worker(name)

@@ -32,6 +32,7 @@ from sync_project_tests.helpers import (
     stage_leftovers,
 )
 from sync_project_tests.postgres import Postgres
+from sync_project_tests.s3 import S3Server
 
 SCHEMA = "WORKSPACE_833213390"
 REGISTERED = [f"{SCHEMA}.data", f"{SCHEMA}.ALL_TYPES"]
@@ -306,3 +307,28 @@ def test_an_unreachable_snowflake_is_one_line_with_what_to_check(
     assert result.exit_code == 1, result.output
     assert "250001" in result.output and "SNOWFLAKE_ACCOUNT" in result.output and "doctor" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2, result.output
+
+
+def test_a_lake_in_object_storage_has_a_lake_storage_line_that_names_the_fix(
+    env: Path, local_snowflake: LocalSnowflakeProcess, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_path = s3.new_prefix()
+    lake = {
+        "SYNC_TARGET": "ducklake",
+        "SYNC_DUCKLAKE_CATALOG": str(tmp_path / "lake.sqlite"),
+        "SYNC_DUCKLAKE_DATA_PATH": data_path,
+    }
+    for name, value in (lake | s3.env("worker")).items():
+        monkeypatch.setenv(name, value)
+    code, checks = doctor()
+    storage = checks["lake storage"]
+    assert code == 0 and storage["status"] == "passed" and data_path in storage["detail"], checks
+    assert s3.objects(data_path) == []  # the probe object was deleted
+
+    for name, value in s3.env("analyst").items():  # a key that may only read
+        monkeypatch.setenv(name, value)
+    code, checks = doctor()
+    failed_only(checks, "lake storage")
+    storage = checks["lake storage"]
+    assert "AccessDenied" in storage["detail"] and "s3:PutObject" in storage["fix"]
+    assert all(secret not in json.dumps(checks) for secret in s3.keys["analyst"])

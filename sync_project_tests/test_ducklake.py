@@ -23,8 +23,7 @@ from sync_project.settings import Settings, project_root
 from sync_project.status import table_status
 from sync_project.sync.errors import PermanentError, TransientError
 from sync_project.sync.extensions import OFFLINE, PACKAGES, extension_file, load_extension
-from sync_project.sync.mirror.access import lake_session
-from sync_project.sync.mirror.lake import Lake
+from sync_project.sync.mirror.lake import Lake, lake_session
 from sync_project.sync.pipeline import sync_table, sync_tables
 from sync_project.sync.sample import write_sample
 from sync_project.sync.state import TableOptions, read_sync_state
@@ -41,6 +40,7 @@ from sync_project_tests.helpers import (
     snowflake_settings,
 )
 from sync_project_tests.postgres import Postgres, postgres_server
+from sync_project_tests.s3 import S3Server
 
 
 def test_the_lake_extensions_load_from_their_packages_with_downloads_off(tmp_path: Path) -> None:
@@ -92,19 +92,27 @@ def test_a_lake_on_a_real_postgres_commits_two_writers_at_once(postgres: Postgre
     assert len(snapshots) >= 3  # the lake's first snapshot, then one per commit
 
 
-@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres", "sqlite-s3", "postgres-s3"])
 def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
-    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest, catalog: str
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest, catalog: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if catalog == "postgres":
+    """Its checks, the snapshot in its metadata, status, sample and a read of that snapshot; with `-s3`, the lake's
+    data in the S3 server (a table of more rows than DuckLake inlines into its catalog, so they are objects)."""
+    if catalog.startswith("postgres"):
         server: Postgres = request.getfixturevalue("postgres")
         lake_catalog = f"postgres:{server.conninfo(server.new_database())}"
     else:
         lake_catalog = str(tmp_path / "lake.sqlite")
-    lake_settings = dataclasses.replace(
-        settings, target="ducklake", ducklake_catalog=lake_catalog, ducklake_data_path=str(tmp_path / "lake-data")
-    )
+    data_path = str(tmp_path / "lake-data")
     key = "WORKSPACE_833213390.ALL_TYPES"
+    if catalog.endswith("-s3"):
+        s3: S3Server = request.getfixturevalue("s3")
+        for name, value in s3.env().items():
+            monkeypatch.setenv(name, value)
+        data_path, key = s3.new_prefix(), "WORKSPACE_833213390.data"
+    lake_settings = dataclasses.replace(
+        settings, target="ducklake", ducklake_catalog=lake_catalog, ducklake_data_path=data_path
+    )
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SNOWFLAKE_TABLES, [key])
         result = run_job(lake_settings, instance, SYNC_JOB, key)
@@ -123,9 +131,11 @@ def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
         out = io.BytesIO()
         sampled = write_sample(lake_settings.mirror, table, out, rows=3, mode="random")
         assert sampled.rows == 3 and len(out.getvalue().splitlines()) == 3
-    reader = _lake(lake_catalog if catalog == "postgres" else f"sqlite:{lake_catalog}", tmp_path / "lake-data", True)
-    rows = reader.execute(f'SELECT count(*) FROM lake."WORKSPACE_833213390"."ALL_TYPES" AT (VERSION => {snapshot})')
-    assert rows.fetchone() == (figures["rows_total"],)
+    with lake_session(Lake(lake_catalog, data_path), read_only=True) as reader:
+        rows = reader.execute(f"SELECT count(*) FROM {table.duckdb_sql} AT (VERSION => {snapshot})")
+        assert rows.fetchone() == (figures["rows_total"],)
+    if catalog.endswith("-s3"):
+        assert any(k.endswith(".parquet") for k in s3.objects(data_path))
 
 
 def test_the_daily_cleanup_expires_old_snapshots_and_compacts_the_lake(settings: Settings, tmp_path: Path) -> None:

@@ -110,17 +110,19 @@ def target_rows(opts: SyncOptions, table: TableRef) -> list[tuple[Any, ...]]:
 
 @dataclass(frozen=True)
 class Mirror:
-    """Where the syncs of a test land: the DuckDB file, or a DuckLake on SQLite or on a real PostgreSQL."""
+    """Where the syncs of a test land: the DuckDB file, or a DuckLake on SQLite or on a real PostgreSQL, its data
+    in a folder or in a real S3 server."""
 
     kind: str
     postgres: Postgres | None = None
     extract: str = "unload"  # the way out of Snowflake: a stage, or the result set (sync/paths.py)
+    data_path: str = ""  # the lake's data in the S3 server (its worker's key in the test's environment)
 
     def options(self, tmp_path: Path, **overrides: Any) -> SyncOptions:
         overrides = {"extract": self.extract} | overrides
         if self.kind == "file":
             return options(tmp_path, **overrides)
-        data = str(tmp_path / "lake-data")
+        data = self.data_path or str(tmp_path / "lake-data")
         if self.postgres is not None:
             lake = Lake(f"postgres:{self.postgres.conninfo(self.postgres.new_database())}", data)
         else:
@@ -128,13 +130,23 @@ class Mirror:
         return options(tmp_path, lake=lake, **overrides)
 
 
-@pytest.fixture(params=["file", "ducklake-sqlite", "ducklake-postgres", "file/results", "ducklake-sqlite/results"])
-def mirror(request: pytest.FixtureRequest) -> Mirror:
-    """Every contract test runs against each target the mirror can have, and through both ways out of
-    Snowflake (the result set on the file and on one lake: the load after it is the same)."""
+TARGETS = ["file", "ducklake-sqlite", "ducklake-postgres", "ducklake-sqlite-s3", "ducklake-postgres-s3"]
+
+
+@pytest.fixture(params=[*TARGETS, "file/results", "ducklake-sqlite/results"])
+def mirror(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mirror:
+    """Every contract test runs against each target the mirror can have (a lake's data in a folder or in S3),
+    and through both ways out of Snowflake (the result set on the file and on one lake: the load after it is
+    the same)."""
     kind, _, extract = str(request.param).partition("/")
-    postgres = request.getfixturevalue("postgres") if kind == "ducklake-postgres" else None
-    return Mirror(kind, postgres, extract or "unload")
+    postgres = request.getfixturevalue("postgres") if kind.startswith("ducklake-postgres") else None
+    data_path = ""
+    if kind.endswith("-s3"):
+        s3 = request.getfixturevalue("s3")
+        for name, value in s3.env().items():
+            monkeypatch.setenv(name, value)
+        data_path = s3.new_prefix()
+    return Mirror(kind, postgres, extract or "unload", data_path)
 
 
 def phases(mirror: Mirror) -> set[str]:

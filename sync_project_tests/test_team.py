@@ -5,6 +5,10 @@ and a restarted Postgres do to runs."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +36,7 @@ from sync_project_tests.daemon import BIN, PARTITION_RUNS, DagsterProcesses, gra
 from sync_project_tests.emulator_controls import fault_state, inject_fault
 from sync_project_tests.helpers import assert_exact_copy, create_numbered_tables, fetch, snowflake_settings
 from sync_project_tests.postgres import postgres_server
+from sync_project_tests.s3 import S3Server
 from sync_project_tests.team import BROKER_QUEUE, WORKSPACE, Team, run_pids, team_deployment, wait_for_runs
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +75,7 @@ def wait_until_fired(local_snowflake: LocalSnowflakeProcess, kind: str, team: Te
 def assert_synced(team: Team, local_snowflake: LocalSnowflakeProcess, key: str, download_root: Path) -> None:
     """The lake's table equals Snowflake's and the row-count check passed for its partition."""
     schema, name = key.split(".")
-    lake = Lake(team.lake_catalog, str(team.lake_data))
+    lake = Lake(team.lake_catalog, team.lake_data)
     assert_exact_copy(
         local_snowflake, team.home / "unused.duckdb", download_root, TableRef(DATABASE, schema, name), lake
     )
@@ -82,16 +87,23 @@ def assert_synced(team: Team, local_snowflake: LocalSnowflakeProcess, key: str, 
     assert latest.event and latest.event.asset_check_evaluation and latest.event.asset_check_evaluation.passed
 
 
-def test_a_cli_backfill_runs_on_both_workers_and_lands_in_one_lake(
-    team: Team, local_snowflake: LocalSnowflakeProcess
-) -> None:
+def backfill_new_tables(team: Team, local_snowflake: LocalSnowflakeProcess) -> tuple[list[str], list[Any]]:
+    """A CLI backfill of TABLES new tables, each run succeeded: their keys and the runs' records."""
     keys = create_tables(local_snowflake, TABLES)
     # Each unload stalls a second, as real ones take seconds: both workers get runs to do.
     inject_fault(local_snowflake.base_url, "unload", mode="stall", seconds=1, count=TABLES)
     team.backfill(keys)
     with dg.DagsterInstance.get() as instance:
         records = wait_for_runs(instance, TABLES, 300, team)
-        assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, team.logs()
+    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}, team.logs()
+    return keys, list(records)
+
+
+def test_a_cli_backfill_runs_on_both_workers_and_lands_in_one_lake(
+    team: Team, local_snowflake: LocalSnowflakeProcess
+) -> None:
+    keys, records = backfill_new_tables(team, local_snowflake)
+    with dg.DagsterInstance.get() as instance:
         assert sorted(r.dagster_run.tags["dagster/partition"] for r in records) == sorted(keys)
         pids = {r.dagster_run.run_id: run_pids(instance, r.dagster_run.run_id) for r in records}
         # The run history is Dagster's Postgres storage, which the webserver and daemon share.
@@ -107,6 +119,49 @@ def test_a_cli_backfill_runs_on_both_workers_and_lands_in_one_lake(
     assert {team.worker_of(p[0]) for p in pids.values()} == {"a", "b"}, pids
     for key in keys:
         assert_synced(team, local_snowflake, key, team.downloads)
+
+
+ANALYST = """
+import json, sys
+from sync_project.sync.mirror.lake import lake_session
+from sync_project.sync.mirror.lake import Lake
+catalog, data, *tables = sys.argv[1:]
+with lake_session(Lake(catalog, data), read_only=True, what="an analyst's read") as con:
+    print(json.dumps({t: [[str(v) for v in r] for r in con.execute(f"SELECT * FROM {t}").fetchall()] for t in tables}))
+"""
+
+
+def test_a_backfill_on_both_workers_writes_the_lake_to_s3_and_an_analyst_reads_it_with_a_read_only_key(
+    tmp_path_factory: pytest.TempPathFactory, local_snowflake: LocalSnowflakeProcess, s3: S3Server
+) -> None:
+    root = tmp_path_factory.mktemp("team-s3")
+    data_path = s3.new_prefix()
+    with (
+        postgres_server(root / "pgdata") as postgres,
+        team_deployment(root, local_snowflake, postgres, SYNC_DUCKLAKE_DATA_PATH=data_path, **s3.env("worker")) as team,
+    ):
+        keys, records = backfill_new_tables(team, local_snowflake)
+        with dg.DagsterInstance.get() as instance:
+            workers = {team.worker_of(run_pids(instance, r.dagster_run.run_id)[0]) for r in records}
+        assert workers == {"a", "b"}
+        tables = [TableRef(DATABASE, *key.split(".")) for key in keys]
+        stored = s3.objects(data_path)
+        for table in tables:  # every table's rows are objects in the bucket, none in a folder
+            assert any(k.startswith(f"{table.duckdb_schema}/{table.duckdb_table}/") for k in stored), stored
+        assert not (root / "lake-data").exists()
+
+        # An analyst's process, with only its own read-only key, attaches the lake and reads every table.
+        analyst_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | s3.env("analyst")
+        read = subprocess.run(
+            [sys.executable, "-c", ANALYST, team.lake_catalog, data_path, *(t.duckdb_sql for t in tables)],
+            env=analyst_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert read.returncode == 0, read.stderr
+        seen = json.loads(read.stdout)
+        with snowflake.connector.connect(**snowflake_settings(local_snowflake)) as conn:
+            for table in tables:
+                source = sorted([str(v) for v in r] for r in fetch(conn, f"SELECT * FROM {table.snowflake_sql}"))
+                assert sorted(seen[table.duckdb_sql]) == source
 
 
 def test_a_worker_killed_mid_sync_has_its_run_resumed_on_the_other(

@@ -124,7 +124,8 @@ def run_doctor(
     """Every check, Snowflake side then local side; `connect` returns a new connection (the caller's auth)."""
     checks, largest = _snowflake_checks(connect, target, tables, options)
     mirror = _mirror(options.mirror)
-    checks += [mirror, _download_folder(options.download_root)]
+    storage = options.mirror.storage_probe()
+    checks += [mirror, *([_run("lake storage", *storage)] if storage else []), _download_folder(options.download_root)]
     checks.append(_free_space(options, largest) if largest is not False else _skipped("disk space", "sign-in failed"))
     return DoctorReport(checks)
 

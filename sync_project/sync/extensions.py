@@ -20,6 +20,7 @@ PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
     "sqlite_scanner": "duckdb_extension_sqlite_scanner",
     "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",  # a lake whose data is in object storage (s3://)
 }
 DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 # Settings for every connection that may need one of them: a missing extension is an error, not a download.

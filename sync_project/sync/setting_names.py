@@ -26,6 +26,7 @@ SYNC_MAX_FILE_SIZE = "SYNC_MAX_FILE_SIZE"
 SYNC_FEED_FROM_BYTES = "SYNC_FEED_FROM_BYTES"  # full unloads this big are loaded as their files arrive
 SYNC_DISK_RESERVE_BYTES = "SYNC_DISK_RESERVE_BYTES"  # a sync never leaves less free than this
 SYNC_STAGE = "SYNC_STAGE"  # unset: the user stage @~ (no privilege, nothing created in source schemas)
+SYNC_S3_URL_STYLE = "SYNC_S3_URL_STYLE"  # a lake on s3://: path (default with an endpoint) or vhost
 SYNC_EXTRACT = "SYNC_EXTRACT"  # the way out of Snowflake: auto (default), unload (a stage), or results
 SYNC_RESULTS_MAX_BYTES = "SYNC_RESULTS_MAX_BYTES"  # under auto, tables up to this size read the result set
 SYNC_PUBLISHED_PATH = "SYNC_PUBLISHED_PATH"  # what readers open: a symlink to the latest complete snapshot

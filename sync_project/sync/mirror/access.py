@@ -27,8 +27,6 @@ import duckdb
 import filelock
 
 from sync_project.sync.errors import LockTimeoutError, PermanentError
-from sync_project.sync.extensions import OFFLINE, load_extension
-from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, attach_lake
 from sync_project.sync.mirror.waiting import wanting
 from sync_project.sync.setting_names import SYNC_DUCKDB_PATH, SYNC_LOCK_TIMEOUT_SECONDS, SYNC_PUBLISHED_PATH
 
@@ -285,29 +283,6 @@ def session_settings(con: duckdb.DuckDBPyConnection) -> None:
     # (feed.py) took a second more, at a higher peak RSS (the tests README, big tables).
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET TimeZone = 'UTC'")  # TIMESTAMP -> TIMESTAMPTZ casts read the value as UTC
-
-
-@contextlib.contextmanager
-def lake_session(
-    lake: Lake, read_only: bool = False, what: str = "", log: Log | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short connection with the lake attached and in use: tables and `_sync` live in it, as in the file.
-
-    No project lock: DuckLake commits concurrent transactions with snapshot isolation, so loads of
-    different tables never wait for each other, and read-only sessions never wait at all.
-    """
-    con = duckdb.connect(config=OFFLINE)
-    try:
-        load_extension(con, lake.scanner)
-        load_extension(con, "ducklake")
-        if not lake.is_postgres:
-            Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
-        attach_lake(con, lake, read_only, what or "opening the lake", log or quiet)
-        con.execute(f"USE {LAKE_ALIAS}")
-        session_settings(con)
-        yield con
-    finally:
-        con.close()
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -166,6 +167,10 @@ class Mirror(ABC):
     @abstractmethod
     def probe_fix(self) -> str:
         """What to do when `probe` fails."""
+
+    def storage_probe(self) -> tuple[Callable[[], str], str] | None:
+        """A probe of where the mirror keeps its data when that is not beside it (object storage), and its fix."""
+        return None
 
     def table(self, table: TableRef, what: str, wait: float | None = None, waited: Waited | None = None) -> MirrorTable:
         """What the mirror holds for a table, read in one short read-only session."""

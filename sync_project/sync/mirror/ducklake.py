@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from sync_project.sync.mirror.access import Log, lake_session, quiet
+from sync_project.sync.mirror.access import Log, quiet
 from sync_project.sync.mirror.base import Mirror, NothingToDo, Session, SessionAsk
-from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake
+from sync_project.sync.mirror.lake import LAKE_ALIAS, Lake, lake_session
 from sync_project.sync.mirror.maintenance import LakeMaintenance, maintain_lake
+from sync_project.sync.mirror.object_store import WRITER_ACTIONS, probe_storage
 from sync_project.sync.mirror.publish import PublishReport
 from sync_project.sync.setting_names import SYNC_DUCKLAKE_CATALOG, SYNC_DUCKLAKE_DATA_PATH
 from sync_project.sync.state import STATE_SCHEMA
@@ -43,6 +44,15 @@ class LakeMirror(Mirror):
 
     def describe(self) -> str:
         return self.lake.describe()
+
+    def storage_probe(self) -> tuple[Callable[[], str], str] | None:
+        if not self.lake.on_object_store:
+            return None
+        fix = (
+            f"give the key in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY {', '.join(WRITER_ACTIONS)} on "
+            f"{self.lake.data_path}, and check the bucket, AWS_REGION and AWS_ENDPOINT_URL_S3"
+        )
+        return lambda: probe_storage(self.lake.data_path), fix
 
     @property
     def shared_across_machines(self) -> bool:

@@ -8,15 +8,19 @@ every commit is a snapshot a reader can query later (`AT (VERSION => id)`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from sync_project.sync.errors import PermanentError, TransientError
+from sync_project.sync.extensions import OFFLINE, load_extension
+from sync_project.sync.mirror.access import Log, quiet, session_settings
+from sync_project.sync.mirror.object_store import check_data_path, on_object_store, storage_error, use_object_store
 from sync_project.sync.setting_names import SYNC_DUCKLAKE_CATALOG, SYNC_DUCKLAKE_DATA_PATH
 from sync_project.sync.tables import sql_string
 
@@ -27,7 +31,7 @@ POSTGRES_PREFIX = "postgres:"
 @dataclass(frozen=True)
 class Lake:
     catalog: str  # a SQLite file path, or postgres:<libpq key=value conninfo>
-    data_path: str  # the folder (or object-store prefix) that holds the lake's Parquet files
+    data_path: str  # the folder, or the s3://bucket/prefix/, that holds the lake's Parquet files
 
     def __post_init__(self) -> None:
         if not self.catalog or not self.data_path:
@@ -41,6 +45,11 @@ class Lake:
                 f"{SYNC_DUCKLAKE_CATALOG} must not hold a password: set PGPASSWORD (or a ~/.pgpass entry), "
                 "which PostgreSQL's client reads itself, and leave password= out of the catalog"
             )
+        check_data_path(self.data_path)
+
+    @property
+    def on_object_store(self) -> bool:
+        return on_object_store(self.data_path)
 
     @property
     def is_postgres(self) -> bool:
@@ -113,3 +122,33 @@ def attach_lake(
                 f"{message}. Check {SYNC_DUCKLAKE_CATALOG} and {SYNC_DUCKLAKE_DATA_PATH}, and that the catalog "
                 "database is reachable."
             ) from None
+
+
+@contextlib.contextmanager
+def lake_session(
+    lake: Lake, read_only: bool = False, what: str = "", log: Log | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short connection with the lake attached and in use: tables and `_sync` live in it, as in the file.
+
+    No project lock: DuckLake commits concurrent transactions with snapshot isolation, so loads of
+    different tables never wait for each other, and read-only sessions never wait at all.
+    """
+    con = duckdb.connect(config=OFFLINE)
+    try:
+        load_extension(con, lake.scanner)
+        load_extension(con, "ducklake")
+        if lake.on_object_store:
+            use_object_store(con, lake.data_path)
+        if not lake.is_postgres:
+            Path(lake.catalog).parent.mkdir(parents=True, exist_ok=True)
+        attach_lake(con, lake, read_only, what or "opening the lake", log or quiet)
+        con.execute(f"USE {LAKE_ALIAS}")
+        session_settings(con)
+        yield con
+    except duckdb.Error as e:
+        said = storage_error(e, lake.data_path, what or "the lake") if lake.on_object_store else None
+        if said is None:
+            raise
+        raise said from None
+    finally:
+        con.close()
