@@ -143,3 +143,30 @@ def test_maintenance_with_retention_0_leaves_only_the_objects_the_latest_snapsho
     assert sorted(after) == sorted(str(f[0]).removeprefix(lake.data_path) for f in named)
     assert len(before) > len(after) and done.files_deleted > 0 and done.orphans_deleted == 1
     assert lake_rows(opts, table) == (ROWS, sum(range(11, ROWS + 11)))
+
+
+def test_without_a_key_in_the_environment_a_duckdb_secret_of_the_users_is_used(
+    local_snowflake: LocalSnowflakeProcess, sf: Any, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user who keeps the key in a persistent DuckDB secret (`CREATE PERSISTENT SECRET`, in ~/.duckdb) sets no
+    AWS variable: the sync makes no secret of its own, and DuckDB's applies."""
+    import duckdb
+
+    from sync_project.sync.extensions import OFFLINE, load_extension
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in s3.env():
+        monkeypatch.delenv(name, raising=False)
+    key_id, secret = s3.keys["worker"]
+    endpoint = s3.endpoint.removeprefix("http://")
+    with duckdb.connect(config=OFFLINE) as con:
+        load_extension(con, "httpfs")
+        con.execute(
+            f"CREATE PERSISTENT SECRET users_own (TYPE s3, KEY_ID '{key_id}', SECRET '{secret}', REGION 'us-east-1', "
+            f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"
+        )
+    lake = Lake(str(tmp_path / "lake.sqlite"), s3.new_prefix())
+    table = events(sf)
+    opts = options(tmp_path, lake=lake)
+    assert sync_table(connector(local_snowflake), table, opts).rows_total == ROWS
+    assert any(key.endswith(".parquet") for key in s3.objects(lake.data_path))

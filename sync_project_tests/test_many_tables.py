@@ -174,7 +174,7 @@ def test_tables_of_one_run_share_sessions_and_release_the_file_when_it_ends(
     tables.insert(3, TableRef("KEBOOLA_33", schema, "NOT_THERE"))
     opts = options(tmp_path)
     outcomes = list(sync_tables(counting, tables, opts, workers=2))
-    assert sum(o.report is not None for o in outcomes) == TABLES
+    assert sum(o.report is not None for o in outcomes) == TABLES, [str(o.error) for o in outcomes if o.error]
     assert len(signed_in) <= 3  # two workers, and one new session after the failed table's
     other = subprocess.run(
         [sys.executable, "-c", f"import duckdb; duckdb.connect({str(tmp_path / 'sync.duckdb')!r}).close()"],

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -148,16 +149,24 @@ def write_facts(con: duckdb.DuckDBPyConnection, facts: dict[str, str | None]) ->
             con.execute(f"INSERT INTO {STATE_SCHEMA}.facts VALUES (?, ?, now())", [name, value])
 
 
+_CREATE_RETRIES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
 def create_each(con: duckdb.DuckDBPyConnection, statements: tuple[str, ...] = STATE_DDL) -> None:
     """Run `CREATE ... IF NOT EXISTS` statements (the state's by default) outside a transaction, each in a commit
     of its own: writers that start at once on a lake each create them, and DuckLake refuses every commit but the
-    first that creates one schema (or table). A statement that lost has met the one object another writer made,
-    so its single retry finds it; two statements in one retry could meet a second race."""
+    first that creates one schema (or table); the loads of one run on the DuckDB file's one instance meet the
+    same conflict in DuckDB's catalog. A statement that lost met another writer's creation of the one object, and
+    finds it once that writer has committed, which may take a moment longer than an immediate retry waits."""
     for statement in statements:
-        try:
-            con.execute(statement)
-        except duckdb.TransactionException:
-            con.execute(statement)  # another writer's commit made it meanwhile; now it exists
+        for pause in (*_CREATE_RETRIES, None):
+            try:
+                con.execute(statement)
+                break
+            except duckdb.TransactionException:
+                if pause is None:
+                    raise
+                time.sleep(pause)  # another writer is creating it; once committed, it exists
 
 
 def _replace_row(con: duckdb.DuckDBPyConnection, table: TableRef, changes: dict[str, Any]) -> None:

@@ -148,9 +148,9 @@ def use_object_store(con: duckdb.DuckDBPyConnection, data_path: str, access: S3A
 _REFUSED = re.compile(r"HTTP (?:code )?(40[0-9])|\((?:HTTP )?(40[0-9])[ )]")
 _S3_CODE = re.compile(r"\b(AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|NoSuchBucket|ExpiredToken|"
                       r"InvalidToken|AllAccessDisabled|AccountProblem)\b")  # fmt: skip
-_UNREACHABLE = ("could not connect", "connection refused", "timed out", "timeout", "unable to connect",
-                "connection reset", "returned nothing", "failure when receiving", "failure when sending",
-                "http 5", "(http code 5", "service unavailable", "slowdown")  # fmt: skip
+_UNREACHABLE = ("could not connect", "could not resolve", "connection refused", "timed out", "timeout",
+                "unable to connect", "connection reset", "returned nothing", "failure when receiving",
+                "failure when sending", "http 5", "(http code 5", "service unavailable", "slowdown")  # fmt: skip
 
 
 def storage_error(error: duckdb.Error, data_path: str, what: str, access: S3Access | None = None) -> SyncError | None:
