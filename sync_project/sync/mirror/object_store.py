@@ -184,11 +184,7 @@ def probe_storage(data_path: str, access: S3Access | None = None) -> str:
     """Write, read back and delete a probe object under the lake's prefix: what a sync and maintenance do."""
     access = access or S3Access.from_environment()
     bucket, prefix = bucket_and_prefix(data_path)
-    key = (
-        f"{prefix.rstrip('/')}/_sync_project_probe/{uuid.uuid4().hex}"
-        if prefix.strip("/")
-        else f"_probe/{uuid.uuid4().hex}"
-    )
+    key = "/".join(part for part in (prefix.strip("/"), "_sync_project_probe", uuid.uuid4().hex) if part)
     client = access.boto3_client()
     body = b"sync_project doctor"
     try:
