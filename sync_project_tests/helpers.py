@@ -106,8 +106,7 @@ def lake_for(target: str, tmp_path: Path, request: Any) -> Lake | None:
     data = str(tmp_path / "lake-data")
     if target.endswith("-s3"):  # the lake's data in the session's S3 server, as its worker
         s3 = request.getfixturevalue("s3")
-        for name, value in s3.env().items():
-            request.getfixturevalue("monkeypatch").setenv(name, value)
+        s3.use(request.getfixturevalue("monkeypatch"))
         data = s3.new_prefix()
     if target.startswith("ducklake-sqlite"):
         return Lake(str(tmp_path / "lake.sqlite"), data)

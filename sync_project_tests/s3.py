@@ -53,6 +53,11 @@ class S3Server:
             "AWS_ENDPOINT_URL_S3": endpoint or self.endpoint,
         }
 
+    def use(self, monkeypatch: Any, principal: str = "worker", endpoint: str | None = None) -> None:
+        """Give the test's process this principal's AWS variables (undone with the test's monkeypatch)."""
+        for name, value in self.env(principal, endpoint).items():
+            monkeypatch.setenv(name, value)
+
     def new_prefix(self) -> str:
         """A data path of its own for one test's lake."""
         return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/"

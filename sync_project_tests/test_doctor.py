@@ -318,15 +318,15 @@ def test_a_lake_in_object_storage_has_a_lake_storage_line_that_names_the_fix(
         "SYNC_DUCKLAKE_CATALOG": str(tmp_path / "lake.sqlite"),
         "SYNC_DUCKLAKE_DATA_PATH": data_path,
     }
-    for name, value in (lake | s3.env("worker")).items():
+    for name, value in lake.items():
         monkeypatch.setenv(name, value)
+    s3.use(monkeypatch)
     code, checks = doctor()
     storage = checks["lake storage"]
     assert code == 0 and storage["status"] == "passed" and data_path in storage["detail"], checks
     assert s3.objects(data_path) == []  # the probe object was deleted
 
-    for name, value in s3.env("analyst").items():  # a key that may only read
-        monkeypatch.setenv(name, value)
+    s3.use(monkeypatch, "analyst")  # a key that may only read
     code, checks = doctor()
     failed_only(checks, "lake storage")
     storage = checks["lake storage"]

@@ -107,8 +107,7 @@ def test_the_dagster_shell_syncs_into_a_lake_with_its_checks_and_snapshot(
     key = "WORKSPACE_833213390.ALL_TYPES"
     if catalog.endswith("-s3"):
         s3: S3Server = request.getfixturevalue("s3")
-        for name, value in s3.env().items():
-            monkeypatch.setenv(name, value)
+        s3.use(monkeypatch)
         data_path, key = s3.new_prefix(), "WORKSPACE_833213390.data"
     lake_settings = dataclasses.replace(
         settings, target="ducklake", ducklake_catalog=lake_catalog, ducklake_data_path=data_path

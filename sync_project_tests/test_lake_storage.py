@@ -5,6 +5,7 @@ objects (the doctor's `lake storage` line: test_doctor.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,6 @@ def fill(sf: Any, table: TableRef, rows: int, offset: int = 0) -> None:
     )
 
 
-def as_principal(monkeypatch: pytest.MonkeyPatch, s3: S3Server, principal: str, endpoint: str | None = None) -> None:
-    for name, value in s3.env(principal, endpoint).items():
-        monkeypatch.setenv(name, value)
-
-
 def lake_rows(opts: Any, table: TableRef) -> tuple[int, int]:
     with opts.mirror.session("checking", read_only=True) as con:
         found = con.execute(f"SELECT count(*), sum(ID) FROM {table.duckdb_sql}").fetchone()
@@ -50,7 +46,7 @@ def lake_rows(opts: Any, table: TableRef) -> tuple[int, int]:
 
 @pytest.fixture
 def lake(s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
-    as_principal(monkeypatch, s3, "worker")
+    s3.use(monkeypatch, "worker")
     return Lake(str(tmp_path / "lake.sqlite"), s3.new_prefix())
 
 
@@ -65,7 +61,7 @@ def test_the_files_land_in_the_bucket_and_an_analyst_reads_them_but_cannot_write
     assert stored and all(key.endswith(".parquet") for key in stored)
     assert not (tmp_path / "lake-data").exists()  # nothing of the lake on local disk but its catalog
 
-    as_principal(monkeypatch, s3, "analyst")
+    s3.use(monkeypatch, "analyst")
     assert lake_rows(opts, table) == (ROWS, ROWS * (ROWS - 1) // 2)  # read with the read-only key
     fill(sf, table, ROWS // 2, offset=1_000_000)
     with pytest.raises(PermanentError) as refused:
@@ -76,18 +72,21 @@ def test_the_files_land_in_the_bucket_and_an_analyst_reads_them_but_cannot_write
     assert lake_rows(opts, table) == (ROWS, ROWS * (ROWS - 1) // 2)  # nothing of the refused sync is visible
 
 
-def test_an_unknown_key_is_refused_permanently_and_no_key_reaches_the_message_or_the_log(
+@pytest.mark.parametrize(("principal", "code"), [("nobody", "InvalidAccessKeyId"), ("worker", "SignatureDoesNotMatch")])
+def test_an_unknown_key_or_a_wrong_secret_is_refused_permanently_and_neither_reaches_the_message_or_the_log(
     local_snowflake: LocalSnowflakeProcess, sf: Any, s3: S3Server, lake: Lake, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, principal: str, code: str,
 ) -> None:  # fmt: skip
     table = events(sf)
-    as_principal(monkeypatch, s3, "nobody")
+    s3.use(monkeypatch, principal)
+    if principal == "worker":  # a key IAM knows, with a secret that is not its own
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong" + s3.keys["worker"][1][5:])
     lines: list[str] = []
     with pytest.raises(PermanentError) as refused:
         sync_table(connector(local_snowflake), table, options(tmp_path, lake=lake), lines.append)
     said = "\n".join([str(refused.value), *lines])
-    assert "InvalidAccessKeyId" in said
-    key_id, secret = s3.env("nobody")["AWS_ACCESS_KEY_ID"], s3.env("nobody")["AWS_SECRET_ACCESS_KEY"]
+    assert code in said
+    key_id, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     assert key_id not in said and secret not in said
     assert f"key ...{key_id[-4:]}" in str(refused.value)  # which key, as AWS's console shows it
 
@@ -98,7 +97,7 @@ def test_an_endpoint_that_stops_answering_mid_sync_is_transient_and_keeps_the_pr
 ) -> None:  # fmt: skip
     proxy = CuttableProxy(int(s3.endpoint.rsplit(":", 1)[1]))
     try:
-        as_principal(monkeypatch, s3, "worker", endpoint=proxy.endpoint)
+        s3.use(monkeypatch, "worker", endpoint=proxy.endpoint)
         table = events(sf)
         opts = options(tmp_path, lake=lake)
         sync_table(connector(local_snowflake), table, opts)

@@ -143,8 +143,7 @@ def mirror(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> M
     data_path = ""
     if kind.endswith("-s3"):
         s3 = request.getfixturevalue("s3")
-        for name, value in s3.env().items():
-            monkeypatch.setenv(name, value)
+        s3.use(monkeypatch)
         data_path = s3.new_prefix()
     return Mirror(kind, postgres, extract or "unload", data_path)
 

@@ -62,7 +62,7 @@ class SharedFile:
         self._waiting = 0  # sessions asking to go in (counted under `_count`, which the gate may not be free for)
         self._count = threading.Lock()
         self._closing_soon = False  # a session failed or another process waits: close once the last one leaves
-        self._make_way = False  # ... and let that process in before opening again
+        self._closing_for_another = False  # ... and closing for another process, which goes next
         self._held: contextlib.AbstractContextManager[duckdb.DuckDBPyConnection] | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._closing: threading.Timer | None = None
@@ -135,14 +135,14 @@ class SharedFile:
             self._inside -= 1
             elsewhere = wanted_elsewhere(self.path)
             self._closing_soon = self._closing_soon or failed or elsewhere
-            self._make_way = self._make_way or elsewhere
+            self._closing_for_another = self._closing_for_another or elsewhere
             if self._inside:
                 return  # the last session out decides
             with self._count:
                 waiting = self._waiting
             if self._closing_soon:
                 self._close_now()
-                self._made_way, self._make_way, self._closing_soon = self._make_way, False, False
+                self._made_way, self._closing_for_another, self._closing_soon = self._closing_for_another, False, False
                 self._gate.notify_all()
             elif waiting:
                 pass  # a session going in takes it over at once
