@@ -50,6 +50,10 @@ class FileKey:
     iv: str
     matdesc: str
     sha256: str
+    # The stored (encrypted) object's MD5, computed once as it is written, as cloud storage keeps an object's
+    # ETag: LIST reads it rather than the file (a metadata lookup on Snowflake). Empty in metadata written
+    # before it was kept; LIST then hashes the file.
+    md5: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,16 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
     iv = secrets.token_bytes(_BLOCK)
     encryptor = Cipher(algorithms.AES(file_key), modes.CBC(iv)).encryptor()
     padder = padding.PKCS7(_BLOCK * 8).padder()  # PKCS5 padding generalised to 16-byte blocks, as the connector pads
-    digest = hashlib.sha256()
+    digest, stored = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with source.open("rb") as src, target.open("wb") as out:
         while chunk := src.read(_CHUNK):
             digest.update(chunk)
-            out.write(encryptor.update(padder.update(chunk)))
-        out.write(encryptor.update(padder.finalize()) + encryptor.finalize())
+            encrypted = encryptor.update(padder.update(chunk))
+            stored.update(encrypted)
+            out.write(encrypted)
+        encrypted = encryptor.update(padder.finalize()) + encryptor.finalize()
+        stored.update(encrypted)
+        out.write(encrypted)
     wrapper = Cipher(algorithms.AES(base64.b64decode(master.key)), modes.ECB()).encryptor()  # noqa: S305 - Snowflake's key wrapping
     key_padder = padding.PKCS7(_BLOCK * 8).padder()
     wrapped = wrapper.update(key_padder.update(file_key) + key_padder.finalize()) + wrapper.finalize()
@@ -79,7 +87,18 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
         base64.b64encode(iv).decode(),
         matdesc,
         base64.b64encode(digest.digest()).decode(),
+        stored.hexdigest(),
     )
+
+
+def _stored_md5(path: Path) -> str:
+    """The MD5 kept in a stored file's metadata; hashed from the file when none was kept."""
+    meta = path.with_name(path.name + META_SUFFIX)
+    kept = str(json.loads(meta.read_text()).get("md5", "")) if meta.is_file() else ""
+    if kept:
+        return kept
+    with path.open("rb") as stored:
+        return hashlib.file_digest(stored, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def safe_component(name: str) -> str:
@@ -294,7 +313,7 @@ class StageStore:
         rows: list[list[object]] = []
         folder = self.folder(ref.stage)
         for f in self.files(ref, pattern):
-            digest = hashlib.md5((folder / f.relative).read_bytes(), usedforsecurity=False).hexdigest()
+            digest = _stored_md5(folder / f.relative)
             modified = email.utils.format_datetime(dt.datetime.fromtimestamp(f.modified, dt.UTC), usegmt=True)
             rows.append([self.display_name(ref.stage, f.relative), f.size, digest, modified])
         return rows
