@@ -104,10 +104,15 @@ print(con.execute("SELECT answer FROM my_scratch").fetchone()[0], flush=True)
 """
 
 
+# Loaded as its files arrive (feed.py) from the first byte, in files of 2 MiB: a few groups per sync.
+FED: dict[str, Any] = {"feed_from_bytes": 0, "max_file_size": 2 * 2**20}
+
+
+@pytest.mark.parametrize("fed", [False, True], ids=["downloaded-first", "fed"])
 def test_readers_and_syncs_never_block_each_other(
-    local_snowflake: LocalSnowflakeProcess, big_table: TableRef, tmp_path: Path
+    local_snowflake: LocalSnowflakeProcess, big_table: TableRef, tmp_path: Path, fed: bool
 ) -> None:
-    opts = options(tmp_path, lock_timeout=60)
+    opts = options(tmp_path, lock_timeout=60, **(FED if fed else {}))
     published = tmp_path / "mirror.duckdb"
     sync_table(connector(local_snowflake), big_table, opts)
     first = publish_now(tmp_path)
@@ -125,6 +130,7 @@ def test_readers_and_syncs_never_block_each_other(
     )
     assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
     synced_counts = {1_000_000}
+    reports: list[Any] = []
     sync_failures: list[str] = []
     publish_failures: list[str] = []
     publishes = 0
@@ -133,7 +139,8 @@ def test_readers_and_syncs_never_block_each_other(
             # Each sync holds a different count, so a reader's count names the sync it saw, whole.
             fetch(conn, f"INSERT INTO {big_table.snowflake_sql} VALUES ({2_000_000 + i}, 1, 'new', '2030-01-01')")
             try:
-                synced_counts.add(sync_table(connector(local_snowflake), big_table, opts).rows_total)
+                reports.append(sync_table(connector(local_snowflake), big_table, opts))
+                synced_counts.add(reports[-1].rows_total)
             except Exception as e:
                 sync_failures.append(repr(e))
             if i % 4 == 3:
@@ -145,6 +152,9 @@ def test_readers_and_syncs_never_block_each_other(
     stop.touch()
     seen = json.loads(reader.communicate(timeout=60)[0].strip().splitlines()[-1])
     assert sync_failures == [] and publish_failures == [] and publishes == 5
+    # Fed, the download folder never held a whole table (its peak is counted then); downloaded first, it did.
+    assert all((r.download_peak_bytes is not None) == fed for r in reports)
+    assert all((r.download_peak_bytes or 0) < r.bytes_downloaded for r in reports)
     assert seen["errors"] == []
     counts = {int(n): times for n, times in seen["counts"].items()}
     assert sum(counts.values()) > 20 and set(counts) <= synced_counts  # every query saw one complete sync

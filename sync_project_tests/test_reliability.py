@@ -229,10 +229,27 @@ def engine_options(processes: DagsterProcesses) -> SyncOptions:
 
 
 BIG_ROWS = 1_500_000  # big enough that the load takes about a second on this machine
+# Loaded as its files arrive (feed.py) from the first byte, and unloaded in files of 4 MiB: the table comes in
+# groups of one file each.
+FED = {"SYNC_FEED_FROM_BYTES": "0", "SYNC_MAX_FILE_SIZE": str(4 * 2**20)}
 
 
+def wait_until_first_group_loaded(local_snowflake: LocalSnowflakeProcess, downloads: Path) -> None:
+    """With the second group's GET held, return once the load has read the first group into its transaction:
+    the feed deletes a group's file when the load asks for the next one, which the hold keeps from coming."""
+    deadline = time.monotonic() + 120  # a bound for a load that never gets there, not a timing claim
+    seen = False
+    while not (
+        seen and "get" in fault_state(local_snowflake.base_url)["fired"] and not any(downloads.rglob("*.parquet"))
+    ):
+        assert time.monotonic() < deadline, "the load never finished its first group"
+        seen = seen or any(downloads.rglob("*.parquet"))
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fed", [False, True], ids=["downloaded-first", "fed"])
 def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
-    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses
+    local_snowflake: LocalSnowflakeProcess, dagster_processes: DagsterProcesses, fed: bool
 ) -> None:
     schema = f"KILL_{uuid.uuid4().hex[:6].upper()}"
     table = TableRef("KEBOOLA_33", schema, "BIG")
@@ -248,34 +265,55 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
     check = f"SELECT count(*), sum(ID), sum(AMOUNT) FROM {table.duckdb_sql}"
     with duckdb.connect(str(file_of(options)), read_only=True) as con:
         before = con.execute(check).fetchone()
-    run = materialize(dagster_processes, table.key)
+    if fed:  # killed between two groups: the second group's GET is held (after the first), the load waits for it
+        inject_fault(local_snowflake.base_url, "get", mode="hold", seconds=120, after=1)
+    run = materialize(dagster_processes, table.key, **(FED if fed else {}))
     assert run.stdout is not None
     for line in run.stdout:
         if "in one transaction" in line:  # the load has the file and its transaction is open
             break
+    if fed:
+        wait_until_first_group_loaded(local_snowflake, options.download_root)
     os.killpg(run.pid, signal.SIGKILL)  # the whole group: the run process and anything it started
+    release_faults(local_snowflake.base_url)
     rest = run.stdout.read()
     run.wait()
     assert run.returncode == -signal.SIGKILL and "in one transaction" in line
     assert "load took" not in rest  # killed inside the load, before it could finish
+    files = int(re.findall(r"loading (\d+) file", line)[0])
+    # Downloaded first, every file was on disk; fed, the first group's was read and deleted, the rest on the stage.
+    assert len(list(options.download_root.rglob("*.parquet"))) == (0 if fed else files) and files > 2
     with duckdb.connect(str(file_of(options)), read_only=True) as con:  # opens cleanly
         assert con.execute(check).fetchone() == before
-    again = materialize(dagster_processes, table.key)
+    again = materialize(dagster_processes, table.key, **(FED if fed else {}))
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output[-3000:]
     with duckdb.connect(str(file_of(options)), read_only=True) as con:
         (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
     assert before is not None and after == before[0] + 1
     # The killed run could not clean up its downloaded files; the cleanup job removes them, run as an operator
-    # would run it early (its folders are minutes old, not the day the schedule waits for).
-    assert any(options.download_root.rglob("*.parquet"))
+    # would run it early (its folders are minutes old, not the day the schedule waits for). Fed, the folder may
+    # hold no file at that moment, but its manifest.
+    assert any(options.download_root.rglob("*" if fed else "*.parquet"))
     config = dagster_processes.home / "cleanup-now.yaml"
     config.write_text(json.dumps({"ops": {"remove_old_stages_and_folders": {"config": {"older_than_hours": 0}}}}))
     command = ["job", "execute", "-m", "sync_project.definitions", "-j", CLEANUP_JOB, "--config", str(config)]
     cleanup = dagster_processes.dagster(*command)
     assert cleanup.returncode == 0, (cleanup.stdout + cleanup.stderr)[-3000:]
-    assert "stage folder(s), 1 local folder(s)" in cleanup.stdout + cleanup.stderr  # the stage went before the load
+    # Downloaded first, the stage went before the load; fed, the load's GETs still needed it.
+    assert f"removed {int(fed)} stage folder(s), 1 local folder(s)" in cleanup.stdout + cleanup.stderr
     assert not any(options.download_root.rglob("*.parquet"))
+    if fed:
+        observe(
+            "Fault",
+            "Run process killed with SIGKILL during the DuckDB load of a table loaded as its files arrive",
+            "killed between two groups of files (the first read into the load's transaction and deleted, the next "
+            "one's GET held), the rest still on the stage; DuckDB discarded the uncommitted transaction; the "
+            "cleanup_leftovers job removed the stage folder and the local one",
+            f"previous {before[0]:,} rows intact (count, sum of ids and of amounts), the file opens cleanly, "
+            f"the next run loaded all {after:,} rows",
+        )
+        return
     observe(
         "Fault",
         "Run process (dagster asset materialize) killed with SIGKILL during the DuckDB load",
