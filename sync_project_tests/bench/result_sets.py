@@ -26,7 +26,8 @@ from sync_project.sync.catalog import table_stats
 from sync_project.sync.pipeline import sync_table, sync_tables
 from sync_project.sync.state import Extract
 from sync_project.sync.tables import TableRef
-from sync_project_tests.bench.sync_bench import PEAK_RSS_KIB, engine_connect, file_options, measure_nightly
+from sync_project_tests.bench.engine_process import PEAK_RSS_KIB
+from sync_project_tests.bench.sync_bench import engine_connect, file_options, measure_nightly
 
 PATH_ROWS = (10_000, 40_000, 200_000)
 PLAIN_LOOP = """
