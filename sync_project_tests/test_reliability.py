@@ -235,15 +235,12 @@ FED = {"SYNC_FEED_FROM_BYTES": "0", "SYNC_MAX_FILE_SIZE": str(4 * 2**20)}
 
 
 def wait_until_first_group_loaded(local_snowflake: LocalSnowflakeProcess, downloads: Path) -> None:
-    """With the second group's GET held, return once the load has read the first group into its transaction:
-    the feed deletes a group's file when the load asks for the next one, which the hold keeps from coming."""
+    """With the second group's GET held, return once the load has read the first group into its transaction.
+    The feed GETs one group after another, so the held GET means the first group's file had arrived; the feed
+    deletes it when the load asks for the next group, which the hold keeps from coming."""
     deadline = time.monotonic() + 120  # a bound for a load that never gets there, not a timing claim
-    seen = False
-    while not (
-        seen and "get" in fault_state(local_snowflake.base_url)["fired"] and not any(downloads.rglob("*.parquet"))
-    ):
+    while "get" not in fault_state(local_snowflake.base_url)["fired"] or any(downloads.rglob("*.parquet")):
         assert time.monotonic() < deadline, "the load never finished its first group"
-        seen = seen or any(downloads.rglob("*.parquet"))
         time.sleep(0.05)
 
 
