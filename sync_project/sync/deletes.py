@@ -106,12 +106,12 @@ def batch_keys(con: duckdb.DuckDBPyConnection, check: KeyCheck) -> list[Any]:
     return relation_aggregates(con, "__batch", list(check.probes), marked=False)
 
 
-def _combined(aggregate: str, untaken: Any, batch: Any) -> Any:
+def _combined(untaken: Any, batch: Any) -> Any:
+    """The untaken rows' aggregate and the batch's together: the key check's are counts and exact sums, which add
+    (None: a sum over no row)."""
     if untaken is None or batch is None:
         return batch if untaken is None else untaken
-    if aggregate in ("min", "max"):
-        return min(untaken, batch) if aggregate == "min" else max(untaken, batch)
-    return untaken + batch  # counts and sums
+    return untaken + batch
 
 
 def ensure_no_key_gone(
@@ -120,7 +120,7 @@ def ensure_no_key_gone(
     """Inside the load's transaction, after the merge: the live rows' key aggregates are the untaken rows' and the
     batch's together, or `KeysDiffer`."""
     probes = list(check.probes)
-    expected = [_combined(p.aggregate, u, b) for p, u, b in zip(probes, check.untaken, batch, strict=True)]
+    expected = [_combined(u, b) for u, b in zip(check.untaken, batch, strict=True)]
     found = differences(probes, expected, relation_aggregates(con, table.duckdb_sql, probes, marked))
     if found:
         raise KeysDiffer(table, found)
