@@ -19,7 +19,7 @@ from sync_project.sync.attempt import Attempt
 from sync_project.sync.catalog import describe_table
 from sync_project.sync.content import verify_content
 from sync_project.sync.errors import LockTimeoutError, TransientError
-from sync_project.sync.feed import GROUPS_ON_DISK, FileFeed, in_groups
+from sync_project.sync.feed import GROUPS_ON_DISK, FileFeed, bytes_held, in_groups
 from sync_project.sync.mirror.access import lock_path
 from sync_project.sync.pipeline import sync_table
 from sync_project.sync.stage import clear_location, staged_names, unload_query, unload_to_stage
@@ -174,3 +174,13 @@ def test_a_small_table_of_the_run_commits_while_a_big_one_waits_for_its_next_gro
     assert small_report.rows_total == 10
     assert [r.rows_total for r in reports] == [100_000]
     assert verify_content(connector(local_snowflake), opts.mirror, big).equal
+
+
+def test_what_the_folder_holds_counts_no_file_deleted_while_it_is_measured(tmp_path: Path) -> None:
+    """The feed measures its folder while the load deletes the group it has read: a file listed and gone before
+    its size is read is no longer held, and must not fail the sync (it once did: FileNotFoundError mid-load). A
+    dangling link is such a file, listed and not there, every time."""
+    (tmp_path / "data_0_0_0.snappy.parquet").write_bytes(b"x" * 1000)
+    (tmp_path / "data_0_0_1.snappy.parquet").symlink_to(tmp_path / "read-and-deleted.parquet")
+    (tmp_path / "manifest.json").write_text("{}")
+    assert bytes_held(tmp_path) == 1000

@@ -43,6 +43,16 @@ def streams(files: int, strategy: str) -> bool:
     return strategy == "full" and files > GROUPS_ON_DISK
 
 
+def bytes_held(folder: Path) -> int:
+    """What the folder's Parquet files hold now. The load deletes the group it has read while this thread looks,
+    so a file listed and gone before it is measured counts for nothing (it is not held any more)."""
+    total = 0
+    for path in folder.glob("*.parquet"):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
 def in_groups(names: list[str]) -> list[list[str]]:
     size = min(max(1, math.ceil(len(names) / GROUPS)), MAX_GROUP_FILES)
     return [names[i : i + size] for i in range(0, len(names), size)]
@@ -121,8 +131,7 @@ class FileFeed:
                 self.fetched += wanted
                 self._bytes += sum(verified[n] for n in group)
                 # What the folder holds now, as the disk says: the most it holds is right after a group arrives.
-                held = sum(f.stat().st_size for f in self.attempt.local_dir.glob("*.parquet"))
-                self.peak_bytes = max(self.peak_bytes, held)
+                self.peak_bytes = max(self.peak_bytes, bytes_held(self.attempt.local_dir))
                 self._ready.put([self.attempt.local_dir / n for n in group])
             self._ready.put(_DONE)
         except BaseException as error:  # the load raises it, and rolls back
