@@ -513,9 +513,8 @@ def measure_in_turns(
 ) -> dict[str, list[dict[str, Any]]]:
     """The hand-written path, the engine alone (in a process of its own, as a run has) and `dagster asset
     materialize`, one after the other, `turns` times. The ratios compare medians of runs taken in turn on the
-    same emulator, after the table's first read: one run each, minutes apart, moved with the machine (the
-    hand-written path alone took 10.75 to 11.74 s at ten million rows in one run: tests README). Each writes a
-    DuckDB file of its own, from nothing."""
+    same emulator, after the table's first read: one run of each, minutes apart, moves with the machine from one
+    minute to the next. Each writes a DuckDB file of its own, from nothing."""
     from sync_project.settings import DEFAULT_GET_PARALLEL, DEFAULT_MAX_FILE_SIZE
     from sync_project.sync.options import DEFAULT_FEED_FROM_BYTES
 
