@@ -289,9 +289,9 @@ def test_sigkill_of_the_run_process_during_the_load_keeps_the_previous_table(
         (after,) = con.execute(f"SELECT count(*) FROM {table.duckdb_sql}").fetchone() or (0,)
     assert before is not None and after == before[0] + 1
     # The killed run could not clean up its downloaded files; the cleanup job removes them, run as an operator
-    # would run it early (its folders are minutes old, not the day the schedule waits for). Fed, the folder may
-    # hold no file at that moment, but its manifest.
-    assert any(options.download_root.rglob("*" if fed else "*.parquet"))
+    # would run it early (its folders are minutes old, not the day the schedule waits for). Fed, the folder holds
+    # no Parquet file at that moment, but its manifest.
+    assert any(p.is_file() for p in options.download_root.rglob("*" if fed else "*.parquet"))
     config = dagster_processes.home / "cleanup-now.yaml"
     config.write_text(json.dumps({"ops": {"remove_old_stages_and_folders": {"config": {"older_than_hours": 0}}}}))
     command = ["job", "execute", "-m", "sync_project.definitions", "-j", CLEANUP_JOB, "--config", str(config)]

@@ -91,9 +91,14 @@ def encrypt_file(source: Path, target: Path, master: MasterKey, query_id: str) -
     )
 
 
+def meta_of(stored: Path) -> Path:
+    """Where a stored file's metadata (its key, digests) is kept."""
+    return stored.with_name(stored.name + META_SUFFIX)
+
+
 def _stored_md5(path: Path) -> str:
     """The MD5 kept in a stored file's metadata; hashed from the file when none was kept."""
-    meta = path.with_name(path.name + META_SUFFIX)
+    meta = meta_of(path)
     kept = str(json.loads(meta.read_text()).get("md5", "")) if meta.is_file() else ""
     if kept:
         return kept
@@ -157,8 +162,7 @@ class StageStore:
         target = self.folder(stage) / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         key = encrypt_file(plain, target, self.master_key(stage), query_id)
-        meta = target.with_name(target.name + META_SUFFIX)
-        meta.write_text(json.dumps(key.__dict__))
+        meta_of(target).write_text(json.dumps(key.__dict__))
         return target.stat().st_size
 
     @staticmethod
@@ -177,7 +181,7 @@ class StageStore:
 
     def file_key_at(self, stage_folder: Path, relative: str) -> FileKey:
         target = self.stored_file(stage_folder, relative)
-        return FileKey(**json.loads(target.with_name(target.name + META_SUFFIX).read_text()))
+        return FileKey(**json.loads(meta_of(target).read_text()))
 
     def create(
         self,
@@ -327,6 +331,6 @@ class StageStore:
         rows: list[list[object]] = []
         for f in self.files(ref, pattern):
             (folder / f.relative).unlink()
-            (folder / (f.relative + META_SUFFIX)).unlink(missing_ok=True)
+            meta_of(folder / f.relative).unlink(missing_ok=True)
             rows.append([self.display_name(ref.stage, f.relative), "removed"])
         return rows

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from local_snowflake.sqltext import USER_STAGE_DATABASE, USER_STAGE_SCHEMA, ObjectName, StageRef
-from local_snowflake.stages import META_SUFFIX, StageStore
+from local_snowflake.stages import StageStore, meta_of
 
 USER_STAGE = ObjectName(USER_STAGE_DATABASE, USER_STAGE_SCHEMA, "SYNC_USER")
 
@@ -26,7 +26,7 @@ def test_list_gives_the_md5_of_the_stored_encrypted_object_kept_when_it_was_writ
     assert row[:3] == ["run/data_0_0_0.snappy.parquet", size, hashlib.md5(encrypted).hexdigest()]  # noqa: S324
     assert encrypted != plain.read_bytes()  # the object's, not the plain file's
     # Kept with the file's key, not hashed again: what the metadata says is what LIST says.
-    meta = stored(store, "run/data_0_0_0.snappy.parquet" + META_SUFFIX)
+    meta = meta_of(stored(store, "run/data_0_0_0.snappy.parquet"))
     kept = json.loads(meta.read_text())
     assert kept["md5"] == row[2]
     meta.write_text(json.dumps(kept | {"md5": "0" * 32}))
